@@ -1,0 +1,55 @@
+# Two commands reproduce everything: `make figures` and `make test` (both build the venv when it is missing).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+KERNEL := labkit
+
+SCALE ?= quick
+JOBS ?= 1
+FORCE ?= 0
+NOTEBOOKS ?=
+export LABKIT_THREADS ?= 2
+export PYTHONHASHSEED := 0
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: figures test lab bench nbdime lock clean distclean
+
+## figures: run every stale numbered notebook (SCALE=smoke|quick|paper, FORCE=1, JOBS=N, NOTEBOOKS="01a*")
+figures: $(STAMP)
+	$(PY) -m labkit.pipeline --scale $(SCALE) --jobs $(JOBS) $(if $(filter 1,$(FORCE)),--force,) $(NOTEBOOKS)
+
+## test: unit tests plus smoke-scale runs of every notebook
+test: $(STAMP)
+	$(PY) -m pytest
+
+## lab: JupyterLab on the project kernel
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) $(ALLOW_ROOT)
+
+## bench: every benchmarks/bench_*.py (ratios against a baseline timed in the same run)
+bench: $(STAMP)
+	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+## nbdime: notebook-aware git diff and merge for this repository
+nbdime: $(STAMP)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/nbdime config-git --enable
+
+## lock: re-pin every transitive dependency after editing requirements.txt
+lock: $(STAMP)
+	$(VENV)/bin/pip freeze --exclude-editable | grep -v '^labkit' > requirements.lock
+
+$(STAMP): requirements.txt requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt -c requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (labkit)"
+	touch $@
+
+clean:
+	rm -rf build .pytest_cache
+	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

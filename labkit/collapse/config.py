@@ -1,0 +1,53 @@
+"""Parameters of the model-collapse notebooks, one frozen config per notebook, with scale presets."""
+
+from dataclasses import dataclass
+
+from labkit.config import ConfigError, NotebookConfig, param, positive_float, positive_int, tuple_of
+
+__all__ = ["LinearCollapseConfig"]
+
+
+@dataclass(frozen=True)
+class LinearCollapseConfig(NotebookConfig):
+    """Notebook 01a. The grid is the sweep of arXiv 2410.16713 (Fig. 2); the reference configuration
+    (d=10, T=100, σ²=1) is where the claims are checked with many seeds (accumulate-subsample, which has no
+    closed form and costs more, uses ``ref_n_seeds_subsample``); ``gauss_*`` is the Gaussian-MLE demo."""
+
+    d_values: tuple = param((1, 3, 10, 32, 100), tuple_of(positive_int))
+    T_values: tuple = param((10, 32, 100, 316, 1000), tuple_of(positive_int))
+    sigma2_values: tuple = param((0.1, 1.0, 10.0), tuple_of(positive_float))
+    grid_sigma2: float = param(1.0, positive_float)
+    n_iter: int = param(100, positive_int)
+    n_seeds: int = param(100, positive_int)
+    ref_d: int = param(10, positive_int)
+    ref_T: int = param(100, positive_int)
+    ref_sigma2: float = param(1.0, positive_float)
+    ref_n_iter: int = param(100, positive_int)
+    ref_n_seeds: int = param(20_000, positive_int)
+    ref_n_seeds_subsample: int = param(2000, positive_int)
+    gauss_dim: int = param(2, positive_int)
+    gauss_n_samples: int = param(20, positive_int)
+    gauss_n_iter: int = param(100, positive_int)
+    gauss_n_seeds: int = param(2000, positive_int)
+
+    SCALES = {
+        "smoke": dict(d_values=(1, 10), T_values=(32, 100), sigma2_values=(1.0,), n_iter=10, n_seeds=10,
+                      ref_n_iter=20, ref_n_seeds=2000, ref_n_seeds_subsample=100, gauss_n_iter=30, gauss_n_seeds=200),
+        "quick": dict(n_iter=40, n_seeds=40, ref_n_iter=50, ref_n_seeds=10_000, ref_n_seeds_subsample=1000,
+                      gauss_n_seeds=1000),
+        "paper": {},
+    }
+
+    def validate(self) -> None:
+        if self.grid_sigma2 not in self.sigma2_values:
+            raise ConfigError(f"LinearCollapseConfig: bad value for 'grid_sigma2': {self.grid_sigma2!r}; "
+                              f"allowed: one of sigma2_values {self.sigma2_values}")
+        if self.ref_T <= self.ref_d + 1:
+            raise ConfigError(f"LinearCollapseConfig: bad values for 'ref_T'/'ref_d': {self.ref_T}/{self.ref_d}; "
+                              "allowed: ref_T > ref_d + 1")
+        if min(self.n_seeds, self.ref_n_seeds, self.ref_n_seeds_subsample, self.gauss_n_seeds) < 2:
+            raise ConfigError("LinearCollapseConfig: every '*n_seeds' parameter must be >= 2 "
+                              "(standard errors need two seeds)")
+        if self.gauss_n_samples < 2:
+            raise ConfigError(f"LinearCollapseConfig: bad value for 'gauss_n_samples': {self.gauss_n_samples}; "
+                              "allowed: an integer >= 2")

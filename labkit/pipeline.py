@@ -1,0 +1,348 @@
+"""The headless notebook runner behind ``make figures``.
+
+For every numbered notebook (``notebooks/NN*.ipynb``) the pipeline
+
+1. computes the notebook's inputs: its code cells, the parameters passed to it, the source of every labkit
+   module it imports (transitively, by static analysis of ``import`` statements), the pinned requirements
+   and the repository's ``matplotlibrc``; their hash is the notebook's *input hash*;
+2. skips the notebook when its published figures were made from the same inputs, and otherwise says why it
+   runs (``--force`` re-runs everything);
+3. executes it with papermill on the project's registered kernel (explicit start and cell timeouts), with
+   fixed thread counts and ``PYTHONHASHSEED``, writing the executed copy to ``build/executed/<scale>/``
+   and the figures to a fresh staging folder;
+4. on success publishes the figures with their sidecars (``labkit.manifest``); on failure names the
+   notebook and the failing cell, and leaves every published figure and manifest entry untouched.
+
+Usage: ``python -m labkit.pipeline [--scale quick] [--force] [--jobs 1] [--check] [-p key=value] [NOTEBOOK ...]``.
+"""
+
+import argparse
+import ast
+import concurrent.futures
+import fnmatch
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labkit import paths
+from labkit.config import SCALES
+from labkit.manifest import publish, sidecars_of
+from labkit.repro import THREAD_VARS, thread_count
+
+__all__ = [
+    "KERNEL", "Notebook", "discover", "code_cells", "declared_parameters", "labkit_modules",
+    "input_components", "input_hash", "stale_reasons", "run",
+]
+
+KERNEL = "labkit"
+START_TIMEOUT_S = 120
+CELL_TIMEOUT_S = {"smoke": 600, "quick": 3600, "paper": None}
+MAX_JOBS = 4  # kernels collide on ports beyond a few parallel workers
+
+
+def _sha(data: bytes | str) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+def _rel(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(paths.ROOT).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
+
+
+@dataclass(frozen=True)
+class Notebook:
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def key(self) -> str:
+        """How the notebook is named in the manifest: its path relative to the repository root."""
+        return _rel(self.path)
+
+
+def discover(notebooks_dir: Path = paths.NOTEBOOKS, patterns: list[str] | None = None) -> list[Notebook]:
+    """The numbered notebooks, in order; ``patterns`` (globs on the stem, e.g. ``01*``) narrow the list."""
+    found = sorted(p for p in notebooks_dir.glob("[0-9][0-9]*.ipynb"))
+    if patterns:
+        found = [p for p in found if any(fnmatch.fnmatch(p.stem, pat) or p.stem == pat for pat in patterns)]
+    return [Notebook(p) for p in found]
+
+
+def _cells(path: Path) -> list[dict[str, Any]]:
+    return json.loads(path.read_text())["cells"]
+
+
+def _source(cell: dict[str, Any]) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def code_cells(path: Path) -> list[str]:
+    return [_source(c) for c in _cells(path) if c["cell_type"] == "code"]
+
+
+def _python_only(source: str) -> str:
+    """Drop IPython magics and shell escapes so the cell parses as Python."""
+    return "\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in source.splitlines())
+
+
+def declared_parameters(path: Path) -> dict[str, Any]:
+    """The literal assignments of the cell tagged ``parameters``; raises if it holds anything else."""
+    cells = [c for c in _cells(path) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ValueError(f"{path.name}: expected exactly one cell tagged 'parameters', found {len(cells)}")
+    declared = {}
+    for node in ast.parse(_source(cells[0])).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            raise ValueError(f"{path.name}: the parameters cell may hold only `name = literal` lines")
+        try:
+            declared[node.targets[0].id] = ast.literal_eval(node.value)
+        except ValueError:
+            raise ValueError(f"{path.name}: parameter {node.targets[0].id!r} is not a literal") from None
+    return declared
+
+
+def _module_file(module: str) -> Path | None:
+    base = paths.ROOT.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported(tree: ast.AST, package: str) -> set[str]:
+    """Absolute names of the labkit modules (or attributes of them) that ``tree`` imports."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import inside labkit
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            names |= {base} | {f"{base}.{a.name}" for a in node.names}
+    return {n for n in names if n == "labkit" or n.startswith("labkit.")}
+
+
+def labkit_modules(sources: list[str]) -> dict[str, Path]:
+    """Every labkit module the given code imports, directly or through other labkit modules.
+
+    Importing ``a.b.c`` runs the ``__init__`` of ``a`` and ``a.b`` too, so those count as inputs.
+    """
+    pending = set().union(*(_imported(ast.parse(_python_only(s)), "") for s in sources)) if sources else set()
+    found: dict[str, Path] = {}
+    while pending:
+        name = pending.pop()
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):
+            module = ".".join(parts[:i])
+            file = _module_file(module)
+            if file is None or module in found:
+                continue
+            found[module] = file
+            package = module if file.name == "__init__.py" else module.rpartition(".")[0]
+            pending |= _imported(ast.parse(file.read_text()), package) - set(found)
+    return found
+
+
+def input_components(notebook: Notebook, parameters: dict[str, Any]) -> dict[str, Any]:
+    """The hashed inputs of one notebook run, itemised so that a change can be explained."""
+    cells = code_cells(notebook.path)
+    modules = labkit_modules(cells)
+    return {
+        "code_cells": _sha("\n\x00".join(cells)),
+        "parameters": json.loads(json.dumps(parameters, sort_keys=True)),
+        "modules": {_rel(f): _sha(f.read_bytes()) for f in sorted(modules.values())},
+        "requirements": _sha(b"".join(p.read_bytes() for p in paths.REQUIREMENTS)),
+        "matplotlibrc": _sha(paths.MATPLOTLIBRC.read_bytes()),
+    }
+
+
+def input_hash(components: dict[str, Any]) -> str:
+    return _sha(json.dumps(components, sort_keys=True))[:16]
+
+
+def stale_reasons(current: dict[str, Any], recorded: dict[str, Any] | None) -> list[str]:
+    """Why a notebook must re-run, in words; empty when its figures are up to date."""
+    if recorded is None:
+        return ["no published figures (or a figure/sidecar is missing)"]
+    reasons = []
+    if current["code_cells"] != recorded["code_cells"]:
+        reasons.append("its code cells changed")
+    if current["parameters"] != recorded["parameters"]:
+        reasons.append(f"parameters changed: {recorded['parameters']} -> {current['parameters']}")
+    old, new = recorded["modules"], current["modules"]
+    for mod in sorted(set(old) | set(new)):
+        if mod not in old:
+            reasons.append(f"now imports {mod}")
+        elif mod not in new:
+            reasons.append(f"no longer imports {mod}")
+        elif old[mod] != new[mod]:
+            reasons.append(f"{mod} changed")
+    for key in ("requirements", "matplotlibrc"):
+        if current[key] != recorded[key]:
+            reasons.append(f"{key} changed")
+    return reasons
+
+
+def _git() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=paths.ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain"))}
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return {"git_commit": None, "git_dirty": None}
+
+
+def _kernel_env(staging: Path, threads: int) -> dict[str, str]:
+    return {
+        "LABKIT_RUN_DIR": str(staging),
+        "LABKIT_THREADS": str(threads),
+        **{var: str(threads) for var in THREAD_VARS},
+        "PYTHONHASHSEED": "0",
+        "MPLBACKEND": "Agg",
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+    }
+
+
+def _execute(nb_path: str, out_path: str, parameters: dict[str, Any], env: dict[str, str],
+             cell_timeout: int | None) -> dict[str, Any]:
+    """Run one notebook with papermill (in a worker process); return success or the failing cell."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    os.environ.update(env)
+    t0 = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            nb_path, out_path, parameters=parameters, kernel_name=KERNEL, start_timeout=START_TIMEOUT_S,
+            execution_timeout=cell_timeout, cwd=str(Path(nb_path).parent), progress_bar=False,
+        )
+    except PapermillExecutionError as e:
+        first = next((ln for ln in e.source.splitlines() if ln.strip()), "")
+        return {"ok": False, "error": f"cell In [{e.exec_count}] (`{first.strip()}`) raised {e.ename}: {e.evalue}"}
+    except Exception as e:  # kernel died, timed out, could not start ...
+        return {"ok": False, "error": f"{type(e).__name__}: {e}"}
+    return {"ok": True, "wall_time_s": round(time.perf_counter() - t0, 2)}
+
+
+@dataclass
+class _Job:
+    notebook: Notebook
+    components: dict[str, Any]
+    reasons: list[str] = field(default_factory=list)
+
+
+def run(scale: str = "quick", *, force: bool = False, jobs: int = 1, patterns: list[str] | None = None,
+        parameters: dict[str, Any] | None = None, check_only: bool = False,
+        notebooks_dir: Path = paths.NOTEBOOKS, figures_dir: Path | None = None, build_dir: Path = paths.BUILD,
+        echo=print) -> int:
+    """Bring the figures of the selected notebooks up to date; returns the process exit status.
+
+    With ``check_only`` nothing runs: the status is 1 when any notebook is stale.
+    """
+    if scale not in SCALES:
+        raise SystemExit(f"unknown scale {scale!r}; allowed: {', '.join(SCALES)}")
+    figures_dir = Path(figures_dir or paths.figures_dir())
+    notebooks = discover(notebooks_dir, patterns)
+    if not notebooks:
+        raise SystemExit(f"no numbered notebook in {notebooks_dir} matches {patterns or '*'}")
+
+    todo: list[_Job] = []
+    for nb in notebooks:
+        declared = declared_parameters(nb.path)
+        params = {"scale": scale, **(parameters or {})}
+        unknown = sorted(set(params) - set(declared))
+        if unknown:
+            raise SystemExit(f"{nb.name}: unknown parameter(s) {unknown}; allowed: {', '.join(declared)}")
+        job = _Job(nb, input_components(nb, params))
+        sidecars = sidecars_of(nb.key, figures_dir)
+        recorded = sidecars[0]["inputs"] if sidecars and all(s["inputs"] == sidecars[0]["inputs"] for s in sidecars) else None
+        job.reasons = ["forced (FORCE=1)"] if force else stale_reasons(job.components, recorded)
+        if job.reasons:
+            echo(f"{'stale' if check_only else 'run '}  {nb.name}: " + "; ".join(job.reasons))
+            todo.append(job)
+        else:
+            echo(f"skip  {nb.name}: up to date (inputs {input_hash(job.components)} unchanged since its figures were made)")
+    if check_only or not todo:
+        return int(bool(todo and check_only))
+
+    threads = thread_count()
+    git = _git()
+    failures = []
+    with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, min(jobs, MAX_JOBS, len(todo)))) as pool:
+        futures = {}
+        for job in todo:
+            staging = build_dir / "staging" / job.notebook.name
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            out = build_dir / "executed" / scale / job.notebook.path.name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            futures[pool.submit(_execute, str(job.notebook.path), str(out), job.components["parameters"],
+                                _kernel_env(staging, threads), CELL_TIMEOUT_S[scale])] = (job, staging, out)
+        for future in concurrent.futures.as_completed(futures):
+            job, staging, out = futures[future]
+            result = future.result()
+            if not result["ok"]:
+                failures.append(job.notebook.name)
+                echo(f"FAILED {job.notebook.key}: {result['error']}\n       executed copy: {_rel(out)}; "
+                     "its published figures are left as they were")
+                continue
+            record = json.loads((staging / "record.json").read_text()) if (staging / "record.json").exists() else \
+                {"figures": [], "claims": []}
+            run_info = {"scale": scale, "input_hash": input_hash(job.components), "inputs": job.components,
+                        "wall_time_s": result["wall_time_s"], "executed_notebook": _rel(out), **git}
+            try:
+                entries = publish(job.notebook.key, record, staging, figures_dir, run_info)
+            except ValueError as e:
+                failures.append(job.notebook.name)
+                echo(f"FAILED {job.notebook.key}: {e}")
+                continue
+            claims = record["claims"]
+            failed = [c["claim"] for c in claims if not c["passed"]]
+            echo(f"done  {job.notebook.name}: {len(entries)} figure(s) in {result['wall_time_s']:.1f} s; "
+                 f"claims {len(claims) - len(failed)}/{len(claims)} passed")
+            for claim in failed:
+                echo(f"      CLAIM FAILED: {claim}")
+    return 1 if failures else 0
+
+
+def _parse_parameter(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"parameter {text!r} must look like key=value")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m labkit.pipeline", description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebooks", nargs="*", help="notebook stems or globs (default: all numbered notebooks)")
+    parser.add_argument("--scale", default="quick", choices=SCALES)
+    parser.add_argument("--force", action="store_true", help="re-run even when up to date")
+    parser.add_argument("--jobs", type=int, default=1, help=f"parallel notebooks (at most {MAX_JOBS})")
+    parser.add_argument("--check", action="store_true", help="only report stale notebooks; exit 1 if any")
+    parser.add_argument("-p", "--param", action="append", type=_parse_parameter, default=[],
+                        help="notebook parameter override, key=python-literal")
+    args = parser.parse_args(argv)
+    return run(args.scale, force=args.force, jobs=args.jobs, patterns=args.notebooks or None,
+               parameters=dict(args.param), check_only=args.check)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""What a notebook records about its figures and claims, from inside its kernel.
+
+A notebook creates one :class:`Recorder` from its config, saves each figure with :meth:`Recorder.save`
+and checks its paper's claims with :meth:`Recorder.check`. Everything goes to the run folder
+(``paths.run_dir()``): the PNGs and ``record.json`` (config, figures, captions, key numbers, claims with
+their measured values, thread counts and package versions as the kernel sees them). The pipeline then
+publishes the run: sidecars, ``figures/MANIFEST.json`` and the index (see ``labkit.manifest``). A failed claim
+is recorded with ``passed: false`` and printed; it never disappears.
+"""
+
+import json
+import re
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labkit import paths, repro
+from labkit.config import NotebookConfig
+from labkit.atomic import atomic_write_text
+
+__all__ = ["Recorder", "jsonable", "pinned_packages"]
+
+_NAME = re.compile(r"^[0-9]{2}[a-z]?_[a-z0-9_]+$")
+
+
+def jsonable(value: Any) -> Any:
+    """Numbers, arrays and containers as plain JSON values (floats rounded to 10 significant digits)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(f"{float(value):.10g}")
+    return value
+
+
+def pinned_packages() -> list[str]:
+    """Names of the packages pinned in requirements.txt."""
+    lines = paths.REQUIREMENTS[0].read_text().splitlines()
+    return [re.split(r"[=<>~!\[; ]", ln.strip())[0] for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+class Recorder:
+    """Collects one notebook run's figures and claims into the run folder."""
+
+    def __init__(self, config: NotebookConfig):
+        self.config = config
+        self.dir = paths.run_dir()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for stale in [*self.dir.glob("*.png"), self.dir / "record.json"]:
+            stale.unlink(missing_ok=True)
+        self.threads = repro.setup()
+        self.figures: list[dict[str, Any]] = []
+        self.claims: list[dict[str, Any]] = []
+
+    def save(self, fig, name: str, caption: str, numbers: dict[str, Any] | None = None) -> Path:
+        """Save ``fig`` as ``<name>.png``; ``name`` starts with the notebook's id, e.g. ``01a_grid``."""
+        if not _NAME.match(name):
+            raise ValueError(f"figure name {name!r} must look like '01a_some_name' (notebook id, then [a-z0-9_])")
+        if any(f["name"] == name for f in self.figures):
+            raise ValueError(f"figure {name!r} was already saved in this run")
+        path = self.dir / f"{name}.png"
+        fig.savefig(path, **repro.SAVEFIG_KWARGS)
+        self.figures.append({"name": name, "file": path.name, "caption": caption, "numbers": jsonable(numbers or {})})
+        self._write()
+        return path
+
+    def check(self, claim: str, passed: bool, figures: list[str] | None = None, **measured: Any) -> bool:
+        """Record a claim, whether it held, and the measured values behind the verdict.
+
+        ``figures`` names the figures the claim is about (default: all figures of the notebook).
+        """
+        unknown = set(figures or []) - {f["name"] for f in self.figures}
+        if unknown:
+            raise ValueError(f"claim refers to unsaved figure(s) {sorted(unknown)}; saved: {[f['name'] for f in self.figures]}")
+        entry = {"claim": claim, "passed": bool(passed), "figures": list(figures or []), **jsonable(measured)}
+        self.claims.append(entry)
+        values = ", ".join(f"{k}={v}" for k, v in jsonable(measured).items())
+        print(f"[{'PASS' if passed else 'FAIL'}] {claim}  ({values})")
+        self._write()
+        return bool(passed)
+
+    def _write(self) -> None:
+        from threadpoolctl import threadpool_info
+
+        versions = {}
+        for name in pinned_packages():
+            try:
+                versions[name] = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                versions[name] = None
+        record = {
+            "config": jsonable(self.config.to_dict()),
+            "figures": self.figures,
+            "claims": self.claims,
+            "threads": {"labkit": self.threads,
+                        "pools": sorted({(p["internal_api"], p["num_threads"]) for p in threadpool_info()})},
+            "package_versions": versions,
+        }
+        atomic_write_text(self.dir / "record.json", json.dumps(record, indent=2, sort_keys=True))

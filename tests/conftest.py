@@ -1,0 +1,67 @@
+"""Shared fixtures: small notebooks written on the fly, and a sandbox for pipeline runs."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from labkit import pipeline
+
+FIXTURE_HEADER = """\
+import matplotlib.pyplot as plt
+import numpy as np
+from labkit.config import NotebookConfig
+from labkit.provenance import Recorder
+
+cfg = NotebookConfig.from_params(scale=scale, seed=seed)
+rec = Recorder(cfg)
+"""
+
+
+def write_notebook(path: Path, parameters: str, *cells: str) -> Path:
+    """A notebook with a tagged parameters cell followed by code cells."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": pipeline.KERNEL, "display_name": "Python (labkit)", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]})]
+    nb.cells += [nbformat.v4.new_code_cell(c) for c in cells]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def plotting_notebook(path: Path, name: str, extra: str = "") -> Path:
+    """A tiny notebook that draws seeded random numbers, saves one figure and checks one claim."""
+    body = FIXTURE_HEADER + f"""
+x = np.random.default_rng(cfg.seed).standard_normal(50)
+fig, ax = plt.subplots(figsize=(3, 2))
+ax.plot(np.cumsum(x))
+ax.set_xlabel("step")
+ax.set_ylabel("sum")
+rec.save(fig, {name!r}, caption="a seeded random walk", numbers={{"last": x.sum()}})
+rec.check("the walk is finite", bool(np.isfinite(x.sum())), last=x.sum())
+{extra}"""
+    return write_notebook(path, 'scale = "quick"\nseed = 0', body)
+
+
+class Sandbox:
+    """Notebooks, figures and build folders under tmp_path; ``run`` calls the pipeline and keeps its output."""
+
+    def __init__(self, root: Path):
+        self.notebooks, self.figures, self.build = root / "notebooks", root / "figures", root / "build"
+        self.notebooks.mkdir()
+        self.lines: list[str] = []
+
+    def run(self, **kwargs) -> int:
+        self.lines = []
+        kwargs.setdefault("scale", "smoke")
+        return pipeline.run(notebooks_dir=self.notebooks, figures_dir=self.figures, build_dir=self.build,
+                            echo=self.lines.append, **kwargs)
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+
+@pytest.fixture
+def sandbox(tmp_path) -> Sandbox:
+    return Sandbox(tmp_path)

@@ -1,0 +1,152 @@
+"""The figure pipeline: input hashing, skip/rerun reasons, parameters, failure handling, determinism."""
+
+import json
+import shutil
+import textwrap
+
+import pytest
+
+from labkit import paths, pipeline
+from labkit.manifest import load_manifest
+from tests.conftest import FIXTURE_HEADER, plotting_notebook, write_notebook
+
+
+# --- what a notebook's inputs are -----------------------------------------------------------------
+
+def test_imports_are_traced_transitively_through_labkit():
+    found = pipeline.labkit_modules(["%matplotlib inline\nfrom labkit.collapse import linear\n"])
+    assert {"labkit", "labkit.collapse", "labkit.collapse.linear", "labkit.repro", "labkit.paths"} <= set(found)
+    assert "labkit.pipeline" not in found and "labkit.manifest" not in found
+
+
+def test_attribute_imports_resolve_to_their_module():
+    found = pipeline.labkit_modules(["from labkit.config import NotebookConfig", "import numpy"])
+    assert set(found) == {"labkit", "labkit.config"}
+
+
+def test_components_change_with_the_code_and_parameters(sandbox):
+    nb = pipeline.Notebook(plotting_notebook(sandbox.notebooks / "90_walk.ipynb", "90_walk"))
+    base = pipeline.input_components(nb, {"scale": "smoke"})
+    assert pipeline.stale_reasons(base, base) == []
+    assert pipeline.stale_reasons(pipeline.input_components(nb, {"scale": "quick"}), base) == [
+        "parameters changed: {'scale': 'smoke'} -> {'scale': 'quick'}"]
+    plotting_notebook(nb.path, "90_walk", extra="print('changed')")
+    assert pipeline.stale_reasons(pipeline.input_components(nb, {"scale": "smoke"}), base) == ["its code cells changed"]
+
+
+def test_a_changed_module_is_named_and_an_unrelated_one_is_ignored():
+    nb = pipeline.Notebook(paths.NOTEBOOKS / "01a_collapse_linear.ipynb")
+    recorded = pipeline.input_components(nb, {"scale": "quick"})
+    edited = json.loads(json.dumps(recorded))
+    edited["modules"]["labkit/collapse/linear.py"] = "0" * 64
+    assert pipeline.stale_reasons(edited, recorded) == ["labkit/collapse/linear.py changed"]
+    assert "labkit/pipeline.py" not in recorded["modules"]
+    assert "labkit/collapse/linear.py" in recorded["modules"]
+
+
+def test_parameters_cell_must_hold_literals(sandbox):
+    nb = write_notebook(sandbox.notebooks / "90_bad.ipynb", "scale = 'smoke'\nseed = 1 + 1")
+    with pytest.raises(ValueError, match="'seed' is not a literal"):
+        pipeline.declared_parameters(nb)
+    nb = write_notebook(sandbox.notebooks / "90_bad.ipynb", "scale = 'smoke'")
+    nb_json = json.loads(nb.read_text())
+    nb_json["cells"][0]["metadata"]["tags"] = []
+    nb.write_text(json.dumps(nb_json))
+    with pytest.raises(ValueError, match="exactly one cell tagged 'parameters'"):
+        pipeline.declared_parameters(nb)
+
+
+# --- runs ----------------------------------------------------------------------------------------------
+
+def test_run_skip_and_rerun_with_reasons(sandbox):
+    plotting_notebook(sandbox.notebooks / "90_walk.ipynb", "90_walk")
+    assert sandbox.run() == 0
+    assert "run   90_walk: no published figures" in sandbox.output
+    assert "done  90_walk: 1 figure(s)" in sandbox.output and "claims 1/1 passed" in sandbox.output
+    entry, = load_manifest(sandbox.figures)["figures"]
+    assert entry["file"] == "90_walk.png" and entry["sidecar"] == "90_walk.json"
+    assert entry["claims"][0]["passed"] is True
+    sidecar = json.loads((sandbox.figures / "90_walk.json").read_text())
+    for key in ("notebook", "parameters", "seed", "input_hash", "git_commit", "package_versions", "threads",
+                "wall_time_s", "claims", "numbers"):
+        assert key in sidecar, key
+    assert sidecar["threads"]["labkit"] == 2 and sidecar["package_versions"]["numpy"]
+    assert "90_walk.png" in (sandbox.figures / "index.html").read_text()
+
+    assert sandbox.run() == 0
+    assert "skip  90_walk: up to date" in sandbox.output and "done" not in sandbox.output
+    assert sandbox.run(force=True) == 0 and "forced" in sandbox.output
+    assert sandbox.run(scale="quick") == 0 and "parameters changed" in sandbox.output
+    assert sandbox.run(scale="quick", check_only=True) == 0
+    (sandbox.figures / "90_walk.png").unlink()
+    assert sandbox.run(scale="quick", check_only=True) == 1 and "stale" in sandbox.output
+
+
+def test_unknown_parameter_fails_before_any_computation(sandbox):
+    plotting_notebook(sandbox.notebooks / "90_walk.ipynb", "90_walk")
+    with pytest.raises(SystemExit, match=r"unknown parameter\(s\) \['n_seed'\]; allowed: scale, seed"):
+        sandbox.run(parameters={"n_seed": 3})
+    assert not sandbox.figures.exists() and not sandbox.build.exists()
+
+
+def test_bad_parameter_value_fails_in_the_config_cell(sandbox):
+    plotting_notebook(sandbox.notebooks / "90_walk.ipynb", "90_walk")
+    assert sandbox.run(parameters={"seed": -1}) == 1
+    assert "FAILED" in sandbox.output and "ConfigError" in sandbox.output and "allowed: an integer >= 0" in sandbox.output
+    assert "cell In [" in sandbox.output
+
+
+def test_a_failing_notebook_is_named_and_leaves_other_figures_intact(sandbox):
+    plotting_notebook(sandbox.notebooks / "90_walk.ipynb", "90_walk")
+    failing = sandbox.notebooks / "91_fails.ipynb"
+    plotting_notebook(failing, "91_walk")
+    assert sandbox.run() == 0
+    before = {p.name: p.read_bytes() for p in sandbox.figures.iterdir()}
+
+    plotting_notebook(failing, "91_walk", extra="raise RuntimeError('deliberate failure')")
+    assert sandbox.run() == 1
+    assert "skip  90_walk" in sandbox.output
+    assert "FAILED" in sandbox.output and "91_fails.ipynb" in sandbox.output
+    assert "RuntimeError: deliberate failure" in sandbox.output and "cell In [" in sandbox.output
+    after = {p.name: p.read_bytes() for p in sandbox.figures.iterdir()}
+    assert after == before  # its own old figure, the other notebook's figure, sidecars, manifest, index
+    assert {e["file"] for e in load_manifest(sandbox.figures)["figures"]} == {"90_walk.png", "91_walk.png"}
+
+    plotting_notebook(sandbox.notebooks / "92_new.ipynb", "92_walk", extra="raise RuntimeError('also broken')")
+    assert sandbox.run(jobs=2) == 1
+    assert "92_new.ipynb" in sandbox.output and "91_fails.ipynb" in sandbox.output
+    assert not (sandbox.figures / "92_walk.png").exists()
+
+
+def test_a_notebook_that_saves_no_figure_fails(sandbox):
+    write_notebook(sandbox.notebooks / "90_empty.ipynb", "scale = 'quick'\nseed = 0", FIXTURE_HEADER)
+    assert sandbox.run() == 1 and "saved no figure" in sandbox.output
+
+
+def test_figure_names_must_carry_the_notebook_id(sandbox):
+    plotting_notebook(sandbox.notebooks / "90_walk.ipynb", "91_walk")
+    assert sandbox.run() == 1 and "must start with '90_'" in sandbox.output
+
+
+def test_a_failed_claim_is_published_and_reported(sandbox):
+    plotting_notebook(sandbox.notebooks / "90_walk.ipynb", "90_walk",
+                      extra="rec.check('two is three', 2 == 3, figures=['90_walk'], two=2)")
+    assert sandbox.run() == 0
+    assert "claims 1/2 passed" in sandbox.output and "CLAIM FAILED: two is three" in sandbox.output
+    claims = load_manifest(sandbox.figures)["figures"][0]["claims"]
+    assert [c["passed"] for c in claims] == [True, False] and claims[1]["two"] == 2
+    assert "FAILED" in (sandbox.figures / "index.html").read_text()
+
+
+def test_two_forced_runs_give_identical_bytes(sandbox):
+    plotting_notebook(sandbox.notebooks / "90_walk.ipynb", "90_walk")
+    assert sandbox.run() == 0
+    first = (sandbox.figures / "90_walk.png").read_bytes()
+    assert sandbox.run(force=True) == 0
+    assert (sandbox.figures / "90_walk.png").read_bytes() == first
+
+
+def test_cli_rejects_an_unknown_scale(capsys):
+    with pytest.raises(SystemExit):
+        pipeline.main(["--scale", "huge"])
+    assert "invalid choice: 'huge'" in capsys.readouterr().err
