@@ -36,9 +36,11 @@ bench: $(STAMP)
 nbdime: $(STAMP)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/nbdime config-git --enable
 
-## lock: re-pin every transitive dependency after editing requirements.txt
+## lock: after editing requirements.txt, re-pin every transitive dependency and mirror the pins in environment.yml
 lock: $(STAMP)
 	$(VENV)/bin/pip freeze --exclude-editable | grep -v '^labkit' > requirements.lock
+	{ sed -n '1,/^  - pip:$$/p' environment.yml; grep -v '^#' requirements.txt | grep . | sed 's/^/      - /'; \
+	  echo "      - -e ."; } > environment.yml.tmp && mv environment.yml.tmp environment.yml
 
 $(STAMP): requirements.txt requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

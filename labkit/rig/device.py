@@ -1,0 +1,174 @@
+"""The rig's firmware behaviour in plain Python, independent of hardware and transport.
+
+A :class:`Device` owns an analog front end (anything with ``fs_hz``, ``electrode_positions_mm``,
+``deliver(t_s, vpp, period_ms) -> dict`` and ``acquire(start_index, n) -> µV array (n, 4)``; the simulator's
+:class:`labkit.rig.worm.Earthworm`, or real hardware behind the same methods) and is driven by two calls:
+``receive(bytes, now_us)`` with what the host sent and ``step(now_us)`` as time passes; ``take_output()``
+returns the bytes to send back. Time exists only through ``now_us`` (device µs since power-up), so the same
+logic runs paced in real time (simulator, pty) or stepped instantly in tests.
+
+Behaviour (docs/rig-protocol.md, "Device behaviour"):
+- every command is answered: ACK, the PULSE echo for STIMULATE, or ERROR with a code and a message;
+- hard limits (labkit.rig.limits) are checked here, authoritatively, whatever the host did;
+- STOP is always accepted: it aborts a pulse in progress, disarms and stops streaming;
+- the watchdog disarms (and aborts a pulse) when armed and no valid host frame arrived for ``watchdog_ms``;
+- while streaming, DATA blocks of ``block_samples`` × n_channels int16 counts leave as soon as the samples exist,
+  and a HEARTBEAT with the device state every 100 ms.
+"""
+
+import numpy as np
+
+from labkit.rig.limits import LimitError, SafetyLimits
+from labkit.rig.protocol import (PROTOCOL_VERSION, Ack, Arm, Configure, DataBlock, Disarm, Encoder, Error, ErrorCode,
+                                 FrameDecoder, Heartbeat, Hello, Info, MsgType, PulseEcho, Start, Stimulate, Stop)
+
+__all__ = ["Device", "FIRMWARE"]
+
+FIRMWARE = "labkit-rig-fw 1.0"
+HEARTBEAT_US = 100_000
+
+
+class Device:
+    def __init__(self, frontend, *, limits: SafetyLimits = SafetyLimits(), block_samples: int = 300,
+                 scale_uv_per_count: float = 0.2, max_channels: int = 4, simulated: bool = True):
+        self.frontend = frontend
+        self.limits = limits
+        self.scale = scale_uv_per_count
+        self.max_channels = max_channels
+        self.simulated = simulated
+        self.fs_hz = frontend.fs_hz
+        self.n_channels = max_channels
+        self.block_samples = block_samples
+        self.armed = self.streaming = False
+        self.next_sample = 0                  # first sample index not yet sent
+        self.last_pulse_us: int | None = None
+        self.pending: tuple[Stimulate, int, dict] | None = None   # pulse in progress: command, start, measured
+        self.last_host_us = 0
+        self.last_heartbeat_us = 0
+        self.pulses_delivered = 0
+        self._decoder = FrameDecoder()
+        self._encoder = Encoder()
+        self._out = bytearray()
+        self._now = 0
+
+    # --- transport side ---------------------------------------------------------------------------
+    def receive(self, data: bytes, now_us: int) -> None:
+        self._now = now_us
+        for frame in self._decoder.feed(data):
+            self.last_host_us = now_us
+            self._handle(frame)
+
+    def step(self, now_us: int) -> None:
+        self._now = now_us
+        if self.pending is not None:
+            cmd, start_us, measured = self.pending
+            if now_us >= start_us + cmd.period_us:
+                self._finish_pulse(aborted=False)
+        if self.armed and now_us - self.last_host_us > self.limits.watchdog_ms * 1000:
+            self._halt()
+            self._send(Error(ErrorCode.WATCHDOG, 0, 0, f"watchdog: no host frame for {self.limits.watchdog_ms:g} ms; "
+                                                       "stimulation stopped and disarmed"))
+        if self.streaming:
+            available = int(now_us * self.fs_hz // 1_000_000)
+            while self.next_sample + self.block_samples <= available:
+                uv = self.frontend.acquire(self.next_sample, self.block_samples)[:, : self.n_channels]
+                counts = np.clip(np.rint(uv / self.scale), -32768, 32767).astype(np.int16)
+                self._send(DataBlock(self.next_sample, self.scale, counts))
+                self.next_sample += self.block_samples
+        if now_us - self.last_heartbeat_us >= HEARTBEAT_US:
+            self.last_heartbeat_us = now_us
+            self._send(Heartbeat(int(self.armed), int(self.streaming), self.next_sample))
+
+    def take_output(self) -> bytes:
+        out, self._out = bytes(self._out), bytearray()
+        return out
+
+    @property
+    def link_counters(self) -> dict[str, int]:
+        return self._decoder.counters()
+
+    # --- firmware logic ----------------------------------------------------------------------------
+    def info(self) -> dict:
+        return {"firmware": FIRMWARE, "protocol": PROTOCOL_VERSION, "simulated": self.simulated,
+                "max_channels": self.max_channels, "sample_rates_hz": [self.fs_hz],
+                "block_samples": self.block_samples, "scale_uv_per_count": self.scale,
+                "electrode_positions_mm": [float(x) for x in self.frontend.electrode_positions_mm],
+                "limits": self.limits.to_dict()}
+
+    def _send(self, msg) -> None:
+        self._out += self._encoder.encode(msg, self._now)
+
+    def _refuse(self, frame, code: ErrorCode, message: str) -> None:
+        self._send(Error(code, frame.type, frame.seq, message))
+
+    def _ack(self, frame) -> None:
+        self._send(Ack(frame.type, frame.seq))
+
+    def _halt(self) -> None:
+        if self.pending is not None:
+            self._finish_pulse(aborted=True)
+        self.armed = False
+
+    def _handle(self, frame) -> None:
+        msg = frame.msg
+        if isinstance(msg, Hello):
+            self._send(Info(self.info()))
+        elif isinstance(msg, Heartbeat):
+            pass                                   # feeding the watchdog is all it does
+        elif isinstance(msg, Stop):                # always accepted
+            self._halt()
+            self.streaming = False
+            self._ack(frame)
+        elif isinstance(msg, Configure):
+            self._configure(frame, msg)
+        elif isinstance(msg, Start):
+            self.streaming = True
+            self.next_sample = int(self._now * self.fs_hz // 1_000_000)
+            self._ack(frame)
+        elif isinstance(msg, Arm):
+            self.armed = True
+            self._ack(frame)
+        elif isinstance(msg, Disarm):
+            self._halt()
+            self._ack(frame)
+        elif isinstance(msg, Stimulate):
+            self._stimulate(frame, msg)
+        else:
+            self._refuse(frame, ErrorCode.UNKNOWN_TYPE, f"{frame.type.name} is not a host command")
+
+    def _configure(self, frame, msg: Configure) -> None:
+        if self.streaming:
+            return self._refuse(frame, ErrorCode.BUSY, "configure while streaming: send STOP first")
+        if msg.sample_rate_hz != self.fs_hz:
+            return self._refuse(frame, ErrorCode.BAD_CONFIG,
+                                f"sample rate {msg.sample_rate_hz} Hz unsupported; allowed: {self.fs_hz:g} Hz")
+        if not 1 <= msg.n_channels <= self.max_channels:
+            return self._refuse(frame, ErrorCode.BAD_CONFIG,
+                                f"{msg.n_channels} channels unsupported; allowed: 1 to {self.max_channels}")
+        if not 1 <= msg.block_samples <= 2000:
+            return self._refuse(frame, ErrorCode.BAD_CONFIG,
+                                f"block of {msg.block_samples} samples unsupported; allowed: 1 to 2000")
+        self.n_channels, self.block_samples = msg.n_channels, msg.block_samples
+        self._ack(frame)
+
+    def _stimulate(self, frame, msg: Stimulate) -> None:
+        if not self.armed:
+            return self._refuse(frame, ErrorCode.NOT_ARMED, "stimulate while disarmed: send ARM first")
+        if self.pending is not None:
+            return self._refuse(frame, ErrorCode.BUSY, "a pulse is still being delivered")
+        since = None if self.last_pulse_us is None else (self._now - self.last_pulse_us) / 1e6
+        try:
+            self.limits.check(msg.vpp, msg.period_us / 1000, msg.waveform, since)
+        except LimitError as e:
+            return self._refuse(frame, e.code, str(e))
+        measured = self.frontend.deliver(self._now / 1e6, msg.vpp, msg.period_us / 1000)
+        self.pending = (msg, self._now, measured)
+        self.last_pulse_us = self._now
+        self.pulses_delivered += 1
+
+    def _finish_pulse(self, aborted: bool) -> None:
+        cmd, start_us, measured = self.pending
+        self.pending = None
+        delivered_ms = min(cmd.period_us, self._now - start_us) / 1000 if aborted else measured["period_ms_measured"]
+        self._send(PulseEcho(cmd.request_id, start_us, cmd.vpp, measured["vpp_measured"], cmd.period_us / 1000,
+                             delivered_ms, cmd.waveform, int(aborted)))
