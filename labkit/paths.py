@@ -19,7 +19,7 @@ NOTEBOOKS = ROOT / "notebooks"
 BUILD = ROOT / "build"
 FIGURES = ROOT / "figures"
 MATPLOTLIBRC = ROOT / "matplotlibrc"
-REQUIREMENTS = (ROOT / "requirements.txt", ROOT / "requirements.lock")
+REQUIREMENTS = (ROOT / "requirements.txt", ROOT / "requirements.lock", ROOT / "requirements-nodeps.txt")
 
 
 def figures_dir() -> Path:

@@ -15,7 +15,7 @@ import numpy as np
 
 from labkit import paths
 
-__all__ = ["THREAD_VARS", "thread_count", "setup", "rng", "SAVEFIG_KWARGS"]
+__all__ = ["THREAD_VARS", "thread_count", "setup", "rng", "torch_device", "SAVEFIG_KWARGS"]
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -43,3 +43,10 @@ def setup() -> int:
 def rng(seed: int, *key: int) -> np.random.Generator:
     """An independent Generator for ``seed`` and an optional sub-stream ``key`` (e.g. a seed index)."""
     return np.random.default_rng(np.random.SeedSequence([seed, *key]))
+
+
+def torch_device():
+    """The GPU when one is present, else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

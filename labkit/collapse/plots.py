@@ -11,7 +11,7 @@ from matplotlib import cm, colors
 from labkit.stats import mean_and_se
 
 __all__ = ["REGIME_COLORS", "REGIME_LABELS", "grid_figure", "universal_figure",
-           "reference_figure", "gaussian_figure"]
+           "reference_figure", "gaussian_figure", "generations_figure"]
 
 REGIME_COLORS = {"replace": "#d62728", "accumulate": "#1f77b4", "accumulate_subsample": "#9467bd"}
 REGIME_LABELS = {"replace": "replace", "accumulate": "accumulate", "accumulate_subsample": "accumulate-subsample"}
@@ -121,5 +121,25 @@ def gaussian_figure(results: dict[str, dict[str, np.ndarray]], theory_variance: 
     for ax in (left, right):
         ax.set_xlabel("generation k")
         ax.legend()
+    fig.suptitle(title)
+    return fig
+
+
+def generations_figure(tables: dict[str, dict[str, np.ndarray]], ylabel: str, title: str):
+    """Held-out real loss vs generation per regime: one panel per model (key of ``tables``), mean and min–max
+    band over seeds. ``tables[model][regime]`` has shape (n_seeds, n_generations) (``generations.metric_table``)."""
+    fig, axes = plt.subplots(1, len(tables), figsize=(3.6 * len(tables) + 0.6, 3.2), sharey=False, squeeze=False)
+    for ax, (model, table) in zip(axes[0], tables.items()):
+        for regime, values in table.items():
+            gens = np.arange(1, values.shape[1] + 1)
+            color = REGIME_COLORS[regime]
+            ax.plot(gens, values.mean(axis=0), color=color, marker="o", ms=3, label=REGIME_LABELS[regime])
+            ax.fill_between(gens, values.min(axis=0), values.max(axis=0), color=color, alpha=0.2, lw=0)
+        ax.set_title(model)
+        ax.set_xlabel("model-fitting generation")
+        ax.set_xticks(gens)
+        ax.grid(True, alpha=0.3)
+    axes[0, 0].set_ylabel(ylabel)
+    axes[0, -1].legend()
     fig.suptitle(title)
     return fig
