@@ -14,15 +14,25 @@ export LABKIT_THREADS ?= 2
 export PYTHONHASHSEED := 0
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: figures test lab bench nbdime lock clean distclean
+.PHONY: figures test browser lab bench nbdime lock clean distclean
 
 ## figures: run every stale numbered notebook (SCALE=smoke|quick|paper, FORCE=1, JOBS=N, NOTEBOOKS="01a*")
 figures: $(STAMP)
 	$(PY) -m labkit.pipeline --scale $(SCALE) --jobs $(JOBS) $(if $(filter 1,$(FORCE)),--force,) $(NOTEBOOKS)
 
-## test: unit tests plus smoke-scale runs of every notebook
-test: $(STAMP)
+## test: unit tests plus smoke-scale runs of every notebook (and, with Chromium present, the live panel in a real browser)
+test: $(STAMP) browser
 	$(PY) -m pytest
+
+## browser: Debian's Chromium for the real-browser test (installed when missing, as root with apt; else the test skips)
+browser:
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium for the real-browser test"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+	  || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } \
+	  || echo "could not install chromium: the real-browser test will be skipped"; \
+	else echo "chromium is not installed (needs root and apt-get): the real-browser test will be skipped"; fi
 
 ## lab: JupyterLab on the project kernel
 lab: $(STAMP)

@@ -25,7 +25,7 @@ from typing import Any, Callable, ClassVar, NamedTuple
 
 __all__ = [
     "SCALES", "ConfigError", "Check", "NotebookConfig", "param",
-    "positive_int", "non_negative_int", "positive_float", "one_of", "tuple_of",
+    "positive_int", "non_negative_int", "positive_float", "fraction", "one_of", "tuple_of",
 ]
 
 SCALES = ("smoke", "quick", "paper")
@@ -53,6 +53,7 @@ def _is_real(v: Any) -> bool:
 positive_int = Check(lambda v: _is_int(v) and v >= 1, "an integer >= 1")
 non_negative_int = Check(lambda v: _is_int(v) and v >= 0, "an integer >= 0")
 positive_float = Check(lambda v: _is_real(v) and v > 0, "a number > 0")
+fraction = Check(lambda v: _is_real(v) and 0 < v < 1, "a number strictly between 0 and 1")
 
 
 def one_of(*choices: Any) -> Check:

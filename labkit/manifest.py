@@ -108,8 +108,11 @@ def write_index(figures_dir: Path) -> None:
         if e["claims"]:
             parts.append("<table><tr><th>claim</th><th>result</th><th>measured</th></tr>")
             for c in e["claims"]:
-                measured = ", ".join(f"{k} = {v}" for k, v in c.items() if k not in ("claim", "passed", "figures"))
+                measured = ", ".join(f"{k} = {v}" for k, v in c.items()
+                                     if k not in ("claim", "passed", "figures", "known_failure"))
                 verdict = "<span class='pass'>passed</span>" if c["passed"] else "<span class='fail'>FAILED</span>"
+                if "known_failure" in c:
+                    verdict += f"<br><small>known not to reproduce: {esc(c['known_failure'])}</small>"
                 parts.append(f"<tr><td>{esc(c['claim'])}</td><td>{verdict}</td><td>{esc(measured)}</td></tr>")
             parts.append("</table>")
     parts.append("</body></html>\n")

@@ -315,8 +315,10 @@ def run(scale: str = "quick", *, force: bool = False, jobs: int = 1, patterns: l
             failed = [c["claim"] for c in claims if not c["passed"]]
             echo(f"done  {job.notebook.name}: {len(entries)} figure(s) in {result['wall_time_s']:.1f} s; "
                  f"claims {len(claims) - len(failed)}/{len(claims)} passed")
-            for claim in failed:
-                echo(f"      CLAIM FAILED: {claim}")
+            for c in claims:
+                if not c["passed"]:
+                    known = f" (known not to reproduce: {c['known_failure']})" if "known_failure" in c else ""
+                    echo(f"      CLAIM FAILED: {c['claim']}{known}")
     return 1 if failures else 0
 
 

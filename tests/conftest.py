@@ -1,4 +1,4 @@
-"""Shared fixtures: small notebooks written on the fly, and a sandbox for pipeline runs."""
+"""Shared fixtures: small notebooks written on the fly, a sandbox for pipeline runs, a small digits classifier, one thread."""
 
 from pathlib import Path
 
@@ -65,3 +65,27 @@ class Sandbox:
 @pytest.fixture
 def sandbox(tmp_path) -> Sandbox:
     return Sandbox(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def digits_classifier():
+    """A small MLP trained on 500 real digits (one torch thread): (model, x_train, y_train, 300 unseen images)."""
+    import torch
+
+    from labkit.classifiers import MLP, train
+    from labkit.data.images import digits
+
+    torch.set_num_threads(1)
+    x, y = digits()
+    model = train(MLP((64, 32, 32, 10), 0.1), x[:500], y[:500], epochs=15, seed=0)
+    return model, x[:500], y[:500], x[500:800]
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models train several times faster on one thread (as each generation-loop worker does), above all on a
+    busy machine; a module opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    from labkit import repro
+
+    with repro.threads(1):
+        yield

@@ -6,6 +6,11 @@ import numpy as np
 import pytest
 
 from labkit.collapse import generations as g
+from labkit.collapse.charlm import CharLMCollapseConfig
+from labkit.collapse.config import GenerationsConfig
+from labkit.collapse.diffusion import DiffusionCollapseConfig
+from labkit.collapse.vae import VAECollapseConfig
+from labkit.config import ConfigError
 
 
 def _fit(train, seed):
@@ -83,3 +88,17 @@ def test_dask_local_cluster_gives_the_same_results():
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         results = g.run_all(GaussianExperiment(), ["accumulate_subsample"], [0, 1], 3, scheduler=cluster.scheduler_address)
     assert results == g.run_all(GaussianExperiment(), ["accumulate_subsample"], [0, 1], 3, max_workers=1)
+
+
+@pytest.mark.parametrize("config", [CharLMCollapseConfig, VAECollapseConfig, DiffusionCollapseConfig])
+def test_generation_notebooks_share_the_loop_config(config):
+    assert issubclass(config, GenerationsConfig)
+    assert len(config.from_params(scale="quick").seeds) >= 3
+    assert config.from_params(scale="smoke", seeds=[4, 5]).seeds == (4, 5)
+    bad = [({"seeds": (0, 1)}, "'seeds'.*at least 3"), ({"seeds": (0, 0, 1)}, "'seeds'.*distinct"),
+           ({"regimes": ("replace", "keep")}, "'regimes'"),
+           ({"regimes": ("replace", "accumulate_subsample")}, "including 'replace' and 'accumulate'"),
+           ({"band": -0.1}, "'band'"), ({"scheduler": 8786}, "Dask scheduler address"), ({"worker": 2}, "'workers'")]
+    for params, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            config.from_params(scale="quick", **params)

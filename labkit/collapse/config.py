@@ -1,10 +1,17 @@
-"""Parameters of the model-collapse notebooks, one frozen config per notebook, with scale presets."""
+"""Parameters of the model-collapse notebooks: frozen configs with scale presets.
+
+:class:`LinearCollapseConfig` is notebook 01a's. :class:`GenerationsConfig` holds the fields every notebook built on
+``labkit.collapse.generations`` shares; the deep-model notebooks 01b–01d subclass it next to their model family's
+code (``charlm``, ``vae``, ``diffusion``), so a notebook's input hash covers only the family it uses.
+"""
 
 from dataclasses import dataclass
 
-from labkit.config import ConfigError, NotebookConfig, param, positive_float, positive_int, tuple_of
+from labkit.collapse.generations import REGIMES
+from labkit.config import Check, ConfigError, NotebookConfig, non_negative_int, one_of, param, positive_float, \
+    positive_int, tuple_of
 
-__all__ = ["LinearCollapseConfig"]
+__all__ = ["LinearCollapseConfig", "GenerationsConfig"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +58,29 @@ class LinearCollapseConfig(NotebookConfig):
         if self.gauss_n_samples < 2:
             raise ConfigError(f"LinearCollapseConfig: bad value for 'gauss_n_samples': {self.gauss_n_samples}; "
                               "allowed: an integer >= 2")
+
+
+@dataclass(frozen=True)
+class GenerationsConfig(NotebookConfig):
+    """Fields of a notebook that runs the generation loop: ``seeds`` (one run per regime and seed; at least 3
+    outside the smoke scale, so the claims can compare against a seed spread), ``regimes`` (must include replace
+    and accumulate, which the claims compare), ``scheduler`` (empty: a local process pool of ``workers``; else a
+    Dask scheduler address ``tcp://host:port``) and ``band``, the relative band, fixed before any run, within
+    which accumulate's held-out loss must stay of its generation-1 value."""
+
+    n_generations: int = param(4, positive_int)
+    seeds: tuple = param((0, 1, 2), tuple_of(non_negative_int))
+    regimes: tuple = param(REGIMES, tuple_of(one_of(*REGIMES)))
+    scheduler: str = param("", Check(lambda v: isinstance(v, str),
+                                     "a string: empty (local pool) or a Dask scheduler address tcp://host:port"))
+    workers: int = param(2, positive_int)
+    band: float = param(0.05, positive_float)
+
+    def validate(self) -> None:
+        name = type(self).__name__
+        if len(set(self.seeds)) != len(self.seeds) or len(self.seeds) < (2 if self.scale == "smoke" else 3):
+            raise ConfigError(f"{name}: bad value for 'seeds': {self.seeds!r}; allowed: distinct seeds, at least 3 "
+                              "(2 at the smoke scale)")
+        if not {"replace", "accumulate"} <= set(self.regimes):
+            raise ConfigError(f"{name}: bad value for 'regimes': {self.regimes!r}; allowed: any of "
+                              f"{', '.join(REGIMES)}, including 'replace' and 'accumulate' (the claims compare them)")

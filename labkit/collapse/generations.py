@@ -19,7 +19,7 @@ given a scheduler address (how the paper scale leaves one machine).
 
 import concurrent.futures
 import multiprocessing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np

@@ -20,7 +20,7 @@ import numpy as np
 
 from labkit.rig.limits import LimitError, SafetyLimits
 from labkit.rig.protocol import (PROTOCOL_VERSION, Ack, Arm, Configure, DataBlock, Disarm, Encoder, Error, ErrorCode,
-                                 FrameDecoder, Heartbeat, Hello, Info, MsgType, PulseEcho, Start, Stimulate, Stop)
+                                 FrameDecoder, Heartbeat, Hello, Info, PulseEcho, Start, Stimulate, Stop)
 
 __all__ = ["Device", "FIRMWARE"]
 

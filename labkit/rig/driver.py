@@ -27,7 +27,7 @@ import serial
 
 from labkit.rig.limits import LimitError, RigError, SafetyLimits
 from labkit.rig.protocol import (Arm, Configure, DataBlock, Disarm, Encoder, Error, ErrorCode, Frame, FrameDecoder,
-                                 Heartbeat, Hello, Info, MsgType, PulseEcho, Start, Stimulate, Stop, Waveform)
+                                 Heartbeat, Hello, MsgType, PulseEcho, Start, Stimulate, Stop, Waveform)
 from labkit.rig.recording import Pulse, Recording, SessionWriter
 
 __all__ = ["Rig", "RigInfo"]
@@ -81,6 +81,7 @@ class Rig:
         self._waiters: list[tuple[Callable[[Frame], bool], Future]] = []
         self._ring: np.ndarray | None = None
         self._ring_end: int | None = None        # absolute index of the next sample expected
+        self._ring_first = 0                      # absolute index of the first sample since configure()
         self._gaps: list[dict[str, int]] = []
         self._writer: SessionWriter | None = None
         self._link_error: Exception | None = None
@@ -150,6 +151,7 @@ class Rig:
             self.fs_hz, self.n_channels = float(rate), channels
             self._ring = np.zeros((int(self.buffer_s * rate), channels), np.int16)
             self._ring_end = None
+            self._ring_first = 0
         self._command(Start())
 
     def arm(self) -> None:
@@ -204,6 +206,19 @@ class Rig:
         return Recording(counts * self._info().scale_uv_per_count, self.fs_hz, start,
                          np.asarray(self._info().electrode_positions_mm[: self.n_channels]),
                          [p for p in self.pulses if t0 <= p.t_start_s < t1], gaps, self.counters)
+
+    def read_since(self, start: int | None, max_n: int) -> tuple[int, np.ndarray]:
+        """The raw samples received from absolute index ``start`` on, without waiting — at most the newest ``max_n``
+        (the newest ``max_n`` when ``start`` is None): ``(absolute index of the first row, int16 counts (n,
+        channels))``. For live displays: unlike :meth:`read`, which waits for the *next* samples, successive calls
+        miss nothing that is still in the ring buffer."""
+        with self._state:
+            if self._ring is None or self._ring_end is None:
+                return (0 if start is None else start), np.zeros((0, self.n_channels or 1), np.int16)
+            end = self._ring_end
+            oldest = max(self._ring_first, end - min(len(self._ring), max_n))
+            first = oldest if start is None else max(start, oldest)
+            return first, self._ring[np.arange(first, end) % len(self._ring)].copy()
 
     @contextmanager
     def record(self, folder):
@@ -342,6 +357,8 @@ class Rig:
             self._gaps.append({"start_index": self._ring_end, "n": missing})
             self._ring[np.arange(self._ring_end, first) % len(self._ring)] = 0
         self._ring[np.arange(first, first + n) % len(self._ring)] = block.counts
+        if self._ring_end is None:
+            self._ring_first = first
         self._ring_end = first + n
         if self._writer is not None:
             self._writer.write_block(first, block.counts)

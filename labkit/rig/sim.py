@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import tty
+from typing import Callable
 from urllib.parse import parse_qsl
 
 from labkit.rig.device import Device
@@ -60,10 +61,21 @@ class SimulatedRig:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._t0 = time.monotonic_ns()
+        self._clock: Callable[[], int] = self._real_time_us
         self._thread = threading.Thread(target=self._run, name="rigsim", daemon=True)
         self._thread.start()
 
     def now_us(self) -> int:
+        """Device time in µs: real (monotonic) time since start, unless :meth:`set_clock` installed another."""
+        return self._clock()
+
+    def set_clock(self, clock: Callable[[], int]) -> None:
+        """Replace the device's time source by ``clock()`` → µs (never decreasing, called from the simulator's
+        thread), e.g. one that holds at scheduled pulse onsets so that a scripted session is sample-exact
+        (``labkit.rig.mapping.HoldingClock``)."""
+        self._clock = clock
+
+    def _real_time_us(self) -> int:
         return (time.monotonic_ns() - self._t0) // 1000
 
     def _run(self) -> None:

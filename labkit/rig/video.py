@@ -18,6 +18,7 @@ no H.264; notes). The returned description is also written as JSON next to the v
 import json
 import math
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -25,7 +26,7 @@ import numpy as np
 from labkit import repro
 from labkit.atomic import atomic_write_text
 
-__all__ = ["render_video"]
+__all__ = ["led_states", "render_frames", "render_video", "Camera"]
 
 WORM_WIDTH_MM = 6.0      # assumed rest diameter of an adult L. terrestris
 DRIFT_DEPTH, DRIFT_PERIOD_S = 0.04, 17.0
@@ -46,6 +47,50 @@ def _check(name: str, ok: bool, value, allowed: str) -> None:
         raise ValueError(f"render_video: bad value for {name!r}: {value!r}; allowed: {allowed}")
 
 
+def led_states(times_s, led_times_s=(), led_on_s: float = 0.05) -> list[bool]:
+    """Whether the LED is lit at each frame time: τ <= t < τ + ``led_on_s`` for some τ in ``led_times_s``."""
+    led_times = np.asarray(led_times_s, dtype=float).ravel()
+    return [bool(np.any((led_times <= t) & (t < led_times + led_on_s))) for t in times_s]
+
+
+def render_frames(worm, times_s, led_on, *, size=(640, 160), seed: int = 0, first_index: int = 0) -> Iterator[np.ndarray]:
+    """The frames (BGR uint8, ``(height, width, 3)``) of ``worm`` at device times ``times_s``, LED per ``led_on``.
+
+    ``first_index`` is the absolute index of the first frame in its stream: the pixel noise of frame k is drawn
+    from ``repro.rng(seed, 1, k)``, so a stream rendered piece by piece equals one rendered at once.
+    """
+    _check("size", len(size) == 2 and all(int(s) == s and s >= 64 for s in size), size,
+           "(width, height) in pixels, integers >= 64")
+    width, height = int(size[0]), int(size[1])
+    strain = np.clip(worm.segment_strain(list(times_s)), -0.9, None)   # keeps 1 + ε > 0 for any overlap of twitches
+    p = worm.params
+    margin = 0.06 * width
+    mm_px = (width - 2 * margin) / p.body_length_mm
+    rest_len, rest_w = p.body_length_mm / p.n_zones * mm_px, WORM_WIDTH_MM * mm_px
+    mid_y, led_r = height / 2, max(4, height // 16)
+    drift_phase = repro.rng(seed, 0).uniform(0, 2 * np.pi)
+    for i, t in enumerate(times_s):
+        frame = np.empty((height, width, 3), np.uint8)
+        frame[:] = _BACKGROUND
+        frame[int(height * 0.25):int(height * 0.75)] = _CHANNEL
+        lengths = rest_len * (1.0 + strain[i])
+        widths = rest_w / np.sqrt(1.0 + strain[i])
+        edges = margin + np.concatenate([[0.0], np.cumsum(lengths)])
+        for j in (0, p.n_zones - 1):          # rounded head and tail
+            cv2.ellipse(frame, _fix(edges[j + (j > 0)], mid_y), _fix(widths[j] / 2, widths[j] / 2),
+                        0, 0, 360, _BODY[j % 2], -1, cv2.LINE_AA, _SHIFT)
+        for j in range(p.n_zones):
+            x0, x1, half = edges[j], edges[j + 1], widths[j] / 2
+            quad = np.array([_fix(x0, mid_y - half), _fix(x1, mid_y - half),
+                             _fix(x1, mid_y + half), _fix(x0, mid_y + half)], np.int32)
+            cv2.fillPoly(frame, [quad], _BODY[j % 2], cv2.LINE_AA, _SHIFT)
+        gain = 1.0 + DRIFT_DEPTH * math.sin(2 * np.pi * t / DRIFT_PERIOD_S + drift_phase)
+        image = frame * gain
+        cv2.circle(image, (width - 2 * led_r, 2 * led_r), led_r, _LED_ON if led_on[i] else _LED_OFF, -1)
+        image += NOISE_GREY * repro.rng(seed, 1, first_index + i).standard_normal(image.shape)
+        yield np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
 def render_video(worm, path, t_start_s: float, t_stop_s: float, *, fps: float = 30.0, led_times_s=(),
                  led_on_s: float = 0.05, size=(640, 160), seed: int = 0) -> dict:
     """Write the synthetic video of ``worm`` (a :class:`labkit.rig.worm.Earthworm`) to ``path`` (.avi).
@@ -58,49 +103,51 @@ def render_video(worm, path, t_start_s: float, t_stop_s: float, *, fps: float = 
     _check("fps", fps > 0 and math.isfinite(fps), fps, "a number > 0")
     _check("t_stop_s", t_stop_s > t_start_s, t_stop_s, f"a time after t_start_s={t_start_s!r}")
     _check("led_on_s", led_on_s > 0, led_on_s, "a number > 0")
-    _check("size", len(size) == 2 and all(int(s) == s and s >= 64 for s in size), size,
-           "(width, height) in pixels, integers >= 64")
-    width, height = int(size[0]), int(size[1])
     n_frames = math.floor((t_stop_s - t_start_s) * fps + 1e-9)
     times = [t_start_s + i / fps for i in range(n_frames)]
-    led_times = np.asarray(led_times_s, dtype=float).ravel()
-    led_on = [bool(np.any((led_times <= t) & (t < led_times + led_on_s))) for t in times]
-    strain = np.clip(worm.segment_strain(times), -0.9, None)       # keeps 1 + ε > 0 for any overlap of twitches
-
-    p = worm.params
-    margin = 0.06 * width
-    mm_px = (width - 2 * margin) / p.body_length_mm
-    rest_len, rest_w = p.body_length_mm / p.n_zones * mm_px, WORM_WIDTH_MM * mm_px
-    mid_y, led_r = height / 2, max(4, height // 16)
-    drift_phase = repro.rng(seed, 0).uniform(0, 2 * np.pi)
-
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), float(fps), (width, height))
+    led_on = led_states(times, led_times_s, led_on_s)
+    frames = render_frames(worm, times, led_on, size=size, seed=seed)     # checks size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), float(fps), (int(size[0]), int(size[1])))
     if not writer.isOpened():
         raise RuntimeError(f"render_video: OpenCV could not open {path} for MJPG writing")
     try:
-        for i, t in enumerate(times):
-            frame = np.empty((height, width, 3), np.uint8)
-            frame[:] = _BACKGROUND
-            frame[int(height * 0.25):int(height * 0.75)] = _CHANNEL
-            lengths = rest_len * (1.0 + strain[i])
-            widths = rest_w / np.sqrt(1.0 + strain[i])
-            edges = margin + np.concatenate([[0.0], np.cumsum(lengths)])
-            for j in (0, p.n_zones - 1):          # rounded head and tail
-                cv2.ellipse(frame, _fix(edges[j + (j > 0)], mid_y), _fix(widths[j] / 2, widths[j] / 2),
-                            0, 0, 360, _BODY[j % 2], -1, cv2.LINE_AA, _SHIFT)
-            for j in range(p.n_zones):
-                x0, x1, half = edges[j], edges[j + 1], widths[j] / 2
-                quad = np.array([_fix(x0, mid_y - half), _fix(x1, mid_y - half),
-                                 _fix(x1, mid_y + half), _fix(x0, mid_y + half)], np.int32)
-                cv2.fillPoly(frame, [quad], _BODY[j % 2], cv2.LINE_AA, _SHIFT)
-            gain = 1.0 + DRIFT_DEPTH * math.sin(2 * np.pi * t / DRIFT_PERIOD_S + drift_phase)
-            image = frame * gain
-            cv2.circle(image, (width - 2 * led_r, 2 * led_r), led_r, _LED_ON if led_on[i] else _LED_OFF, -1)
-            image += NOISE_GREY * repro.rng(seed, 1, i).standard_normal(image.shape)
-            writer.write(np.clip(np.rint(image), 0, 255).astype(np.uint8))
+        for frame in frames:
+            writer.write(frame)
     finally:
         writer.release()
 
-    info = {"file": str(path), "fps": fps, "frame_times_s": times, "led_on": led_on, "size": [width, height]}
+    info = {"file": str(path), "fps": fps, "frame_times_s": times, "led_on": led_on, "size": [int(size[0]), int(size[1])]}
     atomic_write_text(path.with_suffix(".json"), json.dumps(info, indent=1))
     return info
+
+
+class Camera:
+    """The simulated camera as a live stream: frame k of the stream shows device time ``t_start_s + k / fps``.
+
+    :meth:`frames_until` returns the frames due since the previous call, rendered as :func:`render_video` would
+    render them (same noise per absolute frame), JPEG-compressed and decoded like an MJPG camera's frames.
+    """
+
+    def __init__(self, worm, *, fps: float = 20.0, size=(320, 80), seed: int = 0, t_start_s: float = 0.0,
+                 led_on_s: float = 0.05, jpeg_quality: int = 95):
+        _check("fps", fps > 0 and math.isfinite(fps), fps, "a number > 0")
+        self.worm, self.fps, self.size, self.seed = worm, float(fps), tuple(size), int(seed)
+        self.t_start_s, self.led_on_s, self.jpeg_quality = float(t_start_s), float(led_on_s), int(jpeg_quality)
+        self.n_frames = 0
+
+    def frames_until(self, t_s: float, led_times_s=(), max_frames: int | None = None) -> tuple[np.ndarray, list]:
+        """(frame times ``(n,)``, frames ``[n × (h, w, 3) uint8]``) for every frame time in [previous stop, ``t_s``);
+        the LED is lit for ``led_times_s`` (the pulse onsets). With ``max_frames``, older frames beyond that many
+        are skipped unrendered (e.g. after the stream was stopped for a while)."""
+        n = math.ceil((t_s - self.t_start_s - self.n_frames / self.fps) * self.fps - 1e-9)
+        if max_frames is not None and n > max_frames:
+            self.n_frames, n = self.n_frames + n - max_frames, max_frames
+        if n < 1:
+            return np.zeros(0), []
+        times = self.t_start_s + (self.n_frames + np.arange(n)) / self.fps
+        params = [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality]
+        frames = [cv2.imdecode(cv2.imencode(".jpg", f, params)[1], cv2.IMREAD_COLOR)
+                  for f in render_frames(self.worm, times, led_states(times, led_times_s, self.led_on_s),
+                                         size=self.size, seed=self.seed, first_index=self.n_frames)]
+        self.n_frames += n
+        return times, frames

@@ -1,5 +1,7 @@
 """The host driver against the in-process simulator (rigsim://): sessions, limits, recording, NWB."""
 
+import time
+
 import numpy as np
 import pytest
 import serial
@@ -57,6 +59,24 @@ def test_read_returns_consecutive_samples_with_their_pulses(rig):
     assert np.all(np.diff(b.times_s) > 0)
     if b.times_s[0] <= pulse.t_start_s < b.times_s[-1]:
         assert b.pulses == [pulse]
+
+
+def test_read_since_returns_every_sample_exactly_once_without_waiting(rig):
+    rig.configure(sample_rate=30000, channels=4)
+    rig.read(0.01)                                                   # the stream has started
+    first, counts = rig.read_since(None, 10**9)
+    start, pieces = first, [counts]
+    for _ in range(5):
+        time.sleep(0.02)
+        nxt, counts = rig.read_since(first + len(pieces[-1]), 10**9)
+        assert nxt == first + len(pieces[-1])
+        first = nxt
+        pieces.append(counts)
+    joined = np.concatenate(pieces)
+    again, counts = rig.read_since(start, 10**9)
+    assert again == start and np.array_equal(counts[:len(joined)], joined)
+    newest_first, newest = rig.read_since(None, 7)
+    assert len(newest) == 7 and newest.shape[1] == 4 and newest_first >= start
 
 
 def test_out_of_limit_requests_raise_before_anything_is_sent(rig):

@@ -1,11 +1,9 @@
 """End to end over real pseudo-terminals with a separate simulator process; crash and disconnect safety."""
 
-import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 

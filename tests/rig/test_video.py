@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from labkit.rig import video
 from labkit.rig.video import render_video
 from labkit.rig.worm import Earthworm
 
@@ -92,3 +93,24 @@ def test_bad_arguments(tmp_path, kwargs, name):
     args = dict(path=tmp_path / "v.avi", t_start_s=0.0, t_stop_s=1.0) | kwargs
     with pytest.raises(ValueError, match=f"'{name}'"):
         render_video(Earthworm(), args.pop("path"), args.pop("t_start_s"), args.pop("t_stop_s"), **args)
+
+
+def test_a_stream_rendered_piece_by_piece_equals_one_rendered_at_once():
+    worm = Earthworm(seed=3)
+    times = [0.2 + k / 20 for k in range(8)]
+    led = video.led_states(times, [0.25], 0.1)
+    whole = list(video.render_frames(worm, times, led, size=(128, 64), seed=2))
+    pieces = [*video.render_frames(worm, times[:3], led[:3], size=(128, 64), seed=2),
+              *video.render_frames(worm, times[3:], led[3:], size=(128, 64), seed=2, first_index=3)]
+    assert all(np.array_equal(a, b) for a, b in zip(whole, pieces)) and len(pieces) == 8
+    assert led == [False, True, True, False, False, False, False, False]
+
+
+def test_the_live_camera_delivers_each_frame_once_in_time_order():
+    camera = video.Camera(Earthworm(seed=3), fps=20.0, size=(128, 64), seed=2)
+    t1, f1 = camera.frames_until(0.26)
+    t2, f2 = camera.frames_until(0.26)
+    t3, f3 = camera.frames_until(0.5, max_frames=2)
+    assert np.allclose(t1, np.arange(6) / 20) and len(f1) == 6 and f1[0].shape == (64, 128, 3)
+    assert len(t2) == 0 and f2 == []
+    assert np.allclose(t3, [0.4, 0.45]) and len(f3) == 2             # older frames beyond max_frames skipped

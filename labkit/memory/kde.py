@@ -1,0 +1,368 @@
+"""Gaussian kernel-density memory: mean-shift retrieval and its exponential capacity.
+
+Store patterns x_1..x_N ∈ R^d. With bandwidth σ (λ = β = 1/σ²) the memory's energy is the negative log of an
+unnormalised Gaussian kernel density estimate (notes 02, §4, "derived; consistent with Lucibello & Mézard 2024 and
+Ramsauer et al. 2021"):
+
+    E(x) = −log Σ_n exp(−‖x − x_n‖² / (2σ²)),
+    log p(x) = −E(x) − log N − (d/2) log(2πσ²)          (the normalised KDE),
+    ∇E(x) = (x − Σ_n w_n x_n) / σ²,   w = softmax_n(−‖x − x_n‖² / (2σ²)).
+
+A gradient step of size σ² is therefore mean-shift, x ← Σ_n w_n x_n (Fukunaga & Hostetler 1975; it never raises E,
+Comaniciu & Meer 2002). Expanding ‖x − x_n‖² = ‖x‖² − 2xᵀx_n + ‖x_n‖², the ‖x‖² term cancels in the softmax, so
+for equal-norm patterns w = softmax(β Xᵀx) and mean-shift IS the modern-Hopfield update ξ ← X softmax(β Xᵀξ) with
+β = 1/σ² (:class:`labkit.memory.hopfield.ModernHopfield`).
+
+Capacity. Patterns uniform on the sphere of radius √d, λ = 1/σ², N = e^{αd}. Starting at a stored pattern x_i, the
+pattern's own kernel weighs e^{λd} (relative to the common factor) against the crosstalk of the others,
+Σ_{n≠i} e^{λ x_iᵀx_n} ≈ N max_q e^{d(λq + ½ ln(1 − q²))}, maximal at the typical overlap
+q* = (√(1 + 4λ²) − 1)/(2λ). The pattern survives while the signal wins, i.e. while α < α₁ with
+
+    α₁(λ) = λ(1 − q*) − ½ ln(1 − q*²),        α₁(0.5) ≈ 0.387,  α₁(1) ≈ 0.623,
+
+the Lucibello–Mézard exponent; at finite d the numerics approach it from below.
+
+Ramsauer et al. 2021 (Theorem 3) guarantee, with probability 1 − p, storage of N = √p c^{(d−1)/4} random patterns
+on a sphere of radius M = K√(d−1), where b = 2K²β/5, a = 2/(d−1) (1 + ln(2βK²p(d−1))), c = b / W₀(e^{a + ln b}).
+For radius √d (K² = d/(d−1)) and d → ∞, a → 0 and ln N / d → ¼ ln(b / W₀(b)) with b = 2λ/5: about 0.074 at λ = 1
+and 0.042 at λ = 0.5, a worst-case rate far below α₁ (the notes quote ≈ 0.079, the same order; its exact
+provenance is not given). That d → ∞ rate is what :func:`ramsauer_exponent` returns and the notebook plots: at the
+d used here the theorem's side condition c ≥ (2/√p)^{4/(d−1)} fails for any useful p, so its finite-d form is vacuous.
+
+Retrieval protocol used here (decided, not from the notes): start EXACTLY at the stored pattern x_i (the question is
+whether x_i is still a fixed point's neighbourhood, not how wide its basin is), run mean-shift to convergence, and
+count a success when the state stays within r √d of x_i (r = 0.1 by default, i.e. 10% of the pattern norm). A
+trajectory that leaves the ball is stopped there as a failure; judging the fixed point instead gave the same verdict
+on every query checked (tests; benchmark: 256 of 256 queries across the cliff at d = 16). The critical
+load N_c is where the fraction retrieved first falls through ½, interpolated linearly in ln N (:func:`critical_n`).
+
+Computation: all queries of a chunk move together (two BLAS matmuls and one exp per step); a query stops as soon
+as it has converged; queries are processed in chunks so that the (queries × N) weight matrix never exceeds
+``max_elements`` numbers; the softmax subtracts each row's maximum (log-sum-exp), so it cannot overflow. The
+matmuls are skinny (inner dimension d), so BLAS runs single-threaded there: on the shared 2-core machine two BLAS
+threads made them 30–70× slower (benchmarks/bench_kde_capacity.py).
+"""
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import lambertw, logsumexp
+
+from labkit import repro
+from labkit.config import (ConfigError, NotebookConfig, param, positive_float, positive_int, tuple_of)
+from labkit.memory.base import EnergyMemory
+
+__all__ = ["GaussianKDEMemory", "q_star", "alpha1", "ramsauer_exponent", "sphere_patterns", "retrieve",
+           "capacity_curve", "samples_per_point", "critical_n", "n_grid", "capacity_sweep", "REFERENCE_EXPONENTS",
+           "REFERENCE_CLIFF", "KDECapacityConfig"]
+
+#: the notes' finite-d values of ln N_c / d at λ = 1 (notes 02, §4), for comparison only
+REFERENCE_EXPONENTS = {8: 0.39, 12: 0.51, 16: 0.55}
+#: the notes' cliff at λ = 1, d = 16: 95% retrieved at N ≈ 2,100, none at N ≈ 6,100
+REFERENCE_CLIFF = (2100, 6100)
+
+#: the default bound on the size of one chunk's (queries × patterns) matrices, in numbers
+MAX_ELEMENTS = 1 << 22
+
+
+def _mean_shift(patterns: np.ndarray, half_sq: np.ndarray, x: np.ndarray, beta: float) -> np.ndarray:
+    """One mean-shift step for a batch x of shape (q, d): softmax over patterns of β(xᵀx_n − ½‖x_n‖²), then average."""
+    logits = x @ patterns.T
+    logits -= half_sq
+    logits *= beta
+    logits -= logits.max(axis=1, keepdims=True)
+    np.exp(logits, out=logits)
+    logits /= logits.sum(axis=1, keepdims=True)
+    return logits @ patterns
+
+
+class GaussianKDEMemory(EnergyMemory):
+    """A Gaussian KDE as an associative memory: energy −log Σ exp(−‖x − x_n‖²/2σ²), mean-shift retrieval.
+
+    scikit-learn conventions: ``bandwidth`` (σ) is the only parameter; :meth:`fit` stores the patterns as
+    ``patterns_`` (shape (N, d)) and returns self.
+    """
+
+    def __init__(self, bandwidth: float = 1.0):
+        self.bandwidth = bandwidth
+
+    def fit(self, patterns: np.ndarray) -> "GaussianKDEMemory":
+        if not (np.isscalar(self.bandwidth) and self.bandwidth > 0):
+            raise ValueError(f"bandwidth must be a number > 0, got {self.bandwidth!r}")
+        self.patterns_ = _as_patterns(patterns)
+        return self
+
+    @property
+    def beta(self) -> float:
+        """λ = β = 1/σ²."""
+        return 1.0 / self.bandwidth**2
+
+    def _log_kernels(self, x: np.ndarray) -> np.ndarray:
+        x = _as_states(x, self.patterns_.shape[1])
+        sq = np.sum(x**2, axis=-1, keepdims=True) - 2 * x @ self.patterns_.T + np.sum(self.patterns_**2, axis=1)
+        return -0.5 * self.beta * np.maximum(sq, 0.0)
+
+    def energy(self, x: np.ndarray) -> np.ndarray:
+        return -logsumexp(self._log_kernels(x), axis=-1)
+
+    def gradient(self, x: np.ndarray) -> np.ndarray:
+        """∇E(x) = (x − Σ_n w_n x_n)/σ²."""
+        return self.beta * (np.asarray(x, dtype=float) - self.update(x))
+
+    def update(self, x: np.ndarray) -> np.ndarray:
+        """Mean-shift: x − σ²∇E(x) = Σ_n w_n x_n."""
+        x = _as_states(x, self.patterns_.shape[1])
+        half_sq = 0.5 * np.einsum("nd,nd->n", self.patterns_, self.patterns_)
+        flat = x.reshape(-1, x.shape[-1])
+        return _mean_shift(self.patterns_, half_sq, flat, self.beta).reshape(x.shape)
+
+    def log_density(self, x: np.ndarray) -> np.ndarray:
+        """The normalised KDE log density: −E(x) − log N − (d/2) log(2πσ²)."""
+        n, d = self.patterns_.shape
+        return -self.energy(x) - np.log(n) - 0.5 * d * np.log(2 * np.pi * self.bandwidth**2)
+
+
+def _as_patterns(patterns, dtype=np.float64) -> np.ndarray:
+    patterns = np.asarray(patterns, dtype=dtype)
+    if patterns.ndim != 2 or patterns.shape[0] < 1 or patterns.shape[1] < 1:
+        raise ValueError(f"patterns must be a non-empty 2-D array (N, d), got shape {patterns.shape}")
+    if not np.all(np.isfinite(patterns)):
+        raise ValueError("patterns must be finite (found NaN or inf)")
+    return patterns
+
+
+def _as_states(x, d: int) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    if x.ndim < 1 or x.shape[-1] != d:
+        raise ValueError(f"states must have shape (..., {d}) to match the patterns, got shape {x.shape}")
+    return x
+
+
+def q_star(lam: float) -> float:
+    """The crosstalk-dominating overlap q* = (√(1 + 4λ²) − 1)/(2λ), root of λ(1 − q²) = q."""
+    lam = _check_lam(lam)
+    return (np.sqrt(1 + 4 * lam**2) - 1) / (2 * lam)
+
+
+def alpha1(lam: float) -> float:
+    """The capacity exponent α₁(λ) = λ(1 − q*) − ½ ln(1 − q*²): N_c ≈ exp(α₁ d) for d → ∞."""
+    q = q_star(lam)
+    return float(_check_lam(lam) * (1 - q) - 0.5 * np.log(1 - q**2))
+
+
+def ramsauer_exponent(lam: float) -> float:
+    """Ramsauer et al.'s worst-case storage rate lim ln N / d = ¼ ln(b / W₀(b)), b = 2λ/5 (radius-√d patterns)."""
+    b = 2 * _check_lam(lam) / 5
+    return float(0.25 * np.log(b / lambertw(b).real))
+
+
+def _check_lam(lam) -> float:
+    if isinstance(lam, bool) or not np.isscalar(lam) or not np.isfinite(lam) or lam <= 0:
+        raise ValueError(f"lam (= 1/σ²) must be a finite number > 0, got {lam!r}")
+    return float(lam)
+
+
+def sphere_patterns(n: int, d: int, rng: np.random.Generator, dtype=np.float64) -> np.ndarray:
+    """``n`` patterns uniform on the sphere of radius √d in R^d, shape (n, d)."""
+    x = rng.standard_normal((n, d))
+    x *= np.sqrt(d) / np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(dtype, copy=False)
+
+
+def retrieve(patterns, queries, beta: float, n_steps: int, *, tol: float = 1e-4, dtype=np.float64,
+             max_elements: int = MAX_ELEMENTS) -> np.ndarray:
+    """Mean-shift fixed points reached from ``queries`` (q, d) on the KDE of ``patterns`` (N, d), β = 1/σ².
+
+    Each query iterates x ← Σ_n softmax_n(β(xᵀx_n − ½‖x_n‖²)) x_n until it moves by at most ``tol`` (max-abs) or
+    ``n_steps`` steps pass; converged queries stop early. Queries go in chunks of ⌊max_elements / N⌋ (at least one)
+    so memory is O(max_elements + N d). Computes in ``dtype`` and returns that dtype.
+    """
+    return _descend(patterns, queries, beta, n_steps, tol, dtype, max_elements)[0]
+
+
+def _descend(patterns, queries, beta, n_steps, tol, dtype, max_elements, leave_radius=np.inf):
+    """Chunked, early-stopping mean-shift from ``queries``; a query also stops once it is farther than
+    ``leave_radius`` from where it started. Returns (final states, mask of the queries that left)."""
+    patterns = _as_patterns(patterns, dtype)
+    queries = _as_states(queries, patterns.shape[1])
+    if queries.ndim != 2:
+        raise ValueError(f"queries must be a 2-D array (q, d), got shape {queries.shape}")
+    beta = _check_lam(beta)
+    _check_count("n_steps", n_steps)
+    _check_count("max_elements", max_elements)
+    if not tol >= 0:
+        raise ValueError(f"tol must be a number >= 0, got {tol!r}")
+    half_sq = (0.5 * np.einsum("nd,nd->n", patterns, patterns)).astype(dtype)
+    out = queries.astype(dtype, copy=True)
+    left = np.zeros(len(out), dtype=bool)
+    chunk = max(1, max_elements // patterns.shape[0])
+    with _blas().limit(limits=1, user_api="blas"):
+        _descend_chunks(patterns, half_sq, queries, out, left, chunk, beta, n_steps, tol, leave_radius)
+    return out, left
+
+
+@functools.cache
+def _blas():
+    """One thread-pool controller for the process (creating one costs ~1 ms; entering its limit ~15 µs)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _descend_chunks(patterns, half_sq, queries, out, left, chunk, beta, n_steps, tol, leave_radius) -> None:
+    """The loop of :func:`_descend`, writing the final states into ``out`` and the leavers into ``left``."""
+    for start in range(0, len(out), chunk):
+        x, x0, gone = out[start:start + chunk], queries[start:start + chunk], left[start:start + chunk]  # views
+        active = np.arange(len(x))
+        for _ in range(n_steps):
+            x_next = _mean_shift(patterns, half_sq, x[active], beta)
+            moved = np.max(np.abs(x_next - x[active]), axis=1)
+            x[active] = x_next
+            gone[active] = np.linalg.norm(x_next - x0[active], axis=1) > leave_radius
+            active = active[(moved > tol) & ~gone[active]]
+            if active.size == 0:
+                break
+
+
+def _check_count(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def capacity_curve(d: int, lam: float, n_patterns, n_trials: int, seed: int, *, n_queries: int = 64,
+                   min_samples: int = 0, radius: float = 0.1, n_steps: int = 200, tol: float = 1e-4,
+                   dtype=np.float32, max_elements: int = MAX_ELEMENTS, progress: bool = False) -> np.ndarray:
+    """Fraction of stored patterns retrieved, for each N in ``n_patterns`` (shape (len(n_patterns),)).
+
+    Trial t draws patterns uniform on the sphere of radius √d from ``repro.rng(seed, d, t)``; the memory of size N
+    holds the first N of them (so curves are nested and smooth in N), and the first min(n_queries, N) patterns are
+    the queries. Small memories offer few queries per trial, so an N gets extra trials until it has at least
+    ``min_samples`` queries (cheap: those memories are small). A query succeeds when mean-shift started exactly at
+    it stays within ``radius`` √d of it until it converges (or ``n_steps`` pass); a query that leaves the ball is
+    stopped there as a failure, which saves the hundreds of steps a failed retrieval takes to settle on a mixture
+    state. The fraction pools all trials and queries.
+    """
+    n_patterns = np.asarray(n_patterns)
+    if n_patterns.ndim != 1 or n_patterns.size == 0 or not np.issubdtype(n_patterns.dtype, np.integer) \
+            or n_patterns.min() < 1:
+        raise ValueError(f"n_patterns must be a non-empty 1-D sequence of integers >= 1, got {n_patterns!r}")
+    for name, value in (("d", d), ("n_trials", n_trials), ("n_queries", n_queries)):
+        _check_count(name, value)
+    if isinstance(min_samples, bool) or not isinstance(min_samples, (int, np.integer)) or min_samples < 0:
+        raise ValueError(f"min_samples must be an integer >= 0, got {min_samples!r}")
+    if not radius > 0:
+        raise ValueError(f"radius must be > 0 (a fraction of the pattern norm √d), got {radius!r}")
+    from tqdm.auto import tqdm
+
+    per_trial = np.minimum(n_queries, n_patterns)
+    trials = samples_per_point(n_patterns, n_trials, n_queries, min_samples) // per_trial
+    hits = np.zeros(n_patterns.size)
+    bar = tqdm(total=int(trials.sum()), desc=f"d={d} λ={lam:g}", disable=not progress, leave=False)
+    for trial in range(int(trials.max())):
+        todo = np.flatnonzero(trials > trial)
+        stored = sphere_patterns(int(n_patterns[todo].max()), d, repro.rng(seed, d, trial), dtype)
+        for k in todo:
+            queries = stored[:per_trial[k]]
+            _, left = _descend(stored[:n_patterns[k]], queries, lam, n_steps, tol, dtype, max_elements,
+                               radius * np.sqrt(d))
+            hits[k] += np.sum(~left)
+            bar.update()
+    bar.close()
+    return hits / (trials * per_trial)
+
+
+def samples_per_point(n_patterns, n_trials: int, n_queries: int, min_samples: int = 0) -> np.ndarray:
+    """Queries behind each point of :func:`capacity_curve`: trials × min(n_queries, N), with trials raised to
+    max(n_trials, ⌈min_samples / min(n_queries, N)⌉)."""
+    per_trial = np.minimum(n_queries, np.asarray(n_patterns))
+    return np.maximum(n_trials, -(-min_samples // per_trial)) * per_trial
+
+
+def critical_n(n_patterns, fraction, level: float = 0.5) -> float:
+    """N where ``fraction`` first falls from ≥ level to < level, interpolated linearly in ln N; NaN if it never does."""
+    n = np.asarray(n_patterns, dtype=float)
+    f = np.asarray(fraction, dtype=float)
+    if n.shape != f.shape or n.ndim != 1:
+        raise ValueError(f"n_patterns and fraction must be 1-D of equal length, got {n.shape} and {f.shape}")
+    if np.any(np.diff(n) <= 0):
+        raise ValueError("n_patterns must be strictly increasing")
+    below = np.flatnonzero((f[1:] < level) & (f[:-1] >= level))
+    if below.size == 0:
+        return float("nan")
+    k = below[0]
+    t = (f[k] - level) / (f[k] - f[k + 1])
+    return float(np.exp(np.log(n[k]) + t * (np.log(n[k + 1]) - np.log(n[k]))))
+
+
+def n_grid(d: int, lo: float, hi: float, n_points: int, n_max: int) -> np.ndarray:
+    """Distinct pattern counts N = round(exp(u d)) for u evenly spaced in [lo, hi] (units of ln N / d), capped."""
+    u = np.linspace(lo, hi, n_points)
+    return np.unique(np.clip(np.round(np.exp(u * d)), 1, n_max).astype(int))
+
+
+def capacity_sweep(lambdas, dims, *, u_lo: float, u_margin: float, n_points: int, n_max: int, n_trials: int,
+                   seed: int, **curve_kwargs) -> dict:
+    """:func:`capacity_curve` for every (λ, d), on the grid ln N / d ∈ [u_lo, α₁(λ) + u_margin] (:func:`n_grid`).
+
+    Returns {(λ, d): (n_patterns, fraction)}; ``curve_kwargs`` go to :func:`capacity_curve`.
+    """
+    curves = {}
+    for lam in lambdas:
+        for d in dims:
+            n = n_grid(d, u_lo, alpha1(lam) + u_margin, n_points, n_max)
+            curves[(lam, d)] = (n, capacity_curve(d, lam, n, n_trials, seed, **curve_kwargs))
+    return curves
+
+
+@dataclass(frozen=True)
+class KDECapacityConfig(NotebookConfig):
+    """Notebook 02a: capacity of the Gaussian-KDE memory (patterns uniform on the sphere of radius √d, λ = 1/σ²).
+
+    For each λ in ``lambdas`` and d in ``dims``: N on a grid of ``n_points`` values with ln N / d evenly spaced
+    from ``u_lo`` to α₁(λ) + ``u_margin`` (capped at ``n_max``); ``n_trials`` pattern sets per d, the first
+    ``n_queries`` patterns of each as queries (small N get extra trials up to ``min_samples`` queries); success =
+    mean-shift from the pattern stays within ``radius`` √d.
+    N_c = where the fraction retrieved crosses ½ (log-N interpolation). The claims' tolerances are fixed here:
+    ``ref_tolerance`` (absolute, on ln N_c / d against the notes' 0.39/0.51/0.55 at d = 8/12/16, λ = 1) and
+    ``cliff_ratio`` (the fraction must fall from ≥ 0.95 to ≤ 0.05 within this factor in N at λ = 1, d = 16; the
+    notes: 2,100 → 6,100, a factor 2.9). Classical binary Hopfield: ``hop_neurons`` neurons, loads ``hop_loads``.
+    paper: d up to 20 at both λ, more trials and queries (an hour-scale CPU run; a GPU port is not needed).
+    """
+
+    lambdas: tuple = param((1.0, 0.5), tuple_of(positive_float))
+    dims: tuple = param((4, 6, 8, 10, 12, 14, 16), tuple_of(positive_int))
+    n_points: int = param(32, positive_int)
+    u_lo: float = param(0.1, positive_float)
+    u_margin: float = param(0.1, positive_float)
+    n_max: int = param(40_000, positive_int)
+    n_trials: int = param(8, positive_int)
+    n_queries: int = param(128, positive_int)
+    min_samples: int = param(512, positive_int)
+    radius: float = param(0.1, positive_float)
+    n_steps: int = param(200, positive_int)
+    ref_tolerance: float = param(0.05, positive_float)
+    cliff_ratio: float = param(3.0, positive_float)
+    hop_neurons: int = param(400, positive_int)
+    hop_loads: tuple = param((0.02, 0.05, 0.08, 0.1, 0.12, 0.14, 0.16, 0.18, 0.2, 0.25, 0.3), tuple_of(positive_float))
+    hop_trials: int = param(4, positive_int)
+
+    SCALES = {
+        "smoke": dict(dims=(4, 8, 12, 16), n_points=6, n_trials=1, n_queries=16, min_samples=16, n_max=8000,
+                      n_steps=100,
+                      hop_neurons=100, hop_loads=(0.05, 0.1, 0.2, 0.3), hop_trials=1),
+        "quick": {},
+        "paper": dict(dims=(4, 6, 8, 10, 12, 14, 16, 18, 20), n_points=48, n_max=400_000, n_trials=20,
+                      n_queries=128, hop_neurons=2000, hop_trials=10),
+    }
+
+    def validate(self) -> None:
+        if 1.0 not in self.lambdas:
+            raise ConfigError(f"KDECapacityConfig: bad value for 'lambdas': {self.lambdas!r}; allowed: a list that "
+                              "contains 1.0 (the claims are checked at λ = 1)")
+        if len(self.dims) < 2 or list(self.dims) != sorted(set(self.dims)):
+            raise ConfigError(f"KDECapacityConfig: bad value for 'dims': {self.dims!r}; allowed: at least two "
+                              "strictly increasing dimensions")
+        if self.n_points < 3:
+            raise ConfigError(f"KDECapacityConfig: bad value for 'n_points': {self.n_points!r}; "
+                              "allowed: an integer >= 3")

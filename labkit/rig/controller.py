@@ -1,0 +1,445 @@
+"""The live rig panel's logic, without widgets: a plain-Python controller that a view (labkit.rig.panel) or a
+script drives through the same calls, so everything here is unit-tested without a browser.
+
+    ctl = RigController("rigsim://?seed=1")        # or a serial port, e.g. "/dev/ttyACM0" or a pty path
+    ctl.connect()                                  # opens the Rig and starts streaming
+    ctl.set_stimulus(vpp=4.0, period_ms=3.0, rate_hz=1.0)   # clamped into the device's limits
+    ctl.arm(); ctl.start()                         # record a session folder, pulse at rate_hz while armed
+    snap = ctl.snapshot()                          # decimated traces + motion + counters, for drawing
+    ctl.stop()                                     # the big stop: device STOP, close the recording, write NWB
+
+State machine (``ctl.state``)::
+
+    disconnected --connect--> streaming --start--> running --stop--> stopped --start--> running ...
+                  (any state) --disconnect--> disconnected
+
+``armed`` is a separate safety gate (arm / disarm; STOP, disconnect and the device's watchdog clear it): while
+running, a pulse is requested every 1 / rate_hz seconds *after the previous echo* (the host driver's rate check
+measures from the echo) and only while armed.
+
+Safety. The stimulus settings in force are always inside the device's hard limits (from its INFO):
+:func:`clamp_stimulus` clamps a finite number into [lowest, highest] and refuses (LimitError, previous value
+kept) anything that is not a finite number. The host driver and the device check every pulse again.
+
+Threads. The Rig's reader thread fills its own ring buffer; an *acquisition* thread here copies what arrived
+every ``chunk_s`` (``Rig.read_since``) into the display :class:`RingBuffer` and, with a camera, turns
+frames into the motion signal; a *stimulus* thread runs the pulse schedule. No thread here touches a widget:
+the view calls :meth:`RigController.snapshot` from the kernel's event loop. The recording is written by the
+Rig itself (its reader thread), independently of the display.
+
+Display. :func:`decimate_minmax` keeps each bin's minimum and maximum (2 points per bin, bins ≈ pixels), the
+usual envelope decimation of scope displays: a 1 ms spike in a 2 s window at 800 px stays visible.
+
+Motion. With the simulator, :class:`labkit.rig.video.Camera` streams the frames of the device time that has
+passed since the last call (JPEG-compressed like an MJPG camera's); labkit.rig.tracking.SegmentTracker turns
+each frame into zone strains, and the motion signal is their mean (relative to the first usable frame). A serial device has no camera here: no motion trace.
+"""
+
+import math
+import numbers
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from labkit.rig.driver import Rig
+from labkit.rig.limits import LimitError, RigError, SafetyLimits
+from labkit.rig.nwb import session_to_nwb, validate_nwb
+from labkit.rig.protocol import ErrorCode
+from labkit.rig.recording import Pulse
+from labkit.rig.video import Camera
+
+__all__ = ["MIN_VPP", "MIN_RATE_HZ", "StimulusSettings", "stimulus_ranges", "clamp_stimulus", "RingBuffer",
+           "decimate_minmax", "default_tracker", "Snapshot", "SessionResult", "RigController"]
+
+MIN_VPP = 0.1          # V: the panel's lowest voltage (the device accepts any vpp > 0)
+MIN_RATE_HZ = 0.1      # pulses/s: the panel's slowest schedule
+
+
+@dataclass(frozen=True)
+class StimulusSettings:
+    """One bipolar sine cycle of ``vpp`` volts peak-to-peak and ``period_ms``, repeated at ``rate_hz``."""
+
+    vpp: float = 4.0
+    period_ms: float = 3.0
+    rate_hz: float = 1.0
+
+
+def stimulus_ranges(limits: SafetyLimits) -> dict[str, tuple[float, float]]:
+    """The allowed (lowest, highest) of each stimulus setting under the device's ``limits``."""
+    return {"vpp": (MIN_VPP, limits.max_vpp), "period_ms": (limits.min_period_ms, limits.max_period_ms),
+            "rate_hz": (MIN_RATE_HZ, limits.max_rate_hz)}
+
+
+def clamp_stimulus(limits: SafetyLimits, current: StimulusSettings, **changes) -> StimulusSettings:
+    """``current`` with ``changes`` applied, each clamped into :func:`stimulus_ranges`; a non-finite or non-numeric
+    value raises :class:`LimitError` naming it (nothing is applied then)."""
+    ranges = stimulus_ranges(limits)
+    clamped = {}
+    for name, value in changes.items():
+        if name not in ranges:
+            raise LimitError(f"unknown stimulus setting {name!r}; allowed: {', '.join(ranges)}")
+        lo, hi = ranges[name]
+        if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)):
+            raise LimitError(f"{name}={value!r} is not a finite number; allowed: {lo:g} to {hi:g}")
+        clamped[name] = float(min(max(float(value), lo), hi))
+    return replace(current, **clamped)
+
+
+class RingBuffer:
+    """The last ``capacity`` rows of a stream of (n, n_columns) blocks keyed by absolute row index; thread-safe.
+
+    Rows never written (before the first block, or skipped by a jump forward in the index) read as NaN.
+    """
+
+    def __init__(self, capacity: int, n_columns: int):
+        if capacity < 1 or n_columns < 1:
+            raise ValueError(f"RingBuffer: capacity={capacity!r}, n_columns={n_columns!r}; allowed: integers >= 1")
+        self.capacity, self.n_columns = int(capacity), int(n_columns)
+        self._data = np.full((self.capacity, self.n_columns), np.nan, np.float32)
+        self._end: int | None = None           # absolute index one past the newest row
+        self._lock = threading.Lock()
+
+    @property
+    def end(self) -> int | None:
+        return self._end
+
+    def write(self, first_index: int, rows: np.ndarray) -> None:
+        rows = np.asarray(rows, np.float32).reshape(-1, self.n_columns)
+        with self._lock:
+            end = first_index + len(rows)
+            if self._end is not None and end <= self._end:
+                return                                     # old or duplicate data
+            if self._end is not None and first_index > self._end:   # a hole: forget what it overwrites
+                hole = np.arange(max(self._end, first_index - self.capacity), first_index)
+                self._data[hole % self.capacity] = np.nan
+            start = max(first_index, end - self.capacity, self._end if self._end is not None else first_index)
+            self._data[np.arange(start, end) % self.capacity] = rows[start - first_index:]
+            self._end = end
+
+    def snapshot(self, n: int) -> tuple[int, np.ndarray]:
+        """(absolute index of the first row, a copy of the newest ``n`` rows); n is capped at the capacity."""
+        n = min(int(n), self.capacity)
+        with self._lock:
+            end = 0 if self._end is None else self._end
+            out = self._data[np.arange(end - n, end) % self.capacity]
+            out[: max(0, min(n, n - end))] = np.nan        # indices < 0: nothing there yet
+            if self._end is None:
+                out[:] = np.nan
+        return end - n, out
+
+
+def decimate_minmax(y: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Min/max envelope of ``y`` (n, k) in ``n_bins`` equal bins of the most recent samples.
+
+    Returns (row positions (2 m,), values (2 m, k)): each bin's minimum then maximum, both at the bin's centre
+    (in rows of ``y``), so a line through them draws one vertical stroke per bin. Short inputs (n <= 2 n_bins)
+    come back unchanged. NaN in a bin makes the bin NaN (a visible break).
+    """
+    y = np.asarray(y, float)
+    if y.ndim == 1:
+        y = y[:, None]
+    n = len(y)
+    if n <= 2 * n_bins:
+        return np.arange(n, dtype=float), y
+    size = math.ceil(n / n_bins)
+    m = n // size
+    skip = n - m * size                                  # drop the oldest samples that do not fill a bin
+    bins = y[skip:].reshape(m, size, -1)
+    centres = skip + (np.arange(m) + 0.5) * size - 0.5
+    values = np.stack([bins.min(axis=1), bins.max(axis=1)], axis=1).reshape(2 * m, -1)
+    return np.repeat(centres, 2), values
+
+
+def default_tracker(n_zones: int):
+    """labkit.rig.tracking's streaming tracker for the panel's camera frames of a worm with ``n_zones`` zones."""
+    from labkit.rig.tracking import SegmentTracker
+
+    return SegmentTracker(n_zones=n_zones)
+
+
+@dataclass
+class Snapshot:
+    """What the panel draws at one tick: decimated traces, the motion signal and the counters."""
+
+    t_s: np.ndarray                 # (m,) device time of each decimated trace point
+    traces_uv: np.ndarray           # (m, n_channels)
+    motion_t_s: np.ndarray          # (k,) frame times
+    motion: np.ndarray              # (k,) motion signal (mean zone strain, 1 = rest length doubled)
+    t_end_s: float                  # device time of the newest sample (the right edge of the window)
+    window_s: float
+    artefacts_s: np.ndarray         # (p, 2) [start, stop) of each stimulus pulse in the window (device time)
+    counters: dict
+    state: str
+    armed: bool
+    settings: StimulusSettings
+    last_pulse: Pulse | None
+    message: str
+
+
+@dataclass
+class SessionResult:
+    """A stopped recording: its folder, its NWB file and what the NWB validator said (empty = valid)."""
+
+    session_dir: Path
+    nwb_path: Path | None = None
+    nwb_errors: list = field(default_factory=list)
+    pulses: list = field(default_factory=list)
+    counters: dict = field(default_factory=dict)
+
+
+class RigController:
+    """Connect / arm / stimulate on a schedule / record / stop, over :class:`labkit.rig.Rig` (module docstring).
+
+    ``record_dir``: where session folders go (``session-<UTC time>``; the NWB file next to it, same stem).
+    ``camera``: "auto" (the simulator's camera for a ``rigsim://`` URL, none otherwise) or None.
+    """
+
+    def __init__(self, url: str = "rigsim://", *, record_dir=None, window_s: float = 2.0, chunk_s: float = 0.05,
+                 camera: str | None = "auto", camera_fps: float = 20.0, camera_size=(320, 80),
+                 settings: StimulusSettings = StimulusSettings(), rig_factory=Rig, tracker_factory=None):
+        if camera not in ("auto", None):
+            raise ValueError(f"camera={camera!r}; allowed: 'auto' or None")
+        self.url = url
+        self.record_dir = Path(record_dir) if record_dir is not None else Path(tempfile.mkdtemp(prefix="labkit-rig-"))
+        self.window_s, self.chunk_s = float(window_s), float(chunk_s)
+        self.camera_mode, self.camera_fps, self.camera_size = camera, float(camera_fps), tuple(camera_size)
+        self.rig_factory = rig_factory
+        self.tracker_factory = tracker_factory or default_tracker
+        self.rig = None
+        self.limits = SafetyLimits()           # the defaults until a device says otherwise
+        self.settings = clamp_stimulus(self.limits, settings, **settings.__dict__)
+        self.state = "disconnected"
+        self.armed = False
+        self.message = "not connected"
+        self.pulses: list[Pulse] = []          # echoes of the pulses this controller requested
+        self.refused: list[str] = []           # requests the host driver or the device refused
+        self.sessions: list[SessionResult] = []
+        self.ring: RingBuffer | None = None
+        self.motion_ring = RingBuffer(1, 2)
+        self.camera: Camera | None = None
+        self.tracker = None
+        self._recording: ExitStack | None = None
+        self._recorded_motion: list[tuple[float, np.ndarray]] = []
+        self._session_first_pulse = 0
+        self._lock = threading.Lock()
+        self._acq_stop = threading.Event()
+        self._run_stop = threading.Event()
+        self._threads: dict[str, threading.Thread] = {}
+        self._last_done = 0.0
+
+    # --- connection ------------------------------------------------------------------------------
+    def connect(self, url: str | None = None) -> None:
+        if self.rig is not None:
+            raise RigError(f"already connected to {self.url!r}: disconnect first")
+        self.url = url or self.url
+        rig = self.rig_factory(self.url)
+        rig.open()
+        self.rig, self.limits = rig, rig.info.limits
+        self.settings = clamp_stimulus(self.limits, self.settings, **self.settings.__dict__)
+        self.ring = RingBuffer(int(round(self.window_s * rig.info.sample_rates_hz[0])), rig.info.max_channels)
+        sim = getattr(rig.serial, "sim", None)
+        if self.camera_mode == "auto" and sim is not None and urlsplit(self.url).scheme == "rigsim":
+            self.camera = Camera(sim.worm, fps=self.camera_fps, size=self.camera_size, seed=sim.worm.seed)
+            self.tracker = self.tracker_factory(sim.worm.params.n_zones)
+            self.motion_ring = RingBuffer(max(2, int(self.window_s * self.camera_fps) + 1), 2)
+        self._start_stream()
+        self.state = "streaming"
+        self.message = f"connected to {self.url} ({rig.info.firmware})"
+
+    def disconnect(self) -> None:
+        if self.rig is None:
+            return
+        if self.state == "running":
+            self.stop()
+        self._acq_stop.set()
+        self.rig.close()
+        self._join("acquire", timeout=self.chunk_s + 1)
+        self.rig, self.camera, self.tracker = None, None, None
+        self.state, self.armed, self.message = "disconnected", False, "disconnected"
+
+    # --- stimulation -----------------------------------------------------------------------------
+    def set_stimulus(self, **changes) -> StimulusSettings:
+        """Apply ``vpp`` / ``period_ms`` / ``rate_hz`` changes clamped into the device's limits (see module)."""
+        new = clamp_stimulus(self.limits, self.settings, **changes)
+        clamped = [k for k, v in changes.items() if getattr(new, k) != v]
+        self.settings = new
+        if clamped:
+            self.message = "clamped to the device limits: " + ", ".join(f"{k}={getattr(new, k):g}" for k in clamped)
+        return new
+
+    def arm(self) -> None:
+        self._require_rig().arm()
+        self.armed = True
+        self.message = "armed"
+
+    def disarm(self) -> None:
+        self.armed = False
+        self._require_rig().disarm()
+        self.message = "disarmed"
+
+    def start(self, record: bool = True) -> None:
+        """Start the pulse schedule (pulses only while armed) and, with ``record``, a new session folder."""
+        rig = self._require_rig()
+        if self.state == "running":
+            return
+        if self.state == "stopped":
+            self._start_stream()
+        if record:
+            self.record_dir.mkdir(parents=True, exist_ok=True)
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+            folder = self.record_dir / f"session-{stamp}"
+            stack = ExitStack()
+            stack.enter_context(rig.record(folder))
+            with self._lock:
+                self._recording, self._recorded_motion = stack, []
+                self._session_first_pulse = len(self.pulses)
+            self.sessions.append(SessionResult(folder))
+        self._run_stop.clear()
+        self._spawn("stimulate", self._stimulate_loop)
+        self.state = "running"
+        self.message = "running" + (" (recording)" if record else "") + ("" if self.armed else ": arm to stimulate")
+
+    def stop(self) -> SessionResult | None:
+        """The big stop: device STOP first (aborts a pulse, disarms, stops the stream), then close the recording
+        and write + validate its NWB file (also when STOP failed, e.g. on a lost link; the error is raised after).
+        Returns the session (None when nothing was recorded)."""
+        self._run_stop.set()
+        self._acq_stop.set()
+        self.armed = False
+        if self.rig is None:
+            return None
+        try:
+            self.rig.stop()
+        finally:
+            self._join("stimulate", timeout=self.rig.timeout_s + 1)
+            self.state, self.message = "stopped", "stopped"
+            session = self._finish_recording()
+        return session
+
+    def _finish_recording(self) -> SessionResult | None:
+        if self._recording is None:
+            return None
+        self._recording.close()
+        self._recording = None
+        session = self.sessions[-1]
+        with self._lock:
+            session.pulses = self.pulses[self._session_first_pulse:]
+            motion = self._motion_for_nwb()
+        session.counters = dict(self.rig.counters)
+        session.nwb_path = session_to_nwb(session.session_dir, session.session_dir.with_suffix(".nwb"), motion=motion)
+        session.nwb_errors = [str(e) for e in validate_nwb(session.nwb_path)]
+        self.message = (f"stopped; saved {session.nwb_path.name} "
+                        + ("(valid NWB)" if not session.nwb_errors else f"({len(session.nwb_errors)} NWB errors)"))
+        return session
+
+    # --- display ---------------------------------------------------------------------------------
+    def snapshot(self, n_bins: int = 800) -> Snapshot:
+        """The newest ``window_s`` of the stream decimated to ``n_bins`` (≈ pixel width), motion and counters."""
+        if self.ring is None:
+            t, y, t_end = np.zeros(0), np.zeros((0, 4)), 0.0
+        else:
+            fs = self.rig.fs_hz or self.rig.info.sample_rates_hz[0]
+            first, rows = self.ring.snapshot(self.ring.capacity)
+            pos, y = decimate_minmax(rows, n_bins)
+            t, t_end = (first + pos) / fs, (first + len(rows)) / fs
+        _, motion = self.motion_ring.snapshot(self.motion_ring.capacity)
+        keep = np.isfinite(motion[:, 0])
+        with self._lock:
+            last = self.pulses[-1] if self.pulses else None
+            spans = [(p.t_start_s, p.t_start_s + p.period_ms_measured / 1e3) for p in self.pulses[-64:]
+                     if p.t_start_s + p.period_ms_measured / 1e3 > t_end - self.window_s]
+        return Snapshot(t, y, motion[keep, 0].astype(float), motion[keep, 1].astype(float), t_end, self.window_s,
+                        np.array(spans).reshape(-1, 2), self.counters(), self.state, self.armed, self.settings,
+                        last, self.message)
+
+    def counters(self) -> dict[str, int]:
+        """Frames decoded, gaps (frames lost in transit), CRC errors (bad frames), samples lost, pulses echoed."""
+        link = self.rig.counters if self.rig is not None else {}
+        with self._lock:
+            n_pulses = len(self.pulses)
+        return {"frames": link.get("frames", 0), "gaps": link.get("lost_frames", 0),
+                "crc_errors": link.get("bad_frames", 0), "samples_lost": link.get("samples_lost", 0),
+                "pulses": n_pulses, "refused": len(self.refused)}
+
+    # --- threads ---------------------------------------------------------------------------------
+    def _start_stream(self) -> None:
+        self.rig.configure()
+        self._join("acquire", timeout=self.chunk_s + 1)
+        self._acq_stop = threading.Event()
+        self._spawn("acquire", self._acquire_loop, self._acq_stop)
+
+    def _acquire_loop(self, stop: threading.Event) -> None:
+        rig, fs = self.rig, self.rig.fs_hz
+        while not stop.wait(self.chunk_s):
+            first, counts = rig.read_since(self.ring.end, self.ring.capacity)
+            if not len(counts):
+                continue
+            self.ring.write(first, counts * rig.info.scale_uv_per_count)
+            if self.camera is not None:
+                self._track((first + len(counts)) / fs)
+
+    def _track(self, t_s: float) -> None:
+        with self._lock:
+            led = [p.t_start_s for p in self.pulses]
+        times, frames = self.camera.frames_until(t_s, led, max_frames=self.motion_ring.capacity)
+        if not frames:
+            return
+        results = [self.tracker.update(frame) for frame in frames]
+        self.motion_ring.write(self.camera.n_frames - len(frames),
+                               np.column_stack([times, [r.motion for r in results]]))
+        with self._lock:
+            if self._recording is not None:
+                self._recorded_motion += [(float(t), r.strain) for t, r in zip(times, results)]
+
+    def _motion_for_nwb(self) -> dict | None:
+        """The motion frames tracked while recording, as session_to_nwb wants them (caller holds the lock)."""
+        if not self._recorded_motion:
+            return None
+        return {"frame_times_s": np.array([t for t, _ in self._recorded_motion]),
+                "values": np.stack([v for _, v in self._recorded_motion]),
+                "zone_positions_mm": self.camera.worm.zone_centres_mm, "unit": "1 (L / L_rest - 1)",
+                "description": "longitudinal strain per body zone, tracked live from the simulated camera "
+                               "(labkit.rig.tracking.SegmentTracker; NaN in frames it could not use)"}
+
+    def _stimulate_loop(self) -> None:
+        rig = self.rig
+        while not self._run_stop.wait(0.01):
+            if not self.armed or time.monotonic() < self._last_done + 1.0 / self.settings.rate_hz:
+                continue
+            s = self.settings
+            try:
+                pulse = rig.stimulate(s.vpp, s.period_ms)
+            except RigError as e:
+                self._last_done = time.monotonic()
+                if self._run_stop.is_set():
+                    return
+                self.refused.append(str(e))
+                self.message = f"refused: {e}"
+                if e.code == ErrorCode.NOT_ARMED:       # e.g. the device's watchdog disarmed it
+                    self.armed = False
+                continue
+            self._last_done = time.monotonic()
+            with self._lock:
+                self.pulses.append(pulse)
+
+    def _spawn(self, name: str, target, *args) -> None:
+        thread = threading.Thread(target=target, args=args, name=f"rig-panel-{name}", daemon=True)
+        self._threads[name] = thread
+        thread.start()
+
+    def _join(self, name: str, timeout: float) -> None:
+        thread = self._threads.pop(name, None)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _require_rig(self):
+        if self.rig is None:
+            raise RigError("not connected: call connect() first")
+        return self.rig

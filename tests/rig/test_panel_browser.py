@@ -1,0 +1,182 @@
+"""The live panel in a real browser: JupyterLab on localhost, headless Chromium (Debian's `chromium`) driven by
+Playwright. Opens notebook 05b, runs it on the project's `labkit` kernel, presses Arm and Start, sees the traces
+update, changes the voltage, presses STOP and finds the recording's NWB file.
+
+Skipped (with the reason) only when no Chromium binary is found (`chromium` on PATH, or $LABKIT_CHROMIUM); with
+LABKIT_REQUIRE_BROWSER=1 (CI) that is a failure instead. `make test` installs Debian's chromium when it can (`make browser`).
+Never `playwright install` (it downloads browsers).
+"""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+from playwright import sync_api
+
+from labkit import paths
+
+CHROMIUM = os.environ.get("LABKIT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+NOTEBOOK = "05b_rig_live_panel.ipynb"
+TOKEN = "labkit-panel-test"
+
+
+@pytest.fixture(autouse=True)
+def browser_available():
+    """Skip without a browser, unless LABKIT_REQUIRE_BROWSER=1 (CI): then fail."""
+    if CHROMIUM is None:
+        message = "no Chromium binary: install Debian's `chromium` (`make browser`, as root) or set LABKIT_CHROMIUM"
+        if os.environ.get("LABKIT_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """JupyterLab serving a copy of 05b (smoke scale) from tmp_path; yields (base URL, run folder)."""
+    nb = nbformat.read(paths.NOTEBOOKS / NOTEBOOK, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    cell.source = 'scale = "smoke"\nseed = 0\nparams = {}'
+    root = tmp_path / "root"
+    root.mkdir()
+    nbformat.write(nb, root / NOTEBOOK)
+    run_dir = tmp_path / "run"
+    port = _free_port()
+    env = {**os.environ, "LABKIT_RUN_DIR": str(run_dir), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"), "PYTHONHASHSEED": "0"}
+    log = open(tmp_path / "jupyter.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser", f"--port={port}",
+         "--ServerApp.ip=127.0.0.1", f"--ServerApp.token={TOKEN}", f"--ServerApp.root_dir={root}",
+         "--ServerApp.port_retries=0", "--LabApp.news_url=None",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 40
+        while True:
+            try:
+                _get(f"{base}/api/status?token={TOKEN}")
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"JupyterLab did not start: {(tmp_path / 'jupyter.log').read_text()[-2000:]}")
+                time.sleep(0.3)
+        yield base, run_dir
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def _claims(run_dir: Path) -> list | None:
+    try:
+        claims = json.loads((run_dir / "record.json").read_text())["claims"]
+    except (OSError, ValueError):
+        return None
+    return claims if len(claims) == 3 else None
+
+
+def _text(page, selector: str) -> str:
+    return page.locator(selector).first.inner_text().strip()
+
+
+def _wait_for(predicate, timeout_s: float, what: str, page=None, shot: Path | None = None):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    if page is not None and shot is not None:
+        page.screenshot(path=str(shot))
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}" + (f" (screenshot: {shot})" if shot else ""))
+
+
+def test_panel_in_jupyterlab_start_traces_voltage_stop_records(lab, tmp_path):
+    base, run_dir = lab
+    shot = tmp_path / "failure.png"
+    with sync_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
+            viewport={"width": 1400, "height": 1000})
+        try:
+            page = context.pages[0] if context.pages else context.new_page()
+            page.set_default_timeout(60_000)
+            page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={TOKEN}")
+            page.locator(".jp-Notebook").first.wait_for()
+            # the kernel must be the project's, from the notebook's metadata
+            sessions = _wait_for(lambda: _get(f"{base}/api/sessions?token={TOKEN}"), 30, "a kernel session")
+            assert [s["kernel"]["name"] for s in sessions] == ["labkit"], sessions
+
+            page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').first.wait_for()   # kernel ready
+            page.locator(".jp-Notebook .jp-Cell").first.click()      # the notebook is the current widget
+            # Run > Run All Cells
+            page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
+            page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
+            page.locator(".labkit-rig-start").wait_for(timeout=90_000)
+            # the scripted session ran and every claim was checked (the notebook's run record, not the DOM:
+            # JupyterLab does not render cells scrolled out of view)
+            claims = _wait_for(lambda: _claims(run_dir), 90, "the notebook's 3 claims", page, shot)
+            assert all(c["passed"] for c in claims), claims
+            page.locator(".labkit-rig-stop").scroll_into_view_if_needed()
+            _wait_for(lambda: _text(page, ".labkit-rig-state") == "stopped", 20, "state 'stopped'", page, shot)
+
+            page.locator(".labkit-rig-arm").click()
+            page.locator(".labkit-rig-start").click()
+            _wait_for(lambda: _text(page, ".labkit-rig-state") == "running", 20, "state 'running'", page, shot)
+            frames0 = int(_text(page, ".labkit-rig-frames"))
+            src0 = page.locator("img.labkit-rig-traces").get_attribute("src")
+            _wait_for(lambda: int(_text(page, ".labkit-rig-frames")) > frames0 + 20, 20, "the frame counter to grow",
+                      page, shot)
+            _wait_for(lambda: page.locator("img.labkit-rig-traces").get_attribute("src") != src0, 20,
+                      "the traces image to change", page, shot)
+            _wait_for(lambda: int(_text(page, ".labkit-rig-pulses")) >= 1, 20, "a pulse", page, shot)
+
+            readout = page.locator(".labkit-rig-vpp .widget-readout")
+            readout.click()
+            page.keyboard.press("Control+A")
+            page.keyboard.type("5.5")
+            page.keyboard.press("Enter")
+            _wait_for(lambda: _text(page, ".labkit-rig-last-vpp") == "5.50", 20, "a pulse at the new 5.5 Vpp",
+                      page, shot)
+
+            page.locator(".labkit-rig-stop").click()
+            _wait_for(lambda: _text(page, ".labkit-rig-state") == "stopped"
+                      and "valid NWB" in page.locator(".labkit-rig-status").inner_text(), 30,
+                      "STOP to write a valid NWB file", page, shot)
+        finally:
+            context.close()
+
+    nwb_files = sorted((run_dir / "rig-sessions").glob("session-*.nwb"))
+    assert len(nwb_files) == 2, nwb_files          # the scripted session's, and the one recorded from the browser
+    from pynwb import NWBHDF5IO
+
+    with NWBHDF5IO(str(nwb_files[-1]), "r") as io_:
+        vpp = list(io_.read().intervals["delivered_pulses"]["vpp_requested"].data[:])
+    assert 5.5 in [round(v, 3) for v in vpp], vpp

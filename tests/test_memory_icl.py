@@ -1,0 +1,196 @@
+"""In-context energy transformer: shapes, causality, no positional encoding, the batched-candidate pass against
+one forward pass per candidate, Langevin hygiene, determinism, training progress and the notebook config."""
+
+import numpy as np
+import pytest
+import torch
+
+from labkit import repro
+from labkit.config import ConfigError
+from labkit.memory import icl
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _model(seed=0, d=16, heads=2, layers=2):
+    torch.manual_seed(seed)
+    return icl.EnergyTransformer(d, heads, layers).eval()
+
+
+def _rel_err(a, b):
+    return (a - b).abs().max().item() / max(b.abs().max().item(), 1e-12)
+
+
+def test_shapes():
+    m = _model()
+    x, c = torch.randn(3, 7, 2), torch.randn(3, 5, 2)
+    e_x, e_c = m(x, c, torch.tensor([0, 1, 3, 7, 7]))
+    assert e_x.shape == (3, 7) and e_c.shape == (3, 5)
+    e_x2, none = m(x)
+    assert none is None and torch.allclose(e_x, e_x2, atol=1e-6)   # candidates never change the real tokens
+
+
+def test_mask_blocks_what_it_should():
+    mask = icl.candidate_mask(3, torch.tensor([0, 2]))
+    allowed = ~mask
+    assert allowed[:3, :3].tolist() == [[True, False, False], [True, True, False], [True, True, True]]
+    assert not allowed[:3, 3:].any()                                 # real tokens never see candidates
+    assert allowed[3].tolist() == [False, False, False, True, False]  # prefix 0: itself only
+    assert allowed[4].tolist() == [True, True, False, False, True]    # prefix 2: x_0, x_1 and itself
+
+
+def test_causal_later_tokens_do_not_change_earlier_energies():
+    m = _model()
+    x = torch.randn(2, 9, 2)
+    y = x.clone()
+    y[:, 5:] = torch.randn(2, 4, 2) * 10
+    e_x, e_y = m(x)[0], m(y)[0]
+    assert torch.allclose(e_x[:, :5], e_y[:, :5], atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(e_x[:, 5:], e_y[:, 5:])
+
+
+def test_no_positional_encoding_one_layer_sees_the_context_as_a_set():
+    """Without positional encoding a one-layer model's energy at n is a function of the set x_<n (deeper causal
+    models are not exactly invariant: a context token's hidden state depends on its own prefix)."""
+    m = _model(layers=1)
+    x = torch.randn(2, 10, 2)
+    n = 7
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    y = torch.cat([x[:, perm], x[:, n:]], dim=1)
+    e_x, e_y = m(x)[0], m(y)[0]
+    assert _rel_err(e_y[:, n:], e_x[:, n:]) < 1e-6
+
+
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_batched_candidates_equal_one_pass_per_candidate(train_mode):
+    m = _model(d=32, heads=4, layers=3).train(train_mode)
+    torch.manual_seed(1)
+    x = torch.randn(3, 6, 2) * 4
+    prefix = torch.arange(6).repeat_interleave(3)                      # the training layout: 3 negatives per token
+    c = torch.rand(3, len(prefix), 2) * 30 - 15
+    _, batched = m(x, c, prefix)
+    naive = torch.stack([m(torch.cat([x[:, :p], c[:, j:j + 1]], dim=1))[0][:, -1]
+                         for j, p in enumerate(prefix.tolist())], dim=1)
+    err = _rel_err(batched, naive)
+    assert err < 1e-6, err
+
+
+def test_candidate_gradients_are_their_own():
+    """dE(c_m)/dc_m' = 0 for m' ≠ m, so one backward of the sum gives every candidate's own gradient."""
+    m = _model()
+    x, c = torch.randn(1, 4, 2), torch.randn(1, 3, 2, requires_grad=True)
+    prefix = torch.tensor([1, 2, 4])
+    jac = torch.autograd.functional.jacobian(lambda c_: m(x, c_, prefix)[1], c)   # (1, 3, 1, 3, 2)
+    off = jac[0, :, 0].clone()
+    for j in range(3):
+        off[j, j] = 0
+    assert off.abs().max() == 0 and jac[0, 0, 0, 0].abs().sum() > 0
+
+
+def test_langevin_keeps_shape_and_leaks_no_gradient():
+    m = _model().train()
+    x, neg = torch.randn(2, 5, 2), torch.rand(2, 10, 2) * 30 - 15
+    prefix = torch.arange(5).repeat_interleave(2)
+    out = icl.langevin(m, x, neg, prefix, 3, 0.1, 0.01, torch.Generator().manual_seed(0))
+    assert out.shape == neg.shape and not out.requires_grad and out.grad_fn is None
+    assert all(p.grad is None for p in m.parameters())
+    assert not torch.equal(out, neg)
+    assert torch.equal(icl.langevin(m, x, neg, prefix, 0, 0.1, 0.01, torch.Generator()), neg)
+
+
+def test_gradient_update_lowers_the_energy():
+    X, _ = icl.THREE_COMPONENTS.sample(16, 12, repro.rng(0))
+    est = icl.InContextEnergyModel(d_model=16, n_heads=2, n_layers=1, n_steps=3, batch_size=4, progress=False).fit(X)
+    mem = est.memory(X[0, :8], step_size=1e-3)
+    q = repro.rng(1).uniform(-5, 5, (20, 2))
+    assert mem.energy(q).shape == (20,) and mem.update(q).shape == q.shape
+    assert np.all(mem.energy(mem.update(q)) <= mem.energy(q) + 1e-6)
+    assert np.allclose(mem.log_density(q), -mem.energy(q))
+    assert mem.energy(q[None]).shape == (1, 20)
+
+
+def test_fit_is_deterministic_and_loss_decreases():
+    X, _ = icl.THREE_COMPONENTS.sample(64, 16, repro.rng(0))
+    kw = dict(d_model=16, n_heads=2, n_layers=1, langevin_steps=3, n_steps=40, batch_size=8, progress=False)
+    a = icl.InContextEnergyModel(random_state=3, **kw).fit(X)
+    b = icl.InContextEnergyModel(random_state=3, **kw).fit(X)
+    assert np.array_equal(a.loss_history_, b.loss_history_)
+    q = repro.rng(2).normal(0, 5, (1, 30, 2))
+    assert np.array_equal(a.energy(X[:1, :5], q), b.energy(X[:1, :5], q))
+    c = icl.InContextEnergyModel(random_state=4, **kw).fit(X)
+    assert not np.array_equal(a.loss_history_, c.loss_history_)
+    assert a.loss_history_[-10:].mean() < a.loss_history_[:5].mean()
+
+
+def test_energy_is_chunk_invariant_and_checks_shapes():
+    X, _ = icl.THREE_COMPONENTS.sample(8, 10, repro.rng(0))
+    est = icl.InContextEnergyModel(d_model=16, n_heads=2, n_layers=1, n_steps=2, batch_size=4, progress=False).fit(X)
+    q = repro.rng(1).normal(0, 5, (2, 50, 2))
+    full = est.energy(X[:2, :4], q)
+    est.chunk_size = 7
+    assert np.allclose(est.energy(X[:2, :4], q), full, rtol=1e-5, atol=1e-6)
+    assert est.energy(np.zeros((2, 0, 2)), q).shape == (2, 50)       # empty context
+    with pytest.raises(ValueError, match="share B"):
+        est.energy(X[:3, :4], q)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        icl.InContextEnergyModel().energy(X[:2, :4], q)
+    with pytest.raises(ValueError, match="shape"):
+        icl.InContextEnergyModel().fit(np.zeros((4, 2)))
+
+
+def test_mixture_sampler_and_density():
+    fam = icl.MixtureFamily(3, 5.0, 0.33)
+    pts, means = fam.sample(4, 500, repro.rng(0))
+    assert pts.shape == (4, 500, 2) and means.shape == (4, 3, 2)
+    nearest = np.sqrt(((pts[:, :, None] - means[:, None]) ** 2).sum(-1)).min(-1)
+    assert nearest.max() < 6 * 0.33
+    # the density integrates to one on a grid wide enough to hold every component
+    grid, area = icl.square_grid(25.0, 400)
+    log_p = fam.log_density(np.broadcast_to(grid, (4, *grid.shape)), means)
+    total = np.exp(log_p).sum(axis=1) * area
+    assert np.allclose(total, 1.0, rtol=1e-6), total
+
+
+def test_grid_normaliser_of_a_gaussian_energy():
+    grid, area = icl.square_grid(10.0, 200)
+    energy = (grid**2).sum(-1) / (2 * 0.7**2)                        # Z = 2π σ²
+    assert abs(icl.grid_log_normaliser(energy, area) - np.log(2 * np.pi * 0.7**2)) < 1e-9
+
+
+def test_context_curves_shapes():
+    X, _ = icl.THREE_COMPONENTS.sample(8, 10, repro.rng(0))
+    est = icl.InContextEnergyModel(d_model=16, n_heads=2, n_layers=1, n_steps=2, batch_size=4, progress=False).fit(X)
+    r = icl.context_curves(est, icl.FIVE_COMPONENTS, (0, 2, 5), 3, 6, 12.0, 20, repro.rng(1))
+    assert r["nll"].shape == r["distance"].shape == (3, 3) and r["true_nll"].shape == (3,)
+    assert r["context"].shape == (3, 5, 2) and r["means"].shape == (3, 5, 2)
+    assert np.all(np.isfinite(r["nll"])) and np.all(r["distance"] > 0)
+
+
+def test_config_presets_and_validation():
+    for scale in ("smoke", "quick", "paper"):
+        cfg = icl.ICLEnergyConfig.from_params(scale=scale)
+        assert isinstance(cfg.estimator(0, progress=False), icl.InContextEnergyModel)
+    paper = icl.ICLEnergyConfig.from_params(scale="paper")
+    assert (paper.d_model, paper.n_heads, paper.n_layers, paper.langevin_steps) == (64, 8, 3, 7)
+    assert (paper.step_size, paper.noise_std, paper.learning_rate, paper.reg) == (0.1, 0.01, 1e-3, 1e-3)
+    cfg = icl.ICLEnergyConfig.from_params(scale="quick")
+    assert cfg.estimator(0).random_state != cfg.estimator(1).random_state
+    assert cfg.training_data(0).shape == (cfg.n_train_sequences, cfg.context_len, 2)
+    bad = [dict(n_heads=5), dict(n_seeds=1, n_eval_seeds=1), dict(torch_threads=0), dict(context_sizes=(1, 2)),
+           dict(context_sizes=(0, 4, 2)),
+           dict(context_sizes=(0, 64)), dict(landscape_lim=20.0), dict(distance_ratio=1.5), dict(step_size=0),
+           dict(n_stepz=3)]
+    for params in bad:
+        with pytest.raises(ConfigError):
+            icl.ICLEnergyConfig.from_params(scale="quick", **params)
+
+
+def test_curve_summary():
+    def group(first, last):
+        return {"nll": np.array([[first, 0.0, last]]), "distance": np.array([[2.0, 1.0, 1.0]]),
+                "true_nll": np.array([0.5])}
+
+    s = icl.curve_summary([group(5.0, 1.0), group(7.0, 2.0)])
+    assert s["nll_first"] == 6.0 and s["nll_last"] == 1.5 and s["nll_drop"] == 4.5
+    assert np.isclose(s["nll_seed_spread"], np.std([5.0, 7.0], ddof=1)) and s["distance_ratio"] == 0.5
