@@ -1,8 +1,13 @@
 """labkit: the thin library behind the notebooks of this companion.
 
-Sub-packages, one per abstract: ``collapse`` (model collapse). Shared plumbing: ``paths`` (every path
-from the repository root), ``config`` (validated notebook parameters), ``repro`` (determinism),
-``provenance`` (figures, claims and their sidecars) and ``pipeline`` (the headless notebook runner).
+Sub-packages, one per abstract: ``collapse`` (model collapse, 01*), ``memory`` (associative memory as probabilistic
+modeling, 02*), ``monitor`` (deceptive alignment monitoring, 03), ``facade`` (mechanistic anomaly detection, 04) and
+``rig`` (the earthworm rig: protocol, simulator, driver, analysis, tracking, live panel, 05*). Shared by 03 and 04:
+``classifiers`` (a small MLP that exposes its layers), ``attacks`` (FGSM, PGD) and ``detectors`` (one detector
+interface and the established detectors). Real data: ``data`` (offline packages, guarded online loaders).
+Plumbing: ``paths`` (every path from the repository root), ``config`` (validated notebook parameters), ``repro``
+(determinism), ``stats``, ``atomic`` (crash-safe writes), ``provenance`` (figures, claims and their sidecars),
+``manifest`` (the published index) and ``pipeline`` (the headless notebook runner).
 
 Importing ``labkit`` imports nothing else, so a notebook's inputs are exactly the modules it names.
 """
