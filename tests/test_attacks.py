@@ -6,16 +6,15 @@ import torch
 import torch.nn.functional as F
 
 from labkit.attacks import fgsm, pgd
-from labkit.classifiers import MLP, predict, train
+from labkit.classifiers import predict
 from labkit.data.images import digits
 
 
 @pytest.fixture(scope="module")
-def setup():
-    torch.set_num_threads(1)
+def setup(digits_classifier):
+    """The shared small classifier and 200 digits it never saw, with their labels."""
     x, y = digits()
-    model = train(MLP((64, 32, 32, 10), 0.1), x[:400], y[:400], epochs=15, seed=0)
-    return model, x[400:600], y[400:600]
+    return digits_classifier[0], x[500:700], y[500:700]
 
 
 def _loss(model, x, y):

@@ -110,7 +110,13 @@ def _geom_archive(tmp_path):
 def test_geom_loader_on_a_local_stand_in(tmp_path, monkeypatch):
     archive, pickles = _geom_archive(tmp_path)
     urls = []
-    monkeypatch.setattr(M, "_download", lambda url, dest: (urls.append(url), dest.write_bytes(archive.read_bytes())))
+
+    def fake_download(url, dest):
+        urls.append(url)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(archive.read_bytes())
+
+    monkeypatch.setattr(M, "download", fake_download)
     data = M.load_geom(2, cache_dir=tmp_path / "cache")
     assert urls == [M.GEOM_URL] and len(data) == 2 and data.coords.shape == (2, 9, 3)
     assert sorted(data.mask.sum(1)) == [3, 7]
@@ -127,7 +133,7 @@ def test_geom_loader_offline_guard(tmp_path, monkeypatch):
     def offline(url, dest):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(M, "_download", offline)
+    monkeypatch.setattr(M, "download", offline)
     with pytest.raises(M.DatasetUnavailable, match="GEOM") as err:
         M.load_geom(5, cache_dir=tmp_path)
     assert M.GEOM_URL in str(err.value) and "load_qm9" in str(err.value)

@@ -465,7 +465,7 @@ class CharLMCollapseConfig(GenerationsConfig):
     Scales:
 
     - ``smoke`` seconds: 2 seeds, 2 generations, a one-layer model on 30 k characters.
-    - ``quick`` the committed figures, ≤ 6 min on 2 CPU cores: 3 seeds, 4 generations, models of 0.06 M and 0.16 M
+    - ``quick`` the committed figures, ≤ 10 min on 2 CPU cores: 3 seeds, 4 generations, models of 0.06 M and 0.16 M
       parameters, the first 60 k characters of the corpus (45 k to train, 15 k held out), 3 epochs per generation;
       batches of 8 and learning rate 4e-3 → 4e-4, chosen for the generation-1 (real-data) loss per second of
       training, before any collapse run at this size.

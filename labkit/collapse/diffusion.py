@@ -421,7 +421,7 @@ class DiffusionCollapseConfig(GenerationsConfig):
     before any run, within which accumulate's held-out loss must stay of its generation-1 value.
 
     - ``smoke`` seconds: 2 seeds, 2 generations, a one-layer denoiser on 48 molecules.
-    - ``quick`` the committed figures, ≤ 6 min on 2 CPU cores: 3 seeds, 4 generations, QM9 molecules of ≤ 7
+    - ``quick`` the committed figures, ≤ 10 min on 2 CPU cores: 3 seeds, 4 generations, QM9 molecules of ≤ 7
       heavy atoms (1,000 train, 250 held out), a 3-layer EGNN of width 32, 50 diffusion steps, 40 epochs.
     - ``paper`` for a GPU or a Dask cluster (``scheduler``): the paper trains GeoDiff (its graph field network,
       5,000 diffusion steps) on GEOM-Drugs; the closest stand-in here is all QM9 sizes (≤ 9 heavy atoms), 50,000

@@ -30,19 +30,18 @@ import ast
 import csv
 import json
 import pickle
-import shutil
 import sysconfig
 import tarfile
-import urllib.error
-import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 
 from labkit import paths, repro
-from labkit.data import DatasetUnavailable
+from labkit.data import DatasetUnavailable, download
 
 __all__ = ["ELEMENTS", "BOND_CODES", "GEOM_URL", "DatasetUnavailable", "Conformers", "concat", "qm9_dir",
            "qm9_rows", "load_qm9", "load_geom"]
@@ -135,6 +134,11 @@ def _usable(mol, max_atoms: int) -> bool:
             and all(str(b.GetBondType()) in BOND_CODES for b in mol.GetBonds()))
 
 
+def _first_usable(mols: Iterable, n: int, max_atoms: int) -> list:
+    """The first ``n`` molecules of the lazy iterable ``mols`` that :func:`_usable` accepts (fewer if it runs out)."""
+    return list(islice((m for m in mols if _usable(m, max_atoms)), n))
+
+
 # ---------------------------------------------------------------------------------------------------- QM9 (offline)
 
 def qm9_dir() -> Path:
@@ -219,26 +223,15 @@ def load_qm9(n_molecules: int, max_heavy_atoms: int = 9, seed: int = 0) -> Confo
     if not 1 <= n_molecules <= len(rows):
         raise ValueError(f"n_molecules must lie in 1..{len(rows)} (QM9 molecules with <= {max_heavy_atoms} heavy "
                          f"atoms), got {n_molecules!r}")
-    mols = []
-    for k in repro.rng(seed).permutation(len(rows)):
-        _, smiles, elements, xyz = rows[k]
-        mol = _qm9_molecule(smiles, elements, xyz)
-        if _usable(mol, max_heavy_atoms):
-            mols.append(mol)
-            if len(mols) == n_molecules:
-                return _pack(mols, max_heavy_atoms)
+    drawn = (_qm9_molecule(*rows[k][1:]) for k in repro.rng(seed).permutation(len(rows)))
+    mols = _first_usable(drawn, n_molecules, max_heavy_atoms)
+    if len(mols) == n_molecules:
+        return _pack(mols, max_heavy_atoms)
     raise ValueError(f"only {len(mols)} QM9 molecules with <= {max_heavy_atoms} heavy atoms have a geometry that "
                      f"matches their graph; asked for {n_molecules}")
 
 
 # ---------------------------------------------------------------------------------------------------- GEOM (online)
-
-def _download(url: str, dest: Path, timeout_s: float = 60.0) -> None:
-    """Stream ``url`` into ``dest`` (the one place that touches the network; tests replace it)."""
-    partial = dest.with_name(dest.name + ".part")
-    with urllib.request.urlopen(url, timeout=timeout_s) as response, open(partial, "wb") as f:
-        shutil.copyfileobj(response, f, length=1 << 22)
-    partial.replace(dest)
 
 
 def _geom_folder(cache_dir: Path) -> Path:
@@ -247,11 +240,10 @@ def _geom_folder(cache_dir: Path) -> Path:
     if folder.is_dir():
         return folder
     archive = cache_dir / "rdkit_folder.tar.gz"
-    cache_dir.mkdir(parents=True, exist_ok=True)
     if not archive.exists():
         try:
-            _download(GEOM_URL, archive)
-        except (urllib.error.URLError, OSError, TimeoutError) as err:
+            download(GEOM_URL, archive)
+        except OSError as err:                          # URLError, HTTPError, timeouts, refused connections
             raise DatasetUnavailable(
                 f"GEOM: {folder} is missing and the rdkit_folder archive (~40 GB) could not be downloaded from "
                 f"{GEOM_URL} ({err}). GEOM needs internet once; {_OFFLINE_ALTERNATIVE}.") from err
@@ -273,15 +265,15 @@ def load_geom(n_molecules: int, subset: str = "drugs", max_heavy_atoms: int = 9,
     folder = _geom_folder(Path(cache_dir) if cache_dir is not None else paths.BUILD / "data" / "geom")
     summary = json.loads((folder / f"summary_{subset}.json").read_text())
     entries = sorted((s, e["pickle_path"]) for s, e in summary.items() if "pickle_path" in e)
-    mols = []
-    for k in repro.rng(seed).permutation(len(entries)):
-        with open(folder / entries[k][1], "rb") as f:
+
+    def most_populated_conformer(pickle_path: str):
+        with open(folder / pickle_path, "rb") as f:
             conformers = pickle.load(f)["conformers"]
-        best = max(conformers, key=lambda c: c["boltzmannweight"])["rd_mol"]
-        mol = Chem.RemoveHs(best)
-        if _usable(mol, max_heavy_atoms):
-            mols.append(mol)
-            if len(mols) == n_molecules:
-                return _pack(mols, max_heavy_atoms)
+        return Chem.RemoveHs(max(conformers, key=lambda c: c["boltzmannweight"])["rd_mol"])
+
+    drawn = (most_populated_conformer(entries[k][1]) for k in repro.rng(seed).permutation(len(entries)))
+    mols = _first_usable(drawn, n_molecules, max_heavy_atoms)
+    if len(mols) == n_molecules:
+        return _pack(mols, max_heavy_atoms)
     raise ValueError(f"GEOM {subset}: only {len(mols)} molecules with <= {max_heavy_atoms} heavy atoms of elements "
                      f"{ELEMENTS}; asked for {n_molecules}")

