@@ -3,7 +3,8 @@
 Modules: ``text`` (Shakespeare offline; TinyStories online), ``images`` (scikit-learn's 8×8 digits offline; MNIST
 online) and ``molecules`` (QM9 conformers from ``qm9pack`` offline; GEOM online). An online loader with no network
 and no cached copy raises :class:`DatasetUnavailable`, naming the data set, the URL and the offline alternative.
-Every online loader fetches through :func:`download`, the one place here that touches the network (tests replace it).
+The TinyStories and GEOM loaders stream through :func:`download` (tests replace it); the MNIST loader fetches each
+small file into memory first, to check that it is gzip before caching it (``images._fetch``).
 """
 
 import shutil
