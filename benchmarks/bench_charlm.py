@@ -85,7 +85,7 @@ def fit_window(index: int, iters: int) -> dict:
             "train_loss": float(losses[-100:].mean()), "train_s": train_s, "phases": phases,
             "tokens_per_s": iters * RECIPE.batch_size * MODEL.block_size / train_s,
             "eval_tokens_per_s": len(val_ids) / eval_s, "tail": works_between(cut, cut + len(val_ids)),
-            "state": model.state_dict(), "n_train": train_ids.shape[1], "n_val": len(val_ids)}
+            "state": model.state_dict()}
 
 
 def sampler_speed(model: charlm.CharTransformer, vocab: charlm.Vocabulary, train_ids: np.ndarray) -> None:
