@@ -1,12 +1,10 @@
-"""The character-level transformer family of notebook 01b, its text loaders and its config, on tiny cases."""
-
-import urllib.error
+"""The character-level transformer family of notebook 01b, its offline text loader and its config, on tiny cases
+(the online TinyStories loader is tested in test_data_online.py)."""
 
 import numpy as np
 import pytest
 import torch
 
-from labkit import data
 from labkit.collapse import charlm
 from labkit.collapse.generations import run_generations
 from labkit.config import ConfigError
@@ -35,46 +33,6 @@ def test_train_val_split_is_a_contiguous_tail():
     assert (train, val) == ("abcdefg", "hij")
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
         text.train_val_split("abc", 1.0)
-
-
-def test_download_streams_into_place_and_a_failed_fetch_writes_nothing(tmp_path):
-    source = tmp_path / "source.txt"
-    source.write_bytes(b"Once upon a time." * 1000)
-    dest = tmp_path / "cache" / "deep" / "copy.txt"
-    data.download(source.as_uri(), dest)                                  # a real urllib fetch of a file:// URL
-    assert dest.read_bytes() == source.read_bytes()
-    assert sorted(p.name for p in dest.parent.iterdir()) == ["copy.txt"]
-    missing = tmp_path / "cache" / "missing.txt"
-    with pytest.raises(OSError):
-        data.download((tmp_path / "no-such-file").as_uri(), missing)
-    assert not missing.exists()
-
-
-def test_tinystories_reads_a_download_and_caches_it(tmp_path, monkeypatch):
-    stand_in = "Once upon a time there was a cat.<|endoftext|>Tom liked to run.\n"
-    calls = []
-
-    def fake_download(url, dest, timeout_s=60.0):
-        calls.append(url)
-        dest.write_text(stand_in, encoding="utf-8")
-
-    monkeypatch.setattr(text, "download", fake_download)
-    assert text.tinystories("validation", cache_dir=tmp_path) == stand_in
-    assert text.tinystories("validation", cache_dir=tmp_path, max_chars=4) == "Once"
-    assert calls == [text.TINYSTORIES_URLS["validation"]]                  # the second call read the cache
-    with pytest.raises(ValueError, match="allowed: train, validation"):
-        text.tinystories("test", cache_dir=tmp_path)
-
-
-def test_tinystories_without_network_names_dataset_url_and_offline_alternative(tmp_path, monkeypatch):
-    def offline(url, dest, timeout_s=60.0):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(text, "download", offline)
-    with pytest.raises(text.DatasetUnavailable) as err:
-        text.tinystories("train", cache_dir=tmp_path)
-    message = str(err.value)
-    assert "TinyStories" in message and text.TINYSTORIES_URLS["train"] in message and "shakespeare_text()" in message
 
 
 # ----------------------------------------------------------------------------------------------------------- model

@@ -1,10 +1,5 @@
-"""Conformer diffusion on QM9: the data loaders (offline QM9, guarded GEOM), the equivariant denoiser, fit / sample /
-evaluate, the experiment in the generation loop, and the notebook config."""
-
-import json
-import pickle
-import tarfile
-import urllib.error
+"""Conformer diffusion on QM9: the offline QM9 loader, the equivariant denoiser, fit / sample / evaluate, the experiment
+in the generation loop, and the notebook config. The online GEOM loader is tested in test_data_online.py."""
 
 import numpy as np
 import pytest
@@ -83,62 +78,6 @@ def test_conformers_selection_concat_and_errors(qm9):
         M.load_qm9(5, max_heavy_atoms=10)
     with pytest.raises(ValueError, match="n_molecules must lie in 1.."):
         M.load_qm9(10**6)
-
-
-def _geom_archive(tmp_path):
-    """A two-molecule stand-in for GEOM's rdkit_folder archive (RDKit-embedded conformers, GEOM's layout)."""
-    from rdkit import Chem
-    from rdkit.Chem import AllChem
-
-    root = tmp_path / "src" / "rdkit_folder"
-    (root / "drugs").mkdir(parents=True)
-    summary = {}
-    for k, smiles in enumerate(["CCO", "c1ccccc1O"]):
-        mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
-        AllChem.EmbedMultipleConfs(mol, 2, randomSeed=k)
-        conformers = [{"rd_mol": Chem.Mol(mol, confId=c.GetId()), "boltzmannweight": w}
-                      for c, w in zip(mol.GetConformers(), (0.3, 0.7))]
-        (root / "drugs" / f"{k}.pickle").write_bytes(pickle.dumps({"conformers": conformers}))
-        summary[smiles] = {"pickle_path": f"drugs/{k}.pickle"}
-    (root / "summary_drugs.json").write_text(json.dumps(summary))
-    archive = tmp_path / "stand_in.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(root, arcname="rdkit_folder")
-    return archive, {s: pickle.loads((root / e["pickle_path"]).read_bytes()) for s, e in summary.items()}
-
-
-def test_geom_loader_on_a_local_stand_in(tmp_path, monkeypatch):
-    archive, pickles = _geom_archive(tmp_path)
-    urls = []
-
-    def fake_download(url, dest):
-        urls.append(url)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(archive.read_bytes())
-
-    monkeypatch.setattr(M, "download", fake_download)
-    data = M.load_geom(2, cache_dir=tmp_path / "cache")
-    assert urls == [M.GEOM_URL] and len(data) == 2 and data.coords.shape == (2, 9, 3)
-    assert sorted(data.mask.sum(1)) == [3, 7]
-    phenol = data[int(np.argmax(data.mask.sum(1)))]
-    best = pickles["c1ccccc1O"]["conformers"][1]["rd_mol"]          # Boltzmann weight 0.7
-    heavy = [a.GetIdx() for a in best.GetAtoms() if a.GetSymbol() != "H"]
-    assert np.allclose(phenol.coords[0, :7], best.GetConformer().GetPositions()[heavy], atol=1e-5)
-    assert sorted(phenol.bonds[0][phenol.bonds[0] > 0].tolist()) == [1] * 2 + [4] * 12
-    M.load_geom(1, cache_dir=tmp_path / "cache")                       # cached: no second download
-    assert len(urls) == 1
-
-
-def test_geom_loader_offline_guard(tmp_path, monkeypatch):
-    def offline(url, dest):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(M, "download", offline)
-    with pytest.raises(M.DatasetUnavailable, match="GEOM") as err:
-        M.load_geom(5, cache_dir=tmp_path)
-    assert M.GEOM_URL in str(err.value) and "load_qm9" in str(err.value)
-    with pytest.raises(ValueError, match="allowed: drugs, qm9"):
-        M.load_geom(5, subset="zinc", cache_dir=tmp_path)
 
 
 # ------------------------------------------------------------------------------------------------------ model

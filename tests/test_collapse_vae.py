@@ -1,9 +1,7 @@
-"""The VAE family of notebook 01c and its data: real 8×8 digits (offline), the guarded MNIST loader (on local
-stand-ins, never the network), the model, its sampler and metrics, the loop wiring and the config."""
+"""The VAE family of notebook 01c and its offline data (real 8×8 digits), the model, its sampler and metrics, the loop
+wiring and the config. The online MNIST loader is tested in test_data_online.py."""
 
-import gzip
 import math
-import urllib.error
 
 import matplotlib
 
@@ -50,67 +48,6 @@ def test_stratified_split_is_deterministic_disjoint_and_keeps_class_shares(digit
     assert not np.array_equal(held, images.stratified_split(y, 0.2, seed=1)[1])
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
         images.stratified_split(y, 1.0, seed=0)
-
-
-def _idx(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def test_read_idx_round_trip_and_bad_files():
-    a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
-    np.testing.assert_array_equal(images.read_idx(_idx(a)), a)
-    with pytest.raises(ValueError, match="not an unsigned-byte IDX"):
-        images.read_idx(b"\x00\x00\x0d\x01" + bytes(8))
-    with pytest.raises(ValueError, match="header says shape"):
-        images.read_idx(_idx(a)[:-1])
-
-
-@pytest.fixture
-def mnist_standin(tmp_path):
-    """Gzipped IDX files for a 5-image 'test' split, served by URL like the real mirrors."""
-    rng = np.random.default_rng(0)
-    pics, labels = rng.integers(0, 256, (5, 28, 28)), np.array([3, 1, 4, 1, 5])
-    image_name, label_name = images.MNIST_FILES["test"]
-    return pics, labels, {image_name: gzip.compress(_idx(pics)), label_name: gzip.compress(_idx(labels))}
-
-
-def test_mnist_downloads_from_the_next_mirror_parses_and_caches(tmp_path, monkeypatch, mnist_standin):
-    pics, labels, files = mnist_standin
-    asked = []
-
-    def fetch(url, timeout_s=60.0):
-        asked.append(url)
-        if url.endswith("images-idx3-ubyte.gz") and url.startswith(images.MNIST_MIRRORS[0]):
-            raise urllib.error.URLError("mirror down")
-        if url.startswith(images.MNIST_MIRRORS[0]):
-            return b"<html>captive portal</html>"                # served, but not the file: must not be cached
-        return files[url.rsplit("/", 1)[1]]
-
-    monkeypatch.setattr(images, "_fetch", fetch)
-    x, y = images.mnist("test", cache_dir=tmp_path)
-    assert x.shape == (5, 784) and x.dtype == np.float32
-    np.testing.assert_allclose(x, pics.reshape(5, -1) / 255, rtol=1e-6)
-    np.testing.assert_array_equal(y, labels)
-    assert len(asked) == 4 and all(u.startswith(images.MNIST_MIRRORS[1]) for u in asked[1::2])
-
-    monkeypatch.setattr(images, "_fetch", lambda url, timeout_s=60.0: pytest.fail(f"fetched cached {url}"))
-    np.testing.assert_array_equal(images.mnist("test", cache_dir=tmp_path)[1], labels)
-
-
-def test_mnist_offline_error_names_dataset_url_and_offline_alternative(tmp_path, monkeypatch):
-    def offline(url, timeout_s=60.0):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(images, "_fetch", offline)
-    with pytest.raises(images.DatasetUnavailable) as err:
-        images.mnist("train", cache_dir=tmp_path)
-    message = str(err.value)
-    assert "MNIST" in message and images.MNIST_MIRRORS[0] + "train-images-idx3-ubyte.gz" in message
-    assert "labkit.data.images.digits()" in message
-    assert isinstance(err.value, ConnectionError) and not list(tmp_path.iterdir())
-    with pytest.raises(ValueError, match="allowed: train, test"):
-        images.mnist("validation", cache_dir=tmp_path)
 
 
 # ---- model, sampler, metrics --------------------------------------------------------------------------------------

@@ -20,18 +20,22 @@ Sources.
   on the shorter bonds. Molecules whose relaxed geometry does not have the SMILES' connectivity (a known few
   per cent of QM9) are skipped, so every graph is the one its coordinates show.
 - :func:`load_geom`: GEOM (Axelrod & Gómez-Bombarelli 2022, *Sci. Data* 9, 185; the GEOM-Drugs benchmark of
-  GeoDiff, Xu et al. 2022), the ``rdkit_folder`` archive from Harvard Dataverse (:data:`GEOM_URL`, ~40 GB):
+  GeoDiff, Xu et al. 2022), the ``rdkit_folder`` archive from Harvard Dataverse (:data:`GEOM_URL`, ~50 GB):
   ``summary_<subset>.json`` maps each SMILES to a pickle of CREST conformers (RDKit molecules with Boltzmann
-  weights); we keep the most populated conformer of each molecule. Without a network it raises
-  :class:`DatasetUnavailable` naming GEOM, the URL and the offline alternative (:func:`load_qm9`).
+  weights); we keep the most populated conformer of each molecule. The archive is unpacked only after its hash
+  matches :data:`GEOM_HASH` (:func:`labkit.data.download.fetch`), so no pickle from an unverified archive is ever
+  loaded. Without a network it raises :class:`DatasetUnavailable` naming GEOM, the URL and the offline
+  alternative (:func:`load_qm9`).
 """
 
 import ast
 import csv
 import json
 import pickle
+import shutil
 import sysconfig
 import tarfile
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
@@ -41,18 +45,23 @@ from pathlib import Path
 import numpy as np
 
 from labkit import paths, repro
-from labkit.data import DatasetUnavailable, download
+from labkit.data import DatasetUnavailable
+from labkit.data.download import fetch
 
-__all__ = ["ELEMENTS", "BOND_CODES", "GEOM_URL", "DatasetUnavailable", "Conformers", "concat", "qm9_dir",
-           "qm9_rows", "load_qm9", "load_geom"]
+__all__ = ["ELEMENTS", "BOND_CODES", "GEOM_URL", "GEOM_HASH", "DatasetUnavailable", "Conformers", "concat",
+           "qm9_dir", "qm9_rows", "load_qm9", "load_geom"]
 
 #: heavy elements the arrays can hold (QM9 uses the first four; GEOM-Drugs adds the rest)
 ELEMENTS = ("C", "N", "O", "F", "P", "S", "Cl", "Br", "I")
 #: bond code in ``Conformers.bonds`` of each RDKit bond type (0 = no bond)
 BOND_CODES = {"SINGLE": 1, "DOUBLE": 2, "TRIPLE": 3, "AROMATIC": 4}
 
-GEOM_URL = "https://dataverse.harvard.edu/api/access/datafile/4327252"   # rdkit_folder.tar.gz
+GEOM_URL = "https://dataverse.harvard.edu/api/access/datafile/4327252"   # rdkit_folder.tar.gz, 50,137,579,520 bytes
+#: MD5 that Harvard Dataverse publishes for that file (dataset doi:10.7910/DVN/JNGTDF), as quoted by independent
+#: public projects that check their copies against it (not re-checked here: no network)
+GEOM_HASH = "md5:e8f2168b7050652db22c976be25c450e"
 GEOM_SUBSETS = ("drugs", "qm9")
+_VERIFIED_STAMP = ".labkit-verified"            # inside rdkit_folder: the hash of the archive it was unpacked from
 _QM9_FILES = ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv")
 _OFFLINE_ALTERNATIVE = ("offline, use labkit.data.molecules.load_qm9(): 130,831 real QM9 molecules with DFT "
                         "geometries shipped in the qm9pack package")
@@ -234,35 +243,40 @@ def load_qm9(n_molecules: int, max_heavy_atoms: int = 9, seed: int = 0) -> Confo
 # ---------------------------------------------------------------------------------------------------- GEOM (online)
 
 
-def _geom_folder(cache_dir: Path) -> Path:
-    """``cache_dir/rdkit_folder``, downloaded and unpacked first if it is not there yet."""
+def _geom_folder(cache_dir: Path, known_hash: str) -> Path:
+    """``cache_dir/rdkit_folder``, unpacked from the archive verified against ``known_hash`` (downloaded first
+    if needed). A stamp inside the folder records that hash; a folder without the matching stamp (unpacked by an
+    older labkit, by hand, or half-way) is replaced."""
     folder = cache_dir / "rdkit_folder"
-    if folder.is_dir():
+    stamp = folder / _VERIFIED_STAMP
+    if known_hash and stamp.is_file() and stamp.read_text() == known_hash:
         return folder
-    archive = cache_dir / "rdkit_folder.tar.gz"
-    if not archive.exists():
-        try:
-            download(GEOM_URL, archive)
-        except OSError as err:                          # URLError, HTTPError, timeouts, refused connections
-            raise DatasetUnavailable(
-                f"GEOM: {folder} is missing and the rdkit_folder archive (~40 GB) could not be downloaded from "
-                f"{GEOM_URL} ({err}). GEOM needs internet once; {_OFFLINE_ALTERNATIVE}.") from err
-    with tarfile.open(archive) as tar:
-        tar.extractall(cache_dir, filter="data")
+    archive = fetch("GEOM", GEOM_URL, known_hash, cache_dir / "rdkit_folder.tar.gz", _OFFLINE_ALTERNATIVE)
+    unpacked = Path(tempfile.mkdtemp(prefix=".rdkit_folder.", dir=cache_dir))
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(unpacked, filter="data")
+        (unpacked / "rdkit_folder" / _VERIFIED_STAMP).write_text(known_hash)
+        shutil.rmtree(folder, ignore_errors=True)
+        (unpacked / "rdkit_folder").rename(folder)
+    finally:
+        shutil.rmtree(unpacked, ignore_errors=True)
     return folder
 
 
 def load_geom(n_molecules: int, subset: str = "drugs", max_heavy_atoms: int = 9, seed: int = 0,
-              cache_dir: Path | str | None = None) -> Conformers:
+              cache_dir: Path | str | None = None, known_hash: str | None = None) -> Conformers:
     """``n_molecules`` GEOM molecules of ``subset`` (``drugs`` or ``qm9``) with at most ``max_heavy_atoms``
     heavy atoms and only :data:`ELEMENTS`, drawn uniformly (fixed by ``seed``); each with its highest-Boltzmann-
-    weight conformer. The archive is cached in ``cache_dir`` (default ``build/data/geom``). The pickles are
-    GEOM's own format: only load an archive from the official source."""
+    weight conformer. The archive is cached in ``cache_dir`` (default ``build/data/geom``) and unpacked only if
+    its hash is ``known_hash`` (default: the pinned :data:`GEOM_HASH`; pass another only after checking the
+    file): the pickles are GEOM's own format, and unpickling runs code, so only a verified archive is read."""
     from rdkit import Chem
 
     if subset not in GEOM_SUBSETS:
         raise ValueError(f"unknown GEOM subset {subset!r}; allowed: {', '.join(GEOM_SUBSETS)}")
-    folder = _geom_folder(Path(cache_dir) if cache_dir is not None else paths.BUILD / "data" / "geom")
+    cache = Path(cache_dir) if cache_dir is not None else paths.BUILD / "data" / "geom"
+    folder = _geom_folder(cache, known_hash or GEOM_HASH)
     summary = json.loads((folder / f"summary_{subset}.json").read_text())
     entries = sorted((s, e["pickle_path"]) for s, e in summary.items() if "pickle_path" in e)
 

