@@ -3,26 +3,74 @@
 ``MANIFEST.json`` is a public interface::
 
     {"figures": [{"file": "01a_grid.png", "notebook": "notebooks/01a_collapse_linear.ipynb",
-                  "sidecar": "01a_grid.json", "caption": "...", "scale": "quick",
+                  "sidecar": "01a_grid.json", "caption": "...", "scale": "quick", "run_id": "...",
+                  "sha256": "<of the PNG>", "sidecar_sha256": "<of the sidecar>",
                   "claims": [{"claim": "...", "passed": true, ...}]}]}
 
-Every write is atomic (``labkit.atomic``), and publishing one notebook
-replaces only that notebook's entries, so a failure elsewhere never leaves a half-written or inconsistent
-manifest.
+The manifest is the single source of truth, and replacing it (atomically) is what commits a publish: a notebook's
+new PNGs and sidecars are written first, then the manifest that names them with their SHA-256, then the files the
+notebook no longer makes are removed. A figure or sidecar whose bytes differ from the hash the manifest records
+(a publish killed half-way, a hand edit) makes its notebook stale, as does a manifest written before hashes were
+recorded. One publisher at a time: :func:`exclusive` locks a figures folder.
 """
 
+import contextlib
+import fcntl
+import hashlib
 import html
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from labkit.atomic import atomic_write_bytes, atomic_write_text
 
-__all__ = ["load_manifest", "sidecars_of", "publish", "write_index"]
+__all__ = ["Busy", "NotPublished", "exclusive", "load_manifest", "recorded_inputs", "publish", "write_index"]
+
+LOCK = ".pipeline.lock"
+
+
+class Busy(RuntimeError):
+    """Another process holds the figures folder's lock."""
+
+
+class NotPublished(LookupError):
+    """A notebook has no committed figures that match the files on disk; the message says why."""
 
 
 def _dump(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@contextlib.contextmanager
+def exclusive(figures_dir: Path) -> Iterator[None]:
+    """Hold ``figures_dir``'s lock (``flock`` on ``.pipeline.lock``) for the block; raises :class:`Busy` at once,
+    naming the holder's pid, when another process holds it. The lock dies with its holder, however it dies; the
+    temporary files a killed publisher left behind are removed once the lock is taken."""
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(figures_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode().strip() or "unknown"
+            raise Busy(f"another pipeline (pid {holder}) is publishing to {figures_dir}; "
+                       "wait for it to finish (or stop it), then run again") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        for debris in figures_dir.glob(".*.tmp"):
+            debris.unlink(missing_ok=True)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def load_manifest(figures_dir: Path) -> dict[str, list[dict[str, Any]]]:
@@ -30,21 +78,32 @@ def load_manifest(figures_dir: Path) -> dict[str, list[dict[str, Any]]]:
     return json.loads(path.read_text()) if path.exists() else {"figures": []}
 
 
-def sidecars_of(notebook: str, figures_dir: Path) -> list[dict[str, Any]] | None:
-    """The sidecars of ``notebook``'s published figures; None when one is missing (or none exist)."""
+def recorded_inputs(notebook: str, figures_dir: Path) -> dict[str, Any]:
+    """The inputs ``notebook``'s published figures were made from; raises :class:`NotPublished` when it has none,
+    or when a figure or sidecar is missing or is not the file the manifest committed."""
     entries = [e for e in load_manifest(figures_dir)["figures"] if e["notebook"] == notebook]
-    if not entries or not all((figures_dir / e["file"]).exists() and (figures_dir / e["sidecar"]).exists()
-                              for e in entries):
-        return None
-    return [json.loads((figures_dir / e["sidecar"]).read_text()) for e in entries]
+    if not entries:
+        raise NotPublished("no published figures")
+    for e in entries:
+        if "sha256" not in e:
+            raise NotPublished("its manifest entries predate file hashes (an old MANIFEST.json)")
+        for name, digest in ((e["file"], e["sha256"]), (e["sidecar"], e["sidecar_sha256"])):
+            path = figures_dir / name
+            if not path.exists():
+                raise NotPublished(f"{name} is missing")
+            if _sha(path.read_bytes()) != digest:
+                raise NotPublished(f"{name} is not the file MANIFEST.json records (an interrupted publish?)")
+    return json.loads((figures_dir / entries[0]["sidecar"]).read_text())["inputs"]
 
 
 def publish(notebook: str, record: dict[str, Any], staging: Path, figures_dir: Path,
             run_info: dict[str, Any]) -> list[dict[str, Any]]:
-    """Move one successful run's figures into ``figures_dir`` with their sidecars; update manifest and index.
+    """Publish one successful run's figures into ``figures_dir`` with their sidecars; update manifest and index.
 
     ``record`` is the run's ``record.json`` (see ``labkit.provenance``); ``run_info`` holds what only the
-    pipeline knows (input hash and its components, git commit, wall time, scale).
+    pipeline knows (run id, input hash and its components, git commit, wall time, scale). The caller holds the
+    folder's lock (:func:`exclusive`). Killed at any point, it leaves the old manifest (its notebook then stale
+    if a file changed) or the new one.
     """
     prefix = Path(notebook).stem.split("_")[0] + "_"
     if not record["figures"]:
@@ -58,7 +117,7 @@ def publish(notebook: str, record: dict[str, Any], staging: Path, figures_dir: P
     entries = []
     for fig in record["figures"]:
         claims = [c for c in record["claims"] if not c["figures"] or fig["name"] in c["figures"]]
-        sidecar = {
+        sidecar = _dump({
             "notebook": notebook,
             "figure": fig["file"],
             "caption": fig["caption"],
@@ -69,15 +128,17 @@ def publish(notebook: str, record: dict[str, Any], staging: Path, figures_dir: P
             "threads": record["threads"],
             "package_versions": record["package_versions"],
             **run_info,
-        }
-        atomic_write_bytes(figures_dir / fig["file"], (staging / fig["file"]).read_bytes())
-        atomic_write_text(figures_dir / f"{fig['name']}.json", _dump(sidecar))
+        })
+        png = (staging / fig["file"]).read_bytes()
+        atomic_write_bytes(figures_dir / fig["file"], png)
+        atomic_write_text(figures_dir / f"{fig['name']}.json", sidecar)
         entries.append({"file": fig["file"], "notebook": notebook, "sidecar": f"{fig['name']}.json",
-                        "caption": fig["caption"], "scale": run_info.get("scale"), "claims": claims})
+                        "caption": fig["caption"], "scale": run_info.get("scale"), "run_id": run_info.get("run_id"),
+                        "sha256": _sha(png), "sidecar_sha256": _sha(sidecar.encode()), "claims": claims})
 
     keep = [e for e in manifest["figures"] if e["notebook"] != notebook]
     manifest = {"figures": sorted(keep + entries, key=lambda e: (e["notebook"], e["file"]))}
-    atomic_write_text(figures_dir / "MANIFEST.json", _dump(manifest))
+    atomic_write_text(figures_dir / "MANIFEST.json", _dump(manifest))  # the commit
     current = {e["file"] for e in entries}
     for e in old:
         if e["file"] not in current:

@@ -1,7 +1,7 @@
 """Every path of the project, resolved from the repository root (never from the working directory).
 
 Two run-time overrides exist, both set by the pipeline for the kernels it starts:
-``LABKIT_RUN_DIR`` (where a running notebook stages its figures and run record) and
+``LABKIT_RUN_DIR`` (where a running notebook stages its figures and run record; one fresh folder per run) and
 ``LABKIT_FIGURES_DIR`` (the published figures folder; tests point it at a temporary folder).
 """
 

@@ -5,13 +5,20 @@ For every numbered notebook (``notebooks/NN*.ipynb``) the pipeline
 1. computes the notebook's inputs: its code cells, the parameters passed to it, the source of every labkit
    module it imports (transitively, by static analysis of ``import`` statements), the pinned requirements
    and the repository's ``matplotlibrc``; their hash is the notebook's *input hash*;
-2. skips the notebook when its published figures were made from the same inputs, and otherwise says why it
-   runs (``--force`` re-runs everything);
+2. skips the notebook when its published figures were made from the same inputs (and are the files the
+   manifest committed), and otherwise says why it runs (``--force`` re-runs everything);
 3. executes it with papermill on the project's registered kernel (explicit start and cell timeouts), with
-   fixed thread counts and ``PYTHONHASHSEED``, writing the executed copy to ``build/executed/<scale>/``
-   and the figures to a fresh staging folder;
+   fixed thread counts and ``PYTHONHASHSEED``, writing the figures and the executed copy to a staging folder of
+   its own (``build/staging/<run id>/<notebook>/``; the executed copy then moves to ``build/executed/<scale>/``);
 4. on success publishes the figures with their sidecars (``labkit.manifest``); on failure names the
    notebook and the failing cell, and leaves every published figure and manifest entry untouched.
+
+One pipeline per figures folder: a run holds the folder's lock (``labkit.manifest.exclusive``) from its first look
+at the published figures to its last publish, and a second run on the same folder is refused at once, naming the
+pid of the first (``--check`` takes no lock). Nothing outlives the pipeline: its worker processes get SIGKILL when
+it dies (Linux's parent-death signal), and each kernel runs under a guard process that kills the kernel's whole
+process group (the kernel and everything it started) when the worker dies, and what the kernel left running when
+the kernel exits. A kernel that imports another labkit than the one hashed is refused.
 
 Usage: ``python -m labkit.pipeline [--scale quick] [--force] [--jobs 1] [--check] [-p key=value] [NOTEBOOK ...]``.
 """
@@ -19,21 +26,28 @@ Usage: ``python -m labkit.pipeline [--scale quick] [--force] [--jobs 1] [--check
 import argparse
 import ast
 import concurrent.futures
+import ctypes
 import fnmatch
 import hashlib
 import json
+import multiprocessing
 import os
+import select
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jupyter_client.manager import AsyncKernelManager
+
 from labkit import paths
 from labkit.config import SCALES
-from labkit.manifest import publish, sidecars_of
+from labkit.manifest import Busy, NotPublished, exclusive, publish, recorded_inputs
 from labkit.repro import THREAD_VARS, thread_count
 
 __all__ = [
@@ -45,6 +59,7 @@ KERNEL = "labkit"
 START_TIMEOUT_S = 120
 CELL_TIMEOUT_S = {"smoke": 600, "quick": 3600, "paper": None}
 MAX_JOBS = 4  # kernels collide on ports beyond a few parallel workers
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def _sha(data: bytes | str) -> str:
@@ -175,10 +190,8 @@ def input_hash(components: dict[str, Any]) -> str:
     return _sha(json.dumps(components, sort_keys=True))[:16]
 
 
-def stale_reasons(current: dict[str, Any], recorded: dict[str, Any] | None) -> list[str]:
+def stale_reasons(current: dict[str, Any], recorded: dict[str, Any]) -> list[str]:
     """Why a notebook must re-run, in words; empty when its figures are up to date."""
-    if recorded is None:
-        return ["no published figures (or a figure/sidecar is missing)"]
     reasons = []
     if current["code_cells"] != recorded["code_cells"]:
         reasons.append("its code cells changed")
@@ -210,12 +223,56 @@ def _git() -> dict[str, Any]:
 def _kernel_env(staging: Path, threads: int) -> dict[str, str]:
     return {
         "LABKIT_RUN_DIR": str(staging),
+        "LABKIT_HASHED": str(paths.LABKIT),
         "LABKIT_THREADS": str(threads),
         **{var: str(threads) for var in THREAD_VARS},
         "PYTHONHASHSEED": "0",
         "MPLBACKEND": "Agg",
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
     }
+
+
+def _die_with(parent: int) -> None:
+    """Pool initializer: this worker gets SIGKILL when ``parent`` dies (Linux's parent-death signal; ``parent``
+    forked it from the thread that runs the pool, which outlives the pool)."""
+    if sys.platform.startswith("linux"):
+        if ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL):
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(1)
+
+
+def _guard(parent: int, kernel_cmd: list[str]) -> int:
+    """Run the kernel as a child and guard its process group (a session of its own, made by jupyter_client for
+    this process): kill the whole group when ``parent`` dies; when the kernel exits, stop whatever it left running.
+    Returns the kernel's exit status."""
+    try:
+        parent_exit = os.pidfd_open(parent)  # readable once the parent has exited
+    except ProcessLookupError:
+        return 1
+    if os.getppid() != parent:
+        return 1
+    kernel = subprocess.Popen(kernel_cmd)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are sent to the whole group: they are the kernel's
+    ready, _, _ = select.select([parent_exit, os.pidfd_open(kernel.pid)], [], [])
+    if parent_exit in ready:
+        os.killpg(0, signal.SIGKILL)  # this process included
+    code = kernel.wait()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.killpg(0, signal.SIGTERM)
+    return code if code >= 0 else 128 - code
+
+
+class _GuardedKernelManager(AsyncKernelManager):
+    """Starts the kernel under :func:`_guard` (on Linux), watching the process that starts it."""
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        cmd = super().format_kernel_cmd(extra_arguments)
+        if not hasattr(os, "pidfd_open"):
+            return cmd
+        boot = (f"import sys; sys.path.insert(0, {str(paths.ROOT)!r}); from labkit.pipeline import _guard; "
+                "sys.exit(_guard(int(sys.argv[1]), sys.argv[2:]))")
+        return [sys.executable, "-I", "-c", boot, str(os.getpid()), *cmd]
 
 
 def _execute(nb_path: str, out_path: str, parameters: dict[str, Any], env: dict[str, str],
@@ -230,6 +287,7 @@ def _execute(nb_path: str, out_path: str, parameters: dict[str, Any], env: dict[
         papermill.execute_notebook(
             nb_path, out_path, parameters=parameters, kernel_name=KERNEL, start_timeout=START_TIMEOUT_S,
             execution_timeout=cell_timeout, cwd=str(Path(nb_path).parent), progress_bar=False,
+            kernel_manager_class=_GuardedKernelManager,
         )
     except PapermillExecutionError as e:
         first = next((ln for ln in e.source.splitlines() if ln.strip()), "")
@@ -239,11 +297,41 @@ def _execute(nb_path: str, out_path: str, parameters: dict[str, Any], env: dict[
     return {"ok": True, "wall_time_s": round(time.perf_counter() - t0, 2)}
 
 
+def _run_record(staging: Path) -> dict[str, Any]:
+    """The kernel's ``record.json``; raises ValueError when another labkit than the hashed one wrote it."""
+    path = staging / "record.json"
+    if not path.exists():
+        return {"figures": [], "claims": []}
+    record = json.loads(path.read_text())
+    if record.get("labkit") != str(paths.LABKIT):
+        raise ValueError(f"its run record was made by {record.get('labkit') or 'an unknown labkit'}, but the "
+                         f"pipeline hashed {paths.LABKIT}: its figures would describe code that did not run")
+    return record
+
+
 @dataclass
 class _Job:
     notebook: Notebook
     components: dict[str, Any]
     reasons: list[str] = field(default_factory=list)
+
+
+def _stale(jobs: list[_Job], figures_dir: Path, force: bool, check_only: bool, echo) -> list[_Job]:
+    """The jobs that must run, each with its reasons (said through ``echo``)."""
+    todo = []
+    for job in jobs:
+        try:
+            job.reasons = ["forced (FORCE=1)"] if force else \
+                stale_reasons(job.components, recorded_inputs(job.notebook.key, figures_dir))
+        except NotPublished as e:
+            job.reasons = [str(e)]
+        if job.reasons:
+            echo(f"{'stale' if check_only else 'run '}  {job.notebook.name}: " + "; ".join(job.reasons))
+            todo.append(job)
+        else:
+            echo(f"skip  {job.notebook.name}: up to date "
+                 f"(inputs {input_hash(job.components)} unchanged since its figures were made)")
+    return todo
 
 
 def run(scale: str = "quick", *, force: bool = False, jobs: int = 1, patterns: list[str] | None = None,
@@ -252,74 +340,89 @@ def run(scale: str = "quick", *, force: bool = False, jobs: int = 1, patterns: l
         echo=print) -> int:
     """Bring the figures of the selected notebooks up to date; returns the process exit status.
 
-    With ``check_only`` nothing runs: the status is 1 when any notebook is stale.
+    With ``check_only`` nothing runs: the status is 1 when any notebook is stale. Otherwise the run holds
+    ``figures_dir``'s lock throughout, and exits with a message when another pipeline holds it.
     """
     if scale not in SCALES:
         raise SystemExit(f"unknown scale {scale!r}; allowed: {', '.join(SCALES)}")
+    if "scale" in (parameters or {}):
+        raise SystemExit(f"-p scale={parameters['scale']}: set the scale with --scale (it also sets the cell "
+                         "timeout, where the executed copy goes and the scale the sidecars record)")
     figures_dir = Path(figures_dir or paths.figures_dir())
     notebooks = discover(notebooks_dir, patterns)
     if not notebooks:
         raise SystemExit(f"no numbered notebook in {notebooks_dir} matches {patterns or '*'}")
 
-    todo: list[_Job] = []
+    selected = []
     for nb in notebooks:
         declared = declared_parameters(nb.path)
         params = {"scale": scale, **(parameters or {})}
         unknown = sorted(set(params) - set(declared))
         if unknown:
             raise SystemExit(f"{nb.name}: unknown parameter(s) {unknown}; allowed: {', '.join(declared)}")
-        job = _Job(nb, input_components(nb, params))
-        sidecars = sidecars_of(nb.key, figures_dir)
-        recorded = sidecars[0]["inputs"] if sidecars and all(s["inputs"] == sidecars[0]["inputs"] for s in sidecars) else None
-        job.reasons = ["forced (FORCE=1)"] if force else stale_reasons(job.components, recorded)
-        if job.reasons:
-            echo(f"{'stale' if check_only else 'run '}  {nb.name}: " + "; ".join(job.reasons))
-            todo.append(job)
-        else:
-            echo(f"skip  {nb.name}: up to date (inputs {input_hash(job.components)} unchanged since its figures were made)")
-    if check_only or not todo:
-        return int(bool(todo and check_only))
+        selected.append(_Job(nb, input_components(nb, params)))
+    if check_only:
+        return int(bool(_stale(selected, figures_dir, force, check_only, echo)))
+    try:
+        with exclusive(figures_dir):
+            todo = _stale(selected, figures_dir, force, check_only, echo)
+            return _run_jobs(todo, scale, jobs, figures_dir, build_dir, echo) if todo else 0
+    except Busy as e:
+        raise SystemExit(str(e)) from None
 
+
+def _run_jobs(todo: list[_Job], scale: str, jobs: int, figures_dir: Path, build_dir: Path, echo) -> int:
+    """Execute the notebooks, each in a staging folder of this run, and publish each success; 1 if any failed."""
     threads = thread_count()
-    git = _git()
-    failures = []
-    with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, min(jobs, MAX_JOBS, len(todo)))) as pool:
-        futures = {}
-        for job in todo:
-            staging = build_dir / "staging" / job.notebook.name
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-            out = build_dir / "executed" / scale / job.notebook.path.name
-            out.parent.mkdir(parents=True, exist_ok=True)
-            futures[pool.submit(_execute, str(job.notebook.path), str(out), job.components["parameters"],
-                                _kernel_env(staging, threads), CELL_TIMEOUT_S[scale])] = (job, staging, out)
-        for future in concurrent.futures.as_completed(futures):
-            job, staging, out = futures[future]
-            result = future.result()
-            if not result["ok"]:
-                failures.append(job.notebook.name)
-                echo(f"FAILED {job.notebook.key}: {result['error']}\n       executed copy: {_rel(out)}; "
-                     "its published figures are left as they were")
-                continue
-            record = json.loads((staging / "record.json").read_text()) if (staging / "record.json").exists() else \
-                {"figures": [], "claims": []}
-            run_info = {"scale": scale, "input_hash": input_hash(job.components), "inputs": job.components,
-                        "wall_time_s": result["wall_time_s"], "executed_notebook": _rel(out), **git}
-            try:
-                entries = publish(job.notebook.key, record, staging, figures_dir, run_info)
-            except ValueError as e:
-                failures.append(job.notebook.name)
-                echo(f"FAILED {job.notebook.key}: {e}")
-                continue
-            claims = record["claims"]
-            failed = [c["claim"] for c in claims if not c["passed"]]
-            echo(f"done  {job.notebook.name}: {len(entries)} figure(s) in {result['wall_time_s']:.1f} s; "
-                 f"claims {len(claims) - len(failed)}/{len(claims)} passed")
-            for c in claims:
-                if not c["passed"]:
-                    known = f" (known not to reproduce: {c['known_failure']})" if "known_failure" in c else ""
-                    echo(f"      CLAIM FAILED: {c['claim']}{known}")
-    return 1 if failures else 0
+    (build_dir / "staging").mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%dT%H%M%S-"), dir=build_dir / "staging"))
+    run_info = {"run_id": run_dir.name, "scale": scale, **_git()}
+    workers = max(1, min(jobs, MAX_JOBS, len(todo)))
+    try:
+        with concurrent.futures.ProcessPoolExecutor(workers, multiprocessing.get_context("fork"),
+                                                    initializer=_die_with, initargs=(os.getpid(),)) as pool:
+            futures = {}
+            for job in todo:
+                staging = run_dir / job.notebook.name
+                staging.mkdir()
+                futures[pool.submit(_execute, str(job.notebook.path), str(staging / job.notebook.path.name),
+                                    job.components["parameters"], _kernel_env(staging, threads),
+                                    CELL_TIMEOUT_S[scale])] = (job, staging)
+            done = [_finish(*futures[future], future.result(), run_info, figures_dir, build_dir, echo)
+                    for future in concurrent.futures.as_completed(futures)]
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return 0 if all(done) else 1
+
+
+def _finish(job: _Job, staging: Path, result: dict[str, Any], run_info: dict[str, Any], figures_dir: Path,
+            build_dir: Path, echo) -> bool:
+    """Keep the executed copy, then publish a successful run or say why not; False when the notebook failed."""
+    out = build_dir / "executed" / run_info["scale"] / job.notebook.path.name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if (staging / out.name).exists():
+        os.replace(staging / out.name, out)
+    if not result["ok"]:
+        echo(f"FAILED {job.notebook.key}: {result['error']}\n       executed copy: {_rel(out)}; "
+             "its published figures are left as they were")
+        return False
+    run_info = {**run_info, "input_hash": input_hash(job.components), "inputs": job.components,
+                "wall_time_s": result["wall_time_s"], "executed_notebook": _rel(out)}
+    try:
+        record = _run_record(staging)
+        entries = publish(job.notebook.key, record, staging, figures_dir, run_info)
+    except ValueError as e:
+        echo(f"FAILED {job.notebook.key}: {e}")
+        return False
+    claims = record["claims"]
+    failed = [c["claim"] for c in claims if not c["passed"]]
+    echo(f"done  {job.notebook.name}: {len(entries)} figure(s) in {result['wall_time_s']:.1f} s; "
+         f"claims {len(claims) - len(failed)}/{len(claims)} passed")
+    for c in claims:
+        if not c["passed"]:
+            known = f" (known not to reproduce: {c['known_failure']})" if "known_failure" in c else ""
+            echo(f"      CLAIM FAILED: {c['claim']}{known}")
+    return True
 
 
 def _parse_parameter(text: str) -> tuple[str, Any]:
@@ -341,9 +444,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only report stale notebooks; exit 1 if any")
     parser.add_argument("-p", "--param", action="append", type=_parse_parameter, default=[],
                         help="notebook parameter override, key=python-literal")
+    parser.add_argument("--notebooks-dir", type=Path, default=paths.NOTEBOOKS, help="where the notebooks are")
+    parser.add_argument("--figures-dir", type=Path, default=None,
+                        help="where figures are published (default: $LABKIT_FIGURES_DIR or figures/)")
+    parser.add_argument("--build-dir", type=Path, default=paths.BUILD, help="executed copies and staging")
     args = parser.parse_args(argv)
     return run(args.scale, force=args.force, jobs=args.jobs, patterns=args.notebooks or None,
-               parameters=dict(args.param), check_only=args.check)
+               parameters=dict(args.param), check_only=args.check, notebooks_dir=args.notebooks_dir,
+               figures_dir=args.figures_dir, build_dir=args.build_dir)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,15 @@
 A notebook creates one :class:`Recorder` from its config, saves each figure with :meth:`Recorder.save`
 and checks its paper's claims with :meth:`Recorder.check`. Everything goes to the run folder
 (``paths.run_dir()``): the PNGs and ``record.json`` (config, figures, captions, key numbers, claims with
-their measured values, thread counts and package versions as the kernel sees them). The pipeline then
+their measured values, thread counts, package versions and the labkit folder as the kernel sees them). Under the
+pipeline a Recorder refuses to start when the kernel imports another labkit than the one whose code the pipeline
+hashed (``$LABKIT_HASHED``): the recorded inputs would describe code that did not run. The pipeline then
 publishes the run: sidecars, ``figures/MANIFEST.json`` and the index (see ``labkit.manifest``). A failed claim
 is recorded with ``passed: false`` and printed; it never disappears.
 """
 
 import json
+import os
 import re
 from importlib import metadata
 from pathlib import Path
@@ -18,7 +21,7 @@ import numpy as np
 
 from labkit import paths, repro
 from labkit.config import NotebookConfig
-from labkit.atomic import atomic_write_text
+from labkit.atomic import atomic_target, atomic_write_text
 
 __all__ = ["Recorder", "jsonable", "pinned_packages"]
 
@@ -51,6 +54,11 @@ class Recorder:
     """Collects one notebook run's figures and claims into the run folder."""
 
     def __init__(self, config: NotebookConfig):
+        hashed = os.environ.get("LABKIT_HASHED")
+        if hashed and Path(hashed) != paths.LABKIT:
+            raise RuntimeError(f"this kernel imports labkit from {paths.LABKIT}, but the pipeline hashed {hashed}: "
+                               "its figures would be recorded against code that did not run; make the kernel import "
+                               "that checkout (check PYTHONPATH, editable installs and the kernelspec)")
         self.config = config
         self.dir = paths.run_dir()
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +75,8 @@ class Recorder:
         if any(f["name"] == name for f in self.figures):
             raise ValueError(f"figure {name!r} was already saved in this run")
         path = self.dir / f"{name}.png"
-        fig.savefig(path, **repro.SAVEFIG_KWARGS)
+        with atomic_target(path) as tmp:
+            fig.savefig(tmp, format="png", **repro.SAVEFIG_KWARGS)
         self.figures.append({"name": name, "file": path.name, "caption": caption, "numbers": jsonable(numbers or {})})
         self._write()
         return path
@@ -110,5 +119,6 @@ class Recorder:
             "threads": {"labkit": self.threads,
                         "pools": sorted({(p["internal_api"], p["num_threads"]) for p in threadpool_info()})},
             "package_versions": versions,
+            "labkit": str(paths.LABKIT),
         }
         atomic_write_text(self.dir / "record.json", json.dumps(record, indent=2, sort_keys=True))

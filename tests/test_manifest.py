@@ -1,7 +1,13 @@
 import json
+import os
+import subprocess
+import sys
 
+import pytest
+
+from labkit import paths
 from labkit.atomic import atomic_write_text
-from labkit.manifest import load_manifest, publish
+from labkit.manifest import Busy, NotPublished, exclusive, load_manifest, publish, recorded_inputs
 
 RECORD = {
     "config": {"scale": "smoke", "seed": 3},
@@ -45,3 +51,52 @@ def test_republishing_removes_figures_the_notebook_no_longer_makes(tmp_path):
     assert [e["file"] for e in load_manifest(figures)["figures"]] == ["90_a.png"]
     assert not (figures / "90_b.png").exists() and not (figures / "90_b.json").exists()
     assert not list(figures.glob(".*.tmp"))
+
+
+def test_a_file_that_is_not_the_one_committed_makes_its_notebook_stale(tmp_path):
+    figures = tmp_path / "figures"
+    publish("nb/90.ipynb", RECORD, _stage(tmp_path, ["90_a", "90_b"]), figures, {"inputs": {"code": "x"}})
+    assert recorded_inputs("nb/90.ipynb", figures) == {"code": "x"}
+    with pytest.raises(NotPublished, match="no published figures"):
+        recorded_inputs("nb/80.ipynb", figures)
+
+    sidecar = (figures / "90_b.json").read_text()
+    (figures / "90_b.json").write_text(sidecar.replace('"B"', '"edited"'))
+    with pytest.raises(NotPublished, match=r"90_b.json is not the file MANIFEST.json records"):
+        recorded_inputs("nb/90.ipynb", figures)
+    (figures / "90_b.json").write_text(sidecar)
+    (figures / "90_a.png").unlink()
+    with pytest.raises(NotPublished, match="90_a.png is missing"):
+        recorded_inputs("nb/90.ipynb", figures)
+
+
+def test_a_manifest_without_hashes_is_stale_not_an_error(tmp_path):
+    figures = tmp_path / "figures"
+    publish("nb/90.ipynb", RECORD, _stage(tmp_path, ["90_a", "90_b"]), figures, {"inputs": {}})
+    manifest = load_manifest(figures)
+    for e in manifest["figures"]:
+        del e["sha256"], e["sidecar_sha256"], e["run_id"]
+    atomic_write_text(figures / "MANIFEST.json", json.dumps(manifest))
+    with pytest.raises(NotPublished, match="predate file hashes"):
+        recorded_inputs("nb/90.ipynb", figures)
+
+
+def test_one_publisher_at_a_time_and_the_lock_dies_with_its_holder(tmp_path):
+    (tmp_path / ".90_a.png.x1y2.tmp").write_bytes(b"left by a killed publisher")
+    with exclusive(tmp_path):
+        assert not list(tmp_path.glob(".*.tmp"))
+        with pytest.raises(Busy, match=rf"another pipeline \(pid {os.getpid()}\) is publishing to {tmp_path}"):
+            with exclusive(tmp_path):
+                pass
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from labkit.manifest import exclusive\n"
+                               "with exclusive(Path(sys.argv[1])):\n    print(flush=True); time.sleep(60)",
+                               str(tmp_path)], cwd=paths.ROOT, stdout=subprocess.PIPE, text=True)
+    holder.stdout.readline()
+    with pytest.raises(Busy, match=rf"\(pid {holder.pid}\)"):
+        with exclusive(tmp_path):
+            pass
+    holder.kill()
+    holder.wait()
+    with exclusive(tmp_path):  # free again
+        pass

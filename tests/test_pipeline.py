@@ -1,6 +1,7 @@
 """The figure pipeline: input hashing, skip/rerun reasons, parameters, failure handling, determinism."""
 
 import json
+import shutil
 
 import pytest
 
@@ -85,6 +86,40 @@ def test_unknown_parameter_fails_before_any_computation(sandbox):
     with pytest.raises(SystemExit, match=r"unknown parameter\(s\) \['n_seed'\]; allowed: scale, seed"):
         sandbox.run(parameters={"n_seed": 3})
     assert not sandbox.figures.exists() and not sandbox.build.exists()
+
+
+def test_scale_is_set_with_the_scale_option_only(sandbox):
+    plotting_notebook(sandbox.notebooks / "90_walk.ipynb", "90_walk")
+    with pytest.raises(SystemExit, match=r"-p scale=quick: set the scale with --scale"):
+        sandbox.run(parameters={"scale": "quick"})
+    assert not sandbox.figures.exists() and not sandbox.build.exists()
+
+
+def test_a_kernel_that_imports_another_labkit_is_refused(sandbox, tmp_path, monkeypatch):
+    other = tmp_path / "other-checkout"
+    shutil.copytree(paths.LABKIT, other / "labkit", ignore=shutil.ignore_patterns("__pycache__"))
+    for file in (paths.MATPLOTLIBRC, *paths.REQUIREMENTS):
+        shutil.copy(file, other)
+    monkeypatch.setenv("PYTHONPATH", str(other))  # the kernel imports the copy; the pipeline hashed this checkout
+    plotting_notebook(sandbox.notebooks / "90_walk.ipynb", "90_walk")
+    assert sandbox.run() == 1
+    assert "FAILED" in sandbox.output and f"imports labkit from {other / 'labkit'}" in sandbox.output
+    assert f"hashed {paths.LABKIT}" in sandbox.output
+    assert not (sandbox.figures / "90_walk.png").exists()
+
+
+@pytest.mark.parametrize("edit, said", [("record['labkit'] = '/elsewhere/labkit'", "made by /elsewhere/labkit"),
+                                        ("del record['labkit']", "made by an unknown labkit")])
+def test_a_run_record_of_another_labkit_is_not_published(sandbox, edit, said):
+    forged = f"""
+record = json.loads((rec.dir / "record.json").read_text())
+{edit}
+(rec.dir / "record.json").write_text(json.dumps(record))
+"""
+    plotting_notebook(sandbox.notebooks / "90_walk.ipynb", "90_walk", extra="import json\n" + forged)
+    assert sandbox.run() == 1
+    assert said in sandbox.output and f"hashed {paths.LABKIT}" in sandbox.output
+    assert not (sandbox.figures / "90_walk.png").exists()
 
 
 def test_bad_parameter_value_fails_in_the_config_cell(sandbox):
