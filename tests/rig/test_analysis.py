@@ -63,8 +63,87 @@ def test_conduction_velocity_with_a_template_from_subthreshold_trials():
     art = vpp[:, None, None] * template[None]
     v = an.conduction_velocity(x[:], fs, POS, stim, artefact=art)
     assert abs(v - velocity) / velocity < 0.10, v
-    # without removing the long artefact the estimate is far off: the removal is what makes it work
-    assert abs(an.conduction_velocity(x, fs, POS, stim) - velocity) / velocity > 0.5
+    # without removing the long artefact the arrivals are wrong: refused with the diagnostics, not a number
+    with pytest.raises(an.ImplausibleVelocityError, match="misfit .* trials used"):
+        an.conduction_velocity(x, fs, POS, stim, artefact=None)
+    # the default estimates the artefact from the recording itself (no sub-threshold trials needed)
+    assert abs(an.conduction_velocity(x, fs, POS, stim) - velocity) / velocity < 0.05
+
+
+@pytest.mark.parametrize("velocity", [12.0, 17.3, 28.0])
+def test_conduction_velocity_default_removes_a_decaying_artefact(velocity):
+    # the reported defect: with default arguments this recording gave 10^4 m/s (no artefact removal, no blank)
+    x, stim, _, _ = synthetic(velocity, seed=int(velocity))
+    v, d = an.conduction_velocity(x, 25000.0, POS, stim, return_diagnostics=True)
+    assert abs(v - velocity) / velocity < 0.05, v
+    assert d["removal"] == "auto" and d["problems"] == [] and d["n_used"] >= 15
+    assert np.all(d["blank_ms"] < 1.0)                  # the residue of the subtraction is short
+
+
+def legacy_velocity(x, fs, stim, artefact=None, blank_ms=0.0, window_ms=(-5.0, 20.0), band_hz=(200.0, 5000.0),
+                    k=5.0):
+    """The manual pipeline of earlier versions, step by step."""
+    e, t = an.epochs(x, fs, stim, window_ms)
+    if artefact is not None:
+        e = e - artefact
+    if blank_ms > 0:
+        e = an.blank(e, t, blank_ms)
+    f = an.bandpass(e, fs, band_hz, axis=1)
+    return float(np.nanmedian(an.fit_velocities(POS, an.arrival_times(f, t, k=k, search_ms=(blank_ms, None)))))
+
+
+def test_explicit_artefact_or_blank_gives_the_earlier_results_exactly():
+    fs = 25000.0
+    x, stim, _, _ = synthetic(17.3, seed=17)
+    for blank_ms in (1.5, 2.0):
+        assert (an.conduction_velocity(x, fs, POS, stim, blank_ms=blank_ms)
+                == legacy_velocity(x, fs, stim, None, blank_ms))
+    x, stim, vpp, _ = synthetic(22.0, artefact="sine", quiet_trials=6, n_trials=26, seed=3)
+    e, _ = an.epochs(x, fs, stim)
+    art = vpp[:, None, None] * an.artefact_template(e, vpp, np.arange(26) < 6)[None]
+    assert an.conduction_velocity(x, fs, POS, stim, artefact=art) == legacy_velocity(x, fs, stim, art)
+    assert (an.conduction_velocity(x, fs, POS, stim, artefact=art, blank_ms=0.2, k=4.5)
+            == legacy_velocity(x, fs, stim, art, 0.2, k=4.5))
+    # a blank too short for this artefact: the same number as before, now refused (warned) with the diagnostics
+    x, stim, _, _ = synthetic(17.3, seed=17)
+    with pytest.raises(an.ImplausibleVelocityError, match="misfit") as err:
+        an.conduction_velocity(x, fs, POS, stim, blank_ms=0.5)
+    assert err.value.velocity_m_s == legacy_velocity(x, fs, stim, None, 0.5)
+    with pytest.warns(an.ImplausibleVelocityWarning, match="trials used"):
+        assert an.conduction_velocity(x, fs, POS, stim, blank_ms=0.5, on_implausible="warn") == err.value.velocity_m_s
+
+
+def test_velocity_diagnostics_of_exact_and_of_random_arrivals():
+    x = np.array([10.0, 25.0, 40.0, 55.0])
+    g = np.random.default_rng(0)
+    t0 = 1.0 + 0.1 * g.standard_normal(12)
+    exact = t0[:, None] + x[None] / 20.0
+    d = an.velocity_diagnostics(x, exact)
+    assert d["velocity_m_s"] == pytest.approx(20.0) and d["residual_ms"] < 1e-12 and d["problems"] == []
+    assert d["n_used"] == d["n_fitted"] == 12 and d["spread"] < 1e-9
+    d = an.velocity_diagnostics(x, g.uniform(1.0, 15.0, (12, 4)))
+    assert d["problems"] and d["residual_ms"] > 1.0
+    d = an.velocity_diagnostics(x, exact / 100)                  # 2000 m/s: fits perfectly, but not a giant fibre
+    assert len(d["problems"]) == 1 and "plausible range" in d["problems"][0]
+
+
+def test_subsample_offsets_say_where_the_stimulus_falls_in_its_epoch():
+    fs = 1000.0
+    x = np.zeros((100, 1))
+    x[[20, 52], 0] = 1.0
+    stim = np.array([0.0203, 0.0517])            # 0.3 sample after sample 20, 0.3 sample before sample 52
+    e, t = an.epochs(x, fs, stim, (-5.0, 5.0))
+    np.testing.assert_allclose(an.subsample_offsets(stim, fs, (-5.0, 5.0)), [0.3, -0.3], atol=1e-9)
+    assert np.all(e[:, t == 0, 0] == 1.0)
+
+
+def test_auto_blank_ends_where_the_residue_enters_the_noise_band():
+    g = np.random.default_rng(1)
+    t = np.arange(-5.0, 10.0, 1 / 30)
+    e = g.standard_normal((30, len(t), 2))
+    e[:, t >= 0, 0] += 200 * np.exp(-t[t >= 0] / 0.4)[None]      # 200σ decaying with τ = 0.4 ms: ~2.1 ms to 2.5σ
+    end = an.auto_blank(e, t)
+    assert 1.6 < end[0] < 2.6 and end[1] < 0.1
 
 
 def test_artefact_subtraction_leaves_only_noise_on_quiet_trials():
@@ -157,6 +236,13 @@ def test_fit_strength_duration_recovers_known_parameters(rb, c):
     (lambda: an.conduction_velocity(np.zeros((1000, 4)), -1.0, POS, [0.01]), "fs"),
     (lambda: an.conduction_velocity(np.zeros((1000, 4)), 30000.0, POS, [10.0]), "stim_times_s"),
     (lambda: an.conduction_velocity(np.zeros((30000, 4)), 30000.0, POS, [0.1], blank_ms=-1), "blank_ms"),
+    (lambda: an.conduction_velocity(np.zeros((30000, 4)), 30000.0, POS, [0.1], artefact="template"), "artefact"),
+    (lambda: an.conduction_velocity(np.zeros((30000, 4)), 30000.0, POS, [0.1], window_ms=(-1.0, 20.0)), "window_ms"),
+    (lambda: an.conduction_velocity(np.zeros((30000, 4)), 30000.0, POS, [0.1], on_implausible="ignore"),
+     "on_implausible"),
+    (lambda: an.conduction_velocity(np.zeros((30000, 4)), 30000.0, POS, [0.1], plausible_m_s=(50, 2)),
+     "plausible_m_s"),
+    (lambda: an.conduction_velocity(np.zeros((30000, 4)), 30000.0, POS, [0.1], blank_ms=0), "no trial had a spike"),
     (lambda: an.conduction_velocity(np.full((30000, 4), np.nan), 30000.0, POS, [0.1]), "samples"),
     (lambda: an.conduction_velocity(np.zeros((30000, 4)), 30000.0, POS, [0.1]), "no trial had a spike"),
     (lambda: an.bandpass(np.zeros((100, 1)), 30000.0, (200.0, 20000.0)), "band_hz"),
