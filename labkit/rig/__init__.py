@@ -8,9 +8,10 @@ import serial
 
 from labkit.rig.driver import Rig, RigInfo
 from labkit.rig.limits import LimitError, RigError, SafetyLimits
-from labkit.rig.recording import Pulse, Recording, load_session
+from labkit.rig.recording import Pulse, Recording, SessionError, load_session
 
 if "labkit.rig" not in serial.protocol_handler_packages:
     serial.protocol_handler_packages.append("labkit.rig")
 
-__all__ = ["Rig", "RigInfo", "RigError", "LimitError", "SafetyLimits", "Pulse", "Recording", "load_session"]
+__all__ = ["Rig", "RigInfo", "RigError", "LimitError", "SafetyLimits", "Pulse", "Recording", "SessionError",
+           "load_session"]

@@ -52,7 +52,7 @@ from labkit.rig.driver import Rig
 from labkit.rig.limits import LimitError, RigError, SafetyLimits
 from labkit.rig.nwb import session_to_nwb, validate_nwb
 from labkit.rig.protocol import ErrorCode
-from labkit.rig.recording import Pulse
+from labkit.rig.recording import Pulse, SessionError
 from labkit.rig.video import Camera
 
 __all__ = ["MIN_VPP", "MIN_RATE_HZ", "StimulusSettings", "stimulus_ranges", "clamp_stimulus", "RingBuffer",
@@ -333,7 +333,13 @@ class RigController:
             session.pulses = self.pulses[self._session_first_pulse:]
             motion = self._motion_for_nwb()
         session.counters = dict(self.rig.counters)
-        session.nwb_path = session_to_nwb(session.session_dir, session.session_dir.with_suffix(".nwb"), motion=motion)
+        try:
+            session.nwb_path = session_to_nwb(session.session_dir, session.session_dir.with_suffix(".nwb"),
+                                              motion=motion)
+        except SessionError as err:              # the folder stays as it is, for load_session and a later retry
+            session.nwb_errors = [str(err)]
+            self.message = f"stopped; {session.session_dir.name} not converted to NWB: {err}"
+            return session
         session.nwb_errors = [str(e) for e in validate_nwb(session.nwb_path)]
         self.message = (f"stopped; saved {session.nwb_path.name} "
                         + ("(valid NWB)" if not session.nwb_errors else f"({len(session.nwb_errors)} NWB errors)"))

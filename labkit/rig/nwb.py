@@ -11,16 +11,24 @@ end, whether the session closed cleanly or was interrupted. What goes where in t
                                  site, x = the same in µm as the NWB schema asks (+x posterior), location, pair name,
                                  reference = the pair's other electrode)
     intervals/delivered_pulses   TimeIntervals, one row per pulse of pulses.jsonl (the device's echo of what it
-                                 delivered): start = t_start_s, stop = t_start_s + period_ms_measured / 1000, every echo
-                                 field as a column, and `timeseries` pointing at the pulse's samples in stimulus_voltage
+                                 delivered): start = t_start_s, stop = t_start_s + the duration delivered
+                                 (period_ms_measured / 1000: the measured period, or for an aborted pulse the time up
+                                 to the abort), every echo field as a column (boolean `aborted`: cut short by STOP,
+                                 DISARM or the watchdog), and `timeseries` pointing at the pulse's samples in
+                                 stimulus_voltage
     stimulus/stimulus_voltage    TimeSeries reconstructing the delivered voltage from the echo (measured Vpp and
                                  period; one cycle of (Vpp / 2)·sin(2π(t − t_start)/T), positive phase first),
                                  sampled only during pulses: STIM_SAMPLES_PER_CYCLE + 1 samples per pulse with explicit
-                                 timestamps, both ends at 0 V. The stimulator holds 0 V between pulses, so linear
+                                 timestamps, both ends at 0 V. An aborted pulse shows only what was delivered: the
+                                 same samples spread over the delivered duration d, of the sine with the requested
+                                 period T (the measured one is unknown), then 0 V at t_start + d (the drop to 0 V
+                                 spans the last sample interval, d / STIM_SAMPLES_PER_CYCLE); a pulse aborted at its
+                                 start (d = 0) is one 0 V sample. The stimulator holds 0 V between pulses, so linear
                                  interpolation between samples is exact there. It is a reconstruction, not a recording.
     intervals/invalid_times      one row per gap of gaps.jsonl (samples lost in transit, stored as 0 in the recording)
-    notes                        whether the session closed cleanly (closed.json present), its counters and the
-                                 device info, as readable text followed by JSON
+    notes                        whether the session closed cleanly (closed.json present, no write error), its
+                                 counters, the device info and, when any, the write error that stopped it and the
+                                 unreadable lines skipped (file → line numbers), as readable text followed by JSON
     processing/behavior          (motion given) BehavioralTimeSeries/segment_motion: values (n_frames, n_zones) with
                                  explicit frame timestamps, plus the table segment_motion_zones (position_mm per column)
     acquisition/video            (video given) ImageSeries of an external file, path relative to the NWB file's folder
@@ -32,7 +40,8 @@ session_start_time is the host's UTC time when the session folder was created; t
 device counter's reset, not that instant.
 
 The NWB file is written to a temporary file in the target folder and moved into place at the end, so a failure
-never leaves a half-written NWB file; an existing file is never overwritten.
+never leaves a half-written NWB file; an existing file is never overwritten. A corrupt or inconsistent session
+raises :class:`labkit.rig.recording.SessionError` naming the file and the problem (checked by ``load_session``).
 """
 
 import json
@@ -54,7 +63,7 @@ from pynwb.epoch import TimeIntervals
 from pynwb.file import Subject
 from pynwb.image import ImageSeries
 
-from labkit.rig.recording import Pulse, load_session
+from labkit.rig.recording import Pulse, SessionError, load_session
 
 __all__ = ["STIM_SAMPLES_PER_CYCLE", "session_to_nwb", "validate_nwb"]
 
@@ -66,8 +75,11 @@ PULSE_COLUMNS = {   # field of the pulse echo → (dtype, column description)
     "vpp_requested": (np.float64, "peak-to-peak voltage requested by the host, V"),
     "vpp_measured": (np.float64, "peak-to-peak voltage the device measured on its output, V"),
     "period_ms_requested": (np.float64, "sine period requested by the host, ms"),
-    "period_ms_measured": (np.float64, "sine period the device measured, ms"),
+    "period_ms_measured": (np.float64, "sine period the device measured, ms; for an aborted pulse the duration "
+                                       "delivered before the abort (stop_time - start_time)"),
     "waveform": (str, "waveform name; 'bipolar_sine' = one sine cycle, charge-balanced by construction"),
+    "aborted": (bool, "True when the pulse was cut short by STOP, DISARM or the watchdog: only the part up to the "
+                      "abort was delivered (then not charge-balanced)"),
 }
 
 
@@ -78,7 +90,8 @@ def session_to_nwb(session_dir: Path, nwb_path: Path, *, motion: dict[str, Any] 
 
     ``motion``: dict(frame_times_s=(n_frames,), values=(n_frames, n_zones), zone_positions_mm=(n_zones,),
     description=str, optional unit=str (default "a.u.")). ``video``: dict(file=path, frame_times_s=(n_frames,)).
-    ``subject``: keyword arguments of :class:`pynwb.file.Subject` overriding the defaults.
+    ``subject``: keyword arguments of :class:`pynwb.file.Subject` overriding the defaults. A corrupt or
+    inconsistent session raises :class:`~labkit.rig.recording.SessionError` naming the file and the problem.
     """
     nwb_path = Path(nwb_path)
     if nwb_path.exists():
@@ -87,7 +100,7 @@ def session_to_nwb(session_dir: Path, nwb_path: Path, *, motion: dict[str, Any] 
     device_info = meta.get("device_info") or {}
     simulated = bool(device_info.get("simulated"))
     pulses = sorted(rec.pulses, key=lambda p: p.t_start_s)
-    _check_pulses(pulses)
+    _check_waveforms(Path(session_dir) / "pulses.jsonl", pulses)
     motion_parts = _motion_arrays(motion) if motion is not None else None
     video_parts = _video_parts(video, nwb_path.parent) if video is not None else None
 
@@ -140,11 +153,21 @@ def _default_description(n_pairs: int, simulated: bool) -> str:
 
 
 def _notes(meta: dict[str, Any], counters: dict[str, int], device_info: dict[str, Any]) -> str:
-    state = ("closed cleanly (closed.json present)" if meta["closed_cleanly"]
-             else "interrupted: no closed.json, so no counters; data up to the last flush")
+    if meta["closed_cleanly"]:
+        state = "closed cleanly (closed.json present)"
+    elif meta["write_error"]:
+        state = f"stopped by a write error ({meta['write_error']}); data up to the last successful write"
+    else:
+        state = "interrupted: no closed.json, so no counters; data up to the last flush"
     summary = {"closed_cleanly": meta["closed_cleanly"], "counters": counters, "device_info": device_info,
                "session_format": meta["format"]}
-    return f"Rig session {state}. Converted by labkit.rig.nwb.\n{json.dumps(summary, sort_keys=True)}"
+    if meta["write_error"]:
+        summary["write_error"] = meta["write_error"]
+    skipped = "".join(f" Skipped unreadable {name} line {', '.join(map(str, numbers))}."
+                      for name, numbers in meta["skipped_lines"].items())
+    if skipped:
+        summary["skipped_lines"] = meta["skipped_lines"]
+    return f"Rig session {state}.{skipped} Converted by labkit.rig.nwb.\n{json.dumps(summary, sort_keys=True)}"
 
 
 def _add_recording(nwbfile: NWBFile, meta: dict[str, Any], positions_mm: np.ndarray,
@@ -178,37 +201,47 @@ def _add_recording(nwbfile: NWBFile, meta: dict[str, Any], positions_mm: np.ndar
                     "in invalid_times"))
 
 
-def _check_pulses(pulses: list[Pulse]) -> None:
+def _check_waveforms(path: Path, pulses: list[Pulse]) -> None:
     for p in pulses:
         if p.waveform != "bipolar_sine":
-            raise ValueError(f"pulse request_id={p.request_id} has waveform {p.waveform!r}; only 'bipolar_sine' "
-                             "can be reconstructed")
-        if not p.period_ms_measured > 0:
-            raise ValueError(f"pulse request_id={p.request_id} has period_ms_measured={p.period_ms_measured}; "
-                             "it must be > 0")
-    for a, b in zip(pulses, pulses[1:]):
-        if b.t_start_s <= a.t_start_s + a.period_ms_measured / 1000:
-            raise ValueError(f"pulses request_id={a.request_id} and {b.request_id} overlap in time "
-                             f"({a.t_start_s} s + {a.period_ms_measured} ms > {b.t_start_s} s)")
+            raise SessionError(f"{path}: pulse request_id={p.request_id} has waveform {p.waveform!r}; only "
+                               "'bipolar_sine' can be reconstructed in NWB")
+
+
+def _pulse_samples(p: Pulse) -> tuple[np.ndarray, np.ndarray]:
+    """Timestamps and volts reconstructing one delivered pulse (see the module docstring)."""
+    if p.period_ms_measured == 0:                    # aborted at its start: nothing delivered
+        return np.array([p.t_start_s]), np.zeros(1)
+    phase = np.arange(STIM_SAMPLES_PER_CYCLE + 1) / STIM_SAMPLES_PER_CYCLE
+    cycles = p.period_ms_measured / p.period_ms_requested if p.aborted else 1.0   # of the sine delivered
+    volts = p.vpp_measured / 2 * np.sin(2 * np.pi * phase * cycles)
+    volts[-1] = 0.0                                  # sin(2π) is not exactly 0 in floating point; abort: 0 V
+    return p.t_start_s + phase * p.period_ms_measured / 1000, volts
 
 
 def _add_stimulus(nwbfile: NWBFile, pulses: list[Pulse]) -> None:
-    phase = np.arange(STIM_SAMPLES_PER_CYCLE + 1) / STIM_SAMPLES_PER_CYCLE
+    samples = [_pulse_samples(p) for p in pulses]
+    times = np.concatenate([t for t, _ in samples]) if pulses else np.zeros(0)
+    volts = np.concatenate([v for _, v in samples]) if pulses else np.zeros(0)
     per_pulse = STIM_SAMPLES_PER_CYCLE + 1
-    times = np.array([p.t_start_s + phase * p.period_ms_measured / 1000 for p in pulses]).reshape(-1)
-    volts = np.array([p.vpp_measured / 2 * np.sin(2 * np.pi * phase) for p in pulses]).reshape(-1)
-    volts[per_pulse - 1::per_pulse] = 0.0     # sin(2π) is not exactly 0 in floating point
     stim = TimeSeries(
         name="stimulus_voltage", data=volts.astype(np.float32), timestamps=times, unit="volts",
         description=f"delivered stimulus voltage reconstructed from the device's echo (measured Vpp and period): one "
                     f"cycle of (Vpp/2)*sin(2*pi*(t - t_start)/T) per pulse, positive phase first, sampled only during "
-                    f"pulses ({per_pulse} samples per pulse, both ends 0 V); 0 V between pulses; device clock")
+                    f"pulses ({per_pulse} samples per pulse, both ends 0 V); 0 V between pulses; device clock. An "
+                    f"aborted pulse (delivered_pulses.aborted) shows only what was delivered: its {per_pulse} samples "
+                    f"span the delivered duration d (period_ms_measured) of the sine with the requested period "
+                    f"(period_ms_requested), then 0 V at t_start + d (the drop spans the last sample interval); "
+                    f"a pulse aborted at its start is one 0 V sample")
     nwbfile.add_stimulus(stim)
     table = TimeIntervals(name="delivered_pulses", description="stimulus pulses as the device delivered and measured "
-                                                               "them (pulses.jsonl); stop = start + measured period")
-    for i, p in enumerate(pulses):
+                                                               "them (pulses.jsonl); stop = start + the duration "
+                                                               "delivered (period_ms_measured); aborted = cut short")
+    idx_start = 0
+    for p, (t, _) in zip(pulses, samples):
         table.add_row(start_time=p.t_start_s, stop_time=p.t_start_s + p.period_ms_measured / 1000,
-                      timeseries=[TimeSeriesReference(i * per_pulse, per_pulse, stim)])
+                      timeseries=[TimeSeriesReference(idx_start, len(t), stim)])
+        idx_start += len(t)
     for name, (dtype, doc) in PULSE_COLUMNS.items():   # typed arrays: a table with no pulses still gets its columns
         table.add_column(name=name, description=doc, data=np.array([getattr(p, name) for p in pulses], dtype=dtype))
     nwbfile.add_time_intervals(table)

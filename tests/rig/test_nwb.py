@@ -67,6 +67,7 @@ def test_full_session_validates_and_round_trips(tmp_path):
         pulses = f.intervals["delivered_pulses"].to_dataframe()
         assert list(pulses["request_id"]) == [1, 2, 3]
         assert list(pulses["waveform"]) == ["bipolar_sine"] * 3
+        assert list(pulses["aborted"]) == [False] * 3
         for field in ("t_start_s", "vpp_requested", "vpp_measured", "period_ms_requested", "period_ms_measured"):
             assert list(pulses[field]) == [getattr(p, field) for p in PULSES]
         np.testing.assert_allclose(pulses["start_time"], [p.t_start_s for p in PULSES])

@@ -243,6 +243,21 @@ def test_panel_drives_a_simulated_session_to_a_valid_nwb_file(tmp_path):
     assert ctl.state == "disconnected" and ctl.rig is None
 
 
+def test_a_session_that_cannot_be_converted_is_reported_and_kept(tmp_path):
+    """A damaged session folder (here session.json, overwritten while recording) makes stop() say why the NWB
+    conversion was refused instead of raising; the folder is left as it is."""
+    ctl = RigController("rigsim://?seed=5", record_dir=tmp_path, window_s=1.0)
+    ctl.connect()
+    ctl.start(record=True)
+    session_json = ctl.sessions[-1].session_dir / "session.json"
+    session_json.write_text("{not json")
+    session = ctl.stop()
+    assert session.nwb_path is None and ctl.state == "stopped"
+    assert "not converted to NWB" in ctl.message and "session.json" in session.nwb_errors[0]
+    assert session_json.read_text() == "{not json"
+    ctl.disconnect()
+
+
 def test_controller_records_from_a_serial_port_without_a_camera(tmp_path):
     """Any serial URL: here a pty served by the simulator in another process (no camera: no motion trace)."""
     proc = subprocess.Popen([sys.executable, "-m", "labkit.rig.sim", "--pty", "--seed", "4"], cwd=paths.ROOT,
