@@ -239,7 +239,7 @@ class RigController:
         if self.rig is not None:
             raise RigError(f"already connected to {self.url!r}: disconnect first")
         self.url = url or self.url
-        rig = self.rig_factory(self.url)
+        rig = self.rig_factory(self.url, session_root=self.record_dir)
         rig.open()
         self.rig, self.limits = rig, rig.info.limits
         self.settings = clamp_stimulus(self.limits, self.settings, **self.settings.__dict__)
@@ -384,7 +384,12 @@ class RigController:
     def _acquire_loop(self, stop: threading.Event) -> None:
         rig, fs = self.rig, self.rig.fs_hz
         while not stop.wait(self.chunk_s):
-            first, counts = rig.read_since(self.ring.end, self.ring.capacity)
+            try:
+                first, counts = rig.read_since(self.ring.end, self.ring.capacity)
+            except RigError as e:                   # the rig failed or was closed: it already sent STOP
+                self.armed = False
+                self.message = f"acquisition stopped: {e}"
+                return
             if not len(counts):
                 continue
             self.ring.write(first, counts * rig.info.scale_uv_per_count)
@@ -425,6 +430,10 @@ class RigController:
             except RigError as e:
                 self._last_done = time.monotonic()
                 if self._run_stop.is_set():
+                    return
+                if rig.failure is not None:             # nothing more can be delivered: say why once, and stop
+                    self.armed = False
+                    self.message = f"stimulation stopped: {e}"
                     return
                 self.refused.append(str(e))
                 self.message = f"refused: {e}"

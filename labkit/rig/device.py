@@ -1,26 +1,33 @@
 """The rig's firmware behaviour in plain Python, independent of hardware and transport.
 
 A :class:`Device` owns an analog front end (anything with ``fs_hz``, ``electrode_positions_mm``,
-``deliver(t_s, vpp, period_ms) -> dict`` and ``acquire(start_index, n) -> µV array (n, 4)``; the simulator's
-:class:`labkit.rig.worm.Earthworm`, or real hardware behind the same methods) and is driven by two calls:
+``deliver(t_s, vpp, period_ms) -> dict`` and ``acquire(start_index, n) -> µV array (n, 4)``, and optionally
+``abort(t_s)``, told when a pulse in progress is cut off; the simulator's :class:`labkit.rig.worm.Earthworm`, or
+real hardware behind the same methods) and is driven by two calls:
 ``receive(bytes, now_us)`` with what the host sent and ``step(now_us)`` as time passes; ``take_output()``
 returns the bytes to send back. Time exists only through ``now_us`` (device µs since power-up), so the same
 logic runs paced in real time (simulator, pty) or stepped instantly in tests.
 
 Behaviour (docs/rig-protocol.md, "Device behaviour"):
-- every command is answered: ACK, the PULSE echo for STIMULATE, or ERROR with a code and a message;
+- every command is answered: ACK, the PULSE echo for STIMULATE, or ERROR with a code and a message; a device-to-host
+  type is refused (UNKNOWN_TYPE) without its payload being read;
+- replays: a command is executed only if its seq is newer than the last executed one (:func:`seq_newer`), else
+  refused with BAD_SEQ, so a duplicated STIMULATE never delivers twice; STOP is executed whatever its seq, and HELLO
+  starts a new host session (its seq becomes the last executed one: a reconnecting host restarts at 0);
 - hard limits (labkit.rig.limits) are checked here, authoritatively, whatever the host did;
 - STOP is always accepted: it aborts a pulse in progress, disarms and stops streaming;
-- the watchdog disarms (and aborts a pulse) when armed and no valid host frame arrived for ``watchdog_ms``;
+- the watchdog disarms (and aborts a pulse) when armed and no host frame passed the sequence check for
+  ``watchdog_ms``;
 - while streaming, DATA blocks of ``block_samples`` × n_channels int16 counts leave as soon as the samples exist,
-  and a HEARTBEAT with the device state every 100 ms.
+  and a HEARTBEAT with the device state and receive counters every 100 ms.
 """
 
 import numpy as np
 
 from labkit.rig.limits import LimitError, SafetyLimits
-from labkit.rig.protocol import (PROTOCOL_VERSION, Ack, Arm, Configure, DataBlock, Disarm, Encoder, Error, ErrorCode,
-                                 FrameDecoder, Heartbeat, Hello, Info, PulseEcho, Start, Stimulate, Stop)
+from labkit.rig.protocol import (HOST_TO_DEVICE, MAX_BLOCK_SAMPLES, PROTOCOL_VERSION, Ack, Arm, Configure, DataBlock,
+                                 Disarm, Encoder, Error, ErrorCode, FrameDecoder, Heartbeat, Hello, Info, MAX_SEQ_JUMP,
+                                 MsgType, PulseEcho, Start, Stimulate, Stop, seq_newer)
 
 __all__ = ["Device", "FIRMWARE"]
 
@@ -46,7 +53,9 @@ class Device:
         self.last_host_us = 0
         self.last_heartbeat_us = 0
         self.pulses_delivered = 0
-        self._decoder = FrameDecoder()
+        self.bad_seq_frames = 0               # host frames not executed for their seq (replayed, or far ahead)
+        self._last_seq: int | None = None     # seq of the last host frame that passed the sequence check
+        self._decoder = FrameDecoder(decodes=HOST_TO_DEVICE)
         self._encoder = Encoder()
         self._out = bytearray()
         self._now = 0
@@ -55,8 +64,15 @@ class Device:
     def receive(self, data: bytes, now_us: int) -> None:
         self._now = now_us
         for frame in self._decoder.feed(data):
-            self.last_host_us = now_us
-            self._handle(frame)
+            if frame.type not in HOST_TO_DEVICE:
+                self._refuse(frame, ErrorCode.UNKNOWN_TYPE, f"{frame.type.name} is not a host command")
+            elif (frame.type == MsgType.HELLO or self._last_seq is None
+                  or seq_newer(frame.seq, self._last_seq)):
+                self._last_seq = frame.seq
+                self.last_host_us = now_us
+                self._handle(frame)
+            else:
+                self._stale(frame)
 
     def step(self, now_us: int) -> None:
         self._now = now_us
@@ -77,7 +93,9 @@ class Device:
                 self.next_sample += self.block_samples
         if now_us - self.last_heartbeat_us >= HEARTBEAT_US:
             self.last_heartbeat_us = now_us
-            self._send(Heartbeat(int(self.armed), int(self.streaming), self.next_sample))
+            c = self._decoder
+            self._send(Heartbeat(int(self.armed), int(self.streaming), self.next_sample, c.bad_frames % 2**32,
+                                 c.lost_frames % 2**32, self.bad_seq_frames % 2**32))
 
     def take_output(self) -> bytes:
         out, self._out = bytes(self._out), bytearray()
@@ -85,7 +103,7 @@ class Device:
 
     @property
     def link_counters(self) -> dict[str, int]:
-        return self._decoder.counters()
+        return {**self._decoder.counters(), "bad_seq_frames": self.bad_seq_frames}
 
     # --- firmware logic ----------------------------------------------------------------------------
     def info(self) -> dict:
@@ -106,8 +124,21 @@ class Device:
 
     def _halt(self) -> None:
         if self.pending is not None:
-            self._finish_pulse(aborted=True)
+            cmd, start_us, _ = self.pending
+            self._finish_pulse(aborted=self._now < start_us + cmd.period_us)
         self.armed = False
+
+    def _stale(self, frame) -> None:
+        """A host frame whose seq is not newer than the last executed one (or far ahead): not executed, except STOP,
+        which stops whatever its seq (stopping twice is harmless); HEARTBEAT is dropped silently."""
+        self.bad_seq_frames += 1
+        if frame.type == MsgType.STOP:
+            self._handle(frame)
+        elif frame.type != MsgType.HEARTBEAT:
+            ahead = (frame.seq - self._last_seq) % 2**32
+            why = (f"more than {MAX_SEQ_JUMP} ahead of" if 0 < ahead < 2**31 else "not newer than")
+            self._refuse(frame, ErrorCode.BAD_SEQ, f"seq {frame.seq} is {why} the last executed seq {self._last_seq} "
+                                                   "(a replayed or corrupted frame): not executed")
 
     def _handle(self, frame) -> None:
         msg = frame.msg
@@ -133,8 +164,6 @@ class Device:
             self._ack(frame)
         elif isinstance(msg, Stimulate):
             self._stimulate(frame, msg)
-        else:
-            self._refuse(frame, ErrorCode.UNKNOWN_TYPE, f"{frame.type.name} is not a host command")
 
     def _configure(self, frame, msg: Configure) -> None:
         if self.streaming:
@@ -145,9 +174,9 @@ class Device:
         if not 1 <= msg.n_channels <= self.max_channels:
             return self._refuse(frame, ErrorCode.BAD_CONFIG,
                                 f"{msg.n_channels} channels unsupported; allowed: 1 to {self.max_channels}")
-        if not 1 <= msg.block_samples <= 2000:
-            return self._refuse(frame, ErrorCode.BAD_CONFIG,
-                                f"block of {msg.block_samples} samples unsupported; allowed: 1 to 2000")
+        if not 1 <= msg.block_samples <= MAX_BLOCK_SAMPLES:
+            return self._refuse(frame, ErrorCode.BAD_CONFIG, f"block of {msg.block_samples} samples unsupported; "
+                                                             f"allowed: 1 to {MAX_BLOCK_SAMPLES}")
         self.n_channels, self.block_samples = msg.n_channels, msg.block_samples
         self._ack(frame)
 
@@ -167,8 +196,12 @@ class Device:
         self.pulses_delivered += 1
 
     def _finish_pulse(self, aborted: bool) -> None:
+        """Echo the pulse in progress; an aborted one was delivered from its start until now, and the front end is
+        told so (the simulated worm then responds only to the part delivered)."""
         cmd, start_us, measured = self.pending
         self.pending = None
-        delivered_ms = min(cmd.period_us, self._now - start_us) / 1000 if aborted else measured["period_ms_measured"]
+        if aborted and hasattr(self.frontend, "abort"):
+            self.frontend.abort(self._now / 1e6)
+        delivered_ms = (self._now - start_us) / 1000 if aborted else measured["period_ms_measured"]
         self._send(PulseEcho(cmd.request_id, start_us, cmd.vpp, measured["vpp_measured"], cmd.period_us / 1000,
                              delivered_ms, cmd.waveform, int(aborted)))

@@ -7,6 +7,7 @@ Cermak et al. 2019, eNeuro); the host repeats the check so that a bad request ne
 """
 
 import math
+import numbers
 from dataclasses import asdict, dataclass
 
 from labkit.rig.protocol import ErrorCode, Waveform
@@ -25,7 +26,12 @@ class RigError(RuntimeError):
 
 
 class LimitError(RigError, ValueError):
-    """A stimulation request outside the hard limits."""
+    """A request outside what the device allows: the stimulation hard limits, or a configuration it does not support."""
+
+
+def _number(value) -> bool:
+    """Any real number (int, float, numpy scalars), but not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -38,10 +44,10 @@ class SafetyLimits:
 
     def check(self, vpp: float, period_ms: float, waveform: int, since_last_pulse_s: float | None = None) -> None:
         """Raise :class:`LimitError` (with its ErrorCode) unless the pulse is allowed."""
-        if not (isinstance(vpp, (int, float)) and math.isfinite(vpp) and 0 < vpp <= self.max_vpp):
+        if not (_number(vpp) and math.isfinite(vpp) and 0 < vpp <= self.max_vpp):
             raise LimitError(f"vpp={vpp!r} V is outside the hard limit; allowed: 0 < vpp <= {self.max_vpp} V",
                              ErrorCode.LIMIT_VPP)
-        if not (isinstance(period_ms, (int, float)) and math.isfinite(period_ms)
+        if not (_number(period_ms) and math.isfinite(period_ms)
                 and self.min_period_ms <= period_ms <= self.max_period_ms):
             raise LimitError(f"period_ms={period_ms!r} is outside the hard limit; allowed: "
                              f"{self.min_period_ms} to {self.max_period_ms} ms", ErrorCode.LIMIT_PERIOD)

@@ -122,7 +122,7 @@ def run_session(cfg: "MappingConfig", folder) -> dict:
            f"&lgf_velocity_m_s={cfg.lgf_velocity_m_s}")
     t_stop_s = plan[-1][0] / 1e6 + cfg.tail_s
     wall = time.perf_counter()
-    with Rig(url) as rig:
+    with Rig(url, session_root=folder) as rig:
         sim = rig.serial.sim
         clock = HoldingClock(sim, cfg.speed)
         sim.set_clock(clock)

@@ -16,28 +16,35 @@ sequence number exposes lost frames (the weakness of protocols without one, e.g.
 
 Samples travel as int16 counts in *offset binary* (``count ^ 0x8000`` as uint16): small signals then contain
 almost no zero bytes, which keeps COBS cheap to decode.
+
+A receiver never trusts a payload: whatever a well-formed frame (COBS and CRC correct) contains, decoding it either
+gives a message or raises :class:`FrameError`, which :class:`FrameDecoder` counts (``bad_frames``) before going on.
 """
 
 import binascii
 import enum
 import json
+import math
 import struct
 from dataclasses import astuple, dataclass
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, Collection, NamedTuple
 
 import numpy as np
 
 __all__ = [
-    "PROTOCOL_VERSION", "MsgType", "ErrorCode", "Waveform", "HEADER", "MAX_FRAME_BYTES",
+    "PROTOCOL_VERSION", "MsgType", "ErrorCode", "Waveform", "HEADER", "MAX_FRAME_BYTES", "MAX_BLOCK_SAMPLES",
+    "MAX_SEQ_JUMP", "HOST_TO_DEVICE", "DEVICE_TO_HOST", "seq_newer",
     "Hello", "Info", "Configure", "Start", "Stop", "Arm", "Disarm", "Stimulate", "Heartbeat", "Ack", "Error",
     "PulseEcho", "DataBlock", "Frame", "crc16", "cobs_encode", "cobs_decode", "FrameError", "Encoder",
-    "FrameDecoder",
+    "FrameDecoder", "parse_frame",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2             # 2: replay window, device counters in HEARTBEAT, BAD_SEQ (docs/rig-protocol.md)
 HEADER = struct.Struct("<BBIQ")
 CRC = struct.Struct("<H")
 MAX_FRAME_BYTES = 16384          # larger decoded frames are malformed by definition
+MAX_BLOCK_SAMPLES = 2000         # so that a DATA frame of 4 channels fits: 14 + 15 + 2 * 2000 * 4 + 2 <= 16384
+MAX_SEQ_JUMP = 2**16             # a host seq further ahead than this is refused (see seq_newer)
 
 
 class MsgType(enum.IntEnum):
@@ -68,6 +75,18 @@ class ErrorCode(enum.IntEnum):
     BAD_CONFIG = 8
     WATCHDOG = 9
     BUSY = 11
+    BAD_SEQ = 12                 # a replayed / duplicated command, or a seq that jumps too far ahead: not executed
+
+
+HOST_TO_DEVICE = frozenset(t for t in MsgType if t < 0x80)
+DEVICE_TO_HOST = frozenset(t for t in MsgType if t >= 0x80) | {MsgType.HEARTBEAT}
+
+
+def seq_newer(seq: int, last: int) -> bool:
+    """Whether u32 ``seq`` comes after ``last`` in serial-number arithmetic (RFC 1982, SERIAL_BITS = 32), at most
+    MAX_SEQ_JUMP ahead: ``0 < (seq - last) mod 2**32 <= MAX_SEQ_JUMP``. The wrap 2**32 - 1 -> 0 is a step forward; an
+    equal or older seq is a replay, and a jump far ahead is a corrupted seq (no host loses 65,536 frames in a row)."""
+    return 0 < (seq - last) % 2**32 <= MAX_SEQ_JUMP
 
 
 class Waveform(enum.IntEnum):
@@ -179,13 +198,17 @@ class Stimulate(_Fixed):
 
 @dataclass(frozen=True)
 class Heartbeat(_Fixed):
-    """Host: all zero. Device: its state, so the host sees arming and streaming change."""
+    """Host: all zero. Device: its state, so the host sees arming and streaming change, and its receive counters
+    (mod 2**32) for the frames the host sent: discarded, lost in transit, refused for their seq (BAD_SEQ)."""
 
     TYPE = MsgType.HEARTBEAT
-    FORMAT = struct.Struct("<BBQ")
+    FORMAT = struct.Struct("<BBQIII")
     armed: int = 0
     streaming: int = 0
     next_sample: int = 0
+    bad_frames: int = 0
+    lost_frames: int = 0
+    bad_seq_frames: int = 0
 
 
 @dataclass(frozen=True)
@@ -198,7 +221,10 @@ class Ack(_Fixed):
 
 @dataclass(frozen=True)
 class PulseEcho(_Fixed):
-    """What the stimulator measured it delivered (flags bit 0: aborted by STOP or the watchdog)."""
+    """What the stimulator measured it delivered (flags bit 0: aborted by STOP, DISARM or the watchdog).
+
+    An echo no device can send is a bad frame: an unknown waveform, a voltage or duration that is not finite and
+    >= 0, a requested period <= 0, a pulse not aborted that lasted 0 ms or an aborted one longer than requested."""
 
     TYPE = MsgType.PULSE
     FORMAT = struct.Struct("<IQffffBB")
@@ -210,6 +236,17 @@ class PulseEcho(_Fixed):
     period_ms_measured: float
     waveform: int
     flags: int = 0
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> "PulseEcho":
+        echo = super().unpack(payload)
+        values = (echo.vpp_requested, echo.vpp_measured, echo.period_ms_requested, echo.period_ms_measured)
+        delivered = (echo.period_ms_measured <= echo.period_ms_requested if echo.flags & 1   # aborted
+                     else echo.period_ms_measured > 0)
+        if (echo.waveform not in tuple(Waveform) or not all(math.isfinite(v) and v >= 0 for v in values)
+                or echo.period_ms_requested == 0 or not delivered):
+            raise FrameError(f"PULSE echo no device can send: {echo}")
+        return echo
 
 
 @dataclass(frozen=True)
@@ -250,8 +287,8 @@ class Info:
     def unpack(cls, payload: bytes) -> "Info":
         try:
             info = json.loads(payload.decode())
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise FrameError(f"INFO payload is not UTF-8 JSON: {e}") from None
+        except (ValueError, RecursionError) as e:          # bad UTF-8 or JSON, too many digits, too deeply nested
+            raise FrameError(f"INFO payload is not usable UTF-8 JSON: {type(e).__name__}: {e}") from None
         if not isinstance(info, dict):
             raise FrameError("INFO payload must be a JSON object")
         return cls(info)
@@ -301,15 +338,19 @@ class Encoder:
         self.seq = 0
 
     def encode(self, msg, t_us: int) -> bytes:
-        seq, self.seq = self.seq, (self.seq + 1) % 2**32
-        body = HEADER.pack(msg.TYPE, 0, seq, t_us) + msg.pack()
+        body = HEADER.pack(msg.TYPE, 0, self.seq, t_us) + msg.pack()
+        if len(body) + CRC.size > MAX_FRAME_BYTES:
+            raise ValueError(f"{msg.TYPE.name} frame of {len(body) + CRC.size} bytes exceeds the "
+                             f"{MAX_FRAME_BYTES}-byte maximum")
+        self.seq = (self.seq + 1) % 2**32
         return cobs_encode(body + CRC.pack(crc16(body))) + b"\x00"
 
 
-def parse_frame(decoded: bytes) -> Frame:
-    """One COBS-decoded frame -> Frame; raises FrameError on any defect."""
-    if len(decoded) < HEADER.size + CRC.size:
-        raise FrameError(f"frame of {len(decoded)} bytes is shorter than header + CRC")
+def parse_frame(decoded: bytes, decodes: Collection[MsgType] = frozenset(MsgType)) -> Frame:
+    """One COBS-decoded frame -> Frame; raises FrameError on any defect. The payload is decoded for the types in
+    ``decodes`` only: a frame of another known type comes back with ``msg`` None, its payload unread."""
+    if not HEADER.size + CRC.size <= len(decoded) <= MAX_FRAME_BYTES:
+        raise FrameError(f"frame of {len(decoded)} bytes; allowed: {HEADER.size + CRC.size} to {MAX_FRAME_BYTES}")
     body, (crc,) = decoded[:-2], CRC.unpack(decoded[-2:])
     if crc16(body) != crc:
         raise FrameError("CRC mismatch")
@@ -318,19 +359,30 @@ def parse_frame(decoded: bytes) -> Frame:
         kind = MsgType(kind)
     except ValueError:
         raise FrameError(f"unknown message type 0x{kind:02x}") from None
-    return Frame(kind, seq, t_us, MESSAGES[kind].unpack(body[HEADER.size:]))
+    if kind not in decodes:
+        return Frame(kind, seq, t_us, None)
+    try:
+        msg = MESSAGES[kind].unpack(body[HEADER.size:])
+    except FrameError:
+        raise
+    except Exception as e:                                 # a decoder defect must not kill the receiving thread
+        raise FrameError(f"{kind.name} payload could not be decoded: {type(e).__name__}: {e}") from None
+    return Frame(kind, seq, t_us, msg)
 
 
 class FrameDecoder:
     """Incremental decoder for one direction of the link. Never raises on bad input: it counts.
 
+    ``decodes``: the message types whose payload this receiver reads (the device: HOST_TO_DEVICE; the host:
+    DEVICE_TO_HOST); frames of the other known types come back with ``msg`` None (see :func:`parse_frame`).
     Counters: ``frames`` (good), ``bad_frames`` (discarded: COBS, CRC, length, type or payload defects; bytes before
     the first delimiter are decoded if they form a whole frame, else skipped uncounted: joining a stream mid-frame
     is not an error), ``lost_frames`` (sequence numbers skipped between good frames:
     frames lost or damaged in transit), ``out_of_order`` (a good frame whose seq went backwards).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, decodes: Collection[MsgType] = frozenset(MsgType)) -> None:
+        self.decodes = frozenset(decodes)
         self._buf = bytearray()
         self._synced = False
         self._expected: int | None = None
@@ -356,7 +408,7 @@ class FrameDecoder:
             if not raw:
                 continue
             try:
-                frame = parse_frame(cobs_decode(raw))
+                frame = parse_frame(cobs_decode(raw), self.decodes)
             except FrameError as e:
                 if not first:                    # bytes before the first delimiter may be a partial frame
                     self.bad_frames += 1

@@ -5,6 +5,7 @@
   ``labkit.rig`` is imported (query keys: ``seed``, ``fs``, ``block`` and any ``WormParams`` field);
 - on a pseudo-terminal, for any serial client: ``python -m labkit.rig.sim --pty [--seed 1] [--param k=v ...]``
   prints the ``/dev/pts/N`` path and serves until SIGINT/SIGTERM (``--video out.avi`` then renders the camera);
+  hosts may close and reopen the port (what the device sends while none has it open is lost);
 - directly, as :class:`SimulatedRig` (``write`` / ``read``), which both of the above wrap.
 
 A pty ignores the baud rate, so the simulator paces itself: device time is the monotonic clock since start, and
@@ -102,6 +103,13 @@ class SimulatedRig:
             self._in += data
         return len(data)
 
+    def send_raw(self, data: bytes) -> None:
+        """Queue ``data`` for the host as if the device had sent it, between two of its frames (to test a host
+        against a faulty device or link)."""
+        with self._cond:
+            self._out += data
+            self._cond.notify_all()
+
     def read(self, size: int, timeout: float | None) -> bytes:
         """Up to ``size`` bytes; waits until ``size`` are there or ``timeout`` s passed (None: forever)."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -161,6 +169,8 @@ def serve_pty(sim: SimulatedRig, ready=print, stop: threading.Event | None = Non
                     pending = pending[os.write(master, pending):]
                 except BlockingIOError:
                     pass                       # the host is not reading: the simulator's backlog cap applies
+                except OSError:
+                    pending = b""              # no host has the port open (EIO): lost, as on a real serial line
     finally:
         os.close(master)
         os.close(slave)

@@ -18,6 +18,10 @@ Stimulus and recruitment
     The fibre fires when the first phase reaches threshold, at t_s + (T / 2π) asin(V_th / V_peak) (assumed).
     The two lateral fibres fire together and are modelled as one unit, "LGF".
 
+    A pulse cut off at t_a < t_s + T (STOP, DISARM or the device's watchdog; :meth:`Earthworm.abort`) delivered
+    only the sine up to t_a: the artefact ends at t_a and a fibre fires only if the delivered part reached its
+    threshold, i.e. if it fired before t_a (its firing depends only on the stimulus up to then).
+
 Recording (µV, one column per pair)
     A spike starting at x_0 at time t_0 reaches x at t_0 + |x - x_0| / v. Each electrode sees a biphasic spike
     w(u) = -u exp((1 - u²) / 2), u = (t - t_arrival) / σ, σ = width / 6 (peaks ±1 at u = ∓1); a pair with
@@ -199,6 +203,7 @@ class _Pulse:
     first: int                 # first sample index with t >= t_s
     rows: _Rows                # spikes and muscle potentials
     end: int                   # one past the last sample index this pulse touches
+    artefact_end: int          # one past the last sample of the stimulus artefact (earlier if aborted)
     event: dict
     spikes: list               # spike event dicts (also the twitch sources)
 
@@ -308,9 +313,8 @@ class Earthworm:
             t0 = t_s + period_s / (2 * np.pi) * math.asin(thresholds[f] / vpp)
             spikes.append(self._spike_event(f, t0, 0.0, "evoked", index, drive))
         rows = self._spike_rows(spikes, first)
-        end = math.ceil((t_s + period_s) * self.fs_hz - _TOL)
-        if len(rows.hi):
-            end = max(end, int(rows.hi.max()))
+        artefact_end = math.ceil((t_s + period_s) * self.fs_hz - _TOL)
+        end = max(artefact_end, int(rows.hi.max())) if len(rows.hi) else artefact_end
         measured = {
             "vpp_measured": max(0.0, float(vpp * self._adc_gain[0] + p.readback_vpp_noise_v * noise_v)),
             "period_ms_measured": float(period_ms * self._adc_gain[1] + p.readback_period_noise_ms * noise_t),
@@ -319,10 +323,29 @@ class Earthworm:
         event = {"kind": "pulse", "pulse_index": index, "t_s": float(t_s), "vpp": float(vpp),
                  "period_ms": float(period_ms), **measured,
                  "thresholds_vpp": {f: float(v) for f, v in thresholds.items()}, "muscle_drive": drive}
-        self._pulses.append(_Pulse(float(t_s), float(vpp), float(period_ms), first, rows, end, event, spikes))
+        self._pulses.append(_Pulse(float(t_s), float(vpp), float(period_ms), first, rows, end, artefact_end, event,
+                                   spikes))
         bisect.insort(self._pulse_starts, (first, index))
         self._pulse_span = max(self._pulse_span, end - first)
         return dict(measured)
+
+    def abort(self, t_s: float) -> None:
+        """Cut the pulse in progress off at device time ``t_s`` (see the module docstring): the artefact ends there
+        and the fibres that had not fired yet do not fire. Like :meth:`deliver`, it must come before the samples
+        it affects."""
+        pulse = self._pulses[-1] if self._pulses else None
+        if pulse is None or not (math.isfinite(t_s) and pulse.t_s <= t_s < pulse.t_s + pulse.period_ms / 1e3):
+            raise ValueError(f"abort: bad value for 't_s': {t_s!r}; allowed: a time during the last pulse delivered")
+        cut = math.ceil(t_s * self.fs_hz - _TOL)
+        if cut < self._acquired_end:
+            raise ValueError(f"abort: t_s={t_s!r} s (sample {cut}) is before the end of the samples already acquired "
+                             f"(index {self._acquired_end})")
+        pulse.spikes = [s for s in pulse.spikes if s["t_s"] < t_s]
+        pulse.rows = self._spike_rows(pulse.spikes, pulse.first)
+        pulse.artefact_end = min(pulse.artefact_end, cut)
+        fired = tuple(s["fibre"] for s in pulse.spikes)
+        pulse.event.update(fibres=fired, delivered_ms=(t_s - pulse.t_s) * 1e3,
+                           muscle_drive=pulse.event["muscle_drive"] if fired else 0.0)
 
     def _spike_event(self, fibre: str, t0: float, origin_mm: float, cause: str, pulse_index, drive: float) -> dict:
         v_mm_s = self._velocity[fibre] * 1e3
@@ -424,8 +447,7 @@ class Earthworm:
             out[lo[r] - i0:hi[r] - i0, rows.pair[r]] += rows.amp_uv[r] * _biphasic(u)
 
     def _add_artefact(self, out: np.ndarray, i0: int, i1: int, pulse: _Pulse) -> None:
-        stop = math.ceil((pulse.t_s + pulse.period_ms / 1e3) * self.fs_hz - _TOL)
-        lo, hi = max(i0, pulse.first), min(i1, stop)
+        lo, hi = max(i0, pulse.first), min(i1, pulse.artefact_end)
         if hi > lo:
             shape = np.sin(2 * np.pi * (np.arange(lo, hi) / self.fs_hz - pulse.t_s) / (pulse.period_ms / 1e3))
             out[lo - i0:hi - i0] += np.outer(shape, self._artefact_gain * pulse.vpp)

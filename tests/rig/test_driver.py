@@ -1,5 +1,7 @@
 """The host driver against the in-process simulator (rigsim://): sessions, limits, recording, NWB."""
 
+import os
+import threading
 import time
 
 import numpy as np
@@ -7,15 +9,17 @@ import pytest
 import serial
 
 from labkit.rig import LimitError, Rig, RigError, load_session
+from labkit.rig import device as firmware
 from labkit.rig.nwb import session_to_nwb, validate_nwb
+from labkit.rig.protocol import FrameDecoder, Heartbeat, MsgType
 from tests.rig.conftest import run_session
 
 URL = "rigsim://?seed=1&fs=30000&mgf_velocity_m_s=25"
 
 
 @pytest.fixture
-def rig():
-    with Rig(URL) as r:
+def rig(tmp_path):
+    with Rig(URL, session_root=tmp_path) as r:
         yield r
 
 
@@ -134,3 +138,184 @@ def test_fewer_channels(rig):
     rig.configure(channels=2)
     rec = rig.read(0.05)
     assert rec.samples_uv.shape == (1500, 2) and len(rec.electrode_positions_mm) == 2
+
+
+def _until(condition, timeout_s=2.0):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def _capture_writes(rig):
+    """From now on, the types of the frames the host writes: call the result to get them."""
+    decoder, types, write = FrameDecoder(), [], rig.serial.write
+
+    def capture(data):
+        types.extend(f.type for f in decoder.feed(b"\x00" + bytes(data)))
+        return write(data)
+    rig.serial.write = capture
+    return lambda: types
+
+
+class ManualClock:
+    """The simulator's device time, advanced by hand (µs)."""
+
+    def __init__(self, t_us: int):
+        self.t_us = t_us
+
+    def __call__(self) -> int:
+        return self.t_us
+
+
+def test_a_pulse_stopped_midway_is_reported_and_recorded_as_aborted(rig, tmp_path):
+    sim = rig.serial.sim
+    rig.configure()
+    rig.read(0.02)
+    clock = ManualClock(sim.now_us())
+    sim.set_clock(clock)                                       # device time stands still until moved
+    rig.arm()
+    with rig.record("session"):
+        result = []
+        worker = threading.Thread(target=lambda: result.append(rig.stimulate(vpp=3.0, period_ms=20.0)))
+        worker.start()
+        _until(lambda: sim.device.pending is not None)        # the pulse has started
+        clock.t_us += 5000
+        time.sleep(0.01)                                       # the device has seen 5 ms pass
+        rig.stop()                                             # STOP 5 ms into the 20 ms pulse
+        worker.join(2.0)
+    pulse, = result
+    assert pulse.aborted and pulse.period_ms_measured == 5.0 and pulse.period_ms_requested == 20.0
+    assert rig.pulses == [pulse]
+    loaded, _ = load_session(tmp_path / "session")
+    assert loaded.pulses == [pulse]
+
+
+def test_the_device_receive_counters_reach_the_host(rig):
+    rig.serial.write(b"\x00\x07\x01garbage\x00")                     # one bad frame for the device
+    with rig._write_lock:
+        rig._encoder.encode(Heartbeat(), 0)                     # one frame lost in transit
+        stale = rig._encoder.encode(Heartbeat(), 0)
+        rig.serial.write(stale + stale)                         # and one replayed
+    _until(lambda: rig.counters["device_bad_seq_frames"] == 1, timeout_s=1.0)
+    c = rig.counters
+    assert (c["device_bad_frames"], c["device_lost_frames"], c["device_bad_seq_frames"]) == (1, 1, 1)
+
+
+def test_a_device_speaking_another_protocol_version_is_refused(monkeypatch):
+    monkeypatch.setattr(firmware, "PROTOCOL_VERSION", 1)
+    with pytest.raises(RigError, match="protocol 1; this host speaks 2"):
+        Rig(URL).open()
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    ({"vpp": True, "period_ms": 3.0}, TypeError, "vpp must be a real number .* got bool"),
+    ({"vpp": "4", "period_ms": 3.0}, TypeError, "vpp must be a real number .* got str"),
+    ({"vpp": 4.0, "period_ms": None}, TypeError, "period_ms must be a real number .* got NoneType"),
+    ({"vpp": 4.0, "period_ms": 3.0, "waveform": 1}, TypeError, "waveform must be a str, got int 1; allowed: "
+                                                               "bipolar_sine"),
+    ({"vpp": 4.0, "period_ms": 3.0, "waveform": None}, TypeError, "waveform must be a str, got NoneType None; allowed"),
+    ({"vpp": float("nan"), "period_ms": 3.0}, LimitError, "allowed: 0 < vpp <= 10.0 V"),
+])
+def test_bad_stimulation_arguments_get_one_clear_error_and_nothing_is_sent(rig, kwargs, error, words):
+    rig.arm()
+    sent = _capture_writes(rig)
+    with pytest.raises(error, match=words):
+        rig.stimulate(**kwargs)
+    assert set(sent()) <= {MsgType.HEARTBEAT} and rig.serial.sim.device.pulses_delivered == 0
+
+
+def test_any_real_number_is_a_valid_stimulation_argument(rig):
+    rig.arm()
+    pulse = rig.stimulate(np.float32(4.0), np.int64(3))
+    assert pulse.vpp_requested == 4.0 and pulse.period_ms_requested == 3.0
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    ({"channels": 2.5}, TypeError, "channels must be an integer, got float"),
+    ({"channels": "4"}, TypeError, "channels must be an integer, got str"),
+    ({"channels": True}, TypeError, "channels must be an integer, got bool"),
+    ({"channels": 0}, LimitError, "channels=0 unsupported; allowed: 1 to 4"),
+    ({"block_samples": -1}, LimitError, r"block_samples=-1; allowed: 1 to 2000, or None \(the device's default, 300\)"),
+    ({"block_samples": 0}, LimitError, "block_samples=0; allowed: 1 to 2000"),
+    ({"block_samples": 2.0}, TypeError, "block_samples must be an integer, got float"),
+    ({"sample_rate": "30000"}, TypeError, "sample_rate must be a real number"),
+    ({"sample_rate": 20000}, LimitError, r"sample_rate=20000 unsupported by this device; allowed: \[30000.0\]"),
+    ({"channels": 2, "block_samples": 5000}, LimitError, "block_samples=5000"),
+])
+def test_bad_configuration_is_refused_before_anything_is_sent_and_the_previous_one_stays(rig, kwargs, error, words):
+    rig.configure(channels=2, block_samples=150)
+    rig.stop()
+    sent = _capture_writes(rig)
+    with pytest.raises(error, match=words):
+        rig.configure(**kwargs)
+    device = rig.serial.sim.device
+    assert (device.n_channels, device.block_samples, rig.n_channels) == (2, 150, 2)
+    assert set(sent()) <= {MsgType.HEARTBEAT}
+
+
+@pytest.mark.parametrize("seconds, error", [(float("nan"), ValueError), (-1, ValueError), (0, ValueError),
+                                            (1e6, ValueError), ("1", TypeError), (True, TypeError)])
+def test_bad_read_durations_are_refused(rig, seconds, error):
+    rig.configure()
+    with pytest.raises(error, match="seconds"):
+        rig.read(seconds)
+
+
+def test_every_call_after_close_says_the_rig_is_closed(tmp_path):
+    rig = Rig(URL, session_root=tmp_path).open()
+    rig.configure()
+    rig.close()
+    calls = [rig.configure, rig.arm, rig.disarm, rig.stop, lambda: rig.stimulate(3.0, 3.0), lambda: rig.read(0.1),
+             lambda: rig.read_since(None, 10), lambda: rig.record("x").__enter__()]
+    for call in calls:
+        with pytest.raises(RigError, match="the rig is closed"):
+            call()
+    rig.close()                                                 # closing twice is harmless
+
+
+def test_record_refuses_folders_outside_the_session_root(rig, tmp_path):
+    rig.configure()
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "root-link")
+    for folder in ["../x", "a/../../x", str(tmp_path.parent / "x"), "/tmp/x"]:
+        with pytest.raises(ValueError, match=f"folder=.*outside the session root {tmp_path}"):
+            with rig.record(folder):
+                pass
+    with Rig(URL, session_root=tmp_path / "root") as narrow:
+        narrow.configure()
+        with pytest.raises(ValueError, match="outside the session root"):   # a symlink out of the root
+            with narrow.record(tmp_path / "root-link" / "s"):
+                pass
+    with pytest.raises(TypeError, match="folder must be a str or a path"):
+        with rig.record(3):
+            pass
+    with rig.record("mouse-1/session-1"):                      # relative folders are under the root
+        rig.read(0.05)
+    with rig.record(tmp_path / "session-2"):                   # absolute ones inside it are fine
+        rig.read(0.05)
+    assert load_session(tmp_path / "mouse-1" / "session-1")[0].duration_s >= 0.05
+
+
+def test_the_session_root_defaults_to_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with Rig(URL) as rig:
+        assert rig.session_root == tmp_path.resolve()
+        rig.configure()
+        with rig.record("session"):
+            rig.read(0.05)
+        with pytest.raises(ValueError, match="outside the session root"):
+            with rig.record("../escaped"):
+                pass
+    assert (tmp_path / "session" / "session.json").exists() and not (tmp_path.parent / "escaped").exists()
+
+
+def test_record_gives_up_when_no_data_arrives(tmp_path):
+    with Rig(URL, session_root=tmp_path, timeout_s=0.3) as rig:
+        rig.serial.sim.set_clock(lambda: 0)                    # a device whose clock stands still sends no data
+        rig.configure()
+        t0 = time.monotonic()
+        with pytest.raises(RigError, match="timed out waiting for the first data block"):
+            with rig.record("session"):
+                pass
+        assert time.monotonic() - t0 < 1.0

@@ -27,7 +27,7 @@ def sim_process():
 
 def test_full_session_over_a_pty_gives_a_valid_nwb_file(sim_process, tmp_path):
     _, port = sim_process
-    with Rig(port) as rig:
+    with Rig(port, session_root=tmp_path) as rig:
         assert rig.info.simulated and rig.info.limits.max_vpp == 10.0
         pulses, rec = run_session(rig, tmp_path / "session")
         assert len(pulses) == 10 and rig.counters["lost_frames"] == 0 and rig.counters["bad_frames"] == 0
@@ -38,7 +38,7 @@ def test_full_session_over_a_pty_gives_a_valid_nwb_file(sim_process, tmp_path):
 
 def test_disconnect_mid_stream_leaves_a_readable_recording(sim_process, tmp_path):
     proc, port = sim_process
-    with Rig(port) as rig:
+    with Rig(port, session_root=tmp_path) as rig:
         rig.configure()
         with rig.record(tmp_path / "session"):
             rig.read(0.5)
@@ -53,7 +53,7 @@ def test_disconnect_mid_stream_leaves_a_readable_recording(sim_process, tmp_path
 CHILD = textwrap.dedent("""
     import sys
     from labkit.rig import Rig
-    with Rig("rigsim://?seed=3") as rig:
+    with Rig("rigsim://?seed=3", session_root=sys.argv[1]) as rig:
         rig.configure()
         with rig.record(sys.argv[1]) as writer:
             while True:

@@ -15,7 +15,7 @@ from hypothesis import given, settings, strategies as st
 
 from labkit import paths
 from labkit.config import ConfigError
-from labkit.rig import LimitError, Pulse, RigInfo, SafetyLimits
+from labkit.rig import LimitError, Pulse, RigError, RigInfo, SafetyLimits
 from labkit.rig.controller import (RigController, RingBuffer, StimulusSettings, clamp_stimulus, decimate_minmax,
                                    stimulus_ranges)
 from labkit.rig.nwb import validate_nwb
@@ -34,7 +34,9 @@ def within(s: StimulusSettings, limits: SafetyLimits) -> bool:
 class FakeRig:
     """Stands in for labkit.rig.Rig (no stream): checks every pulse as the device does, like an armed device."""
 
-    def __init__(self, url, limits=LIMITS):
+    failure = None
+
+    def __init__(self, url, limits=LIMITS, session_root=None):
         self.url, self.limits = url, limits
         self.info = RigInfo("fake-fw", 1, True, 4, (30000.0,), 300, 0.2, (20.0, 35.0, 50.0, 65.0), limits)
         self.serial, self.fs_hz, self.n_channels, self.timeout_s = object(), None, None, 0.5
@@ -255,6 +257,26 @@ def test_a_session_that_cannot_be_converted_is_reported_and_kept(tmp_path):
     assert session.nwb_path is None and ctl.state == "stopped"
     assert "not converted to NWB" in ctl.message and "session.json" in session.nwb_errors[0]
     assert session_json.read_text() == "{not json"
+    ctl.disconnect()
+
+
+def test_a_failed_rig_stops_the_controller_threads_with_a_message(tmp_path, monkeypatch):
+    """The link dies under a running, armed controller: its threads end (no uncaught exception), it disarms and
+    says why, and stop() still closes the recording."""
+    uncaught = []
+    monkeypatch.setattr(threading, "excepthook", uncaught.append)
+    ctl = RigController("rigsim://?seed=5", record_dir=tmp_path, window_s=1.0)
+    ctl.connect()
+    ctl.arm()
+    ctl.start(record=True)
+    ctl.rig.serial.close()                           # the port goes away under the driver
+    deadline = time.monotonic() + 5
+    while ("stopped" not in ctl.message or ctl.armed) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not ctl.armed and "rig failed" in ctl.message, ctl.message
+    with pytest.raises(RigError, match="rig failed"):
+        ctl.stop()
+    assert ctl.state == "stopped" and not uncaught
     ctl.disconnect()
 
 

@@ -22,7 +22,8 @@ def test_cobs_round_trip_has_no_zero_bytes(data):
 
 MESSAGES = [
     p.Hello(), p.Start(), p.Stop(), p.Arm(), p.Disarm(), p.Configure(30000, 4, 300),
-    p.Stimulate(7, 3.5, 3000, p.Waveform.BIPOLAR_SINE), p.Heartbeat(1, 1, 123456789), p.Ack(p.MsgType.ARM, 41),
+    p.Stimulate(7, 3.5, 3000, p.Waveform.BIPOLAR_SINE), p.Heartbeat(1, 1, 123456789), p.Heartbeat(0, 1, 5, 2, 3, 4),
+    p.Ack(p.MsgType.ARM, 41),
     p.Error(p.ErrorCode.LIMIT_VPP, p.MsgType.STIMULATE, 9, "vpp=12 V is outside the hard limit"),
     p.PulseEcho(7, 10_000_000, 3.5, 3.25, 3.0, 2.5, 1, 0)  # float32-exact values, p.Info({"firmware": "x", "limits": {"max_vpp": 10}}),
 ]
@@ -130,3 +131,48 @@ def test_a_stream_without_delimiters_is_bounded():
     for _ in range(10):
         dec.feed(b"\x01" * 10_000)
     assert len(dec._buf) <= 2 * p.MAX_FRAME_BYTES and dec.bad_frames >= 1
+
+
+def frame(kind: int, payload: bytes, seq: int = 0) -> bytes:
+    """A well-formed frame (correct COBS and CRC) of any type and payload, bypassing the Encoder's checks."""
+    body = p.HEADER.pack(kind, 0, seq, 0) + payload
+    return p.cobs_encode(body + p.CRC.pack(p.crc16(body))) + b"\x00"
+
+
+HOSTILE_PAYLOADS = {
+    "deep JSON": (p.MsgType.INFO, b"[" * 5000),
+    "5000-digit integer": (p.MsgType.INFO, b'{"firmware": ' + b"9" * 5000 + b"}"),
+    "invalid UTF-8": (p.MsgType.INFO, b'{"firmware": "\xff\xfe"}'),
+    "JSON that is not an object": (p.MsgType.INFO, b"[1, 2, 3]"),
+    "ERROR message not UTF-8": (p.MsgType.ERROR, p.Error.HEAD.pack(1, 1, 1) + b"\xc3\x28"),
+    "DATA of the wrong length": (p.MsgType.DATA, p.DataBlock.HEAD.pack(0, 10, 4, 0.2) + b"\x01\x80" * 39),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE_PAYLOADS)
+def test_a_well_formed_frame_with_a_hostile_payload_is_a_bad_frame(name):
+    kind, payload = HOSTILE_PAYLOADS[name]
+    good = p.Encoder().encode(p.Heartbeat(), 1)
+    dec = p.FrameDecoder()
+    got = dec.feed(b"\x00" + frame(kind, payload) + good)
+    assert [f.type for f in got] == [p.MsgType.HEARTBEAT] and dec.bad_frames == 1
+    with pytest.raises(p.FrameError):
+        p.parse_frame(p.cobs_decode(frame(kind, payload)[:-1]))
+
+
+def test_frames_longer_than_the_maximum_are_invalid_even_when_they_arrive_in_one_read():
+    n = 2100                                             # 4 channels: 16,800 bytes of samples
+    big = frame(p.MsgType.DATA, p.DataBlock.HEAD.pack(0, n, 4, 0.2) + b"\x01\x80" * (4 * n))
+    assert len(p.cobs_decode(big[:-1])) > p.MAX_FRAME_BYTES
+    dec = p.FrameDecoder()
+    assert dec.feed(b"\x00" + big) == [] and dec.bad_frames == 1 and "16384" in dec.last_error
+    with pytest.raises(ValueError, match="16384"):            # and no sender produces one
+        p.Encoder().encode(p.DataBlock(0, 0.2, np.zeros((n, 4), np.int16)), 0)
+
+
+def test_a_receiver_does_not_read_the_payload_of_the_other_direction():
+    dec = p.FrameDecoder(decodes=p.HOST_TO_DEVICE)
+    got, = dec.feed(b"\x00" + frame(p.MsgType.INFO, b"[" * 5000, seq=3))
+    assert (got.type, got.seq, got.msg) == (p.MsgType.INFO, 3, None) and dec.bad_frames == 0
+    assert set(p.HOST_TO_DEVICE) & set(p.DEVICE_TO_HOST) == {p.MsgType.HEARTBEAT}
+    assert set(p.HOST_TO_DEVICE) | set(p.DEVICE_TO_HOST) == set(p.MsgType)
