@@ -6,6 +6,8 @@ Importing ``labkit.rig`` registers the ``rigsim://`` pyserial URL handler (labki
 
 import serial
 
+from labkit.rig import protocol_rigsim  # noqa: F401  the rigsim:// handler; a static import, so that the input
+#                                         hash of every notebook that uses the rig covers the simulator's code
 from labkit.rig.driver import Rig, RigInfo
 from labkit.rig.limits import LimitError, RigError, SafetyLimits
 from labkit.rig.recording import Pulse, Recording, SessionError, load_session

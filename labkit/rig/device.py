@@ -142,7 +142,8 @@ class Device:
 
     def _handle(self, frame) -> None:
         msg = frame.msg
-        if isinstance(msg, Hello):
+        if isinstance(msg, Hello):                 # a new host session starts disarmed, whatever came before
+            self._halt()
             self._send(Info(self.info()))
         elif isinstance(msg, Heartbeat):
             pass                                   # feeding the watchdog is all it does

@@ -192,6 +192,22 @@ def test_hello_starts_a_new_host_session(harness):
     assert [f.type for f in harness.advance(0)] == [p.MsgType.INFO, p.MsgType.ACK] and harness.device.armed
 
 
+def test_a_duplicated_hello_mid_session_disarms_so_replays_after_it_cannot_deliver(harness):
+    """HELLO resets the sequence window; it also disarms, so a stray old HELLO followed by replays of the frames
+    that came after it (ARM excepted) cannot deliver a pulse."""
+    hello = harness.host.encode(p.Hello(), 0)                                     # seq 0
+    harness.device.receive(hello, 0)
+    _armed(harness, 1 * MS)                                                       # seq 1
+    stimulate = harness.host.encode(p.Stimulate(1, 4.0, 3000, 1), 2 * MS)          # seq 2
+    harness.device.receive(stimulate, 2 * MS)
+    harness.advance(200 * MS)
+    harness.device.receive(hello + stimulate, 300 * MS)                           # the link duplicates both
+    frames = harness.advance(300 * MS)
+    err, = [f.msg for f in frames if f.type == p.MsgType.ERROR]
+    assert err.code == p.ErrorCode.NOT_ARMED and not harness.device.armed
+    assert len(harness.frontend.delivered) == 1
+
+
 def test_replayed_heartbeats_do_not_feed_the_watchdog(harness):
     _armed(harness)
     heartbeat = harness.host.encode(p.Heartbeat(), 0)
