@@ -128,9 +128,33 @@ def test_experiment_family_on_a_small_corpus():
     metrics = family.evaluate(model, held)
     assert metrics["bits_per_char"] == pytest.approx(metrics["loss"] / np.log(2))
     preview = family.preview(synthetic)
-    assert isinstance(preview, str) and len(preview) == 40
+    assert isinstance(preview["text"], str) and len(preview["text"]) == 40
+    assert 0.0 <= preview["real_word_fraction"] <= 1.0
+    assert 0.5 < exp.real_word_reference() < 1.0     # held-out words are not all in a 4,800-character training text
     out = run_generations(family, real, held, "accumulate", 2, seed=0)
     assert [g["train_size"] for g in out["generations"]] == [len(real), 2 * len(real)]
+    assert charlm.sample_previews([out], 0, 2) == {"accumulate": out["generations"][1]["preview"]["text"]}
+    assert charlm.word_fraction_table([out])["accumulate"].shape == (1, 2)
+
+
+# ---------------------------------------------------------------------------------------------------- competence
+
+def test_word_tokens_are_lowercase_letter_runs_with_inner_apostrophes():
+    assert charlm.words("O'er the HILL, 'tis king's--don't' x2y") == ["o'er", "the", "hill", "tis", "king's",
+                                                                      "don't", "x", "y"]
+    assert charlm.words("cut off words", interior=True) == ["off"]
+    assert charlm.vocabulary("The the THE cat") == frozenset({"the", "cat"})
+
+
+def test_real_word_fraction_of_text_and_of_chunks():
+    known = charlm.vocabulary("the cat sat on the mat")
+    assert charlm.real_word_fraction("The cat zzq sat", known) == 0.75
+    assert charlm.real_word_fraction("123 !", known) == 0.0               # no words is no evidence of words
+    # chunks: tokens touching a chunk's ends may be cut, so they are left out
+    assert charlm.real_word_fraction(["xq the cat zz", "at the mat"], known) == 1.0
+    assert charlm.real_word_fraction(["xq the qqq zz"], known) == 0.5
+    text = "Now is the winter of our discontent made glorious summer"
+    assert charlm.real_word_fraction(text, charlm.vocabulary(text)) == 1.0
 
 
 def test_samples_figure_draws_real_first_and_one_panel_per_regime():
@@ -140,6 +164,13 @@ def test_samples_figure_draws_real_first_and_one_panel_per_regime():
                                 title="t")
     assert [ax.get_title(loc="left") for ax in fig.axes][2:] == ["replace: sampled by model 4",
                                                                  "accumulate: sampled by model 4"]
+    plt.close(fig)
+    fig = charlm.samples_figure("a", "b", {"replace": "c"}, 4, title="t",
+                                word_fractions={"real": 0.9, "first": 0.55, "replace": 0.25})
+    assert [ax.get_title(loc="left") for ax in fig.axes] == [
+        "real text (training corpus); held-out text: 90% real words",
+        "sampled by model 1 (trained on real text; every regime); 55% real words",
+        "replace: sampled by model 4; 25% real words"]
     plt.close(fig)
 
 

@@ -172,12 +172,41 @@ def test_kabsch_rmsd(qm9):
     assert np.all(rmsd[~planar] > 0.05)                            # reflections are not allowed
 
 
+def test_rdkit_graph_maps_the_arrays_atom_order(qm9):
+    for k in range(20):
+        mol, order = D.rdkit_graph(qm9, k)
+        n = int(qm9.mask[k].sum())
+        assert sorted(order) == list(range(n))
+        for i, m in enumerate(order):
+            atom = mol.GetAtomWithIdx(m)
+            assert atom.GetSymbol() == M.ELEMENTS[qm9.atoms[k, i]] and atom.GetTotalNumHs() == qm9.n_hydrogens[k, i]
+        for i, j in zip(*np.nonzero(np.triu(qm9.bonds[k, :n, :n] > 0, 1))):
+            assert mol.GetBondBetweenAtoms(order[i], order[j]) is not None
+
+
+def test_etkdg_conformers_follow_the_arrays_atom_order_and_are_deterministic(qm9):
+    data = qm9[np.arange(20)]
+    coords, ok = D.etkdg_coords(data)
+    assert ok.all() and coords.shape == data.coords.shape and np.all(coords[~data.mask] == 0)
+    generated = data.with_coords(coords)
+    assert np.all(np.abs(generated.bond_lengths() - data.bond_lengths()) < 0.3)   # bonded atoms are bonded
+    far = data.with_coords(coords[:, ::-1])                        # a wrong atom order would not be
+    assert not np.all(np.abs(far.bond_lengths() - data.bond_lengths()) < 0.3)
+    rmsd = D.etkdg_rmsd(data)
+    np.testing.assert_array_equal(rmsd, D.etkdg_rmsd(data))
+    assert np.all((rmsd >= 0) & (rmsd < 2.0))
+    _, expected = D.kabsch_rmsd(coords, data.coords.astype(float), data.mask)
+    np.testing.assert_allclose(rmsd, expected)
+    mmff = D.etkdg_rmsd(data, mmff=True)
+    assert np.all(np.isfinite(mmff)) and not np.array_equal(mmff, rmsd)
+
+
 def test_experiment_in_the_generation_loop():
     exp = D.DiffusionExperiment(n_train=12, n_held_out=6, max_heavy_atoms=9, recipe=TINY, n_preview=2)
     family, train, held = exp.build()
     record = run_generations(family, train, held, "accumulate", 2, seed=0)
     assert [g["train_size"] for g in record["generations"]] == [12, 24]
-    assert set(record["generations"][0]["metrics"]) == {"loss", "bond_w1", "rmsd"}
+    assert set(record["generations"][0]["metrics"]) == {"loss", "bond_w1", "rmsd", "rmsd_median"}
     assert record["generations"][1]["preview"].shape == (2, exp.max_heavy_atoms, 3)
     assert not set(train.smiles) & set(held.smiles)
 

@@ -115,12 +115,21 @@ def test_experiment_runs_through_the_shared_loop():
     record = runs[0]["generations"][1]
     assert set(record["metrics"]) == {"loss", "recon", "kl"} and record["preview"]["images"].shape == (16, 64)
     assert 0 <= record["preview"]["class_entropy"] <= math.log(10) + 1e-9
+    assert 0 <= record["preview"]["confident_fraction"] <= 1
     assert vae.preview_table(runs, "coverage")["accumulate"].shape == (1, 2)
     first = [run["generations"][0] for run in runs]                 # generation 1: the same real-data model
     assert first[0]["metrics"] == first[1]["metrics"]
     np.testing.assert_array_equal(first[0]["preview"]["images"], first[1]["preview"]["images"])
     reference = experiment.real_reference()
     assert reference["accuracy"] > 0.9 and reference["coverage"] == 1.0
+    assert 0.5 < reference["confident_fraction"] <= 1
+
+
+def test_confident_fraction():
+    p = np.array([[0.95, 0.05], [0.9, 0.1], [0.6, 0.4], [0.05, 0.95]])
+    assert vae.confident_fraction(p) == 0.75 and vae.confident_fraction(p, threshold=0.99) == 0.0
+    with pytest.raises(ValueError, match="non-empty"):
+        vae.confident_fraction(np.zeros((0, 10)))
 
 
 def test_diversity_claims():
@@ -143,6 +152,8 @@ def test_figures_draw_from_loop_results():
     assert len(fig.axes) == 2 * 3
     ent = vae.preview_table(results, "class_entropy")
     assert len(vae.diversity_figure(ent, vae.preview_table(results, "coverage"), 2.3, "t").axes) == 2
+    fig = vae.diversity_figure(ent, vae.preview_table(results, "coverage"), 2.3, "t", confident=ent, real_confident=0.9)
+    assert len(fig.axes) == 3 and fig.axes[2].get_title() == "confidently recognised samples"
     with pytest.raises(ValueError, match="seeds present: \\[0, 1\\]"):
         vae.sample_grid_figure(results, 7, [1], rng.random((16, 64)), "t")
     matplotlib.pyplot.close("all")

@@ -28,6 +28,16 @@ temperature :math:`\tau` (:math:`p \propto \exp(\text{logits}/\tau)`; the paper 
 seed character drawn uniformly from the real chunks' first characters. Every model is evaluated on the held-out
 real tail of the text, cut into non-overlapping windows of the training shape.
 
+*Competence* (checked before collapse is claimed; thresholds fixed in the notebook before any run). A collapse
+measured on models that never learned the text is weak evidence, so generation 1 is held to two external anchors:
+its held-out loss against nanoGPT's ``train_shakespeare_char`` recipe (≈ 1.93 nats/char on this corpus, see
+``benchmarks/bench_charlm.py``; the notebook asks for ≤ 2.00), and whether it writes words. A *word token* is a
+maximal match of ``[a-z]+(?:'[a-z]+)*`` in the lower-cased text (letters with internal apostrophes: ``o'er``,
+``'tis`` → ``tis``); :func:`vocabulary` is the set of word tokens of a text and :func:`real_word_fraction` the
+fraction of a text's word tokens found in a vocabulary. Applied to chunks (the synthetic set's unit), tokens that
+touch either end of a chunk are left out, as they may be cut by the chunk boundary; the control is the held-out real
+text cut into chunks of the same length (:meth:`CharLMExperiment.real_word_reference`).
+
 *Throughput* (``benchmarks/bench_charlm.py``; one CPU thread). Training time is matrix products and attention:
 for the 0.8 M-parameter model, forward 35 %, backward 60 %, optimizer (fused AdamW) 3 %, batching 0.3 %; ``aten::mm``
 alone is ~2/3, so the levers are model size and token count. Sampling runs under ``torch.inference_mode`` for all
@@ -38,6 +48,7 @@ process (``generations.run_all``); on an oversubscribed machine two OpenMP threa
 """
 
 import math
+import re
 import textwrap
 import time
 from dataclasses import dataclass
@@ -58,7 +69,8 @@ from labkit.data import text as text_data
 
 __all__ = ["PHASES", "CharLMConfig", "TrainRecipe", "Vocabulary", "KVCache", "CharTransformer", "chunks",
            "iters_for_epochs", "train", "evaluate", "generate", "CharLMExperiment", "sample_previews", "samples_figure",
-           "CharLMCollapseConfig"]
+           "CharLMCollapseConfig", "WORD", "words", "vocabulary", "real_word_fraction", "word_fraction_table",
+           "COMPETENT_LOSS", "COMPETENT_WORD_FRACTION"]
 
 PHASES = ("data", "forward", "backward", "optimizer")
 
@@ -209,6 +221,36 @@ def chunks(ids: np.ndarray, chunk_len: int) -> np.ndarray:
     if n < 1:
         raise ValueError(f"{len(ids)} ids are fewer than one chunk of {chunk_len}")
     return ids[:n * chunk_len].reshape(n, chunk_len)
+
+
+#: competence of a generation-1 model, fixed before any run (see the module docstring): held-out loss at most
+#: this (nats/char; nanoGPT's char recipe reaches ≈ 1.93 on this corpus) ...
+COMPETENT_LOSS = 2.00
+#: ... and at least this fraction of its samples' word tokens are words of the training text
+COMPETENT_WORD_FRACTION = 0.70
+
+#: a word token: a maximal run of lower-case letters, with apostrophes only between letters
+WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")
+
+
+def words(text: str, interior: bool = False) -> list[str]:
+    """The word tokens (:data:`WORD`) of ``text`` lower-cased; with ``interior``, only those touching neither end of
+    ``text`` (a chunk boundary may have cut those)."""
+    low = text.lower()
+    return [m.group() for m in WORD.finditer(low) if not interior or (m.start() > 0 and m.end() < len(low))]
+
+
+def vocabulary(text: str) -> frozenset[str]:
+    """The distinct word tokens of ``text`` (lower-cased)."""
+    return frozenset(words(text))
+
+
+def real_word_fraction(text, vocabulary: frozenset[str]) -> float:
+    """Fraction of the word tokens of ``text`` that are in ``vocabulary``. ``text`` is a string, or a list of chunks
+    (strings) whose tokens touching either end of their chunk are left out (:func:`words` with ``interior``).
+    0.0 when there is no word token at all (no words is no evidence of writing words)."""
+    tokens = words(text) if isinstance(text, str) else [w for piece in text for w in words(piece, interior=True)]
+    return sum(w in vocabulary for w in tokens) / len(tokens) if tokens else 0.0
 
 
 # ------------------------------------------------------------------------------------------------------ training
@@ -391,24 +433,49 @@ class CharLMExperiment:
         loss = evaluate(model, held_out)
         return {"loss": loss, "bits_per_char": loss / math.log(2)}
 
-    def preview(self, vocab: Vocabulary, data: np.ndarray) -> str:
+    def preview(self, vocab: Vocabulary, words_known: frozenset[str], data: np.ndarray) -> dict:
+        """``text``: the first ``preview_chars`` characters of a synthetic set; ``real_word_fraction``: the fraction
+        of the word tokens of all its chunks (interior tokens, see :func:`real_word_fraction`) that occur in the
+        training text."""
         rows = math.ceil(self.preview_chars / data.shape[1])
-        return vocab.decode(data[:rows])[:self.preview_chars]
+        return {"text": vocab.decode(data[:rows])[:self.preview_chars],
+                "real_word_fraction": real_word_fraction([vocab.decode(row) for row in data], words_known)}
+
+    def real_word_reference(self) -> float:
+        """The control of ``real_word_fraction``: the held-out real text, cut into chunks of the synthetic chunks'
+        length, scored against the training text's vocabulary (1.0 would be a held-out text using only words of the
+        training text)."""
+        train_text, held_text = self.text()
+        size = self.model.block_size + 1
+        pieces = [held_text[i:i + size] for i in range(0, len(held_text) - size + 1, size)]
+        return real_word_fraction(pieces, vocabulary(train_text))
 
     def build(self) -> tuple[Family, np.ndarray, np.ndarray]:
         train_text, held_text = self.text()
         vocab = Vocabulary(train_text + held_text)
+        known = vocabulary(train_text)
         real = chunks(vocab.encode(train_text), self.model.block_size + 1)
         family = Family(fit=lambda train_set, seed: self.fit(len(vocab), train_set, seed), sample=self.sample,
-                        evaluate=self.evaluate, preview=lambda data: self.preview(vocab, data))
+                        evaluate=self.evaluate, preview=lambda data: self.preview(vocab, known, data))
         return family, real, vocab.encode(held_text)
 
 
 # --------------------------------------------------------------------------------------------------------- figure
 
 def sample_previews(results: list[dict], seed: int, generation: int) -> dict[str, str]:
-    """``{regime: preview}`` of the synthetic set of model ``generation`` in one seed's runs (``run_all`` results)."""
-    return {res["regime"]: res["generations"][generation - 1]["preview"] for res in results if res["seed"] == seed}
+    """``{regime: preview text}`` of the synthetic set of model ``generation`` in one seed's runs (``run_all``
+    results)."""
+    return {res["regime"]: res["generations"][generation - 1]["preview"]["text"] for res in results
+            if res["seed"] == seed}
+
+
+def word_fraction_table(results: list[dict]) -> dict[str, np.ndarray]:
+    """``{regime: array (n_seeds, n_generations)}`` of the real-word fraction of each generation's synthetic set
+    (``run_all`` results), like ``generations.metric_table``."""
+    table: dict[str, list] = {}
+    for res in results:
+        table.setdefault(res["regime"], []).append([g["preview"]["real_word_fraction"] for g in res["generations"]])
+    return {r: np.asarray(v) for r, v in table.items()}
 
 
 def _panel(ax, label: str, body: str, color, width: int) -> None:
@@ -427,19 +494,29 @@ def _panel(ax, label: str, body: str, color, width: int) -> None:
             transform=ax.transAxes)
 
 
-def samples_figure(real: str, first: str, last: dict[str, str], n_last: int, title: str, width: int = 52):
+def samples_figure(real: str, first: str, last: dict[str, str], n_last: int, title: str, width: int = 52,
+                   word_fractions: dict[str, float] | None = None):
     """Monospace text panels. Left: a real excerpt, and the text sampled by model 1 (trained on real text, the same
-    model in every regime). Right: the text sampled by model ``n_last`` of each regime (``last[regime]``)."""
+    model in every regime). Right: the text sampled by model ``n_last`` of each regime (``last[regime]``).
+    ``word_fractions``, if given, adds each panel's real-word fraction to its title: keys ``"real"`` (the held-out
+    control), ``"first"`` and the regimes."""
     n = len(last)
+    fractions = word_fractions or {}
+
+    def label(text: str, key: str) -> str:
+        if key not in fractions:
+            return text
+        return f"{text}; {'held-out text: ' if key == 'real' else ''}{fractions[key]:.0%} real words"
+
     fig = plt.figure(figsize=(9.2, 2.3 * n + 0.5))
     grid = fig.add_gridspec(2 * n, 2, hspace=0.35, wspace=0.05, top=1 - 0.55 / (2.3 * n + 0.5), bottom=0.02,
                             left=0.02, right=0.98)
-    _panel(fig.add_subplot(grid[:n, 0]), "real text (training corpus)", real, "0.3", width)
-    _panel(fig.add_subplot(grid[n:, 0]), "sampled by model 1 (trained on real text; every regime)", first, "0.3",
-           width)
+    _panel(fig.add_subplot(grid[:n, 0]), label("real text (training corpus)", "real"), real, "0.3", width)
+    _panel(fig.add_subplot(grid[n:, 0]), label("sampled by model 1 (trained on real text; every regime)", "first"),
+           first, "0.3", width)
     for i, (regime, body) in enumerate(last.items()):
-        _panel(fig.add_subplot(grid[2 * i:2 * i + 2, 1]), f"{REGIME_LABELS[regime]}: sampled by model {n_last}", body,
-               REGIME_COLORS[regime], width)
+        _panel(fig.add_subplot(grid[2 * i:2 * i + 2, 1]),
+               label(f"{REGIME_LABELS[regime]}: sampled by model {n_last}", regime), body, REGIME_COLORS[regime], width)
     fig.suptitle(title)
     return fig
 
