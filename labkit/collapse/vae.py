@@ -325,7 +325,7 @@ def diversity_figure(entropy: dict[str, np.ndarray], coverage: dict[str, np.ndar
         axes[2].set_ylabel(f"share with top-class probability ≥ {CONFIDENCE}")
         axes[2].set_ylim(-0.05, 1.05)
         axes[2].set_title("confidently recognised samples")
-        axes[2].legend(fontsize="small")
+        axes[2].legend(fontsize="small", loc="center", bbox_to_anchor=(0.5, 0.6), ncol=2)  # in the gap above the curves
     axes[0].legend(fontsize="small")
     fig.suptitle(title)
     return fig
