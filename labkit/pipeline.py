@@ -51,7 +51,7 @@ from labkit.manifest import Busy, NotPublished, exclusive, publish, recorded_inp
 from labkit.repro import THREAD_VARS, thread_count
 
 __all__ = [
-    "KERNEL", "Notebook", "discover", "code_cells", "declared_parameters", "labkit_modules",
+    "KERNEL", "BUSY", "Notebook", "discover", "code_cells", "declared_parameters", "labkit_modules",
     "input_components", "input_hash", "stale_reasons", "run",
 ]
 
@@ -60,6 +60,7 @@ START_TIMEOUT_S = 120
 CELL_TIMEOUT_S = {"smoke": 600, "quick": 3600, "paper": None}
 MAX_JOBS = 4  # kernels collide on ports beyond a few parallel workers
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+BUSY = os.EX_TEMPFAIL  # 75, sysexits.h: another pipeline is publishing to the same figures folder; try again later
 
 
 def _sha(data: bytes | str) -> str:
@@ -341,7 +342,8 @@ def run(scale: str = "quick", *, force: bool = False, jobs: int = 1, patterns: l
     """Bring the figures of the selected notebooks up to date; returns the process exit status.
 
     With ``check_only`` nothing runs: the status is 1 when any notebook is stale. Otherwise the run holds
-    ``figures_dir``'s lock throughout, and exits with a message when another pipeline holds it.
+    ``figures_dir``'s lock throughout; when another pipeline holds it, nothing runs, the refusal goes to stderr and
+    the status is :data:`BUSY` (so a script can tell "try again later" from a failed notebook, status 1).
     """
     if scale not in SCALES:
         raise SystemExit(f"unknown scale {scale!r}; allowed: {', '.join(SCALES)}")
@@ -368,7 +370,8 @@ def run(scale: str = "quick", *, force: bool = False, jobs: int = 1, patterns: l
             todo = _stale(selected, figures_dir, force, check_only, echo)
             return _run_jobs(todo, scale, jobs, figures_dir, build_dir, echo) if todo else 0
     except Busy as e:
-        raise SystemExit(str(e)) from None
+        print(e, file=sys.stderr)
+        return BUSY
 
 
 def _run_jobs(todo: list[_Job], scale: str, jobs: int, figures_dir: Path, build_dir: Path, echo) -> int:

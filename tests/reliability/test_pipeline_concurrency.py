@@ -60,7 +60,7 @@ def test_concurrent_pipelines_publish_whole_runs_or_refuse(sandbox):
         outcomes.append([code for code, _ in results])
         for code, output in results:
             assert "Traceback" not in output, output
-            assert code == 0 or REFUSAL in output, output
+            assert code == 0 or (code == pipeline.BUSY and REFUSAL in output), (code, output)
         assert any(code == 0 for code, _ in results), results
         published = _published(sandbox.figures)
         assert {entry["file"] for entry, _, _ in published} == {"90_walk.png", "90_noise.png"}
