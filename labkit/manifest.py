@@ -26,7 +26,8 @@ from typing import Any
 
 from labkit.atomic import atomic_write_bytes, atomic_write_text
 
-__all__ = ["Busy", "NotPublished", "exclusive", "load_manifest", "recorded_inputs", "publish", "write_index"]
+__all__ = ["Busy", "NotPublished", "exclusive", "load_manifest", "recorded_inputs", "publish", "sha256",
+           "write_index"]
 
 LOCK = ".pipeline.lock"
 
@@ -43,8 +44,9 @@ def _dump(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def sha256(data: bytes | str) -> str:
+    """Hex SHA-256 of ``data`` (a str is hashed as its UTF-8 bytes)."""
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
 
 
 @contextlib.contextmanager
@@ -91,7 +93,7 @@ def recorded_inputs(notebook: str, figures_dir: Path) -> dict[str, Any]:
             path = figures_dir / name
             if not path.exists():
                 raise NotPublished(f"{name} is missing")
-            if _sha(path.read_bytes()) != digest:
+            if sha256(path.read_bytes()) != digest:
                 raise NotPublished(f"{name} is not the file MANIFEST.json records (an interrupted publish?)")
     return json.loads((figures_dir / entries[0]["sidecar"]).read_text())["inputs"]
 
@@ -134,7 +136,7 @@ def publish(notebook: str, record: dict[str, Any], staging: Path, figures_dir: P
         atomic_write_text(figures_dir / f"{fig['name']}.json", sidecar)
         entries.append({"file": fig["file"], "notebook": notebook, "sidecar": f"{fig['name']}.json",
                         "caption": fig["caption"], "scale": run_info.get("scale"), "run_id": run_info.get("run_id"),
-                        "sha256": _sha(png), "sidecar_sha256": _sha(sidecar.encode()), "claims": claims})
+                        "sha256": sha256(png), "sidecar_sha256": sha256(sidecar), "claims": claims})
 
     keep = [e for e in manifest["figures"] if e["notebook"] != notebook]
     manifest = {"figures": sorted(keep + entries, key=lambda e: (e["notebook"], e["file"]))}

@@ -28,7 +28,6 @@ import ast
 import concurrent.futures
 import ctypes
 import fnmatch
-import hashlib
 import json
 import multiprocessing
 import os
@@ -47,7 +46,7 @@ from jupyter_client.manager import AsyncKernelManager
 
 from labkit import paths
 from labkit.config import SCALES
-from labkit.manifest import Busy, NotPublished, exclusive, publish, recorded_inputs
+from labkit.manifest import Busy, NotPublished, exclusive, publish, recorded_inputs, sha256
 from labkit.repro import THREAD_VARS, thread_count
 
 __all__ = [
@@ -61,10 +60,6 @@ CELL_TIMEOUT_S = {"smoke": 600, "quick": 3600, "paper": None}
 MAX_JOBS = 4  # kernels collide on ports beyond a few parallel workers
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 BUSY = os.EX_TEMPFAIL  # 75, sysexits.h: another pipeline is publishing to the same figures folder; try again later
-
-
-def _sha(data: bytes | str) -> str:
-    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
 
 
 def _rel(path: Path) -> str:
@@ -179,16 +174,16 @@ def input_components(notebook: Notebook, parameters: dict[str, Any]) -> dict[str
     cells = code_cells(notebook.path)
     modules = labkit_modules(cells)
     return {
-        "code_cells": _sha("\n\x00".join(cells)),
+        "code_cells": sha256("\n\x00".join(cells)),
         "parameters": json.loads(json.dumps(parameters, sort_keys=True)),
-        "modules": {_rel(f): _sha(f.read_bytes()) for f in sorted(modules.values())},
-        "requirements": _sha(b"".join(p.read_bytes() for p in paths.REQUIREMENTS)),
-        "matplotlibrc": _sha(paths.MATPLOTLIBRC.read_bytes()),
+        "modules": {_rel(f): sha256(f.read_bytes()) for f in sorted(modules.values())},
+        "requirements": sha256(b"".join(p.read_bytes() for p in paths.REQUIREMENTS)),
+        "matplotlibrc": sha256(paths.MATPLOTLIBRC.read_bytes()),
     }
 
 
 def input_hash(components: dict[str, Any]) -> str:
-    return _sha(json.dumps(components, sort_keys=True))[:16]
+    return sha256(json.dumps(components, sort_keys=True))[:16]
 
 
 def stale_reasons(current: dict[str, Any], recorded: dict[str, Any]) -> list[str]:

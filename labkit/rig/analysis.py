@@ -163,6 +163,14 @@ def _epochs_array(func: str, e) -> np.ndarray:
     return e
 
 
+def _epoch_times(func: str, times_ms, e: np.ndarray) -> np.ndarray:
+    """``times_ms`` as floats, one per sample of the epochs ``e``'s window."""
+    t = np.asarray(times_ms, dtype=float)
+    if t.shape != (e.shape[1],):
+        raise _bad(func, "times_ms", f"array of shape {t.shape}", f"shape ({e.shape[1]},)")
+    return t
+
+
 def bandpass(x, fs: float, band_hz=(200.0, 5000.0), order: int = 4, axis: int = 0) -> np.ndarray:
     """Zero-phase Butterworth band-pass of ``x`` along ``axis`` (sosfiltfilt)."""
     fs = _positive("bandpass", "fs", fs)
@@ -252,9 +260,7 @@ def subtract_artefact(epochs_uv, template, vpp) -> np.ndarray:
 def blank(epochs_uv, times_ms, blank_ms: float) -> np.ndarray:
     """Replace [0, blank_ms) after the stimulus by the straight line joining the samples on either side."""
     e = _epochs_array("blank", epochs_uv).copy()
-    t = np.asarray(times_ms, dtype=float)
-    if t.shape != (e.shape[1],):
-        raise _bad("blank", "times_ms", f"array of shape {t.shape}", f"shape ({e.shape[1]},)")
+    t = _epoch_times("blank", times_ms, e)
     inside = np.flatnonzero((t >= 0) & (t < blank_ms))
     if len(inside) == 0:
         return e
@@ -293,9 +299,7 @@ def auto_artefact(epochs_bp, times_ms, offsets=None, z: float = _Z_SET_ASIDE,
     ``sigma`` the noise level per pair after subtraction.
     """
     e = _epochs_array("auto_artefact", epochs_bp)
-    t = np.asarray(times_ms, dtype=float)
-    if t.shape != (e.shape[1],):
-        raise _bad("auto_artefact", "times_ms", f"array of shape {t.shape}", f"shape ({e.shape[1]},)")
+    t = _epoch_times("auto_artefact", times_ms, e)
     base = _baseline("auto_artefact", t)
     n_trials, n_window, n_pairs = e.shape
     phi = np.zeros(n_trials) if offsets is None else np.asarray(offsets, dtype=float).ravel()
@@ -351,9 +355,7 @@ def auto_blank(residue_bp, times_ms, sigma=None, noise_band: float = _BLANK_NOIS
     epochs stays for ``hold_ms`` within the noise band max(noise_band σ_p, its maximum before -1 ms) (module
     docstring, step 4); inf where it never does. ``sigma``: the noise level per pair (default: MAD before -1 ms)."""
     e = _epochs_array("auto_blank", residue_bp)
-    t = np.asarray(times_ms, dtype=float)
-    if t.shape != (e.shape[1],):
-        raise _bad("auto_blank", "times_ms", f"array of shape {t.shape}", f"shape ({e.shape[1]},)")
+    t = _epoch_times("auto_blank", times_ms, e)
     base = _baseline("auto_blank", t)
     sigma = _pair_sigma(e, base) if sigma is None else np.broadcast_to(np.asarray(sigma, dtype=float), (e.shape[2],))
     envelope = np.median(np.abs(e), axis=0)                             # (n_window, n_pairs)
@@ -392,9 +394,7 @@ def arrival_times(epochs_uv, times_ms, k: float = 5.0, search_ms=(0.0, None), pe
     level; default: the MAD estimate over the pre-stimulus part of all epochs (the whole epochs when there is none).
     """
     e = _epochs_array("arrival_times", epochs_uv)
-    t = np.asarray(times_ms, dtype=float)
-    if t.shape != (e.shape[1],):
-        raise _bad("arrival_times", "times_ms", f"array of shape {t.shape}", f"shape ({e.shape[1]},)")
+    t = _epoch_times("arrival_times", times_ms, e)
     dt = t[1] - t[0]
     if sigma is None:
         base = e[:, t < 0] if np.any(t < 0) else e
