@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from labkit.collapse import charlm
-from labkit.collapse.generations import run_generations
+from labkit.collapse.generations import preview_table, run_generations
 from labkit.config import ConfigError
 from labkit.data import text
 
@@ -134,7 +134,7 @@ def test_experiment_family_on_a_small_corpus():
     out = run_generations(family, real, held, "accumulate", 2, seed=0)
     assert [g["train_size"] for g in out["generations"]] == [len(real), 2 * len(real)]
     assert charlm.sample_previews([out], 0, 2) == {"accumulate": out["generations"][1]["preview"]["text"]}
-    assert charlm.word_fraction_table([out])["accumulate"].shape == (1, 2)
+    assert preview_table([out], "real_word_fraction")["accumulate"].shape == (1, 2)
 
 
 # ---------------------------------------------------------------------------------------------------- competence

@@ -69,7 +69,7 @@ from labkit.data import text as text_data
 
 __all__ = ["PHASES", "CharLMConfig", "TrainRecipe", "Vocabulary", "KVCache", "CharTransformer", "chunks",
            "iters_for_epochs", "train", "evaluate", "generate", "CharLMExperiment", "sample_previews", "samples_figure",
-           "CharLMCollapseConfig", "WORD", "words", "vocabulary", "real_word_fraction", "word_fraction_table",
+           "CharLMCollapseConfig", "WORD", "words", "vocabulary", "real_word_fraction",
            "COMPETENT_LOSS", "COMPETENT_WORD_FRACTION"]
 
 PHASES = ("data", "forward", "backward", "optimizer")
@@ -467,15 +467,6 @@ def sample_previews(results: list[dict], seed: int, generation: int) -> dict[str
     results)."""
     return {res["regime"]: res["generations"][generation - 1]["preview"]["text"] for res in results
             if res["seed"] == seed}
-
-
-def word_fraction_table(results: list[dict]) -> dict[str, np.ndarray]:
-    """``{regime: array (n_seeds, n_generations)}`` of the real-word fraction of each generation's synthetic set
-    (``run_all`` results), like ``generations.metric_table``."""
-    table: dict[str, list] = {}
-    for res in results:
-        table.setdefault(res["regime"], []).append([g["preview"]["real_word_fraction"] for g in res["generations"]])
-    return {r: np.asarray(v) for r, v in table.items()}
 
 
 def _panel(ax, label: str, body: str, color, width: int) -> None:

@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 
 from labkit import repro
 
-__all__ = ["REGIMES", "Family", "Experiment", "run_generations", "run_all", "metric_table", "collapse_claims"]
+__all__ = ["REGIMES", "Family", "Experiment", "run_generations", "run_all", "metric_table", "preview_table",
+           "collapse_claims"]
 
 REGIMES = ("replace", "accumulate", "accumulate_subsample")
 
@@ -144,12 +145,23 @@ def run_all(experiment: Experiment, regimes: Iterable[str], seeds: Iterable[int]
     return sorted(results, key=lambda res: (order[res["regime"]], res["seed"]))
 
 
-def metric_table(results: list[dict], metric: str = "loss") -> dict[str, np.ndarray]:
-    """``{regime: array (n_seeds, n_generations)}`` of one held-out metric."""
+def _per_regime(results: list[dict], value: Callable[[dict], Any]) -> dict[str, np.ndarray]:
+    """``{regime: array (n_seeds, n_generations)}`` of ``value(generation record)``."""
     table: dict[str, list] = {}
     for res in results:
-        table.setdefault(res["regime"], []).append([g["metrics"][metric] for g in res["generations"]])
+        table.setdefault(res["regime"], []).append([value(g) for g in res["generations"]])
     return {r: np.asarray(v) for r, v in table.items()}
+
+
+def metric_table(results: list[dict], metric: str = "loss") -> dict[str, np.ndarray]:
+    """``{regime: array (n_seeds, n_generations)}`` of one held-out metric."""
+    return _per_regime(results, lambda g: g["metrics"][metric])
+
+
+def preview_table(results: list[dict], key: str) -> dict[str, np.ndarray]:
+    """``{regime: array (n_seeds, n_generations)}`` of a number a family's ``preview`` keeps per generation (e.g. the
+    class entropy of a synthetic set)."""
+    return _per_regime(results, lambda g: g["preview"][key])
 
 
 def collapse_claims(table: dict[str, np.ndarray], band: float) -> dict[str, dict]:

@@ -70,7 +70,7 @@ from labkit.config import fraction, param, positive_float, positive_int
 from labkit.data import images
 
 __all__ = ["VAE", "negative_elbo", "train_vae", "sample_images", "evaluate_vae", "fit_classifier", "diversity",
-           "confident_fraction", "CONFIDENCE", "COMPETENT_FRACTION", "VAEExperiment", "preview_table",
+           "confident_fraction", "CONFIDENCE", "COMPETENT_FRACTION", "VAEExperiment",
            "diversity_claims", "tile", "diversity_figure", "sample_grid_figure",
            "VAECollapseConfig"]
 
@@ -259,18 +259,9 @@ class VAEExperiment:
         return family, train_x, held_x
 
 
-def preview_table(results: list[dict], key: str) -> dict[str, np.ndarray]:
-    """``{regime: array (n_seeds, n_generations)}`` of a per-generation number kept in the preview (e.g.
-    ``"class_entropy"``), like ``generations.metric_table`` for metrics."""
-    table: dict[str, list] = {}
-    for res in results:
-        table.setdefault(res["regime"], []).append([g["preview"][key] for g in res["generations"]])
-    return {r: np.asarray(v) for r, v in table.items()}
-
-
 def diversity_claims(entropy: dict[str, np.ndarray], band: float) -> dict[str, dict]:
-    """The diversity counterpart of ``generations.collapse_claims`` on a ``preview_table`` of class entropies
-    (higher is more diverse): replace loses diversity when every seed's last-generation entropy is below every
+    """The diversity counterpart of ``generations.collapse_claims`` on a ``generations.preview_table`` of class
+    entropies (higher is more diverse): replace loses diversity when every seed's last-generation entropy is below every
     seed's first-generation entropy; accumulate keeps it when its mean last-generation entropy is at least
     ``1 − band`` times its mean first-generation entropy."""
     rep, acc = entropy["replace"], entropy["accumulate"]
@@ -296,14 +287,13 @@ def tile(batch: np.ndarray, n_cols: int = 4, side: int = 8, gap: int = 1) -> np.
 
 
 def diversity_figure(entropy: dict[str, np.ndarray], coverage: dict[str, np.ndarray], real_entropy: float,
-                     title: str, confident: dict[str, np.ndarray] | None = None, real_confident: float | None = None):
-    """Class entropy (left) and class coverage (middle) of each generation's synthetic set per regime: mean and
-    min–max band over seeds; dashed: the real held-out digits (ln 10 ≈ 2.303 would be all classes equally often).
-    With ``confident`` (a table like ``entropy``), a third panel: the share of samples the classifier recognises
-    confidently (dashed: ``real_confident``, the real held-out digits; dotted: :data:`COMPETENT_FRACTION`)."""
-    tables = (entropy, coverage) if confident is None else (entropy, coverage, confident)
-    fig, axes = plt.subplots(1, len(tables), figsize=(9.5 if confident is None else 13.5, 3.3))
-    for ax, table in zip(axes, tables):
+                     title: str, confident: dict[str, np.ndarray], real_confident: float):
+    """Class entropy (left), class coverage (middle) and the share of samples the classifier recognises confidently
+    (right; ``confident``, a table like ``entropy``) of each generation's synthetic set per regime: mean and min–max
+    band over seeds; dashed: the real held-out digits (ln 10 ≈ 2.303 would be all classes equally often); dotted:
+    :data:`COMPETENT_FRACTION`."""
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.3))
+    for ax, table in zip(axes, (entropy, coverage, confident)):
         for regime, values in table.items():
             gens = np.arange(1, values.shape[1] + 1)
             color = REGIME_COLORS[regime]
@@ -318,14 +308,12 @@ def diversity_figure(entropy: dict[str, np.ndarray], coverage: dict[str, np.ndar
     axes[1].set_ylabel("fraction of the 10 classes covered")
     axes[1].set_ylim(-0.05, 1.05)
     axes[1].set_title("coverage")
-    if confident is not None:
-        if real_confident is not None:
-            axes[2].axhline(real_confident, color="k", ls="--", lw=1, label="real held-out digits")
-        axes[2].axhline(COMPETENT_FRACTION, color="0.4", ls=":", lw=1, label="competence threshold (generation 1)")
-        axes[2].set_ylabel(f"share with top-class probability ≥ {CONFIDENCE}")
-        axes[2].set_ylim(-0.05, 1.05)
-        axes[2].set_title("confidently recognised samples")
-        axes[2].legend(fontsize="small", loc="center", bbox_to_anchor=(0.5, 0.6), ncol=2)  # in the gap above the curves
+    axes[2].axhline(real_confident, color="k", ls="--", lw=1, label="real held-out digits")
+    axes[2].axhline(COMPETENT_FRACTION, color="0.4", ls=":", lw=1, label="competence threshold (generation 1)")
+    axes[2].set_ylabel(f"share with top-class probability ≥ {CONFIDENCE}")
+    axes[2].set_ylim(-0.05, 1.05)
+    axes[2].set_title("confidently recognised samples")
+    axes[2].legend(fontsize="small", loc="center", bbox_to_anchor=(0.5, 0.6), ncol=2)  # in the gap above the curves
     axes[0].legend(fontsize="small")
     fig.suptitle(title)
     return fig
