@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 KERNEL := labkit
 
-SCALE ?= quick
+SCALE ?= full
 JOBS ?= 1
 FORCE ?= 0
 NOTEBOOKS ?=
@@ -16,7 +16,7 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: figures test browser lab bench nbdime lock clean distclean
 
-## figures: run every stale numbered notebook (SCALE=smoke|quick|paper, FORCE=1, JOBS=N, NOTEBOOKS="01a*")
+## figures: run every stale numbered notebook (SCALE=smoke|quick|full|paper, FORCE=1, JOBS=N, NOTEBOOKS="01a*")
 figures: $(STAMP)
 	$(PY) -m labkit.pipeline --scale $(SCALE) --jobs $(JOBS) $(if $(filter 1,$(FORCE)),--force,) $(NOTEBOOKS)
 

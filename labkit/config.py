@@ -6,8 +6,10 @@ chosen scale, applies the overrides and checks every value *before* any computat
 about unknown parameters; here an unknown key or a bad value raises :class:`ConfigError` naming the key and
 what is allowed.
 
-Scales: ``smoke`` (tests, seconds), ``quick`` (default ``make figures``, minutes on 2 cores) and ``paper``
-(the papers' sizes, for a GPU or a cluster).
+Scales: ``smoke`` (tests, seconds), ``quick`` (a preview, minutes on 2 cores), ``full`` (the committed figures and
+the default of ``make figures``; the whole set ≤ 2 h on 2 cores) and ``paper`` (the papers' sizes, for a GPU or a
+cluster). A config whose ``quick`` preset already is its committed scale declares no ``full`` preset: ``full``
+then means ``quick``'s values.
 
 Declaring a field::
 
@@ -28,7 +30,7 @@ __all__ = [
     "positive_int", "non_negative_int", "positive_float", "fraction", "one_of", "tuple_of",
 ]
 
-SCALES = ("smoke", "quick", "paper")
+SCALES = ("smoke", "quick", "full", "paper")
 
 
 class ConfigError(ValueError):
@@ -77,14 +79,14 @@ def param(default: Any, check: Check) -> Any:
 class NotebookConfig:
     """Base of every notebook's configuration: a scale preset plus validated overrides."""
 
-    scale: str = param("quick", one_of(*SCALES))
+    scale: str = param("full", one_of(*SCALES))
     seed: int = param(0, non_negative_int)
 
     SCALES: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {}, "quick": {}, "paper": {}}
 
     @classmethod
     def from_params(cls, **params: Any) -> "NotebookConfig":
-        """Build the config of ``params["scale"]`` (default ``quick``) with ``params`` applied on top."""
+        """Build the config of ``params["scale"]`` (default ``full``) with ``params`` applied on top."""
         names = [f.name for f in dataclasses.fields(cls)]
         for key in params:
             if key not in names:
@@ -94,10 +96,11 @@ class NotebookConfig:
                     + (f" (did you mean {hint[0]!r}?)" if hint else "")
                     + f"; allowed: {', '.join(names)}"
                 )
-        scale = params.get("scale", "quick")
+        scale = params.get("scale", "full")
         if scale not in SCALES:
             raise ConfigError(f"{cls.__name__}: bad value for 'scale': {scale!r}; allowed: {', '.join(SCALES)}")
-        return cls(**{**cls.SCALES[scale], **params})
+        preset = cls.SCALES.get(scale, cls.SCALES["quick"]) if scale == "full" else cls.SCALES[scale]
+        return cls(**{**preset, **params})
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

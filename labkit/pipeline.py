@@ -20,7 +20,7 @@ it dies (Linux's parent-death signal), and each kernel runs under a guard proces
 process group (the kernel and everything it started) when the worker dies, and what the kernel left running when
 the kernel exits. A kernel that imports another labkit than the one hashed is refused.
 
-Usage: ``python -m labkit.pipeline [--scale quick] [--force] [--jobs 1] [--check] [-p key=value] [NOTEBOOK ...]``.
+Usage: ``python -m labkit.pipeline [--scale full] [--force] [--jobs 1] [--check] [-p key=value] [NOTEBOOK ...]``.
 """
 
 import argparse
@@ -56,7 +56,7 @@ __all__ = [
 
 KERNEL = "labkit"
 START_TIMEOUT_S = 120
-CELL_TIMEOUT_S = {"smoke": 600, "quick": 3600, "paper": None}
+CELL_TIMEOUT_S = {"smoke": 600, "quick": 3600, "full": 3 * 3600, "paper": None}
 MAX_JOBS = 4  # kernels collide on ports beyond a few parallel workers
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 BUSY = os.EX_TEMPFAIL  # 75, sysexits.h: another pipeline is publishing to the same figures folder; try again later
@@ -330,7 +330,7 @@ def _stale(jobs: list[_Job], figures_dir: Path, force: bool, check_only: bool, e
     return todo
 
 
-def run(scale: str = "quick", *, force: bool = False, jobs: int = 1, patterns: list[str] | None = None,
+def run(scale: str = "full", *, force: bool = False, jobs: int = 1, patterns: list[str] | None = None,
         parameters: dict[str, Any] | None = None, check_only: bool = False,
         notebooks_dir: Path = paths.NOTEBOOKS, figures_dir: Path | None = None, build_dir: Path = paths.BUILD,
         echo=print) -> int:
@@ -436,7 +436,7 @@ def _parse_parameter(text: str) -> tuple[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labkit.pipeline", description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", help="notebook stems or globs (default: all numbered notebooks)")
-    parser.add_argument("--scale", default="quick", choices=SCALES)
+    parser.add_argument("--scale", default="full", choices=SCALES)
     parser.add_argument("--force", action="store_true", help="re-run even when up to date")
     parser.add_argument("--jobs", type=int, default=1, help=f"parallel notebooks (at most {MAX_JOBS})")
     parser.add_argument("--check", action="store_true", help="only report stale notebooks; exit 1 if any")

@@ -28,6 +28,17 @@ def test_shakespeare_is_real_deterministic_and_about_five_megabytes():
     assert corpus == "\n\n".join(p.read_text().strip() for p in files) + "\n"
 
 
+def test_plays_are_the_works_without_the_poems_and_whole_plays_fill_a_budget():
+    plays = text.shakespeare_plays()
+    assert len(plays) == 37 and not set(text.POEMS) & set(plays) and list(plays) == sorted(plays)
+    assert plays["hamlet"].startswith("THE TRAGEDY OF HAMLET") or "HAMLET" in plays["hamlet"][:200]
+    two = plays["hamlet"] + "\n\n" + plays["macbeth"]
+    assert text.play_corpus(["hamlet", "macbeth", "lear"], len(two)) == two          # whole plays only
+    assert text.play_corpus(["hamlet", "macbeth"], 1_000) == plays["hamlet"][:1_000]  # the opening when none fits
+    with pytest.raises(ValueError, match="unknown or no plays.*allowed: alls_well"):
+        text.play_corpus(["sonnets"], 10)
+
+
 def test_train_val_split_is_a_contiguous_tail():
     train, val = text.train_val_split("abcdefghij", 0.3)
     assert (train, val) == ("abcdefg", "hij")
@@ -117,10 +128,11 @@ def test_learning_rate_schedule():
 
 def test_experiment_family_on_a_small_corpus():
     exp = charlm.CharLMExperiment(model=charlm.CharLMConfig(n_layer=1, n_head=2, n_embd=16, block_size=16),
-                                  recipe=charlm.TrainRecipe(batch_size=8), epochs=0.2, corpus_chars=6_000,
-                                  val_fraction=0.2, preview_chars=40)
+                                  recipe=charlm.TrainRecipe(batch_size=8), epochs=0.2, train_chars=4_800,
+                                  held_out_chars=1_200, preview_chars=40, last_sample_chunks=50)
     family, real, held = exp.build()
     assert real.shape == (4_800 // 17, 17) and real.dtype == np.int64 and held.shape == (1_200,)
+    assert family.last_sample_size == 50
     model = family.fit(real, 0)
     synthetic = family.sample(model, real, 1)
     assert synthetic.shape == real.shape and set(synthetic[:, 0]) <= set(real[:, 0])
@@ -181,8 +193,15 @@ def test_config_scales_and_validation():
     assert len(quick.seeds) >= 3 and len(quick.model_sizes) >= 2 and quick.temperature == 1.0
     experiments = quick.experiments()
     assert list(experiments) == ["2L×2H×48", "3L×4H×64"]
-    paper = charlm.CharLMCollapseConfig.from_params(scale="paper")
-    assert paper.corpus_chars == len(text.shakespeare_text())
+    full = charlm.CharLMCollapseConfig.from_params()                      # the committed scale is the default
+    assert full.scale == "full" and list(full.experiments()) == ["2L×4H×64", "4L×4H×128"]
+    train_text, held_text = full.experiments()["4L×4H×128"].text()
+    plays = text.shakespeare_plays()
+    assert held_text == plays[charlm.HELD_OUT_PLAY]                        # the whole held-out play
+    assert train_text == "\n\n".join(plays[n] for n in list(plays)[:7]) and 0.9e6 < len(train_text) <= 1e6
+    paper_train, paper_held = charlm.CharLMCollapseConfig.from_params(scale="paper").experiments()["8L×8H×512"].text()
+    assert paper_train == "\n\n".join(t for n, t in plays.items() if n != charlm.HELD_OUT_PLAY)
+    assert paper_held == held_text
     with pytest.raises(ConfigError, match="'model_sizes'.*multiple of n_head"):
         charlm.CharLMCollapseConfig.from_params(model_sizes=[(2, 3, 64)])
     with pytest.raises(ConfigError, match="unknown parameter 'temprature' \\(did you mean 'temperature'"):

@@ -102,3 +102,15 @@ def test_generation_notebooks_share_the_loop_config(config):
     for params, message in bad:
         with pytest.raises(ConfigError, match=message):
             config.from_params(scale="quick", **params)
+
+
+def test_shared_first_generation_and_small_last_sample():
+    family, train, held = GaussianExperiment().build()
+    first = g.first_generation(family, train, held, 3, seed=2)
+    assert g.run_generations(family, train, held, "accumulate", 3, seed=2, first=first) == \
+        g.run_generations(family, train, held, "accumulate", 3, seed=2)
+    sizes = []
+    small = g.Family(_fit, lambda m, like, s: sizes.append(len(like)) or _sample(m, like, s), _evaluate,
+                     last_sample_size=5)
+    g.run_generations(small, train, held, "replace", 3, seed=0)
+    assert sizes == [20, 20, 5]                      # only the last synthetic set, which trains nothing, is small

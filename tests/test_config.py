@@ -9,13 +9,22 @@ from labkit.config import ConfigError, NotebookConfig, param, positive_int
 @dataclass(frozen=True)
 class Toy(NotebookConfig):
     n_seeds: int = param(100, positive_int)
-    SCALES = {"smoke": {"n_seeds": 3}, "quick": {}, "paper": {"n_seeds": 1000}}
+    SCALES = {"smoke": {"n_seeds": 3}, "quick": {"n_seeds": 50}, "paper": {"n_seeds": 1000}}
+
+
+@dataclass(frozen=True)
+class ToyWithFull(Toy):
+    SCALES = {**Toy.SCALES, "full": {"n_seeds": 200}}
 
 
 def test_scale_presets_and_overrides():
     assert Toy.from_params(scale="smoke").n_seeds == 3
-    assert Toy.from_params().n_seeds == 100
     assert Toy.from_params(scale="paper", n_seeds=7).n_seeds == 7
+
+
+def test_full_is_the_default_and_means_quick_where_not_declared():
+    assert Toy.from_params().scale == "full" and Toy.from_params().n_seeds == 50
+    assert ToyWithFull.from_params().n_seeds == 200 and ToyWithFull.from_params(scale="quick").n_seeds == 50
 
 
 def test_unknown_key_names_the_key_and_allowed_keys():
@@ -32,7 +41,7 @@ def test_bad_value_names_the_key_and_what_is_allowed(value):
 
 
 def test_bad_scale():
-    with pytest.raises(ConfigError, match="allowed: smoke, quick, paper"):
+    with pytest.raises(ConfigError, match="allowed: smoke, quick, full, paper"):
         Toy.from_params(scale="huge")
 
 

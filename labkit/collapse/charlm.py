@@ -69,7 +69,7 @@ from labkit.data import text as text_data
 
 __all__ = ["PHASES", "CharLMConfig", "TrainRecipe", "Vocabulary", "KVCache", "CharTransformer", "chunks",
            "iters_for_epochs", "train", "evaluate", "generate", "CharLMExperiment", "sample_previews", "samples_figure",
-           "CharLMCollapseConfig", "WORD", "words", "vocabulary", "real_word_fraction",
+           "CharLMCollapseConfig", "HELD_OUT_PLAY", "WORD", "words", "vocabulary", "real_word_fraction",
            "COMPETENT_LOSS", "COMPETENT_WORD_FRACTION"]
 
 PHASES = ("data", "forward", "backward", "optimizer")
@@ -383,28 +383,35 @@ def generate(model: CharTransformer, start: torch.Tensor, length: int, temperatu
 
 # ---------------------------------------------------------------------------------------------------- experiment
 
+#: the held-out play: the last play in file-name order (the classic split holds out the tail of the text)
+HELD_OUT_PLAY = "winters_tale"
+
+
 @dataclass(frozen=True)
 class CharLMExperiment:
-    """The character-LM family on real Shakespeare: the first ``corpus_chars`` characters of
-    ``labkit.data.text.shakespeare_text()``, a held-out tail of ``val_fraction``, the model ``model``, the recipe
+    """The character-LM family on real Shakespeare (``labkit.data.text.shakespeare_plays``): training text = the plays
+    other than :data:`HELD_OUT_PLAY` in file-name order, as many whole plays as fit in ``train_chars`` (the opening
+    ``train_chars`` of the first play when not even one fits: the smoke and quick previews); held-out text = the first
+    ``held_out_chars`` of :data:`HELD_OUT_PLAY` (the whole play when it is shorter). The model ``model``, the recipe
     ``recipe`` run for ``epochs`` over each training set, synthetic chunks drawn at ``temperature``, sampled in
-    batches of ``sample_batch`` chunks. ``build()`` is what ``generations.run_all`` calls."""
+    batches of ``sample_batch`` chunks; the last generation's synthetic set, which only feeds the preview, has
+    ``last_sample_chunks`` chunks. ``build()`` is what ``generations.run_all`` calls."""
 
     model: CharLMConfig = CharLMConfig()
     recipe: TrainRecipe = TrainRecipe()
     epochs: float = 1.0
-    corpus_chars: int = 1_000_000
-    val_fraction: float = 0.1
+    train_chars: int = 1_000_000
+    held_out_chars: int = 200_000
     temperature: float = 1.0
     sample_batch: int = 512
     preview_chars: int = 300
+    last_sample_chunks: int = 2000
 
     def text(self) -> tuple[str, str]:
-        """``(train_text, held_out_text)`` of the real corpus."""
-        corpus = text_data.shakespeare_text()
-        if self.corpus_chars > len(corpus):
-            raise ValueError(f"corpus_chars={self.corpus_chars} exceeds the {len(corpus)} characters shipped")
-        return text_data.train_val_split(corpus[:self.corpus_chars], self.val_fraction)
+        """``(train_text, held_out_text)`` of the real corpus: disjoint plays."""
+        training_plays = [name for name in text_data.shakespeare_plays() if name != HELD_OUT_PLAY]
+        return (text_data.play_corpus(training_plays, self.train_chars),
+                text_data.play_corpus([HELD_OUT_PLAY], self.held_out_chars))
 
     def n_params(self) -> int:
         """Parameters of the model on this corpus's vocabulary."""
@@ -456,7 +463,8 @@ class CharLMExperiment:
         known = vocabulary(train_text)
         real = chunks(vocab.encode(train_text), self.model.block_size + 1)
         family = Family(fit=lambda train_set, seed: self.fit(len(vocab), train_set, seed), sample=self.sample,
-                        evaluate=self.evaluate, preview=lambda data: self.preview(vocab, known, data))
+                        evaluate=self.evaluate, preview=lambda data: self.preview(vocab, known, data),
+                        last_sample_size=self.last_sample_chunks)
         return family, real, vocab.encode(held_text)
 
 
@@ -530,25 +538,33 @@ class CharLMCollapseConfig(GenerationsConfig):
     :class:`TrainRecipe`; ``band`` is the relative band, fixed before any run, within which accumulate's held-out
     loss must stay of its generation-1 value.
 
-    Scales:
+    Scales. The training text is whole plays in file-name order and the held-out text is :data:`HELD_OUT_PLAY`
+    (see :class:`CharLMExperiment`; the previews cut both short):
 
-    - ``smoke`` seconds: 2 seeds, 2 generations, a one-layer model on 30 k characters.
-    - ``quick`` the committed figures, ≤ 10 min on 2 CPU cores: 3 seeds, 4 generations, models of 0.06 M and 0.16 M
-      parameters, the first 60 k characters of the corpus (45 k to train, 15 k held out), 3 epochs per generation;
-      batches of 8 and learning rate 4e-3 → 4e-4, chosen for the generation-1 (real-data) loss per second of
-      training, before any collapse run at this size.
+    - ``smoke`` seconds: 2 seeds, 2 generations, a one-layer model on 24 k characters.
+    - ``quick`` a preview, ≈ 2 min on 2 CPU cores: 3 seeds, 4 generations, models of 0.06 M and 0.16 M parameters,
+      the opening 45 k characters of the first play to train and 15 k of the held-out play, 3 epochs per generation,
+      batches of 8 at learning rate 4e-3 → 4e-4. Its generation-1 models are not competent (≈ 2.4 nats/char).
+    - ``full`` the committed figures, ≈ 45 min on 2 CPU cores: 3 seeds, 4 generations, models of 0.11 M
+      (2 layers × 4 heads × 64) and 0.81 M parameters (4 × 4 × 128, nanoGPT's ``train_shakespeare_char`` model),
+      block 64; the first seven plays whole (0.94 M characters) to train and *The Winter's Tale* whole (0.15 M) held
+      out; 1.5 epochs over each generation's training set (the paper's one epoch, scaled to where this model is
+      competent: one epoch reaches ≈ 1.99 nats/char, 1.5 ≈ 1.91); batches of 8 at learning rate 3e-3 → 3e-4.
+      Epochs, batch and learning rate were chosen on *Henry IV Part 1* (a play in neither split) before any
+      collapse run at this scale: 1 epoch at 1e-3 / 2e-3 / 3e-3 with batches of 12 gave 2.13 / 2.05 / 2.01, with
+      batches of 8 at 2e-3 / 3e-3 1.997 / 1.988, and 1.5 epochs at 3e-3 with batches of 8 1.910.
     - ``paper``, for a GPU (sizes comparable to the paper's, which trains GPT-2 9 M and Llama-2 12 M–126 M for one
-      epoch per iteration on TinyStories, ~470 M tokens, 8 k-token vocabulary, 5 iterations): the whole corpus
-      (5.06 M characters, 10 % held out), block 256, two models of 10.7 M (6 layers × 6 heads × 384, nanoGPT's
-      Shakespeare model, ≈ the paper's 9 M GPT-2) and 25.3 M parameters (8 × 8 × 512), batches of 64 windows,
-      5 epochs per generation, 5 generations, 3 seeds, temperature 1.0 (``params={"temperature": 0.3}`` is the
-      paper's ablation). Characters are not BPE tokens, so losses are in nats per character, not per token.
+      epoch per iteration on TinyStories, ~470 M tokens, 8 k-token vocabulary, 5 iterations): all 36 training plays
+      (4.70 M characters), block 256, two models of 10.7 M (6 layers × 6 heads × 384, nanoGPT's Shakespeare model,
+      ≈ the paper's 9 M GPT-2) and 25.3 M parameters (8 × 8 × 512), batches of 64 windows, 5 epochs per generation,
+      5 generations, 3 seeds, temperature 1.0 (``params={"temperature": 0.3}`` is the paper's ablation).
+      Characters are not BPE tokens, so losses are in nats per character, not per token.
     """
 
     model_sizes: tuple = param(((2, 2, 48), (3, 4, 64)), _SIZES)
     block_size: int = param(64, positive_int)
-    corpus_chars: int = param(60_000, positive_int)
-    val_fraction: float = param(0.25, fraction)
+    train_chars: int = param(45_000, positive_int)
+    held_out_chars: int = param(15_000, positive_int)
     epochs: float = param(3.0, positive_float)
     batch_size: int = param(8, positive_int)
     learning_rate: float = param(4e-3, positive_float)
@@ -556,11 +572,13 @@ class CharLMCollapseConfig(GenerationsConfig):
     temperature: float = param(1.0, positive_float)
 
     SCALES: ClassVar[dict] = {
-        "smoke": dict(n_generations=2, seeds=(0, 1), model_sizes=((1, 2, 32),), block_size=32, corpus_chars=30_000,
-                      epochs=1.0),
+        "smoke": dict(n_generations=2, seeds=(0, 1), model_sizes=((1, 2, 32),), block_size=32, train_chars=24_000,
+                      held_out_chars=6_000, epochs=1.0),
         "quick": {},
+        "full": dict(model_sizes=((2, 4, 64), (4, 4, 128)), train_chars=1_000_000, held_out_chars=200_000,
+                     epochs=1.5, learning_rate=3e-3, min_lr=3e-4),
         "paper": dict(n_generations=5, model_sizes=((6, 6, 384), (8, 8, 512)), block_size=256,
-                      corpus_chars=5_057_280, val_fraction=0.1, epochs=5.0, batch_size=64, learning_rate=1e-3,
+                      train_chars=5_000_000, held_out_chars=200_000, epochs=5.0, batch_size=64, learning_rate=1e-3,
                       min_lr=1e-4),
     }
 
@@ -569,9 +587,9 @@ class CharLMCollapseConfig(GenerationsConfig):
         if self.min_lr > self.learning_rate:
             raise ConfigError(f"CharLMCollapseConfig: bad value for 'min_lr': {self.min_lr!r}; allowed: at most "
                               f"learning_rate={self.learning_rate!r}")
-        if self.corpus_chars * self.val_fraction < 4 * (self.block_size + 1):
-            raise ConfigError(f"CharLMCollapseConfig: bad value for 'corpus_chars': {self.corpus_chars!r}; allowed: "
-                              f"enough that val_fraction={self.val_fraction} of it holds 4 windows of block_size + 1")
+        if self.held_out_chars < 4 * (self.block_size + 1):
+            raise ConfigError(f"CharLMCollapseConfig: bad value for 'held_out_chars': {self.held_out_chars!r}; "
+                              f"allowed: at least 4 windows of block_size + 1 = {self.block_size + 1}")
 
     def experiments(self) -> dict[str, CharLMExperiment]:
         """``{model name: experiment}``, one per model size, sharing data and recipe."""
@@ -580,6 +598,6 @@ class CharLMCollapseConfig(GenerationsConfig):
         for n_layer, n_head, n_embd in self.model_sizes:
             model = CharLMConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=self.block_size)
             out[model.name] = CharLMExperiment(model=model, recipe=recipe, epochs=self.epochs,
-                                               corpus_chars=self.corpus_chars, val_fraction=self.val_fraction,
+                                               train_chars=self.train_chars, held_out_chars=self.held_out_chars,
                                                temperature=self.temperature)
         return out

