@@ -64,7 +64,7 @@ from labkit import repro
 from labkit.collapse.generations import Family
 from labkit.collapse.plots import REGIME_COLORS, REGIME_LABELS
 from labkit.collapse.config import GenerationsConfig
-from labkit.config import Check, ConfigError, fraction, param, positive_float, positive_int
+from labkit.config import Check, ConfigError, param, positive_float, positive_int
 from labkit.data import text as text_data
 
 __all__ = ["PHASES", "CharLMConfig", "TrainRecipe", "Vocabulary", "KVCache", "CharTransformer", "chunks",

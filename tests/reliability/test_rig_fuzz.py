@@ -10,7 +10,6 @@ frames each side was fed (``pytest -s``).
 
 import json
 import math
-import threading
 from dataclasses import dataclass
 
 import numpy as np
