@@ -45,7 +45,8 @@ def fraction_figure(curves: dict, lambdas, dims, samples, alpha1: dict):
 
 
 def exponent_figure(dims, exponents: dict, alpha1: dict, ramsauer: dict, reference: dict):
-    """ln N_c / d vs d per λ, with α₁(λ) (dashed), Ramsauer's worst-case rate (dotted) and the notes' values (λ = 1)."""
+    """ln N_c / d vs d per λ, with α₁(λ) (dashed), Ramsauer's worst-case rate (dotted) and, at λ = 1, reference
+    values of ln N_c / d from the project's earlier paper notes."""
     fig, ax = plt.subplots(figsize=(8.6, 4.2))
     for k, (lam, values) in enumerate(exponents.items()):
         color = _lambda_color(lam, k)
