@@ -1,6 +1,7 @@
 """Normalisation followed by self-attention = von Mises–Fisher posterior inference and clustering on the hypersphere.
 
-Sources: the paper notes §5 (/work/shared/papers/02-associative-memory.md, [paper + derived]); the dynamics are those of
+Sources: Schaeffer et al. 2024 (arXiv 2402.10202: normalisation followed by self-attention performs clustering on the
+hypersphere; the identity's details below are derived here); the dynamics are those of
 Geshkovski, Letrouit, Polyanskiy & Rigollet 2023, "A mathematical perspective on Transformers" (arXiv 2312.10794); the
 spherical mean-shift is Kobayashi & Otsu 2010, "Von Mises–Fisher mean shift for clustering on a hypersphere" (ICPR).
 
@@ -25,8 +26,8 @@ RMSNorm (ε = 0) maps x to q = γ ⊙ q̃ with q̃ = x / rms(x), ‖q̃‖² = D
     exp(k_iᵀq) = exp(κ_i m_iᵀu) · exp(k_iᵀδ),     κ_i = √D ‖H(k_i ⊙ γ)‖,   m_i = H(k_i ⊙ γ) / ‖H(k_i ⊙ γ)‖,
 
 and softmax_i(k_iᵀq) is the posterior p(i | u) ∝ π_i f(u; m_i, κ_i) of a vMF mixture with unequal concentrations and
-mixing weights π_i ∝ exp(k_iᵀδ) / C_p(κ_i). On the radius-√D sphere of the notes the concentration reads ‖H(k_i ⊙ γ)‖ ≈
-‖k_i ⊙ γ‖ (the component along 1 never reaches the query). RMSNorm: the same with H = I, p = D, no δ, so
+mixing weights π_i ∝ exp(k_iᵀδ) / C_p(κ_i). Measured on the radius-√D sphere of q̃ itself the concentration reads
+‖H(k_i ⊙ γ)‖ ≈ ‖k_i ⊙ γ‖ (the component along 1 never reaches the query). RMSNorm: the same with H = I, p = D, no δ, so
 π_i ∝ 1 / C_D(κ_i), κ_i = √D ‖k_i ⊙ γ‖ — uniform mixing only when all keys share one concentration.
 :func:`vmf_posterior` computes the posterior by Bayes' rule from normalised vMF log densities and log mixing weights; it
 never sees the attention logits.

@@ -1,7 +1,7 @@
 """The clustering comparison of notebook 02b (data sets, methods, scores) and its figures.
 
-Source of the experiment: the precursor "Associative Memory Under the Probabilistic Lens" (NeurIPS-2023 AMHN workshop;
-notes ``02-associative-memory.md`` §2–3): memory-based clusterers against k-means, a Gaussian mixture and a
+Source of the experiment: the precursor of Schaeffer et al. 2024 (arXiv 2402.10202), "Associative Memory Under the
+Probabilistic Lens" (NeurIPS-2023 AMHN workshop): memory-based clusterers against k-means, a Gaussian mixture and a
 Dirichlet-process Gaussian mixture on small real data sets bundled with scikit-learn, scored by ARI / AMI / NMI /
 silhouette; its finding was that no method is uniformly best.
 

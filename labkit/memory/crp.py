@@ -1,6 +1,6 @@
 """Bayesian-nonparametric memory creation: a Pitman–Yor (Chinese-restaurant) prior decides when to open a memory.
 
-Source: the paper's memory-creation section (notes ``02-associative-memory.md`` §3); Pitman–Yor / CRP predictive
+Source: the memory-creation example of Schaeffer et al. 2024 (arXiv 2402.10202); Pitman–Yor / CRP predictive
 rule (Pitman 2006, "Combinatorial Stochastic Processes"); DP-means as the small-variance limit (Kulis & Jordan 2012,
 "Revisiting k-means: New Algorithms via Bayesian Nonparametrics").
 
@@ -12,19 +12,19 @@ Model, on standardised data (zero mean, unit variance per feature, so a prior ce
 * a new memory's mean is drawn from N(0, τ² I) with τ² = (2ρ)⁻¹, so its prior predictive is
   N(x; 0, (σ² + τ²) I) ∝ exp(−(β⁻¹ + ρ⁻¹)⁻¹ ‖x‖²).
 
-The predictive density of the next point (memories μ_k used as point estimates, as in the notes) is therefore
+The predictive density of the next point (memories μ_k used as point estimates, assumed here) is therefore
 
     p(x) = [ Σ_k (N_k − d) N(x; μ_k, σ² I) + (α + dK) N(x; 0, (σ² + τ²) I) ] / (α + n − 1),
 
-and, in the notes' units (temperature 1/β, constants dropped),
+and, in energy units (temperature 1/β, constants dropped),
 
     E(v) = −(1/β) log[ (α + dK) (ρ/(β + ρ))^{d/2} exp(−(β⁻¹ + ρ⁻¹)⁻¹ ‖v‖²) + Σ_k (N_k − d) exp(−β‖μ_k − v‖²) ],
 
     log p(v) = −β E(v) − log(α + n − 1) − (d/2) log(π/β)            (exact; :meth:`CRPPredictiveMemory.log_density`).
 
-Correction to the notes' formula: the new-memory term needs the factor (ρ/(β + ρ))^{d/2} = (σ²/(σ² + τ²))^{d/2}, the
-ratio of the two Gaussians' normalisers. Without it the new-memory option is over-weighted by ((β + ρ)/ρ)^{d/2}, a
-factor that explodes with the dimension (d = 64 for digits).
+The new-memory term needs the factor (ρ/(β + ρ))^{d/2} = (σ²/(σ² + τ²))^{d/2}, the ratio of the two Gaussians'
+normalisers (derived here; the energy as first written in the project's earlier paper notes lacks it). Without it the
+new-memory option is over-weighted by ((β + ρ)/ρ)^{d/2}, a factor that explodes with the dimension (d = 64 for digits).
 
 Streaming (:class:`CRPMemory`): points are visited in a random order. For each, the log joints ℓ_k = log(N_k − d)
 − β‖x − μ_k‖² and ℓ_new = log(α + dK) + (d/2) log(ρ/(β + ρ)) − (β⁻¹ + ρ⁻¹)⁻¹‖x‖² feed the ELBO memory's dynamics

@@ -1,8 +1,8 @@
 """Gaussian kernel-density memory: mean-shift retrieval and its exponential capacity.
 
 Store patterns x_1..x_N ∈ R^d. With bandwidth σ (λ = β = 1/σ²) the memory's energy is the negative log of an
-unnormalised Gaussian kernel density estimate (notes 02, §4, "derived; consistent with Lucibello & Mézard 2024 and
-Ramsauer et al. 2021"):
+unnormalised Gaussian kernel density estimate (the KDE memory of Schaeffer et al. 2024, arXiv 2402.10202; the
+formulas below are derived here, consistent with Lucibello & Mézard 2024 and Ramsauer et al. 2021):
 
     E(x) = −log Σ_n exp(−‖x − x_n‖² / (2σ²)),
     log p(x) = −E(x) − log N − (d/2) log(2πσ²)          (the normalised KDE),
@@ -25,11 +25,11 @@ the Lucibello–Mézard exponent; at finite d the numerics approach it from belo
 Ramsauer et al. 2021 (Theorem 3) guarantee, with probability 1 − p, storage of N = √p c^{(d−1)/4} random patterns
 on a sphere of radius M = K√(d−1), where b = 2K²β/5, a = 2/(d−1) (1 + ln(2βK²p(d−1))), c = b / W₀(e^{a + ln b}).
 For radius √d (K² = d/(d−1)) and d → ∞, a → 0 and ln N / d → ¼ ln(b / W₀(b)) with b = 2λ/5: about 0.074 at λ = 1
-and 0.042 at λ = 0.5, a worst-case rate far below α₁ (the notes quote ≈ 0.079, the same order; its exact
-provenance is not given). That d → ∞ rate is what :func:`ramsauer_exponent` returns and the notebook plots: at the
+and 0.042 at λ = 0.5, a worst-case rate far below α₁ (the project's earlier paper notes quoted ≈ 0.079 without a
+derivation, the same order). That d → ∞ rate is what :func:`ramsauer_exponent` returns and the notebook plots: at the
 d used here the theorem's side condition c ≥ (2/√p)^{4/(d−1)} fails for any useful p, so its finite-d form is vacuous.
 
-Retrieval protocol used here (decided, not from the notes): start EXACTLY at the stored pattern x_i (the question is
+Retrieval protocol used here (decided here): start EXACTLY at the stored pattern x_i (the question is
 whether x_i is still a fixed point's neighbourhood, not how wide its basin is), run mean-shift to convergence, and
 count a success when the state stays within r √d of x_i (r = 0.1 by default, i.e. 10% of the pattern norm). A
 trajectory that leaves the ball is stopped there as a failure; judging the fixed point instead gave the same verdict

@@ -5,7 +5,7 @@ Session (:func:`run_session`)
     ``Rig("rigsim://?seed=…")`` — the host driver, the COBS/CRC link, the device firmware logic and the simulated
     worm, all real — configures 4 pairs at ``fs_hz``, records a session folder, arms, and delivers every pulse of
     :func:`schedule`: each (V_pp, period) of the sweep ``repeats`` times plus sub-threshold *template* pulses at
-    ``template_vpp`` (ours: for the artefact template, rig notes), in a seeded random order, about ``rate_hz``
+    ``template_vpp`` (ours: for the artefact template, labkit.rig.analysis), in a seeded random order, about ``rate_hz``
     pulses per second with intervals jittered by ± ``interval_jitter`` (ours: irregular intervals make the LED sync
     unambiguous). The simulated camera films the session (``SimulatedRig.render_video``, LED lit at each pulse);
     the video is tracked (labkit.rig.tracking, frames timed by the LED) and the session folder, the tracked strain
@@ -28,8 +28,9 @@ template pulses (scaled by the measured V_pp), band-pass, first-spike arrival ti
 fibre identity (also of the next spike after the first, on the 3 far pairs: the LGF when recruited),
 recruitment (spikes on the farthest pair), compound response amplitude (peak-to-peak of the
 artefact-free 20–5000 Hz signal over 0–20 ms, mean over pairs — ours: it contains the giant spikes and the
-muscle potentials, both of which grow with voltage per the notes), the tracked strain around every pulse and the
-shortening per trial (−min of the mean strain 0–0.5 s after the pulse, minus its pre-pulse mean).
+muscle potentials, both of which grow with voltage: the abstract, Pai (mentor Ludwig), arXiv 2112.01650, reports it
+for the action potentials, and labkit.rig.worm assumes it for the muscle potentials), the tracked strain around every
+pulse and the shortening per trial (−min of the mean strain 0–0.5 s after the pulse, minus its pre-pulse mean).
 
 :class:`MappingConfig` (end of the module) holds every number of the notebook.
 """
@@ -205,7 +206,7 @@ def analyse(nwb_path, cfg: "MappingConfig") -> dict:
     arrivals = an.arrival_times(spikes, t, k=cfg.threshold_k, sigma=sigma[None, :] * inflate[:, None])
     velocity = an.fit_velocities(pos, arrivals)
     # the next spike after the first one's waveform (LGF when recruited); the nearest pair is left out because the
-    # two fibres' spikes still overlap there (rig notes: favour the far pairs)
+    # two fibres' spikes still overlap there
     after = arrivals + cfg.dead_ms
     after[:, 0] = np.nan
     second = an.arrival_times(spikes, t, k=cfg.threshold_k, sigma=sigma[None, :] * inflate[:, None],
