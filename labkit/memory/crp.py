@@ -47,7 +47,8 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from labkit.config import Check, ConfigError, NotebookConfig, param, positive_float, positive_int, tuple_of
+from labkit.config import Check, ConfigError, NotebookConfig, fraction, param, positive_float, positive_int, \
+    tuple_of
 from labkit.memory.base import EnergyMemory
 from labkit.memory.clam import squared_distances
 from labkit.memory.elbo import ELBOMemory, log_softmax
@@ -222,7 +223,9 @@ class ClusteringConfig(NotebookConfig):
     Comparison: every data set in ``datasets`` × ``n_seeds`` seeds; ``blobs_*`` the synthetic 2-D blobs; the memory
     models' hyperparameters (fixed before any result was seen). Sweep: ``alpha_values`` on blobs. Thresholds:
     ``fixed_point_tol`` (relative error of the ELBO fixed point vs the posterior), ``monotone_tol`` (largest energy
-    rise, relative), ``k_tolerance`` (|mean memories − true K| at α = ``crp_alpha``). The paper scale is the
+    rise, relative), ``k_tolerance`` (|mean memories − true K| at α = ``crp_alpha``, with the median-heuristic width;
+    ±1 memory at K = 5, tightened from ±2 before the run that reports it), ``significance`` (level of the paired
+    tests behind "no method is uniformly best"). The paper scale is the
     precursor's: 10 seeds and the full DP-GMM budget.
     """
 
@@ -250,7 +253,8 @@ class ClusteringConfig(NotebookConfig):
     demo_n_steps: int = param(100_000, positive_int)
     fixed_point_tol: float = param(1e-6, positive_float)
     monotone_tol: float = param(1e-12, positive_float)
-    k_tolerance: float = param(2.0, positive_float)
+    k_tolerance: float = param(1.0, positive_float)
+    significance: float = param(0.05, fraction)
 
     SCALES = {
         "smoke": dict(datasets=("iris",), n_seeds=2, blobs_n=100, bgmm_max_iter=20, clam_max_iter=3,
