@@ -5,7 +5,8 @@ from labkit.collapse import linear
 
 
 def test_closed_forms_match_the_paper_reference_point():
-    """d=10, T=100, σ²=1 (paper notes): c = 0.11236; replace n=10 → 1.1236; accumulate n=10 → 0.17413, n=50 → 0.18260."""
+    """d=10, T=100, σ²=1 (closed forms derived in labkit.collapse.linear): c = 0.11236; replace n=10 → 1.1236;
+    accumulate n=10 → 0.17413, n=50 → 0.18260."""
     assert linear.one_fit_error(10, 100, 1.0) == pytest.approx(0.11236, abs=1e-5)
     assert linear.theory(10, 100, 1.0, 10, "replace")[-1] == pytest.approx(1.1236, abs=1e-4)
     acc = linear.theory(10, 100, 1.0, 50, "accumulate")

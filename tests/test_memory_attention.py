@@ -175,8 +175,17 @@ def test_dynamics_shapes_determinism_and_collapse():
     np.testing.assert_allclose(A.mean_pairwise_cosine(xs[-1]), 1.0, atol=1e-9)
     r = A.cluster_experiment(3, 8, (1.0, 50.0), 20, 2, seed=1, threshold=0.1)
     again = A.cluster_experiment(3, 8, (1.0, 50.0), 20, 2, seed=1, threshold=0.1)
-    assert r["counts"].shape == r["cosine"].shape == (2, 2, 21)
+    assert r["counts"].shape == r["cosine"].shape == r["displacement"].shape == (2, 2, 21)
     np.testing.assert_array_equal(r["counts"], again["counts"])
+    assert np.allclose(r["displacement"][:, :, 0], 0, atol=1e-6) and np.all(r["displacement"][0, :, -1] > 0.1)
+
+
+def test_mean_displacement_is_the_mean_angle_to_the_start():
+    e = np.eye(3)
+    x0 = np.stack([e[0], e[1]])
+    moved = np.stack([e[1], e[1]])                   # the first token turned by π/2, the second stayed
+    np.testing.assert_allclose(A.mean_displacement(moved, x0), np.pi / 4)
+    np.testing.assert_allclose(A.mean_displacement(np.stack([x0, moved]), x0), [0.0, np.pi / 4])
 
 
 def test_cluster_count_and_cosine_on_known_configurations():

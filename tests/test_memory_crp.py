@@ -108,3 +108,23 @@ def test_notebook_config_scales_and_checks():
         ClusteringConfig.from_params(crp_alpha=0.5)
     with pytest.raises(ConfigError, match="datasets"):
         ClusteringConfig.from_params(datasets=("mnist",))
+
+
+def test_median_heuristic_width_uses_no_labels_and_matches_its_definition():
+    from scipy.spatial.distance import pdist
+
+    from labkit.memory import clustering
+
+    z = np.random.default_rng(0).standard_normal((50, 3))
+    assert clustering.median_beta(z) == pytest.approx(3 / np.median(pdist(z) ** 2))
+    assert clustering.median_beta(2 * z) == pytest.approx(clustering.median_beta(z) / 4)   # β scales as 1/width²
+
+
+def test_significantly_beaten_needs_a_consistent_paired_difference():
+    from labkit.memory import clustering
+
+    rows = [{"dataset": ds, "method": m, "seed": s, "ARI": base + (0.1 if m == "b" and ds == "x" else 0.0)
+             + 0.01 * ((s * 7 + len(m)) % 3)}
+            for ds, base in (("x", 0.5), ("y", 0.5)) for m in ("a", "b") for s in range(6)]
+    beaten = clustering.significantly_beaten(rows, ("a", "b"), "ARI", 0.05)
+    assert beaten == {"a": {"x": ["b"]}, "b": {}}        # b is better on x in every seed; on y they tie

@@ -4,9 +4,9 @@ quick: 3 seeds of the pilot's setting (MLP 64-128-128-64-10, dropout 0.1, digits
 ε = 0.1, 0.2 on [0, 1] pixels). paper: 10 seeds and longer training — the FACADE paper itself has no experiments,
 so "paper" means the pilot's protocol with more seeds, for a faster machine. All detector hyperparameters are fixed
 a priori from the literature or clean-data rules (never tuned on adversarial data; the shared fields are described
-in ``labkit.detectors.config``): λ = 2 (the middle of the notes' {1.5, 2, 3}), q = 5% of edges per layer, k = 20 for
-LID (Ma et al.), k = 10 for deep kNN and for the clean-data length scales, 30 MC-dropout passes. The claim thresholds
-are fixed here too. ``n_images``: a stratified subset of the digits (smoke runs use fewer).
+in ``labkit.detectors.config``): λ = 2 (assumed here: the middle of {1.5, 2, 3}), q = 5% of edges per layer, k = 20
+for LID (Ma et al.), k = 10 for deep kNN and for the clean-data length scales, 30 MC-dropout passes. The claim
+thresholds are fixed here too. ``n_images``: a stratified subset of the digits (smoke runs use fewer).
 """
 
 from dataclasses import dataclass

@@ -16,8 +16,8 @@ New inputs go to the nearest centroid.
 **Paths.** An input's pseudo-classes :math:`(c_1, \dots, c_L)` across the hidden layers, followed by the predicted
 class :math:`c_{L+1}=\hat y`, are modelled as a Markov chain with Laplace (add-one) smoothing,
 :math:`p(c_1)\prod_l p(c_{l+1}\mid c_l)`, :math:`p(b\mid a) = (N_{ab}+1)/(N_a + K_{l+1})`; the path negative
-log-likelihood is FACADE's first term. (Our concrete instantiation of the FACADE proposal, Gupta et al. 2023,
-AdvML-Frontiers; the poster draws the same flows as a Sankey diagram.)
+log-likelihood is FACADE's first term. (Our concrete instantiation of the FACADE proposal, Pai et al. 2023,
+arXiv 2307.10563, ICML 2023 AdvML-Frontiers workshop; the poster draws the same flows as a Sankey diagram.)
 """
 
 import numpy as np

@@ -13,8 +13,9 @@ For an input :math:`x` with hidden activations :math:`h_l(x)`, pseudo-classes :m
 Each term is z-scored with the mean and standard deviation of a clean *calibration* split (never used to fit the
 pseudo-classes, circuits or geometry); the FACADE score is the sum of the z-scores, and the alarm threshold is the
 ``quantile`` (95th percentile) of the clean calibration scores, i.e. a nominal 5% false-positive rate. The weighting
-(equal) and the terms were fixed before any adversarial data were looked at. Proposal: Gupta et al. 2023, "FACADE"
-(ICML AdvML-Frontiers); this concrete instantiation is ours (see the paper notes).
+(equal) and the terms were fixed before any adversarial data were looked at. Proposal: Pai, Carranza, Schaeffer,
+Tandon & Koyejo 2023, "FACADE: A Framework for Adversarial Circuit Anomaly Detection and Evaluation", arXiv 2307.10563
+(ICML 2023 AdvML-Frontiers workshop; no experiments or code of its own); this concrete instantiation is ours.
 """
 
 import copy

@@ -1,6 +1,7 @@
 """Normalisation followed by self-attention = von Mises–Fisher posterior inference and clustering on the hypersphere.
 
-Sources: the paper notes §5 (/work/shared/papers/02-associative-memory.md, [paper + derived]); the dynamics are those of
+Sources: Schaeffer et al. 2024 (arXiv 2402.10202: normalisation followed by self-attention performs clustering on the
+hypersphere; the identity's details below are derived here); the dynamics are those of
 Geshkovski, Letrouit, Polyanskiy & Rigollet 2023, "A mathematical perspective on Transformers" (arXiv 2312.10794); the
 spherical mean-shift is Kobayashi & Otsu 2010, "Von Mises–Fisher mean shift for clustering on a hypersphere" (ICPR).
 
@@ -25,8 +26,8 @@ RMSNorm (ε = 0) maps x to q = γ ⊙ q̃ with q̃ = x / rms(x), ‖q̃‖² = D
     exp(k_iᵀq) = exp(κ_i m_iᵀu) · exp(k_iᵀδ),     κ_i = √D ‖H(k_i ⊙ γ)‖,   m_i = H(k_i ⊙ γ) / ‖H(k_i ⊙ γ)‖,
 
 and softmax_i(k_iᵀq) is the posterior p(i | u) ∝ π_i f(u; m_i, κ_i) of a vMF mixture with unequal concentrations and
-mixing weights π_i ∝ exp(k_iᵀδ) / C_p(κ_i). On the radius-√D sphere of the notes the concentration reads ‖H(k_i ⊙ γ)‖ ≈
-‖k_i ⊙ γ‖ (the component along 1 never reaches the query). RMSNorm: the same with H = I, p = D, no δ, so
+mixing weights π_i ∝ exp(k_iᵀδ) / C_p(κ_i). Measured on the radius-√D sphere of q̃ itself the concentration reads
+‖H(k_i ⊙ γ)‖ ≈ ‖k_i ⊙ γ‖ (the component along 1 never reaches the query). RMSNorm: the same with H = I, p = D, no δ, so
 π_i ∝ 1 / C_D(κ_i), κ_i = √D ‖k_i ⊙ γ‖ — uniform mixing only when all keys share one concentration.
 :func:`vmf_posterior` computes the posterior by Bayes' rule from normalised vMF log densities and log mixing weights; it
 never sees the attention logits.
@@ -67,7 +68,8 @@ __all__ = [
     "NORMS", "log_bessel_iv", "log_vmf_normaliser", "vmf_log_density", "vmf_posterior",
     "normalise", "attention_weights", "sphere_point", "VMFMixture", "attention_vmf_mixture", "identity_check",
     "VMFKDEMemory", "mean_shift_energies", "attention_step", "token_dynamics", "random_sphere_points",
-    "cluster_labels", "cluster_count", "mean_pairwise_cosine", "cluster_experiment", "HypersphereAttentionConfig",
+    "cluster_labels", "cluster_count", "mean_displacement", "mean_pairwise_cosine", "cluster_experiment",
+    "HypersphereAttentionConfig",
 ]
 
 NORMS = ("layer", "rms")
@@ -331,15 +333,25 @@ def mean_pairwise_cosine(x: np.ndarray) -> np.ndarray:
     return (total - n) / (n * (n - 1))
 
 
+def mean_displacement(x: np.ndarray, x0: np.ndarray) -> np.ndarray:
+    """Mean angle (radians) between each unit token of ``x`` (..., n, d) and its start in ``x0`` (n, d) → (...):
+    how far the dynamics moved the tokens (a configuration that never moves forms no clusters, it only keeps its
+    initial ones)."""
+    return np.arccos(np.clip(np.sum(x * x0, axis=-1), -1.0, 1.0)).mean(axis=-1)
+
+
 def cluster_experiment(dim: int, n_tokens: int, betas, n_layers: int, n_seeds: int, seed: int,
                        threshold: float, alpha: float = 0.5) -> dict:
-    """Cluster count and mean pairwise cosine vs depth for each β, over seeds; the same initial tokens for every β.
+    """Cluster count, mean pairwise cosine and mean displacement (:func:`mean_displacement`) vs depth for each β, over
+    seeds; the same initial tokens for every β.
 
-    Returns ``counts`` and ``cosine`` of shape (len(betas), n_seeds, n_layers + 1) and ``depth`` (n_layers + 1,).
+    Returns ``counts``, ``cosine`` and ``displacement`` of shape (len(betas), n_seeds, n_layers + 1) and ``depth``
+    (n_layers + 1,).
     """
     x0 = random_sphere_points((n_seeds, n_tokens), dim, seed, dim)
     counts = np.zeros((len(betas), n_seeds, n_layers + 1), dtype=int)
     cosine = np.zeros((len(betas), n_seeds, n_layers + 1))
+    displacement = np.zeros((len(betas), n_seeds, n_layers + 1))
     block = max(1, _BLOCK_VALUES // x0.size)  # depths kept in memory at once
     for b, beta in enumerate(betas):
         x = x0
@@ -353,7 +365,9 @@ def cluster_experiment(dim: int, n_tokens: int, betas, n_layers: int, n_seeds: i
                     xs[k] = x
                 counts[b, :, start:start + len(xs)] = cluster_count(xs, threshold).T
                 cosine[b, :, start:start + len(xs)] = mean_pairwise_cosine(xs).T
-    return {"depth": np.arange(n_layers + 1), "betas": tuple(betas), "counts": counts, "cosine": cosine}
+                displacement[b, :, start:start + len(xs)] = mean_displacement(xs, x0).T
+    return {"depth": np.arange(n_layers + 1), "betas": tuple(betas), "counts": counts, "cosine": cosine,
+            "displacement": displacement}
 
 
 # ---------------------------------------------------------------------------------------------------- notebook config
@@ -370,7 +384,11 @@ class HypersphereAttentionConfig(NotebookConfig):
     seeds; clusters = connected components at angle < ``cluster_angle`` rad. Claim thresholds are fixed here:
     ``identity_tol`` (max relative error), ``energy_slack`` (largest rise of E per mean-shift step allowed, relative to
     |E|: float rounding), ``monotone_slack`` (how far the seed-mean cluster count may rise above its
-    running minimum), ``few_clusters`` (seed-mean count at the final depth for the smallest β). Paper scale: more tokens,
+    running minimum), ``few_clusters`` (seed-mean count at the final depth for the smallest β), ``movement_floor``
+    (radians: a β counts in the claim that larger β keeps more clusters for longer only if its tokens' seed-mean
+    displacement at the final depth is at least this; tokens that stay where they started keep their initial clusters
+    by not moving, which says nothing about metastability; fixed at the clusters' own angular scale, 0.1 rad, before
+    any displacement was measured). Paper scale: more tokens,
     seeds and layers (Geshkovski et al. simulate n of order 10²–10³ tokens)."""
 
     id_dim: int = param(16, positive_int)
@@ -389,6 +407,7 @@ class HypersphereAttentionConfig(NotebookConfig):
     energy_slack: float = param(1e-12, positive_float)
     monotone_slack: float = param(0.5, positive_float)
     few_clusters: float = param(2.0, positive_float)
+    movement_floor: float = param(0.1, positive_float)
 
     SCALES = {
         "smoke": dict(id_n_keys=16, id_n_queries=32, n_tokens=12, n_layers=30, n_seeds=3, energy_n_queries=8,

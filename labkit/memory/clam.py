@@ -1,7 +1,7 @@
 """ClAM: clustering with an associative memory whose energy is a Gaussian-mixture negative log likelihood.
 
 Source: Saha et al. 2023, "End-to-end Differentiable Clustering with Associative Memories" (ICML), as read through the
-paper's probabilistic lens (notes ``02-associative-memory.md`` §2). With memories μ_1..μ_K and inverse temperature β,
+probabilistic lens of Schaeffer et al. 2024 (arXiv 2402.10202). With memories μ_1..μ_K and inverse temperature β,
 
     E(v) = −(1/β) log Σ_k exp(−β ‖μ_k − v‖²),
 

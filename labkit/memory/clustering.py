@@ -1,15 +1,21 @@
 """The clustering comparison of notebook 02b (data sets, methods, scores) and its figures.
 
-Source of the experiment: the precursor "Associative Memory Under the Probabilistic Lens" (NeurIPS-2023 AMHN workshop;
-notes ``02-associative-memory.md`` §2–3): memory-based clusterers against k-means, a Gaussian mixture and a
+Source of the experiment: the precursor of Schaeffer et al. 2024 (arXiv 2402.10202), "Associative Memory Under the
+Probabilistic Lens" (NeurIPS-2023 AMHN workshop): memory-based clusterers against k-means, a Gaussian mixture and a
 Dirichlet-process Gaussian mixture on small real data sets bundled with scikit-learn, scored by ARI / AMI / NMI /
 silhouette; its finding was that no method is uniformly best.
 
 Every data set is standardised (zero mean, unit variance per feature). Methods that need the number of clusters get the
-true K. The memory models also need a kernel width; they get the *oracle* width β = 1/(2 σ_w²), σ_w² the mean
-within-class variance per standardised feature — the width counterpart of being told K (for the CRP memory, which is
-not told K, it is the only oracle input). The Dirichlet-process mixture gets an upper bound of ``bgmm_factor`` × K
-components.
+true K. The memory models (ClAM, the CRP memory) also need a kernel width β = 1/(2σ²) per standardised feature. In the
+compared methods it is unsupervised, the median heuristic (Gretton et al. 2012, "A Kernel Two-Sample Test", JMLR 13):
+σ² = median over pairs of ‖z_i − z_j‖² / (2d), the per-feature variance a pair at the median distance implies
+(:func:`median_beta`). The *oracle* width, β = 1/(2σ_w²) with σ_w² the mean within-class variance per feature (it reads
+the true labels: the width counterpart of being told K), runs only as a labelled ablation ("… (oracle width)"). The
+Dirichlet-process mixture gets an upper bound of ``bgmm_factor`` × K components.
+
+"No method is uniformly best" is a statistical statement here (:func:`significantly_beaten`): a method is beaten on a
+data set when another method's ARI is higher in a one-sided Wilcoxon signed-rank test on the per-seed paired
+differences at level ``alpha``; the claim holds when every compared method is beaten on at least one data set.
 """
 
 import matplotlib.pyplot as plt
@@ -26,14 +32,18 @@ from labkit.memory.clam import ClAM
 from labkit.memory.crp import CRPMemory
 from labkit.memory.elbo import ELBOMixture
 
-__all__ = ["DATASETS", "METHODS", "METRICS", "load_dataset", "oracle_beta", "make_methods", "scores", "compare",
-           "summarise", "winners", "alpha_sweep", "elbo_dynamics_figure", "comparison_figure", "alpha_figure"]
+__all__ = ["DATASETS", "METHODS", "ORACLE_ABLATIONS", "METRICS", "load_dataset", "oracle_beta", "median_beta",
+           "make_methods", "scores", "compare", "significantly_beaten", "summarise", "winners", "alpha_sweep",
+           "elbo_dynamics_figure", "comparison_figure", "alpha_figure"]
 
 DATASETS = ("iris", "wine", "breast_cancer", "digits", "blobs")
 METHODS = ("k-means", "GMM", "DP-GMM", "ClAM", "ELBO memory", "CRP memory")
+#: the memory models again with the label-derived width: an ablation, never part of the compared methods
+ORACLE_ABLATIONS = ("ClAM (oracle width)", "CRP memory (oracle width)")
 METRICS = ("ARI", "AMI", "NMI", "silhouette")
 _LOADERS = {"iris": load_iris, "wine": load_wine, "breast_cancer": load_breast_cancer, "digits": load_digits}
-_COLORS = dict(zip(METHODS, ("#7f7f7f", "#1f77b4", "#17becf", "#d62728", "#ff7f0e", "#2ca02c")))
+_COLORS = dict(zip(METHODS + ORACLE_ABLATIONS, ("#7f7f7f", "#1f77b4", "#17becf", "#d62728", "#ff7f0e", "#2ca02c",
+                                               "#f4a3a3", "#a6d8a6")))
 
 
 def load_dataset(name: str, cfg, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,8 +62,15 @@ def oracle_beta(Z: np.ndarray, y: np.ndarray) -> float:
     return 1.0 / (2.0 * np.mean([Z[y == c].var(axis=0).mean() for c in np.unique(y)]))
 
 
+def median_beta(Z: np.ndarray) -> float:
+    """β = 1/(2σ²) with σ² = median_{i<j} ‖z_i − z_j‖² / (2d): the median heuristic, per feature (uses no labels)."""
+    from scipy.spatial.distance import pdist
+
+    return Z.shape[1] / float(np.median(pdist(Z, "sqeuclidean")))
+
+
 def make_methods(k: int, beta: float, cfg, seed: int) -> dict:
-    """The six clusterers, configured from ``cfg`` and seeded with ``seed``."""
+    """The six clusterers, configured from ``cfg`` and seeded with ``seed``; ``beta`` is the memory models' width."""
     return {
         "k-means": KMeans(k, n_init=cfg.n_init, random_state=seed),
         "GMM": GaussianMixture(k, n_init=cfg.n_init, random_state=seed),
@@ -76,15 +93,43 @@ def scores(Z: np.ndarray, y: np.ndarray, labels: np.ndarray) -> dict:
 
 
 def compare(cfg) -> list[dict]:
-    """Every (data set, seed, method) of ``cfg``: one row of scores each."""
+    """Every (data set, seed, method) of ``cfg``, the memory models at the median-heuristic width, plus the
+    :data:`ORACLE_ABLATIONS`: one row of scores each."""
     rows = []
     jobs = [(name, s) for name in cfg.datasets for s in range(cfg.n_seeds)]
     for name, s in tqdm(jobs, desc="clustering comparison"):
         seed = cfg.seed * 1000 + s
         Z, y = load_dataset(name, cfg, seed)
-        for method, est in make_methods(len(np.unique(y)), oracle_beta(Z, y), cfg, seed).items():
+        k = len(np.unique(y))
+        methods = make_methods(k, median_beta(Z), cfg, seed)
+        oracle = make_methods(k, oracle_beta(Z, y), cfg, seed)
+        methods.update({label: oracle[label.removesuffix(" (oracle width)")] for label in ORACLE_ABLATIONS})
+        for method, est in methods.items():
             rows.append({"dataset": name, "method": method, "seed": s, **scores(Z, y, est.fit_predict(Z))})
     return rows
+
+
+def significantly_beaten(rows: list[dict], methods=METHODS, metric: str = "ARI", alpha: float = 0.05) -> dict:
+    """{method: {data set: [methods whose ``metric`` is higher in a one-sided Wilcoxon signed-rank test of the
+    per-seed paired differences at level ``alpha``]}}, for the data sets where that list is not empty. Ties (zero
+    differences) count as no evidence (``zero_method="zsplit"``); all-zero differences give p = 1."""
+    from scipy.stats import wilcoxon
+
+    table: dict = {}
+    for r in rows:
+        table.setdefault(r["dataset"], {}).setdefault(r["method"], {})[r["seed"]] = r[metric]
+    out: dict = {m: {} for m in methods}
+    for ds, per_method in table.items():
+        for a in methods:
+            for b in methods:
+                if a == b:
+                    continue
+                seeds = sorted(per_method[a])
+                diff = np.array([per_method[b][s] - per_method[a][s] for s in seeds])
+                p = 1.0 if np.all(diff == 0) else wilcoxon(diff, zero_method="zsplit", alternative="greater").pvalue
+                if p < alpha:
+                    out[a].setdefault(ds, []).append(b)
+    return out
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -105,18 +150,20 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def winners(summary: dict, metric: str = "ARI") -> dict:
-    """The method with the highest mean ``metric`` on each data set."""
-    return {ds: max(per_method, key=lambda m: per_method[m][metric][0]) for ds, per_method in summary.items()}
+    """The compared method (:data:`METHODS`, no ablation) with the highest mean ``metric`` on each data set."""
+    return {ds: max((m for m in per_method if m in METHODS), key=lambda m: per_method[m][metric][0])
+            for ds, per_method in summary.items()}
 
 
-def alpha_sweep(cfg) -> dict:
-    """CRP memory on blobs for every α in ``cfg.alpha_values`` and every seed: memories created while streaming,
-    memories kept after refinement, and ARI; arrays of shape (n_seeds, n_alpha)."""
+def alpha_sweep(cfg, oracle: bool = False) -> dict:
+    """CRP memory on blobs for every α in ``cfg.alpha_values`` and every seed, at the median-heuristic width (or, with
+    ``oracle``, the width read from the true labels: the ablation): memories created while streaming, memories kept
+    after refinement, and ARI; arrays of shape (n_seeds, n_alpha)."""
     created, kept, ari = (np.zeros((cfg.n_seeds, len(cfg.alpha_values))) for _ in range(3))
     for s in tqdm(range(cfg.n_seeds), desc="alpha sweep"):
         seed = cfg.seed * 1000 + s
         Z, y = load_dataset("blobs", cfg, seed)
-        beta = oracle_beta(Z, y)
+        beta = oracle_beta(Z, y) if oracle else median_beta(Z)
         for j, alpha in enumerate(cfg.alpha_values):
             est = CRPMemory(alpha=alpha, discount=cfg.crp_discount, beta=beta, rho=cfg.crp_rho,
                             n_refine=cfg.crp_n_refine, random_state=seed).fit(Z)
@@ -143,41 +190,48 @@ def elbo_dynamics_figure(q: np.ndarray, energy: np.ndarray, posterior: np.ndarra
 
 
 def comparison_figure(summary: dict, metrics=METRICS):
-    """Grouped bars: mean ± std over seeds of each metric, per data set and method."""
+    """Grouped bars: mean ± std over seeds of each metric, per data set and method (hatched: the oracle-width
+    ablations)."""
     datasets = list(summary)
-    fig, axes = plt.subplots(len(metrics), 1, figsize=(10, 2.3 * len(metrics) + 0.6), sharex=True)
-    width = 0.8 / len(METHODS)
+    methods = [m for m in METHODS + ORACLE_ABLATIONS if m in summary[datasets[0]]]
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(11, 2.3 * len(metrics) + 0.6), sharex=True)
+    width = 0.8 / len(methods)
     x = np.arange(len(datasets))
     for ax, metric in zip(axes, metrics):
-        for i, method in enumerate(METHODS):
+        for i, method in enumerate(methods):
             mean = [summary[ds][method][metric][0] for ds in datasets]
             std = [summary[ds][method][metric][1] for ds in datasets]
-            ax.bar(x + (i - (len(METHODS) - 1) / 2) * width, mean, width, yerr=std, color=_COLORS[method],
-                   label=method, capsize=2, error_kw={"lw": 0.8})
+            ax.bar(x + (i - (len(methods) - 1) / 2) * width, mean, width, yerr=std, color=_COLORS[method],
+                   label=method, capsize=2, error_kw={"lw": 0.8}, hatch="//" if method in ORACLE_ABLATIONS else None)
         ax.set_ylabel(metric)
         ax.axhline(0, color="k", lw=0.5)
         ax.grid(axis="y", alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, ncol=len(METHODS), fontsize=8, loc="outside upper center")
+    fig.legend(handles, labels, ncol=4, fontsize=8, loc="outside upper center")
     axes[-1].set_xticks(x, [ds.replace("_", " ") for ds in datasets])
     axes[-1].set_xlabel("data set (standardised features)")
     axes[0].set_title("Clustering scores, mean ± std over seeds (higher is better)")
     return fig
 
 
-def alpha_figure(sweep: dict, true_k: int):
-    """Memories vs concentration α (mean ± std over seeds) with the true number of clusters, and ARI vs α."""
+def alpha_figure(sweep: dict, true_k: int, oracle: dict | None = None):
+    """Memories vs concentration α (mean ± std over seeds) with the true number of clusters, and ARI vs α; ``oracle``
+    (the same sweep at the label-derived width, an ablation) in lighter, dashed lines."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     a = sweep["alpha"]
-    for key, label, color, ls in (("created", "opened while streaming", "#2ca02c", "-"),
-                                  ("kept", "kept after refinement", "k", ":")):
-        axes[0].errorbar(a, sweep[key].mean(0), yerr=sweep[key].std(0), marker="o", ms=4, capsize=2, color=color,
-                         ls=ls, label=label)
-    axes[0].axhline(true_k, color="#d62728", ls="--", label=f"true clusters ({true_k})")
+    runs = [(sweep, "", 1.0, "-")] + ([(oracle, " (oracle width)", 0.45, "--")] if oracle is not None else [])
+    for run, suffix, alpha, ls in runs:
+        for key, label, color, marker in (("created", "opened while streaming", "#2ca02c", "o"),
+                                          ("kept", "kept after refinement", "k", "s")):
+            axes[0].errorbar(a, run[key].mean(0), yerr=run[key].std(0), marker=marker, ms=4, capsize=2, color=color,
+                             ls=ls, alpha=alpha, label=label + suffix)
+        axes[1].errorbar(a, run["ARI"].mean(0), yerr=run["ARI"].std(0), marker="o", ms=4, capsize=2, color="#2ca02c",
+                         ls=ls, alpha=alpha, label="median-heuristic width" if not suffix else "oracle width (ablation)")
+    axes[0].axhline(true_k, color="#d62728", ls=":", label=f"true clusters ({true_k})")
     axes[0].set(xscale="log", yscale="log", xlabel="CRP concentration α", ylabel="number of memories",
                 title="memories created vs α (blobs)")
-    axes[0].legend(fontsize=8)
-    axes[1].errorbar(a, sweep["ARI"].mean(0), yerr=sweep["ARI"].std(0), marker="o", ms=4, capsize=2, color="#2ca02c")
+    axes[0].legend(fontsize=7)
     axes[1].set(xscale="log", xlabel="CRP concentration α", ylabel="ARI vs true labels",
                 title="clustering quality vs α", ylim=(-0.05, 1.05))
+    axes[1].legend(fontsize=7)
     return fig

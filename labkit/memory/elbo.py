@@ -1,7 +1,7 @@
 """The ELBO memory: retrieval dynamics whose energy is the negative ELBO and whose fixed point is the exact posterior.
 
-Source: the paper's "proportional assignments" memory (notes ``02-associative-memory.md`` §2, after the precursor
-"Associative Memory Under the Probabilistic Lens", NeurIPS-2023 AMHN workshop). For one observation x with log joint
+Source: the "proportional assignments" memory of Schaeffer et al. 2024 (arXiv 2402.10202), after the precursor
+"Associative Memory Under the Probabilistic Lens" (NeurIPS-2023 AMHN workshop). For one observation x with log joint
 ℓ_k = log p(x, z=k) over K memories, the state is a logit vector v ∈ R^K with assignment q = softmax(v), and
 
     E(v) = −Σ_k q_k ℓ_k + Σ_k q_k log q_k = −ELBO(q) = KL(q ‖ p(z | x)) − log p(x),

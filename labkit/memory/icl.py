@@ -1,5 +1,5 @@
-r"""In-context learning of energy functions (Schaeffer, Khona, Koyejo 2024, arXiv 2406.12785; notes §1 of
-``/work/shared/papers/02-associative-memory.md``).
+r"""In-context learning of energy functions (Schaeffer, Khona, Koyejo 2024, arXiv 2406.12785; the first example of
+Schaeffer et al. 2024, arXiv 2402.10202).
 
 *Model.* A density conditioned on a data set :math:`D = (x_1, …, x_{n})` of 2-D points,
 

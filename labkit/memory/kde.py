@@ -1,8 +1,8 @@
 """Gaussian kernel-density memory: mean-shift retrieval and its exponential capacity.
 
 Store patterns x_1..x_N ∈ R^d. With bandwidth σ (λ = β = 1/σ²) the memory's energy is the negative log of an
-unnormalised Gaussian kernel density estimate (notes 02, §4, "derived; consistent with Lucibello & Mézard 2024 and
-Ramsauer et al. 2021"):
+unnormalised Gaussian kernel density estimate (the KDE memory of Schaeffer et al. 2024, arXiv 2402.10202; the
+formulas below are derived here, consistent with Lucibello & Mézard 2024 and Ramsauer et al. 2021):
 
     E(x) = −log Σ_n exp(−‖x − x_n‖² / (2σ²)),
     log p(x) = −E(x) − log N − (d/2) log(2πσ²)          (the normalised KDE),
@@ -25,11 +25,11 @@ the Lucibello–Mézard exponent; at finite d the numerics approach it from belo
 Ramsauer et al. 2021 (Theorem 3) guarantee, with probability 1 − p, storage of N = √p c^{(d−1)/4} random patterns
 on a sphere of radius M = K√(d−1), where b = 2K²β/5, a = 2/(d−1) (1 + ln(2βK²p(d−1))), c = b / W₀(e^{a + ln b}).
 For radius √d (K² = d/(d−1)) and d → ∞, a → 0 and ln N / d → ¼ ln(b / W₀(b)) with b = 2λ/5: about 0.074 at λ = 1
-and 0.042 at λ = 0.5, a worst-case rate far below α₁ (the notes quote ≈ 0.079, the same order; its exact
-provenance is not given). That d → ∞ rate is what :func:`ramsauer_exponent` returns and the notebook plots: at the
+and 0.042 at λ = 0.5, a worst-case rate far below α₁ (the project's earlier paper notes quoted ≈ 0.079 without a
+derivation, the same order). That d → ∞ rate is what :func:`ramsauer_exponent` returns and the notebook plots: at the
 d used here the theorem's side condition c ≥ (2/√p)^{4/(d−1)} fails for any useful p, so its finite-d form is vacuous.
 
-Retrieval protocol used here (decided, not from the notes): start EXACTLY at the stored pattern x_i (the question is
+Retrieval protocol used here (decided here): start EXACTLY at the stored pattern x_i (the question is
 whether x_i is still a fixed point's neighbourhood, not how wide its basin is), run mean-shift to convergence, and
 count a success when the state stays within r √d of x_i (r = 0.1 by default, i.e. 10% of the pattern norm). A
 trajectory that leaves the ball is stopped there as a failure; judging the fixed point instead gave the same verdict
@@ -54,13 +54,13 @@ from labkit.config import (ConfigError, NotebookConfig, param, positive_float, p
 from labkit.memory.base import EnergyMemory
 
 __all__ = ["GaussianKDEMemory", "q_star", "alpha1", "ramsauer_exponent", "sphere_patterns", "retrieve",
-           "capacity_curve", "samples_per_point", "critical_n", "n_grid", "capacity_sweep", "REFERENCE_EXPONENTS",
-           "REFERENCE_CLIFF", "KDECapacityConfig"]
+           "capacity_trials", "capacity_curve", "bootstrap_critical_n", "samples_per_point", "critical_n", "n_grid",
+           "capacity_sweep", "INDEPENDENT_CRITICAL_N", "KDECapacityConfig"]
 
-#: the notes' finite-d values of ln N_c / d at λ = 1 (notes 02, §4), for comparison only
-REFERENCE_EXPONENTS = {8: 0.39, 12: 0.51, 16: 0.55}
-#: the notes' cliff at λ = 1, d = 16: 95% retrieved at N ≈ 2,100, none at N ≈ 6,100
-REFERENCE_CLIFF = (2100, 6100)
+#: N_c (50 % retrieved) at λ = 1 from an independent mean-shift check (a separate implementation, not this module):
+#: {d: (N_c, its rounding: half a unit of the last digit given)}. Earlier reference values of ln N_c / d (0.51 at
+#: d = 12, 0.55 at d = 16) marked where almost nothing is retrieved and were biased high; they are not used.
+INDEPENDENT_CRITICAL_N = {12: (240, 5), 16: (3200, 50)}
 
 #: the default bound on the size of one chunk's (queries × patterns) matrices, in numbers
 MAX_ELEMENTS = 1 << 22
@@ -230,10 +230,12 @@ def _check_count(name: str, value) -> None:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
-def capacity_curve(d: int, lam: float, n_patterns, n_trials: int, seed: int, *, n_queries: int = 64,
-                   min_samples: int = 0, radius: float = 0.1, n_steps: int = 200, tol: float = 1e-4,
-                   dtype=np.float32, max_elements: int = MAX_ELEMENTS, progress: bool = False) -> np.ndarray:
-    """Fraction of stored patterns retrieved, for each N in ``n_patterns`` (shape (len(n_patterns),)).
+def capacity_trials(d: int, lam: float, n_patterns, n_trials: int, seed: int, *, n_queries: int = 64,
+                    min_samples: int = 0, radius: float = 0.1, n_steps: int = 200, tol: float = 1e-4,
+                    dtype=np.float32, max_elements: int = MAX_ELEMENTS,
+                    progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Stored patterns retrieved and queried, per trial and N: ``(hits, queries)``, arrays of shape
+    (trials, len(n_patterns)) with zeros where a trial did not test that N.
 
     Trial t draws patterns uniform on the sphere of radius √d from ``repro.rng(seed, d, t)``; the memory of size N
     holds the first N of them (so curves are nested and smooth in N), and the first min(n_queries, N) patterns are
@@ -241,7 +243,7 @@ def capacity_curve(d: int, lam: float, n_patterns, n_trials: int, seed: int, *, 
     ``min_samples`` queries (cheap: those memories are small). A query succeeds when mean-shift started exactly at
     it stays within ``radius`` √d of it until it converges (or ``n_steps`` pass); a query that leaves the ball is
     stopped there as a failure, which saves the hundreds of steps a failed retrieval takes to settle on a mixture
-    state. The fraction pools all trials and queries.
+    state.
     """
     n_patterns = np.asarray(n_patterns)
     if n_patterns.ndim != 1 or n_patterns.size == 0 or not np.issubdtype(n_patterns.dtype, np.integer) \
@@ -257,19 +259,47 @@ def capacity_curve(d: int, lam: float, n_patterns, n_trials: int, seed: int, *, 
 
     per_trial = np.minimum(n_queries, n_patterns)
     trials = samples_per_point(n_patterns, n_trials, n_queries, min_samples) // per_trial
-    hits = np.zeros(n_patterns.size)
+    hits = np.zeros((int(trials.max()), n_patterns.size))
+    queries = np.where(np.arange(len(hits))[:, None] < trials, per_trial, 0)
     bar = tqdm(total=int(trials.sum()), desc=f"d={d} λ={lam:g}", disable=not progress, leave=False)
-    for trial in range(int(trials.max())):
+    for trial in range(len(hits)):
         todo = np.flatnonzero(trials > trial)
         stored = sphere_patterns(int(n_patterns[todo].max()), d, repro.rng(seed, d, trial), dtype)
         for k in todo:
-            queries = stored[:per_trial[k]]
-            _, left = _descend(stored[:n_patterns[k]], queries, lam, n_steps, tol, dtype, max_elements,
-                               radius * np.sqrt(d))
-            hits[k] += np.sum(~left)
+            _, left = _descend(stored[:n_patterns[k]], stored[:per_trial[k]], lam, n_steps, tol, dtype,
+                               max_elements, radius * np.sqrt(d))
+            hits[trial, k] = np.sum(~left)
             bar.update()
     bar.close()
-    return hits / (trials * per_trial)
+    return hits, queries
+
+
+def capacity_curve(d: int, lam: float, n_patterns, n_trials: int, seed: int, **kwargs) -> np.ndarray:
+    """Fraction of stored patterns retrieved for each N in ``n_patterns``, pooled over the trials and queries of
+    :func:`capacity_trials` (same arguments), shape (len(n_patterns),)."""
+    hits, queries = capacity_trials(d, lam, n_patterns, n_trials, seed, **kwargs)
+    return hits.sum(axis=0) / queries.sum(axis=0)
+
+
+def bootstrap_critical_n(n_patterns, hits: np.ndarray, queries: np.ndarray, n_boot: int, seed: int,
+                         level: float = 0.5) -> np.ndarray:
+    """Monte-Carlo spread of :func:`critical_n`: N_c of ``n_boot`` bootstrap resamples of the trials of
+    :func:`capacity_trials`' ``hits`` and ``queries``, pooled as in :func:`capacity_curve`. The trials are the
+    independent units (the queries of one trial share its memory). Each N is resampled among its own trials, with one
+    uniform draw per row shared by every N, so N with the same trials (all N near N_c) are resampled jointly, as
+    the nested curves they are. NaN where a resample never crosses ``level``."""
+    _check_count("n_boot", n_boot)
+    hits, queries = np.asarray(hits, dtype=float), np.asarray(queries)
+    trials = (queries > 0).sum(axis=0)                                # (len(n),), trials 0..trials-1 tested each N
+    rows, cols = np.arange(len(hits))[:, None], np.arange(hits.shape[1])
+    rng = repro.rng(seed)
+    out = np.empty(n_boot)
+    for b in range(n_boot):
+        pick = (rng.random(len(hits))[:, None] * trials).astype(int)        # a row of each column's own trials
+        keep = rows < trials
+        fraction = (hits[pick, cols] * keep).sum(axis=0) / (queries[pick, cols] * keep).sum(axis=0)
+        out[b] = critical_n(n_patterns, fraction, level)
+    return out
 
 
 def samples_per_point(n_patterns, n_trials: int, n_queries: int, min_samples: int = 0) -> np.ndarray:
@@ -324,9 +354,11 @@ class KDECapacityConfig(NotebookConfig):
     ``n_queries`` patterns of each as queries (small N get extra trials up to ``min_samples`` queries); success =
     mean-shift from the pattern stays within ``radius`` √d.
     N_c = where the fraction retrieved crosses ½ (log-N interpolation). The claims' tolerances are fixed here:
-    ``ref_tolerance`` (absolute, on ln N_c / d against the notes' 0.39/0.51/0.55 at d = 8/12/16, λ = 1) and
+    ``ref_n_se`` (at λ = 1 and each d of :data:`INDEPENDENT_CRITICAL_N`, ln N_c / d must lie within this many
+    bootstrap standard errors, ``ref_n_boot`` resamples of the trials, plus the independent value's own rounding,
+    of the independent estimate; fixed before the reported run) and
     ``cliff_ratio`` (the fraction must fall from ≥ 0.95 to ≤ 0.05 within this factor in N at λ = 1, d = 16; the
-    notes: 2,100 → 6,100, a factor 2.9). Classical binary Hopfield: ``hop_neurons`` neurons, loads ``hop_loads``.
+    independent check found a factor of about 3). Classical binary Hopfield: ``hop_neurons`` neurons, loads ``hop_loads``.
     paper: d up to 20 at both λ, more trials and queries (an hour-scale CPU run; a GPU port is not needed).
     """
 
@@ -341,7 +373,8 @@ class KDECapacityConfig(NotebookConfig):
     min_samples: int = param(512, positive_int)
     radius: float = param(0.1, positive_float)
     n_steps: int = param(200, positive_int)
-    ref_tolerance: float = param(0.05, positive_float)
+    ref_n_se: float = param(3.0, positive_float)
+    ref_n_boot: int = param(400, positive_int)
     cliff_ratio: float = param(3.0, positive_float)
     hop_neurons: int = param(400, positive_int)
     hop_loads: tuple = param((0.02, 0.05, 0.08, 0.1, 0.12, 0.14, 0.16, 0.18, 0.2, 0.25, 0.3), tuple_of(positive_float))

@@ -44,8 +44,10 @@ def fraction_figure(curves: dict, lambdas, dims, samples, alpha1: dict):
     return fig
 
 
-def exponent_figure(dims, exponents: dict, alpha1: dict, ramsauer: dict, reference: dict):
-    """ln N_c / d vs d per λ, with α₁(λ) (dashed), Ramsauer's worst-case rate (dotted) and the notes' values (λ = 1)."""
+def exponent_figure(dims, exponents: dict, alpha1: dict, ramsauer: dict, reference: dict, errors: dict):
+    """ln N_c / d vs d per λ, with α₁(λ) (dashed), Ramsauer's worst-case rate (dotted), an independent estimate at
+    λ = 1 (``reference``: {d: ln N_c / d}, squares) and ±2 bootstrap SE on the λ = 1 values there (``errors``:
+    {d: SE})."""
     fig, ax = plt.subplots(figsize=(8.6, 4.2))
     for k, (lam, values) in enumerate(exponents.items()):
         color = _lambda_color(lam, k)
@@ -53,9 +55,13 @@ def exponent_figure(dims, exponents: dict, alpha1: dict, ramsauer: dict, referen
         ax.axhline(alpha1[lam], color=color, ls="--", lw=1.2, label=f"α₁({lam:g}) = {alpha1[lam]:.3f} (d → ∞)")
         ax.axhline(ramsauer[lam], color=color, ls=":", lw=1.2,
                    label=f"Ramsauer worst case, λ = {lam:g}: {ramsauer[lam]:.3f}")
+        if lam == 1.0 and errors:
+            at = [list(dims).index(d) for d in errors]
+            ax.errorbar(list(errors), np.asarray(values)[at], yerr=2 * np.asarray(list(errors.values())), fmt="none",
+                        ecolor=color, capsize=3, lw=1, label="±2 bootstrap SE, λ = 1")
     if reference:
         ax.plot(list(reference), list(reference.values()), "s", mfc="none", mec="k", ms=8,
-                label="notes' finite-d values, λ = 1")
+                label="independent estimate, λ = 1")
     ax.set_xlabel("dimension d")
     ax.set_ylabel("capacity exponent ln N_c / d")
     ax.set_ylim(0, None)

@@ -79,13 +79,15 @@ def trajectories_figure(trajectories: dict, labels: dict, title: str):
     return fig
 
 
-def clustering_figure(result: dict, cluster_angle: float, title: str):
-    """Cluster count and mean pairwise cosine vs depth + 1 (log axes), one colour per β, mean ± 2 SE over seeds."""
-    fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.0))
+def clustering_figure(result: dict, cluster_angle: float, title: str, movement_floor: float | None = None):
+    """Cluster count, mean pairwise cosine and mean displacement from the start (radians) vs depth + 1 (log axes), one
+    colour per β, mean ± 2 SE over seeds; ``movement_floor`` (dotted) is the displacement a β needs to count in the
+    metastability claim."""
+    fig, axes = plt.subplots(1, 3, figsize=(15.0, 4.0))
     depth = result["depth"] + 1
-    for color, beta, counts, cosine in zip(_beta_colors(result["betas"]), result["betas"], result["counts"],
-                                           result["cosine"]):
-        for ax, values in ((axes[0], counts), (axes[1], cosine)):
+    for color, beta, *tables in zip(_beta_colors(result["betas"]), result["betas"], result["counts"],
+                                    result["cosine"], result["displacement"]):
+        for ax, values in zip(axes, tables):
             mean, se = mean_and_se(values)
             ax.plot(depth, mean, color=color, lw=1.5, label=f"β = {beta:g}")
             ax.fill_between(depth, mean - 2 * se, mean + 2 * se, color=color, alpha=0.2, lw=0)
@@ -97,6 +99,9 @@ def clustering_figure(result: dict, cluster_angle: float, title: str):
     axes[0].set(ylabel=f"clusters (components at angle < {cluster_angle:g} rad)", title="number of clusters",
                 ylim=(0.8, 1.3 * n_tokens))
     axes[1].set(ylabel="mean pairwise cosine xᵢᵀxⱼ", title="mean pairwise cosine", ylim=(-0.05, 1.05))
+    if movement_floor is not None:
+        axes[2].axhline(movement_floor, color="0.3", ls=":", lw=1, label="movement floor")
+    axes[2].set(ylabel="mean angle to the token's start (rad)", title="how far the tokens moved")
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xlabel("depth + 1 (layers, log scale)")

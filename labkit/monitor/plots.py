@@ -81,13 +81,17 @@ def filter_figure(run: dict, organisms: list[str], table: dict, title: str):
     return fig
 
 
-def transfer_figure(temperatures: list[float], student: dict, teacher: tuple, control: tuple, title: str):
-    """Attack success rate and clean accuracy of the distilled students vs temperature (mean ± 2 SE), with the
-    teacher's and the clean model's attack success as references. ``student[key] = (means, ses)``."""
+def transfer_figure(temperatures: list[float], student: dict, control_student: dict, teacher: tuple, control: tuple,
+                    title: str):
+    """Attack success rate and clean accuracy of the distilled students vs temperature (mean ± 2 SE): students of the
+    backdoored teacher and, the control, students of the clean model; the teacher's and the clean model's attack
+    success as references. ``student[key] = (means, ses)``, likewise ``control_student``."""
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.8))
     for ax, key, label in zip(axes, ("attack_success", "accuracy"), ("attack success rate", "clean test accuracy")):
-        mean, se = (np.asarray(v) for v in student[key])
-        ax.errorbar(temperatures, mean, 2 * se, fmt="o-", color="k", capsize=3, label="student (clean data only)")
+        for run, colour, name in ((student, "k", "student of the backdoored teacher"),
+                                  (control_student, _COLOURS(2), "student of the clean model (control)")):
+            mean, se = (np.asarray(v) for v in run[key])
+            ax.errorbar(temperatures, mean, 2 * se, fmt="o-", color=colour, capsize=3, label=name)
         ax.set_xscale("log", base=2)
         ax.set_xticks(temperatures)
         ax.set_xticklabels([f"{t:g}" for t in temperatures])
@@ -96,7 +100,7 @@ def transfer_figure(temperatures: list[float], student: dict, teacher: tuple, co
     axes[0].axhline(teacher[0], color=_COLOURS(3), ls="--", label=f"backdoored teacher ({teacher[0]:.2f})")
     axes[0].axhline(control[0], color=_COLOURS(2), ls=":", label=f"clean model ({control[0]:.2f})")
     axes[0].set_ylim(-0.03, 1.03)
-    axes[0].legend(fontsize=8, loc="center left")
+    axes[0].legend(fontsize=7, loc="center left")
     fig.suptitle(title)
     return fig
 

@@ -8,16 +8,16 @@ Epochs
     Window [t_k + w₀, t_k + w₁) around each stimulus time t_k, starting at sample round((t_k + w₀) f_s): the stimulus
     falls within half a sample of the same place in every epoch.
 
-Stimulus artefact (rig notes: "blank or subtract it (template from sub-threshold trials); favour the far pairs")
-    The artefact grows linearly with the stimulus voltage V (notes), so a template per volt is the mean of e / V over
-    trials that evoked no spike; subtracting V·template from a trial removes it, spikes and all later responses
-    untouched. Blanking instead replaces [0, blank_ms) after the stimulus by the straight line joining its ends
-    (nothing recorded there survives: use it when the artefact is brief).
+Stimulus artefact (blank it, or subtract a template from sub-threshold trials; the far pairs are cleaner)
+    The artefact grows linearly with the stimulus voltage V (assumed here), so a template per volt is the mean of
+    e / V over trials that evoked no spike; subtracting V·template from a trial removes it, spikes and all later
+    responses untouched. Blanking instead replaces [0, blank_ms) after the stimulus by the straight line joining its
+    ends (nothing recorded there survives: use it when the artefact is brief).
 
 Automatic artefact removal (what :func:`conduction_velocity` does by default)
-    Assumed, as the rig notes describe the artefact, and checked afterwards rather than trusted: in every trial i
-    and on every pair p the artefact is one shape s(t), time-locked to the stimulus, times a scale a_ip (size and
-    sign may vary between pairs and trials), while a spike reaches different pairs at different times (later at
+    Assumed here, and checked afterwards rather than trusted: in every trial i and on every pair p the artefact is
+    one shape s(t), time-locked to the stimulus, times a scale a_ip (size and sign may vary between pairs and
+    trials), while a spike reaches different pairs at different times (later at
     farther pairs). One stimulus waveform per call: trials with different periods have different shapes. All
     steps work on the band-passed epochs y_ip(t); the filter is linear and time-invariant, so the model keeps its
     form, y_ip(t) = a_ip s_f(t) + spikes + noise.
@@ -45,7 +45,7 @@ Automatic artefact removal (what :func:`conduction_velocity` does by default)
     Where the assumptions fail (different artefact shapes on different pairs, spikes on more than two pairs at
     once while the artefact is large and the same in every trial) the residue is long, pairs lose their arrivals
     and the plausibility checks below refuse the result; pass ``artefact=`` (e.g. a template from sub-threshold
-    trials, the notes' advice) or ``blank_ms=`` instead.
+    trials) or ``blank_ms=`` instead.
 
 Band-pass
     Butterworth (order 4) as second-order sections, run forward and backward (``scipy.signal.sosfiltfilt``): zero
@@ -69,15 +69,17 @@ Conduction velocity and fibre identity
     Per trial, the least-squares slope of arrival time against pair position, t = a + x / v (mm/ms = m/s); the
     recording's velocity is the median over trials (robust to a trial with a missed or spurious spike). The first
     spike on every pair is the fastest fibre's when fibres fire together (the MGF: lowest threshold, fires first and
-    conducts fastest). Identity by speed (notes): MGF 20–30 m/s, LGF 10–15 m/s; the boundary is ours, 17.5 m/s.
+    conducts fastest). Identity by speed (ranges and sources under Plausibility): MGF 20–30 m/s, LGF 10–15 m/s;
+    the boundary is ours, 17.5 m/s.
 
 Plausibility (:func:`velocity_diagnostics`)
     :func:`conduction_velocity` returns a number only if (a) it lies within ``PLAUSIBLE_VELOCITY_M_S`` = 2–50 m/s:
-    the giant fibres conduct at 10–15 m/s (LGF) and 20–30 m/s (MGF; mean 30.2 m/s in intact awake worms,
-    Bähring & Bauer 2014) (notes), and the range leaves a factor 5 below the LGF for cold, small or dissected
-    preparations and ~1.65 above the MGF's mean; (b) the arrival times fit t = a + x / v: the median over trials
-    of the rms misfit is at most ``MAX_FIT_RESIDUAL_MS`` = 0.05 ms (or one sample, if longer) — clean arrivals
-    fit to a few µs, and 0.05 ms is a sixth of the 0.33 ms between pairs 10 mm apart at 30 m/s (notes);
+    the giant fibres conduct at 10–15 m/s (LGF; a literature range whose primary source is not recorded here) and
+    20–30 m/s (MGF; mean 30.2 m/s in intact awake worms, Bähring & Bauer 2014), and the range leaves a factor 5
+    below the LGF for cold, small or dissected preparations and ~1.65 above the MGF's mean; (b) the arrival times
+    fit t = a + x / v: the median over trials of the rms misfit is at most ``MAX_FIT_RESIDUAL_MS`` = 0.05 ms (or
+    one sample, if longer) — clean arrivals fit to a few µs, and 0.05 ms is a sixth of the 0.33 ms between pairs
+    10 mm apart at 30 m/s;
     (c) the trials agree: robust CV 1.4826 MAD / median of the per-trial velocities at most
     ``MAX_TRIAL_SPREAD`` = 0.25 (with 3 trials or more), and no more than half of the fitted trials have a
     non-positive slope (a wave that does not travel away from the stimulus). These thresholds are ours. Otherwise
@@ -86,8 +88,8 @@ Plausibility (:func:`velocity_diagnostics`)
 
 Dose–response
     Response amplitude = peak-to-peak of the artefact-free, band-passed epoch in a window after the stimulus, per pair;
-    monotonic increase with voltage tested by Spearman's ρ. Recruitment steps (none → MGF → MGF + LGF, notes) are
-    counted as distinct spikes on the farthest pair, where the fibres' arrivals are furthest apart.
+    monotonic increase with voltage tested by Spearman's ρ. Recruitment steps (none → MGF → MGF + LGF, in threshold
+    order) are counted as distinct spikes on the farthest pair, where the fibres' arrivals are furthest apart.
 
 Strength–duration (Weiss 1901; Lapicque 1907)
     V_th = Rb (1 + c / d) is linear in 1/d: V_th = Rb + (Rb c) / d, so least squares on (1, 1/d) gives the rheobase
@@ -106,8 +108,8 @@ __all__ = ["MGF_LGF_BOUNDARY_M_S", "PLAUSIBLE_VELOCITY_M_S", "MAX_FIT_RESIDUAL_M
            "detect_spikes", "arrival_times", "fit_velocities", "velocity_diagnostics", "conduction_velocity",
            "fibre_identity", "response_amplitude", "count_spikes", "dose_response", "fit_strength_duration"]
 
-MGF_LGF_BOUNDARY_M_S = 17.5     # ours: between the LGF's 10–15 and the MGF's 20–30 m/s (rig notes)
-PLAUSIBLE_VELOCITY_M_S = (2.0, 50.0)   # ours, around the notes' LGF 10–15 and MGF 20–30 m/s (module docstring)
+MGF_LGF_BOUNDARY_M_S = 17.5     # ours: between the LGF's 10–15 and the MGF's 20–30 m/s (module docstring)
+PLAUSIBLE_VELOCITY_M_S = (2.0, 50.0)   # ours, around the LGF's 10–15 and MGF's 20–30 m/s (module docstring)
 MAX_FIT_RESIDUAL_MS = 0.05      # ours: median per-trial rms misfit of t = a + x / v (one sample if that is longer)
 MAX_TRIAL_SPREAD = 0.25         # ours: robust CV (1.4826 MAD / median) of the per-trial velocities
 _MAD_TO_SIGMA = 1 / 0.6745

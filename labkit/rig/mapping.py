@@ -5,7 +5,7 @@ Session (:func:`run_session`)
     ``Rig("rigsim://?seed=…")`` — the host driver, the COBS/CRC link, the device firmware logic and the simulated
     worm, all real — configures 4 pairs at ``fs_hz``, records a session folder, arms, and delivers every pulse of
     :func:`schedule`: each (V_pp, period) of the sweep ``repeats`` times plus sub-threshold *template* pulses at
-    ``template_vpp`` (ours: for the artefact template, rig notes), in a seeded random order, about ``rate_hz``
+    ``template_vpp`` (ours: for the artefact template, labkit.rig.analysis), in a seeded random order, about ``rate_hz``
     pulses per second with intervals jittered by ± ``interval_jitter`` (ours: irregular intervals make the LED sync
     unambiguous). The simulated camera films the session (``SimulatedRig.render_video``, LED lit at each pulse);
     the video is tracked (labkit.rig.tracking, frames timed by the LED) and the session folder, the tracked strain
@@ -28,8 +28,9 @@ template pulses (scaled by the measured V_pp), band-pass, first-spike arrival ti
 fibre identity (also of the next spike after the first, on the 3 far pairs: the LGF when recruited),
 recruitment (spikes on the farthest pair), compound response amplitude (peak-to-peak of the
 artefact-free 20–5000 Hz signal over 0–20 ms, mean over pairs — ours: it contains the giant spikes and the
-muscle potentials, both of which grow with voltage per the notes), the tracked strain around every pulse and the
-shortening per trial (−min of the mean strain 0–0.5 s after the pulse, minus its pre-pulse mean).
+muscle potentials, both of which grow with voltage: the abstract, Pai (mentor Ludwig), arXiv 2112.01650, reports it
+for the action potentials, and labkit.rig.worm assumes it for the muscle potentials), the tracked strain around every
+pulse and the shortening per trial (−min of the mean strain 0–0.5 s after the pulse, minus its pre-pulse mean).
 
 :class:`MappingConfig` (end of the module) holds every number of the notebook.
 """
@@ -52,8 +53,8 @@ from labkit.rig.driver import Rig
 from labkit.rig.nwb import session_to_nwb, validate_nwb
 from labkit.rig.tracking import SegmentTracker, read_frames, track_video
 
-__all__ = ["HoldingClock", "schedule", "run_session", "load_nwb", "analyse", "summarise", "example_trial", "kymograph",
-           "MappingConfig"]
+__all__ = ["HoldingClock", "schedule", "run_session", "load_nwb", "spike_analysis", "analyse", "summarise",
+           "example_trial", "kymograph", "MappingConfig"]
 
 
 class HoldingClock:
@@ -181,31 +182,32 @@ def _strain_epochs(t_s, strain, onsets_s, lags_s) -> np.ndarray:
     return out
 
 
-def analyse(nwb_path, cfg: "MappingConfig") -> dict:
-    """Everything 05a's figures and claims show, computed from the NWB file (see the module docstring)."""
-    d = load_nwb(nwb_path)
-    fs, pos = d["fs"], d["positions_mm"]
-    stim = d["pulse_t_s"] - d["t0_s"]
-    if d["gaps"] is not None and len(d["gaps"]):
-        raise ValueError(f"{nwb_path}: {len(d['gaps'])} gaps (samples lost in transit); the analysis needs them all")
-    e, t = an.epochs(d["samples_uv"], fs, stim, cfg.window_ms)
-    template_trial = np.isclose(d["vpp"], cfg.template_vpp, atol=1e-3)      # requests travel as float32
+def spike_analysis(samples_uv, fs: float, positions_mm, stim_s, vpp, vpp_measured, period_ms, period_ms_measured,
+                   cfg: "MappingConfig") -> dict:
+    """The electrophysiology of :func:`analyse` on arrays (a recording from any source): epochs, the artefact template
+    per period from the template pulses, band-pass, first and next spike arrivals and velocities, fibre identity,
+    spikes on the farthest pair, compound response amplitude. ``stim_s`` relative to the first sample."""
+    pos = np.asarray(positions_mm, dtype=float)
+    vpp, vpp_measured = np.asarray(vpp, dtype=float), np.asarray(vpp_measured, dtype=float)
+    period_ms, period_ms_measured = np.asarray(period_ms, dtype=float), np.asarray(period_ms_measured, dtype=float)
+    e, t = an.epochs(samples_uv, fs, stim_s, cfg.window_ms)
+    template_trial = np.isclose(vpp, cfg.template_vpp, atol=1e-3)          # requests travel as float32
     clean = np.empty_like(e)
-    n_templates = np.zeros(len(stim))
-    for period in np.unique(d["period_ms"]):
-        rows = d["period_ms"] == period
-        tpl = an.artefact_template(e[rows], d["vpp_measured"][rows], template_trial[rows], t,
-                                   duration_ms=d["period_ms_measured"][rows].max() + _ARTEFACT_MARGIN_MS)
-        clean[rows] = an.subtract_artefact(e[rows], tpl, d["vpp_measured"][rows])
+    n_templates = np.zeros(len(stim_s))
+    for period in np.unique(period_ms):
+        rows = period_ms == period
+        tpl = an.artefact_template(e[rows], vpp_measured[rows], template_trial[rows], t,
+                                   duration_ms=period_ms_measured[rows].max() + _ARTEFACT_MARGIN_MS)
+        clean[rows] = an.subtract_artefact(e[rows], tpl, vpp_measured[rows])
         n_templates[rows] = template_trial[rows].sum()
     spikes = an.bandpass(clean, fs, cfg.band_hz, axis=1)
     sigma = an.noise_sigma(spikes[:, t < 0].transpose(2, 0, 1).reshape(len(pos), -1), axis=1)
     # the template's noise, amplified by V / V_template, adds to the trial's (conservatively: over the whole epoch)
-    inflate = np.sqrt(1 + (d["vpp"] / cfg.template_vpp) ** 2 / n_templates)
+    inflate = np.sqrt(1 + (vpp / cfg.template_vpp) ** 2 / n_templates)
     arrivals = an.arrival_times(spikes, t, k=cfg.threshold_k, sigma=sigma[None, :] * inflate[:, None])
     velocity = an.fit_velocities(pos, arrivals)
     # the next spike after the first one's waveform (LGF when recruited); the nearest pair is left out because the
-    # two fibres' spikes still overlap there (rig notes: favour the far pairs)
+    # two fibres' spikes still overlap there
     after = arrivals + cfg.dead_ms
     after[:, 0] = np.nan
     second = an.arrival_times(spikes, t, k=cfg.threshold_k, sigma=sigma[None, :] * inflate[:, None],
@@ -215,27 +217,38 @@ def analyse(nwb_path, cfg: "MappingConfig") -> dict:
                             window_ms=(0.0, cfg.window_ms[1]))
     compound = an.bandpass(clean, fs, cfg.amplitude_band_hz, axis=1)
     amplitude = an.response_amplitude(compound, t, (0.0, cfg.window_ms[1])).mean(axis=1)
-    sweep = ~template_trial
+    return {"t_ms": t, "spikes": spikes, "positions_mm": pos, "vpp": vpp, "period_ms": period_ms,
+            "sweep": ~template_trial, "arrivals_ms": arrivals, "velocity_m_s": velocity,
+            "fibre": an.fibre_identity(velocity), "second_arrivals_ms": second, "second_velocity_m_s": second_velocity,
+            "second_fibre": an.fibre_identity(second_velocity), "spike_count": count, "amplitude_uv": amplitude}
+
+
+def analyse(nwb_path, cfg: "MappingConfig") -> dict:
+    """Everything 05a's figures and claims show, computed from the NWB file (see the module docstring):
+    :func:`spike_analysis` of its recording and pulses, and the tracked strain around every pulse."""
+    d = load_nwb(nwb_path)
+    if d["gaps"] is not None and len(d["gaps"]):
+        raise ValueError(f"{nwb_path}: {len(d['gaps'])} gaps (samples lost in transit); the analysis needs them all")
+    r = spike_analysis(d["samples_uv"], d["fs"], d["positions_mm"], d["pulse_t_s"] - d["t0_s"], d["vpp"],
+                       d["vpp_measured"], d["period_ms"], d["period_ms_measured"], cfg)
     lags = np.arange(-0.2, 0.8, 1 / cfg.fps / 2)
     strain = _strain_epochs(d["motion_t_s"], d["strain"], d["pulse_t_s"], lags)
     mean_strain = strain.mean(axis=2)
     baseline = mean_strain[:, lags < 0].mean(axis=1)
     response = (lags >= 0) & (lags <= 0.5)
     shortening = -(mean_strain[:, response].min(axis=1) - baseline)
-    return {"t_ms": t, "spikes": spikes, "positions_mm": pos, "vpp": d["vpp"], "period_ms": d["period_ms"],
-            "pulse_t_s": d["pulse_t_s"], "sweep": sweep, "arrivals_ms": arrivals, "velocity_m_s": velocity,
-            "fibre": an.fibre_identity(velocity), "second_arrivals_ms": second, "second_velocity_m_s": second_velocity,
-            "second_fibre": an.fibre_identity(second_velocity), "spike_count": count, "amplitude_uv": amplitude,
-            "lags_s": lags, "strain_epochs": strain, "shortening": shortening, "zone_mm": d["zone_mm"],
-            "motion_t_s": d["motion_t_s"], "video": d["video"]}
+    return {**r, "pulse_t_s": d["pulse_t_s"], "lags_s": lags, "strain_epochs": strain, "shortening": shortening,
+            "zone_mm": d["zone_mm"], "motion_t_s": d["motion_t_s"], "video": d["video"]}
 
 
 def summarise(r: dict, cfg: "MappingConfig") -> dict:
-    """The numbers behind the claims: velocity vs ground truth, dose–response, AP–displacement correlation."""
+    """The numbers behind the claims: velocity vs ground truth, dose–response, AP–displacement correlation over the
+    sweep and within the trials that fired a spike (``corr_spiking``: does the AP amplitude still predict the
+    shortening once spike vs no spike is taken out?)."""
     s = r["sweep"]
+    spiking = s & (r["spike_count"] > 0)
     velocity = float(np.nanmedian(r["velocity_m_s"][s]))
     fibres = r["fibre"][s]
-    pearson = stats.pearsonr(r["amplitude_uv"][s], r["shortening"][s])
     return {"velocity_m_s": velocity, "truth_m_s": cfg.mgf_velocity_m_s,
             "velocity_error": abs(velocity - cfg.mgf_velocity_m_s) / cfg.mgf_velocity_m_s,
             "trials": int(s.sum()), "trials_with_velocity": int(np.isfinite(r["velocity_m_s"][s]).sum()),
@@ -244,7 +257,16 @@ def summarise(r: dict, cfg: "MappingConfig") -> dict:
             if np.isfinite(r["second_velocity_m_s"][s]).any() else float("nan"),
             "second_spike_lgf": int((r["second_fibre"][s] == "LGF").sum()), "lgf_truth_m_s": cfg.lgf_velocity_m_s,
             "dose": an.dose_response(r["vpp"][s], r["amplitude_uv"][s]),
-            "corr": {"r": float(pearson.statistic), "p": float(pearson.pvalue), "n": int(s.sum())}}
+            "corr": _pearson(r["amplitude_uv"][s], r["shortening"][s]),
+            "corr_spiking": _pearson(r["amplitude_uv"][spiking], r["shortening"][spiking])}
+
+
+def _pearson(x, y) -> dict:
+    """Pearson r, its p-value and n; NaN with fewer than 3 pairs."""
+    if len(x) < 3:
+        return {"r": float("nan"), "p": float("nan"), "n": int(len(x))}
+    result = stats.pearsonr(x, y)
+    return {"r": float(result.statistic), "p": float(result.pvalue), "n": int(len(x))}
 
 
 def example_trial(r: dict) -> int:
@@ -281,7 +303,10 @@ _speed = Check(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
 @dataclass(frozen=True)
 class MappingConfig(NotebookConfig):
     """Notebook 05a. The sweep follows the abstract (2–6 V_pp, periods 2–6.7 ms, 1 pulse/s); the template pulses,
-    the jitter, the analysis windows and bands are ours. Claim thresholds are fixed here, before any result."""
+    the jitter, the analysis windows and bands are ours. Claim thresholds are fixed here, before any result; the
+    blind checks (``labkit.rig.validation``: ``n_blind`` random worms and as many recordings built without the
+    simulator, drawn from ``blind_seed``) must recover the velocity within ``velocity_tolerance`` in at least
+    ``blind_min_recovered`` of the cases and never return a wrong number."""
 
     vpp_values: tuple = param((2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0), tuple_of(_vpp))
     period_values_ms: tuple = param((2.0, 3.0, 4.0, 5.0, 6.7), tuple_of(_period))
@@ -306,10 +331,13 @@ class MappingConfig(NotebookConfig):
     dead_ms: float = param(1.0, positive_float)          # one spike's waveform: crossings within it are the same spike
     velocity_tolerance: float = param(0.10, fraction)
     alpha: float = param(0.01, fraction)
+    n_blind: int = param(12, positive_int)               # random worms, and recordings built without the simulator
+    blind_seed: int = param(2026, positive_int)          # fixed before the reported run; never used in development
+    blind_min_recovered: float = param(0.8, fraction)
 
     SCALES = {
         "smoke": dict(vpp_values=(2.0, 4.0, 6.0), period_values_ms=(2.0, 6.7), repeats=1, template_repeats=2,
-                      rate_hz=2.0, speed=4.0),
+                      rate_hz=2.0, speed=4.0, n_blind=3),
         "quick": {},
         "paper": dict(repeats=10, template_repeats=5, speed=1.0),
     }

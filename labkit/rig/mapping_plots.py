@@ -145,14 +145,22 @@ def triggered_strain_figure(r: dict):
     return fig
 
 
-def correlation_figure(r: dict, corr: dict):
-    """Per-trial AP amplitude against the shortening that follows, coloured by voltage."""
+def correlation_figure(r: dict, corr: dict, corr_spiking: dict):
+    """Per-trial AP amplitude against the shortening that follows, coloured by voltage; trials without a spike as
+    open circles. Title: Pearson r over all sweep trials and within the trials that fired a spike."""
     s = r["sweep"]
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    sc = ax.scatter(r["amplitude_uv"][s], r["shortening"][s], c=r["vpp"][s], cmap="plasma", s=16)
+    fired = r["spike_count"] > 0
+    fig, ax = plt.subplots(figsize=(6.5, 4.4))
+    sc = ax.scatter(r["amplitude_uv"][s & fired], r["shortening"][s & fired], c=r["vpp"][s & fired], cmap="plasma",
+                    s=16, label="a spike on the farthest pair", vmin=r["vpp"][s].min(), vmax=r["vpp"][s].max())
+    ax.scatter(r["amplitude_uv"][s & ~fired], r["shortening"][s & ~fired], facecolors="none",
+               edgecolors=sc.cmap(sc.norm(r["vpp"][s & ~fired])), s=16, label="no spike")
     fig.colorbar(sc, ax=ax, label="stimulus voltage (V$_{pp}$)")
+    ax.legend(fontsize=8, loc="upper left")
     ax.set(xlabel="AP response amplitude (µV)", ylabel="peak shortening after the pulse (strain)",
-           title=f"AP vs displacement: Pearson r = {corr['r']:.2f}, p = {corr['p']:.1e} (n = {corr['n']})")
+           title=f"AP vs displacement: all trials r = {corr['r']:.2f} (p = {corr['p']:.1e}, n = {corr['n']});\n"
+                 f"trials with a spike only r = {corr_spiking['r']:.2f} (p = {corr_spiking['p']:.1e}, "
+                 f"n = {corr_spiking['n']})")
     return fig
 
 
@@ -168,4 +176,32 @@ def kymograph_figure(kymo: np.ndarray, times_s: np.ndarray, pulse_times_s: np.nd
         ax.text(kymo.shape[1] * 0.995, t, f"{v:g} V", color="#d62728", ha="right", va="bottom", fontsize=8)
     ax.set(xlabel="position along the raceway (px; head on the left)", ylabel="device time (s)",
            title="Kymograph of the midline: segments (stripes) shorten after each pulse")
+    return fig
+
+
+def blind_figure(checks: dict, tolerance: float):
+    """One panel per blind check (``checks``: {name: cases of ``labkit.rig.validation``}): estimated against true
+    velocity, the ±``tolerance`` band shaded; wrong estimates in red; refusals as crosses on the bottom axis."""
+    fig, axes = plt.subplots(1, len(checks), figsize=(5.2 * len(checks), 4.4), squeeze=False)
+    for ax, (name, cases) in zip(axes[0], checks.items()):
+        truth = np.array([c["truth_m_s"] for c in cases])
+        estimate = np.array([c["estimate_m_s"] for c in cases])
+        verdict = np.array([c["verdict"] for c in cases])
+        lo, hi = 0.8 * truth.min(), 1.15 * truth.max()
+        line = np.array([lo, hi])
+        ax.fill_between(line, line * (1 - tolerance), line * (1 + tolerance), color="0.85", lw=0,
+                        label=f"±{tolerance:.0%}")
+        ax.plot(line, line, color="0.4", lw=1, ls="--")
+        for kind, colour in (("recovered", "#1f77b4"), ("wrong", "#d62728")):
+            rows = verdict == kind
+            ax.scatter(truth[rows], estimate[rows], s=24, color=colour, zorder=3,
+                       label=f"{kind} ({rows.sum()})")
+        refused = verdict == "refused"
+        ax.scatter(truth[refused], np.full(refused.sum(), lo), marker="x", color="k", zorder=3, clip_on=False,
+                   label=f"refused ({refused.sum()})")
+        ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="true conduction velocity (m/s)",
+               ylabel="estimated conduction velocity (m/s)", title=name)
+        ax.set_aspect("equal")
+        ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
     return fig

@@ -28,7 +28,7 @@ where it turns on has t_i ∈ [τ, τ + 1/fps), expected τ + 1/(2 fps). The ons
 started before the first pulse); with one onset only the nominal frame rate is kept. Irregular (jittered)
 inter-pulse intervals make the match unique.
 
-The kymograph is the stack of midline profiles p(x) over frames (a straight raceway; rig notes).
+The kymograph is the stack of midline profiles p(x) over frames (the raceway is straight).
 """
 
 import math

@@ -7,12 +7,12 @@ Body zone j is drawn as a filled band (alternating shades; rounded head and tail
 
     length ℓ_j (1 + ε_j),      width W / sqrt(1 + ε_j)      (constant volume of a fluid-filled segment),
 
-so a shortening segment widens (rig notes: "local width is a proxy for strain"). W = 6 mm (assumed). Slow
+so a shortening segment widens and local width is a proxy for strain. W = 6 mm (assumed). Slow
 lighting drift multiplies the scene by 1 + 0.04 sin(2π t / 17 s + φ) and each frame gets white pixel noise of
 3 grey levels rms (both assumed, "mild"); φ and the noise come from ``repro.rng(seed, ...)``. The LED (a bright
-disc in the top-right corner, the stimulator's camera-sync marker in the notes) is lit in frame i iff
+disc in the top-right corner, a camera-sync marker driven by the stimulator, assumed) is lit in frame i iff
 τ <= t_i < τ + led_on_s for some τ in ``led_times_s``. Codec: MJPG in an .avi (OpenCV 5 writes MJPG/XVID/mp4v,
-no H.264; notes). The returned description is also written as JSON next to the video (same stem).
+no H.264). The returned description is also written as JSON next to the video (same stem).
 """
 
 import json

@@ -1,20 +1,21 @@
 """The simulated earthworm preparation: giant fibres, muscles and skin electrodes behind the rig's ADC.
 
 One worm (*Lumbricus terrestris*) lies straight on a raceway: two stimulating electrodes under the head (the
-*stimulation site*, x = 0) and 4 differential recording pairs behind it at x_k mm. Sources: the rig notes
-``shared/papers/05-earthworm-rig.md`` ("notes" below) and the papers they quote; anything marked *assumed* has
-no sourced figure and was chosen to look like a teaching-lab recording.
+*stimulation site*, x = 0) and 4 differential recording pairs behind it at x_k mm. Sources: the abstract
+(Pai (mentor Ludwig), arXiv 2112.01650) for the raceway, electrodes and stimulus, and the papers cited next to each
+number; *unsourced* marks a physiology figure from the literature whose primary source is not recorded here (check
+before quoting); anything marked *assumed* has no sourced figure and was chosen to look like a teaching-lab recording.
 
 Stimulus and recruitment
     One bipolar sine cycle of peak-to-peak voltage V_pp and period T starting at t_s (charge-balanced by
     construction). Each phase lasts d = T / 2 and peaks at V_pp / 2. Convention used throughout: a fibre fires
-    when the *phase peak* reaches its strength–duration threshold (notes; the Weiss–Lapicque hyperbola)
+    when the *phase peak* reaches its strength–duration threshold (the Weiss–Lapicque hyperbola)
 
         V_th = Rb (1 + c / d),       i.e. in the rig's units   V_th,pp = 2 Rb (1 + c / d),
 
     with a trial-to-trial jitter V_th -> V_th (1 + cv z), z ~ N(0, 1) per fibre and pulse (assumed). With the
     intact-worm MGF values (Rb 1.0 V, c 0.06 ms) the MGF threshold is ≈ 2.1 V_pp for T = 2–6.7 ms and the
-    LGF's ≈ 2.7 V_pp, so within 2–6 V_pp the response steps none -> MGF -> MGF + LGF (the notes' finding).
+    LGF's ≈ 2.7 V_pp, so within 2–6 V_pp the response steps none -> MGF -> MGF + LGF (derived here).
     The fibre fires when the first phase reaches threshold, at t_s + (T / 2π) asin(V_th / V_peak) (assumed).
     The two lateral fibres fire together and are modelled as one unit, "LGF".
 
@@ -25,28 +26,28 @@ Stimulus and recruitment
 Recording (µV, one column per pair)
     A spike starting at x_0 at time t_0 reaches x at t_0 + |x - x_0| / v. Each electrode sees a biphasic spike
     w(u) = -u exp((1 - u²) / 2), u = (t - t_arrival) / σ, σ = width / 6 (peaks ±1 at u = ∓1); a pair with
-    electrodes at x_k ∓ s/2 records the difference of the two delayed copies (notes):
+    electrodes at x_k ∓ s/2 records the difference of the two delayed copies:
 
         y_k(t) = A_f [w((t - t_0 - |x_k - s/2 - x_0| / v) / σ) - w((t - t_0 - |x_k + s/2 - x_0| / v) / σ)].
 
     Muscle potentials: after the first giant spike passes pair k, a slower biphasic wave (same shape, width
     ``muscle_width_ms``) starting ``muscle_delay_ms`` later, of amplitude M_max D with the graded drive
-    D(V_pp) = 1 / (1 + exp(-(V_pp - V_half) / slope)), so they grow gradually with voltage (notes; shape and
+    D(V_pp) = 1 / (1 + exp(-(V_pp - V_half) / slope)), so they grow gradually with voltage (unsourced; shape and
     numbers assumed). Spontaneous spikes have D = 1.
 
-    Stimulus artefact, linear in voltage and attenuating with distance (notes; scale and length assumed):
+    Stimulus artefact, linear in voltage and attenuating with distance (unsourced; scale and length assumed):
 
         a_k(t) = G V_pp exp(-x_k / λ) sin(2π (t - t_s) / T)   for t_s <= t < t_s + T.
 
     Plus white noise (σ_n) and mains hum (f_mains, one phase per pair). Spontaneous giant spikes: Poisson,
     ``spontaneous_rate_hz`` per fibre (assumed); the MGF's start at the head tip and travel tailwards, the
     LGF's start at the tail tip and travel headwards (sensory fields: MGF anterior, LGF posterior; Drewes,
-    Landa & McFall 1978, J Exp Biol 72:217 — not in the notes, check before quoting).
+    Landa & McFall 1978, J Exp Biol 72:217 — check before quoting).
 
 Body and twitches
     The body (``body_length_mm``, ``n_zones`` equal zones of several ~1 mm segments) shortens after every
     giant spike: zone j's longitudinal strain gets -ε_max D α((t - t_j) / τ), α(u) = u e^(1-u) for u > 0, with
-    t_j = spike arrival at the zone centre + ``twitch_delay_ms`` ("tens of ms", assumed in the notes — no
+    t_j = spike arrival at the zone centre + ``twitch_delay_ms`` ("tens of ms", assumed — no
     sourced figure). Twitches add linearly. No refractoriness is modelled (the rig pulses at 1 Hz).
 
 Determinism
@@ -91,13 +92,13 @@ _positive_floats = Check(lambda v: isinstance(v, (tuple, list)) and len(v) >= 1
 
 @dataclass(frozen=True)
 class WormParams:
-    """Every number of the simulated preparation. Sources in the comments; "notes" = 05-earthworm-rig.md."""
+    """Every number of the simulated preparation. Sources in the comments ("unsourced", "assumed": module docstring)."""
 
-    # conduction velocities. Notes: MGF 20-30 m/s (intact awake worms, mean 30.2 m/s, Bähring & Bauer 2014),
-    # LGF 10-15 m/s (class data 14.96 ± 0.70 m/s, dissected cord); defaults are the ranges' midpoints
+    # conduction velocities: MGF 20-30 m/s (intact awake worms, mean 30.2 m/s, Bähring & Bauer 2014), LGF 10-15 m/s
+    # (unsourced; class data 14.96 ± 0.70 m/s, dissected cord); defaults are the ranges' midpoints
     mgf_velocity_m_s: float = param(25.0, positive_float)
     lgf_velocity_m_s: float = param(12.5, positive_float)
-    # strength-duration thresholds (phase-peak volts, ms). Notes: intact worm MGF Rb ≈ 1.0 V, c ≈ 0.06 ms;
+    # strength-duration thresholds (phase-peak volts, ms), unsourced: intact worm MGF Rb ≈ 1.0 V, c ≈ 0.06 ms;
     # dissected cord MGF Rb 0.41-0.55 V, c 0.27-0.45 ms, LGF Rb 0.54-0.70 V, c 0.39-0.50 ms. Intact LGF values
     # assumed: intact MGF × the dissected LGF/MGF ratio of midpoints (Rb 0.62/0.48 ≈ 1.3, c 0.445/0.36 ≈ 1.25)
     mgf_rheobase_v: float = param(1.0, positive_float)
@@ -105,22 +106,23 @@ class WormParams:
     lgf_rheobase_v: float = param(1.3, positive_float)
     lgf_chronaxie_ms: float = param(0.075, positive_float)
     threshold_jitter_cv: float = param(0.02, _fraction)         # assumed: small trial-to-trial jitter
-    # extracellular spikes. Notes: tens to ~100 µV through the skin, 0.5-1 ms wide (width = 6 σ here);
+    # extracellular spikes, unsourced: tens to ~100 µV through the skin, 0.5-1 ms wide (width = 6 σ here);
     # the MGF, the thicker fibre, is given the larger spike (assumed)
     mgf_spike_uv: float = param(80.0, _non_negative)
     lgf_spike_uv: float = param(50.0, _non_negative)
     spike_width_ms: float = param(0.8, positive_float)
-    # geometry (mm). Notes: L. terrestris 110-200 mm, 120-170 segments of ~1 mm (a zone = ~5 segments);
-    # 4 recording pairs; 10 mm electrode spacing (0.33 ms at 30 m/s). Stimulation site and pair positions assumed
+    # geometry (mm): L. terrestris 110-200 mm, 120-170 segments of ~1 mm (unsourced; a zone = ~5 segments);
+    # 4 recording pairs (the abstract); 10 mm electrode spacing (0.33 ms at 30 m/s), stimulation site and pair
+    # positions assumed
     body_length_mm: float = param(150.0, positive_float)
     n_zones: int = param(30, positive_int)
     stim_site_mm: float = param(10.0, positive_float)           # stimulating pair under the head, from the tip
     pair_positions_mm: tuple = param((20.0, 35.0, 50.0, 65.0), _positive_floats)
     pair_spacing_mm: float = param(10.0, positive_float)
-    # stimulus artefact: linear in voltage, overlaps early arrivals, far pairs cleaner (notes); numbers assumed
+    # stimulus artefact: linear in voltage, overlaps early arrivals, far pairs cleaner (unsourced); numbers assumed
     artefact_uv_per_v: float = param(1000.0, _non_negative)     # µV per V_pp at x = 0
     artefact_length_mm: float = param(15.0, positive_float)
-    # muscle potentials: grow gradually with voltage (notes); shape and numbers assumed
+    # muscle potentials: grow gradually with voltage (unsourced); shape and numbers assumed
     muscle_max_uv: float = param(40.0, _non_negative)
     muscle_half_vpp: float = param(4.0, positive_float)
     muscle_slope_vpp: float = param(0.8, positive_float)
@@ -131,12 +133,12 @@ class WormParams:
     mains_hz: float = param(50.0, positive_float)
     mains_uv: float = param(10.0, _non_negative)
     spontaneous_rate_hz: float = param(0.02, _non_negative)     # assumed: low Poisson rate, per fibre
-    # twitches. Notes: spike -> visible shortening "tens of ms (assumed; no sourced figure)"; the rest assumed
+    # twitches, all assumed: spike -> visible shortening "tens of ms" (no sourced figure)
     twitch_delay_ms: float = param(30.0, _non_negative)
     twitch_tau_ms: float = param(40.0, positive_float)          # time to peak shortening
     twitch_strain: float = param(0.1, _fraction)                # peak shortening per spike at full drive
-    # stimulator read-back by an onboard ADC (Stimjim in the notes): gain error fixed per worm (one for V_pp,
-    # one for T) plus noise per pulse; numbers assumed
+    # stimulator read-back by an onboard ADC (as in Stimjim, Cermak et al. 2019): gain error fixed per worm (one for
+    # V_pp, one for T) plus noise per pulse; numbers assumed
     readback_gain_sd: float = param(0.005, _fraction)
     readback_vpp_noise_v: float = param(0.01, _non_negative)
     readback_period_noise_ms: float = param(0.002, _non_negative)
@@ -166,7 +168,7 @@ def _bad(name: str, value: Any, allowed: str) -> ValueError:
 
 
 def strength_duration_threshold(rheobase_v: float, chronaxie_ms: float, phase_ms: float) -> float:
-    """The Weiss–Lapicque strength–duration threshold V_th = Rb (1 + c / d) for a phase of duration d (notes)."""
+    """The Weiss–Lapicque strength–duration threshold V_th = Rb (1 + c / d) for a phase of duration d."""
     if not phase_ms > 0:
         raise ValueError(f"bad phase_ms: {phase_ms!r}; allowed: a number > 0")
     return rheobase_v * (1.0 + chronaxie_ms / phase_ms)
