@@ -120,13 +120,14 @@ def test_capacity_trials_pool_to_the_curve_and_bootstrap_measures_their_spread()
     np.testing.assert_array_equal(queries[:, -1], [16] * 6 + [0] * 26)
     np.testing.assert_array_equal(hits.sum(0) / queries.sum(0),
                                   kde.capacity_curve(8, 1.0, n, n_trials=6, seed=0, n_queries=16, min_samples=32))
-    boot = kde.bootstrap_critical_n(n, hits, queries, 200, seed=0)
+    counts = kde.CapacityCounts(n, hits, queries)
+    boot = kde.bootstrap_critical_n(counts, 200, seed=0)
     estimate = kde.critical_n(n, hits.sum(0) / queries.sum(0))
     assert boot.shape == (200,) and np.isfinite(boot).mean() > 0.9
     assert np.nanmin(boot) <= estimate <= np.nanmax(boot) and np.nanstd(np.log(boot)) > 0
-    np.testing.assert_array_equal(boot, kde.bootstrap_critical_n(n, hits, queries, 200, seed=0))
+    np.testing.assert_array_equal(boot, kde.bootstrap_critical_n(counts, 200, seed=0))
     identical = np.tile(hits[:1], (6, 1)), np.tile(queries[:1], (6, 1))      # trials that agree: no spread
-    assert np.nanstd(kde.bootstrap_critical_n(n, *identical, 50, seed=0)) == 0
+    assert np.nanstd(kde.bootstrap_critical_n(kde.CapacityCounts(n, *identical), 50, seed=0)) == 0
 
 
 def test_critical_n_and_grid():

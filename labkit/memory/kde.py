@@ -45,6 +45,7 @@ threads made them 30–70× slower (benchmarks/bench_kde_capacity.py).
 
 import functools
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy.special import lambertw, logsumexp
@@ -54,7 +55,7 @@ from labkit.config import (ConfigError, NotebookConfig, param, positive_float, p
 from labkit.memory.base import EnergyMemory
 
 __all__ = ["GaussianKDEMemory", "q_star", "alpha1", "ramsauer_exponent", "sphere_patterns", "retrieve",
-           "capacity_trials", "capacity_curve", "bootstrap_critical_n", "samples_per_point", "critical_n", "n_grid",
+           "capacity_trials", "CapacityCounts", "capacity_curve", "bootstrap_critical_n", "samples_per_point", "critical_n", "n_grid",
            "capacity_sweep", "INDEPENDENT_CRITICAL_N", "KDECapacityConfig"]
 
 #: N_c (50 % retrieved) at λ = 1 from an independent mean-shift check (a separate implementation, not this module):
@@ -274,22 +275,35 @@ def capacity_trials(d: int, lam: float, n_patterns, n_trials: int, seed: int, *,
     return hits, queries
 
 
+class CapacityCounts(NamedTuple):
+    """One (λ, d) of a capacity measurement: the N grid ``n_patterns`` and the per-trial ``hits`` and ``queries`` of
+    :func:`capacity_trials` (shape (trials, len(n_patterns)))."""
+
+    n_patterns: np.ndarray
+    hits: np.ndarray
+    queries: np.ndarray
+
+    @property
+    def fraction(self) -> np.ndarray:
+        """Fraction of stored patterns retrieved at each N, pooled over all trials and queries."""
+        return self.hits.sum(axis=0) / self.queries.sum(axis=0)
+
+
 def capacity_curve(d: int, lam: float, n_patterns, n_trials: int, seed: int, **kwargs) -> np.ndarray:
     """Fraction of stored patterns retrieved for each N in ``n_patterns``, pooled over the trials and queries of
     :func:`capacity_trials` (same arguments), shape (len(n_patterns),)."""
-    hits, queries = capacity_trials(d, lam, n_patterns, n_trials, seed, **kwargs)
-    return hits.sum(axis=0) / queries.sum(axis=0)
+    return CapacityCounts(n_patterns, *capacity_trials(d, lam, n_patterns, n_trials, seed, **kwargs)).fraction
 
 
-def bootstrap_critical_n(n_patterns, hits: np.ndarray, queries: np.ndarray, n_boot: int, seed: int,
-                         level: float = 0.5) -> np.ndarray:
-    """Monte-Carlo spread of :func:`critical_n`: N_c of ``n_boot`` bootstrap resamples of the trials of
-    :func:`capacity_trials`' ``hits`` and ``queries``, pooled as in :func:`capacity_curve`. The trials are the
-    independent units (the queries of one trial share its memory). Each N is resampled among its own trials, with one
-    uniform draw per row shared by every N, so N with the same trials (all N near N_c) are resampled jointly, as
-    the nested curves they are. NaN where a resample never crosses ``level``."""
+def bootstrap_critical_n(counts: CapacityCounts, n_boot: int, seed: int, level: float = 0.5) -> np.ndarray:
+    """Monte-Carlo spread of :func:`critical_n`: N_c of ``n_boot`` bootstrap resamples of the trials of ``counts``,
+    pooled as in :attr:`CapacityCounts.fraction`. The trials are the independent units (the queries of one trial
+    share its memory). Each N is resampled among its own trials, with one uniform draw per row shared by every N, so N
+    with the same trials (all N near N_c) are resampled jointly, as the nested curves they are. NaN where a resample
+    never crosses ``level``."""
     _check_count("n_boot", n_boot)
-    hits, queries = np.asarray(hits, dtype=float), np.asarray(queries)
+    n_patterns = counts.n_patterns
+    hits, queries = np.asarray(counts.hits, dtype=float), np.asarray(counts.queries)
     trials = (queries > 0).sum(axis=0)                                # (len(n),), trials 0..trials-1 tested each N
     rows, cols = np.arange(len(hits))[:, None], np.arange(hits.shape[1])
     rng = repro.rng(seed)
@@ -333,15 +347,15 @@ def n_grid(d: int, lo: float, hi: float, n_points: int, n_max: int) -> np.ndarra
 
 def capacity_sweep(lambdas, dims, *, u_lo: float, u_margin: float, n_points: int, n_max: int, n_trials: int,
                    seed: int, **curve_kwargs) -> dict:
-    """:func:`capacity_curve` for every (λ, d), on the grid ln N / d ∈ [u_lo, α₁(λ) + u_margin] (:func:`n_grid`).
+    """:func:`capacity_trials` for every (λ, d), on the grid ln N / d ∈ [u_lo, α₁(λ) + u_margin] (:func:`n_grid`).
 
-    Returns {(λ, d): (n_patterns, fraction)}; ``curve_kwargs`` go to :func:`capacity_curve`.
+    Returns {(λ, d): :class:`CapacityCounts`}; ``curve_kwargs`` go to :func:`capacity_trials`.
     """
     curves = {}
     for lam in lambdas:
         for d in dims:
             n = n_grid(d, u_lo, alpha1(lam) + u_margin, n_points, n_max)
-            curves[(lam, d)] = (n, capacity_curve(d, lam, n, n_trials, seed, **curve_kwargs))
+            curves[(lam, d)] = CapacityCounts(n, *capacity_trials(d, lam, n, n_trials, seed, **curve_kwargs))
     return curves
 
 

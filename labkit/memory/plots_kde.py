@@ -16,19 +16,20 @@ def _lambda_color(lam: float, k: int) -> str:
     return LAMBDA_COLORS.get(lam, f"C{k + 2}")
 
 
-def fraction_figure(curves: dict, lambdas, dims, samples, alpha1: dict):
+def fraction_figure(curves: dict, lambdas, dims, alpha1: dict):
     """Fraction retrieved vs N (log axis), one panel per λ, one line per d (±2 binomial SE bands).
 
-    ``curves[(lam, d)] = (n_patterns, fraction)``; ``samples(n_patterns)`` gives the queries behind each point;
-    ``alpha1[lam]`` marks exp(α₁ d).
+    ``curves[(lam, d)]``: a ``labkit.memory.kde.CapacityCounts`` (its queries give each point's SE); ``alpha1[lam]``
+    marks exp(α₁ d).
     """
     norm = colors.Normalize(min(dims), max(dims))
     fig, axes = plt.subplots(1, len(lambdas), figsize=(5.2 * len(lambdas), 3.8), sharey=True, squeeze=False)
     for ax, lam in zip(axes[0], lambdas):
         for d in dims:
-            n, f = curves[(lam, d)]
+            counts = curves[(lam, d)]
+            n, f = counts.n_patterns, counts.fraction
             color = cm.viridis(norm(d))
-            se = np.sqrt(f * (1 - f) / samples(n))
+            se = np.sqrt(f * (1 - f) / counts.queries.sum(axis=0))
             ax.plot(n, f, "o-", ms=3, lw=1.3, color=color, label=f"d = {d}")
             ax.fill_between(n, np.clip(f - 2 * se, 0, 1), np.clip(f + 2 * se, 0, 1), color=color, alpha=0.2, lw=0)
             ax.plot([np.exp(alpha1[lam] * d)], [1.04], "v", color=color, ms=5, clip_on=False)

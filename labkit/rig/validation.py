@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from labkit import repro
 from labkit.rig import analysis as an
-from labkit.rig import synthetic
+from labkit.rig import mapping, synthetic
 from labkit.rig.worm import Earthworm
 
 __all__ = ["WORM_RANGES", "SYNTHETIC_RANGES", "random_worms", "simulated_recording", "simulator_check",
@@ -51,7 +51,7 @@ def random_worms(n: int, seed: int) -> list[dict]:
 
 def simulated_recording(worm: Earthworm, plan, tail_s: float) -> dict:
     """Deliver ``plan`` ((onset µs, V_pp, period ms) as ``labkit.rig.mapping.schedule``) to ``worm`` and acquire
-    every sample to the last onset + ``tail_s``: the arrays ``mapping.spike_analysis`` takes."""
+    every sample to the last onset + ``tail_s``: the keyword arguments of ``mapping.spike_analysis`` but ``cfg``."""
     read_back = [worm.deliver(at_us / 1e6, vpp, period) for at_us, vpp, period in plan]
     n = int(round((plan[-1][0] / 1e6 + tail_s) * worm.fs_hz))
     return {"samples_uv": worm.acquire(0, n), "fs": worm.fs_hz, "positions_mm": worm.electrode_positions_mm,
@@ -72,15 +72,12 @@ def simulator_check(cfg, n: int, seed: int) -> list[dict]:
     """05a's analysis (``mapping.spike_analysis``, the median first-spike velocity of the sweep trials) on ``n``
     random worms given 05a's schedule (``cfg``: a ``MappingConfig``). One dict per worm: its parameters, the
     estimate, the truth (MGF velocity) and the verdict at ``cfg.velocity_tolerance``."""
-    from labkit.rig import mapping
-
+    plan = mapping.schedule(cfg)
     out = []
     for i, params in enumerate(tqdm(random_worms(n, seed), desc="random worms")):
         worm = Earthworm(fs_hz=cfg.fs_hz, seed=seed * 1000 + i, **params)
-        rec = simulated_recording(worm, mapping.schedule(cfg), cfg.tail_s)
         try:
-            r = mapping.spike_analysis(rec["samples_uv"], rec["fs"], rec["positions_mm"], rec["stim_s"], rec["vpp"],
-                                       rec["vpp_measured"], rec["period_ms"], rec["period_ms_measured"], cfg)
+            r = mapping.spike_analysis(**simulated_recording(worm, plan, cfg.tail_s), cfg=cfg)
             v = r["velocity_m_s"][r["sweep"]]
             estimate = float(np.nanmedian(v)) if np.isfinite(v).any() else float("nan")
         except ValueError:
@@ -97,9 +94,7 @@ def synthetic_check(n: int, seed: int, tolerance: float) -> list[dict]:
     out = []
     for i, params in enumerate(tqdm([_draw(SYNTHETIC_RANGES, seed, i) for i in range(n)], desc="synthetic")):
         truth = params["velocity_m_s"]
-        x, stim, _ = synthetic.record(truth, noise_uv=params["noise_uv"], tau_ms=params["tau_ms"],
-                                      artefact_uv=params["artefact_uv"], spike_uv=params["spike_uv"],
-                                      width_ms=params["width_ms"], seed=seed * 1000 + i)
+        x, stim, _ = synthetic.record(**params, seed=seed * 1000 + i)
         try:
             estimate = float(an.conduction_velocity(x, synthetic.FS, synthetic.POS, stim))
         except ValueError:                                 # no velocity, or ImplausibleVelocityError

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from labkit.rig import mapping
 from labkit.rig import validation as V
 from labkit.rig.mapping import MappingConfig
 from labkit.rig.worm import Earthworm
@@ -23,9 +24,7 @@ def test_verdicts():
 
 def test_simulated_recording_holds_every_pulse_and_its_read_back():
     cfg = MappingConfig.from_params(scale="smoke")
-    from labkit.rig.mapping import schedule
-
-    plan = schedule(cfg)
+    plan = mapping.schedule(cfg)
     rec = V.simulated_recording(Earthworm(seed=3), plan, cfg.tail_s)
     assert rec["samples_uv"].shape == (int(round((plan[-1][0] / 1e6 + cfg.tail_s) * 30000)), 4)
     np.testing.assert_allclose(rec["stim_s"], [t / 1e6 for t, _, _ in plan])
@@ -43,9 +42,5 @@ def test_the_checks_recover_known_velocities(check):
 def test_a_recording_without_spikes_is_refused_not_a_number():
     cfg = MappingConfig.from_params(scale="smoke")
     worm = Earthworm(seed=5, mgf_spike_uv=0.0, lgf_spike_uv=0.0, muscle_max_uv=0.0)
-    from labkit.rig import mapping
-
-    rec = V.simulated_recording(worm, mapping.schedule(cfg), cfg.tail_s)
-    r = mapping.spike_analysis(rec["samples_uv"], rec["fs"], rec["positions_mm"], rec["stim_s"], rec["vpp"],
-                               rec["vpp_measured"], rec["period_ms"], rec["period_ms_measured"], cfg)
+    r = mapping.spike_analysis(**V.simulated_recording(worm, mapping.schedule(cfg), cfg.tail_s), cfg=cfg)
     assert not np.isfinite(r["velocity_m_s"][r["sweep"]]).any()
