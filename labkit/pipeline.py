@@ -31,6 +31,7 @@ import fnmatch
 import json
 import multiprocessing
 import os
+import platform
 import select
 import shutil
 import signal
@@ -216,6 +217,19 @@ def _git() -> dict[str, Any]:
         return {"git_commit": None, "git_dirty": None}
 
 
+def _cpu() -> dict[str, str]:
+    """The machine and its widest vector instruction set: torch's and MKL's kernels choose their code path by it,
+    so it sets the last bits of every trained model (README, "Reproducibility")."""
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(next((line for line in f if line.startswith("flags")), ":").split(":", 1)[1].split())
+    except OSError:
+        pass
+    isa = next((name for name in ("avx512f", "avx2", "avx", "sse4_2") if name in flags), "unknown")
+    return {"machine": platform.machine(), "vector_isa": isa}
+
+
 def _kernel_env(staging: Path, threads: int) -> dict[str, str]:
     return {
         "LABKIT_RUN_DIR": str(staging),
@@ -374,7 +388,7 @@ def _run_jobs(todo: list[_Job], scale: str, jobs: int, figures_dir: Path, build_
     threads = thread_count()
     (build_dir / "staging").mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%dT%H%M%S-"), dir=build_dir / "staging"))
-    run_info = {"run_id": run_dir.name, "scale": scale, **_git()}
+    run_info = {"run_id": run_dir.name, "scale": scale, **_git(), "cpu": _cpu()}
     workers = max(1, min(jobs, MAX_JOBS, len(todo)))
     try:
         with concurrent.futures.ProcessPoolExecutor(workers, multiprocessing.get_context("fork"),
