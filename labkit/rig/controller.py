@@ -14,8 +14,10 @@ State machine (``ctl.state``)::
                   (any state) --disconnect--> disconnected
 
 ``armed`` is a separate safety gate (arm / disarm; STOP, disconnect and the device's watchdog clear it): while
-running, a pulse is requested every 1 / rate_hz seconds *after the previous echo* (the host driver's rate check
-measures from the echo) and only while armed.
+running and armed, pulses are requested on a fixed-rate schedule, every 1 / rate_hz seconds from the previous
+*request* (so they start 1 / rate_hz apart on the device clock, the request-to-pulse latency being constant), never
+sooner than the host driver's rate check allows (1 / max_rate_hz after the previous echo); a late request is not
+followed by a burst.
 
 Safety. The stimulus settings in force are always inside the device's hard limits (from its INFO):
 :func:`clamp_stimulus` clamps a finite number into [lowest, highest] and refuses (LimitError, previous value
@@ -232,10 +234,15 @@ class RigController:
         self._acq_stop = threading.Event()
         self._run_stop = threading.Event()
         self._threads: dict[str, threading.Thread] = {}
-        self._last_done = 0.0
+        self._fs_hz: float | None = None       # the stream's sample rate, kept after a disconnect for the display
+        self._last_echo = -math.inf            # host time of the last echo or refusal
+        self._next_due = 0.0                   # host time of the next scheduled request
+        self.closed = False
 
     # --- connection ------------------------------------------------------------------------------
     def connect(self, url: str | None = None) -> None:
+        if self.closed:
+            raise RigError("this controller is closed: create a new RigController")
         if self.rig is not None:
             raise RigError(f"already connected to {self.url!r}: disconnect first")
         self.url = url or self.url
@@ -250,6 +257,7 @@ class RigController:
             self.tracker = self.tracker_factory(sim.worm.params.n_zones)
             self.motion_ring = RingBuffer(max(2, int(self.window_s * self.camera_fps) + 1), 2)
         self._start_stream()
+        self._fs_hz = rig.fs_hz
         self.state = "streaming"
         self.message = f"connected to {self.url} ({rig.info.firmware})"
 
@@ -264,6 +272,14 @@ class RigController:
         self.rig, self.camera, self.tracker = None, None, None
         self.state, self.armed, self.message = "disconnected", False, "disconnected"
 
+    def close(self) -> None:
+        """Disconnect (the big stop first when running) and refuse any later connect; safe to call twice. A panel
+        calls it when its cell is re-run or the kernel shuts down, so no stream outlives its view."""
+        try:
+            self.disconnect()
+        finally:
+            self.closed = True
+
     # --- stimulation -----------------------------------------------------------------------------
     def set_stimulus(self, **changes) -> StimulusSettings:
         """Apply ``vpp`` / ``period_ms`` / ``rate_hz`` changes clamped into the device's limits (see module)."""
@@ -272,6 +288,8 @@ class RigController:
         self.settings = new
         if clamped:
             self.message = "clamped to the device limits: " + ", ".join(f"{k}={getattr(new, k):g}" for k in clamped)
+        elif changes:
+            self.message = "set " + ", ".join(f"{k}={getattr(new, k):g}" for k in changes)
         return new
 
     def arm(self) -> None:
@@ -306,10 +324,11 @@ class RigController:
         self.state = "running"
         self.message = "running" + (" (recording)" if record else "") + ("" if self.armed else ": arm to stimulate")
 
-    def stop(self) -> SessionResult | None:
+    def stop(self, on_device_stopped=None) -> SessionResult | None:
         """The big stop: device STOP first (aborts a pulse, disarms, stops the stream), then close the recording
         and write + validate its NWB file (also when STOP failed, e.g. on a lost link; the error is raised after).
-        Returns the session (None when nothing was recorded)."""
+        ``on_device_stopped()`` is called as soon as STOP has been answered (or failed), before the NWB file is
+        written: a view shows the stop at once. Returns the session (None when nothing was recorded)."""
         self._run_stop.set()
         self._acq_stop.set()
         self.armed = False
@@ -319,8 +338,13 @@ class RigController:
             self.rig.stop()
         finally:
             self._join("stimulate", timeout=self.rig.timeout_s + 1)
-            self.state, self.message = "stopped", "stopped"
+            self.state = "stopped"
+            self.message = "STOP sent" + ("; writing the NWB file" if self._recording is not None else "")
+            if on_device_stopped is not None:
+                on_device_stopped()
             session = self._finish_recording()
+            if session is None:
+                self.message = "stopped"
         return session
 
     def _finish_recording(self) -> SessionResult | None:
@@ -351,7 +375,7 @@ class RigController:
         if self.ring is None:
             t, y, t_end = np.zeros(0), np.zeros((0, 4)), 0.0
         else:
-            fs = self.rig.fs_hz or self.rig.info.sample_rates_hz[0]
+            fs = self._fs_hz
             first, rows = self.ring.snapshot(self.ring.capacity)
             pos, y = decimate_minmax(rows, n_bins)
             t, t_end = (first + pos) / fs, (first + len(rows)) / fs
@@ -420,15 +444,22 @@ class RigController:
                                "(labkit.rig.tracking.SegmentTracker; NaN in frames it could not use)"}
 
     def _stimulate_loop(self) -> None:
-        rig = self.rig
-        while not self._run_stop.wait(0.01):
-            if not self.armed or time.monotonic() < self._last_done + 1.0 / self.settings.rate_hz:
+        rig, min_interval = self.rig, 1.0 / self.limits.max_rate_hz
+        self._next_due = time.monotonic()
+        while not self._run_stop.wait(self._wait_s()):
+            now = time.monotonic()
+            if not self.armed:
+                self._next_due = now                 # the first pulse after arming goes at once
+                continue
+            if now < max(self._next_due, self._last_echo + min_interval):
                 continue
             s = self.settings
+            period = 1.0 / s.rate_hz
+            self._next_due = self._next_due + period if self._next_due + period > now else now + period
             try:
                 pulse = rig.stimulate(s.vpp, s.period_ms)
             except RigError as e:
-                self._last_done = time.monotonic()
+                self._last_echo = time.monotonic()
                 if self._run_stop.is_set():
                     return
                 if rig.failure is not None:             # nothing more can be delivered: say why once, and stop
@@ -440,9 +471,17 @@ class RigController:
                 if e.code == ErrorCode.NOT_ARMED:       # e.g. the device's watchdog disarmed it
                     self.armed = False
                 continue
-            self._last_done = time.monotonic()
+            self._last_echo = time.monotonic()
             with self._lock:
                 self.pulses.append(pulse)
+
+    def _wait_s(self) -> float:
+        """How long the schedule may sleep: until the next request is due, at most 10 ms (a STOP or an arm is seen
+        within that), at least 0.5 ms."""
+        if not self.armed:
+            return 0.01
+        due = max(self._next_due, self._last_echo + 1.0 / self.limits.max_rate_hz)
+        return min(0.01, max(0.0005, due - time.monotonic()))
 
     def _spawn(self, name: str, target, *args) -> None:
         thread = threading.Thread(target=target, args=args, name=f"rig-panel-{name}", daemon=True)

@@ -24,7 +24,10 @@ validity) is seed-determined when the session is healthy.
 """
 
 import asyncio
-from dataclasses import dataclass
+import atexit
+import html
+import weakref
+from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
 import cv2
@@ -125,16 +128,29 @@ class TracePlot:
         return data.tobytes()
 
 
+_SETTINGS = (("vpp", "voltage", "Vpp", 0.1), ("period_ms", "period", "ms", 0.1), ("rate_hz", "rate", "pulses/s", 0.1))
+
+
 class RigPanel:
-    """ipywidgets view over ``controller`` (see the module docstring); ``panel.widget`` is the box to display."""
+    """ipywidgets view over ``controller`` (see the module docstring); ``panel.widget`` is the box to display.
+
+    One panel per kernel: creating one closes the panels created before it (their controllers too, unless
+    shared with the new one), so re-running the panel's cell leaves no stream behind; the kernel's exit closes
+    the last one (``atexit``)."""
+
+    _open: "weakref.WeakSet[RigPanel]" = weakref.WeakSet()
 
     def __init__(self, controller: RigController, refresh_hz: float = 10.0, width_px: int = 800):
         if not 1 <= refresh_hz <= 30:
             raise ValueError(f"refresh_hz={refresh_hz!r}; allowed: 1 to 30 (the panel aims at 10-20 Hz)")
+        for old in list(RigPanel._open):
+            old.close(keep_controller=old.ctl is controller)
+        RigPanel._open.add(self)
         self.ctl, self.refresh_hz, self.width_px = controller, float(refresh_hz), width_px
         self.plot = TracePlot(width_px=width_px)
         self.ticks = self.redraws = 0
         self._drawn: tuple | None = None
+        self._shown: tuple | None = None
         self._task: asyncio.Task | None = None
         self._syncing = False
 
@@ -147,32 +163,39 @@ class RigPanel:
                                     layout=w.Layout(width="160px", height="64px"))
         self.stop_button.style.font_weight = "bold"
         self.record = w.Checkbox(value=True, description="record to NWB", indent=False)
-        self.sliders = {name: w.FloatSlider(description=label, step=step, continuous_update=False,
-                                            readout_format=".2f", layout=w.Layout(width="420px"),
+        self.sliders = {name: w.FloatSlider(description=f"{label} ({unit})", step=step, continuous_update=False,
+                                            readout=False, layout=w.Layout(width="360px"),
                                             style={"description_width": "130px"})
-                        for name, label, step in (("vpp", "voltage (Vpp)", 0.1), ("period_ms", "period (ms)", 0.1),
-                                                  ("rate_hz", "rate (pulses/s)", 0.1))}
+                        for name, label, unit, step in _SETTINGS}
+        self.entries = {name: w.Text(continuous_update=False, layout=w.Layout(width="80px"))
+                        for name, *_ in _SETTINGS}
+        self.ranges = {name: w.HTML() for name, *_ in _SETTINGS}
         self.image = w.Image(format="png", layout=w.Layout(width=f"{width_px}px"))
         self.counters = w.HTML()
         self.status = w.HTML()
         for name, widget in [("connect", self.connect_button), ("arm", self.arm_button),
                              ("disarm", self.disarm_button), ("start", self.start_button),
                              ("stop", self.stop_button), ("counters", self.counters), ("status", self.status),
-                             ("traces", self.image), *self.sliders.items()]:
+                             ("traces", self.image), *self.sliders.items(),
+                             *((f"{k}-entry", v) for k, v in self.entries.items())]:
             widget.add_class(f"labkit-rig-{name.replace('_', '-')}")
         self.connect_button.on_click(lambda _: self._act(self._toggle_connection))
         self.arm_button.on_click(lambda _: self._act(self.ctl.arm))
         self.disarm_button.on_click(lambda _: self._act(self.ctl.disarm))
         self.start_button.on_click(lambda _: self._act(lambda: self.ctl.start(record=self.record.value)))
-        self.stop_button.on_click(lambda _: self._act(self.ctl.stop))
-        for name, slider in self.sliders.items():
-            slider.observe(lambda change, name=name: self._on_slider(name, change["new"]), names="value")
-        self._sync_sliders()
+        self.stop_button.on_click(lambda _: self._act(lambda: self.ctl.stop(on_device_stopped=self._show_status)))
+        for name in self.sliders:
+            self.sliders[name].observe(lambda change, name=name: self._on_setting(name, change["new"]),
+                                       names="value")
+            self.entries[name].observe(lambda change, name=name: self._on_entry(name, change["new"]), names="value")
+        self._sync_controls()
 
         controls = w.VBox([w.HBox([self.url, self.connect_button]),
                            w.HBox([self.arm_button, self.disarm_button, self.start_button, self.record]),
-                           *self.sliders.values(), self.counters, self.status])
+                           *(w.HBox([self.sliders[n], self.entries[n], self.ranges[n]]) for n, *_ in _SETTINGS),
+                           self.counters, self.status])
         self.widget = w.VBox([w.HBox([controls, self.stop_button]), self.image])
+        self.widget.add_class("labkit-rig-panel")
         self.refresh(force=True)
 
     def _ipython_display_(self) -> None:
@@ -181,13 +204,20 @@ class RigPanel:
         display(self.widget)
         self.start_updates()
 
+    def close(self, keep_controller: bool = False) -> None:
+        """Stop the updates and close the controller (disconnecting the device) unless ``keep_controller``."""
+        self.stop_updates()
+        RigPanel._open.discard(self)
+        if not keep_controller:
+            self.ctl.close()
+
     # --- widget -> controller --------------------------------------------------------------------
     def _act(self, action) -> None:
         try:
             action()
         except Exception as e:                     # shown in the panel: a click must never kill the view
             self.ctl.message = f"{type(e).__name__}: {e}"
-        self._sync_sliders()
+        self._sync_controls()
         self.refresh()
 
     def _toggle_connection(self) -> None:
@@ -196,33 +226,73 @@ class RigPanel:
         else:
             self.ctl.disconnect()
 
-    def _on_slider(self, name: str, value) -> None:
+    def _on_setting(self, name: str, value) -> None:
         if self._syncing:
             return
         try:
             self.ctl.set_stimulus(**{name: value})
         except ValueError as e:
             self.ctl.message = str(e)
-        self._sync_sliders()
+        self._sync_controls()                              # clamped or refused: show what is in force
         self.refresh()
 
-    def _sync_sliders(self) -> None:
-        """Slider ranges from the device's limits, values from the settings in force."""
+    def _on_entry(self, name: str, text: str) -> None:
+        """A typed value: parsed here so that a non-number or an out-of-range number is named, not ignored."""
+        if self._syncing:
+            return
+        try:
+            value = float(text)
+        except ValueError:
+            lo, hi = stimulus_ranges(self.ctl.limits)[name]
+            self.ctl.message = f"{name}: {text!r} is not a number; allowed: {lo:g} to {hi:g}"
+            self._sync_controls()
+            self.refresh()
+            return
+        self._on_setting(name, value)
+
+    def _sync_controls(self) -> None:
+        """Ranges from the device's limits, values from the settings in force, the connect button's label from the
+        connection: what the panel shows is what the device will get."""
         self._syncing = True
         try:
             for name, (lo, hi) in stimulus_ranges(self.ctl.limits).items():
-                slider = self.sliders[name]
+                slider, value = self.sliders[name], getattr(self.ctl.settings, name)
                 slider.min, slider.max = -1e300, 1e300          # widen first: min/max validate each other
                 slider.min, slider.max = lo, hi
-                slider.value = getattr(self.ctl.settings, name)
+                slider.value = value
+                self.entries[name].value = f"{value:.2f}"
+                self.ranges[name].value = f"<span class='labkit-rig-range'>{lo:g} – {hi:g}</span>"
         finally:
             self._syncing = False
         self.connect_button.description = "Connect" if self.ctl.rig is None else "Disconnect"
+        self._shown = self._state_shown()
+
+    def _state_shown(self) -> tuple:
+        return self.ctl.settings, self.ctl.limits, self.ctl.rig is None
 
     # --- controller -> widgets -------------------------------------------------------------------
     def refresh(self, force: bool = False) -> bool:
-        """One tick: counters and status always; the traces only when new samples arrived. True if redrawn."""
+        """One tick: controls (when the controller's settings, limits or connection changed), counters and status
+        always; the traces only when new samples arrived. True if redrawn. An error is shown in the status line
+        and the next tick tries again."""
         self.ticks += 1
+        try:
+            if self._state_shown() != self._shown:
+                self._sync_controls()
+            snap = self._show_status()
+            key = (snap.t_end_s, len(snap.motion), snap.state)
+            if not force and key == self._drawn:
+                return False
+            self._drawn = key
+            self.plot.update(snap)
+            self.image.value = self.plot.png()
+        except Exception as e:
+            self.status.value = f"<b style=color:#c00>display error</b>: {html.escape(f'{type(e).__name__}: {e}')}"
+            return False
+        self.redraws += 1
+        return True
+
+    def _show_status(self) -> Snapshot:
         snap = self.ctl.snapshot(self.width_px)
         c = snap.counters
         self.counters.value = (
@@ -235,15 +305,9 @@ class RigPanel:
                 f"{snap.last_pulse.vpp_measured:.2f} delivered, {snap.last_pulse.period_ms_measured:.2f} ms")
         self.status.value = (f"<b>state</b> <span class='labkit-rig-state'>{snap.state}</span>"
                              f"{' · <b style=color:#c00>ARMED</b>' if snap.armed else ' · disarmed'} · "
-                             f"last pulse: {last}<br>{snap.message}")
-        key = (snap.t_end_s, len(snap.motion), snap.state)
-        if not force and key == self._drawn:
-            return False
-        self._drawn = key
-        self.plot.update(snap)
-        self.image.value = self.plot.png()
-        self.redraws += 1
-        return True
+                             f"last pulse: {last}<br><span class='labkit-rig-message'>"
+                             f"{html.escape(snap.message)}</span>")
+        return snap
 
     def start_updates(self) -> None:
         """Refresh at ``refresh_hz`` from an asyncio task on the running (kernel's) event loop, if there is one."""
@@ -264,11 +328,14 @@ class RigPanel:
 
     async def _updates(self) -> None:
         while True:
-            try:
-                self.refresh()
-            except Exception as e:                 # keep ticking; say what went wrong
-                self.ctl.message = f"display error: {type(e).__name__}: {e}"
+            self.refresh()                              # never raises: errors go to the status line
             await asyncio.sleep(1.0 / self.refresh_hz)
+
+
+@atexit.register
+def _close_panels() -> None:
+    for panel in list(RigPanel._open):
+        panel.close()
 
 
 # --- notebook 05b: the scripted session, its replay and figures ---------------------------------------
@@ -276,7 +343,8 @@ class RigPanel:
 def run_scripted_session(ctl: RigController, vpps, period_ms: float, rate_hz: float, tail_s: float = 0.3,
                          timeout_s: float = 10.0) -> SessionResult:
     """Connect (if needed), arm, record and ask for one pulse per value of ``vpps`` (the controller clamps them),
-    wait ``tail_s`` after the last echo, then the big stop. Returns the stopped session (NWB written)."""
+    wait ``tail_s`` after the last echo, then the big stop, and leave the controller at the default (safe)
+    stimulus settings, disarmed. Returns the stopped session (NWB written)."""
     import time
 
     if ctl.rig is None:
@@ -296,7 +364,10 @@ def run_scripted_session(ctl: RigController, vpps, period_ms: float, rate_hz: fl
         ctl.disarm()                                     # no pulse beyond the script while the tail records
         time.sleep(tail_s)
     finally:
-        session = ctl.stop()
+        try:
+            session = ctl.stop()
+        finally:
+            ctl.set_stimulus(**asdict(StimulusSettings()))
     return session
 
 

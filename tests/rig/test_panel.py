@@ -324,3 +324,100 @@ def test_config_presets_and_errors():
         LivePanelConfig.from_params(refresh_hz=100.0)
     with pytest.raises(ConfigError, match="script_vpp"):
         LivePanelConfig.from_params(script_vpp=())
+
+
+# --- the panel never misleads (regressions) ------------------------------------------------------------
+
+def test_refresh_shows_settings_changed_behind_the_panels_back_and_the_connection():
+    """A script (05b's session) changes the controller directly: the next tick shows it, label included."""
+    panel = RigPanel(fake_controller())
+    panel.ctl.connect()
+    panel.ctl.set_stimulus(vpp=6.5, rate_hz=4.0)
+    panel.refresh()
+    assert panel.sliders["vpp"].value == 6.5 and panel.entries["vpp"].value == "6.50"
+    assert panel.sliders["rate_hz"].value == 4.0 and panel.connect_button.description == "Disconnect"
+    panel.ctl.disconnect()
+    panel.refresh()
+    assert panel.connect_button.description == "Connect"
+    panel.close()
+
+
+def test_the_scripted_session_ends_disarmed_at_the_default_settings(tmp_path):
+    ctl = RigController("rigsim://?seed=5", record_dir=tmp_path, window_s=1.0)
+    panel = RigPanel(ctl)
+    session = run_scripted_session(ctl, [9.0, 10.0], period_ms=5.0, rate_hz=4.0, tail_s=0.1)
+    assert [p.vpp_requested for p in session.pulses] == [9.0, 10.0]
+    panel.refresh()
+    assert ctl.settings == StimulusSettings() and not ctl.armed
+    assert {k: s.value for k, s in panel.sliders.items()} == vars(StimulusSettings())
+    panel.close()
+
+
+def test_a_panel_survives_disconnect_and_shows_display_errors_in_its_status_line(monkeypatch):
+    panel = RigPanel(fake_controller())
+    panel.connect_button.click()
+    panel.connect_button.click()                                   # disconnect: the ring stays, the rig goes
+    assert panel.ctl.rig is None and panel.ctl.ring is not None
+    panel.refresh(force=True)
+    assert "disconnected" in panel.status.value and "error" not in panel.status.value
+    monkeypatch.setattr(panel.ctl, "snapshot", lambda n: 1 / 0)
+    assert panel.refresh() is False and "ZeroDivisionError" in panel.status.value
+    monkeypatch.undo()
+    assert panel.refresh(force=True) and "ZeroDivisionError" not in panel.status.value
+    panel.close()
+
+
+def test_a_new_panel_closes_the_old_one_and_its_controller():
+    old = RigPanel(fake_controller())
+    old.ctl.connect()
+    new = RigPanel(fake_controller())
+    assert old.ctl.rig is None and old.ctl.closed and not new.ctl.closed
+    with pytest.raises(RigError, match="closed"):
+        old.ctl.connect()
+    shared = RigPanel(new.ctl)                                      # the same controller, a new view: kept
+    assert not new.ctl.closed and list(RigPanel._open) == [shared]
+    shared.close()
+    assert new.ctl.closed
+
+
+def test_stop_is_reported_before_the_nwb_file_is_written(tmp_path):
+    ctl = RigController("rigsim://?seed=5", record_dir=tmp_path, window_s=1.0)
+    panel = RigPanel(ctl)
+    panel.connect_button.click()
+    panel.start_button.click()
+    seen = []
+    original = ctl.stop
+    ctl.stop = lambda on_device_stopped=None: original(
+        on_device_stopped=lambda: seen.append((panel._show_status().state, ctl.sessions[-1].nwb_path)))
+    panel.stop_button.click()
+    assert seen == [("stopped", None)] and "labkit-rig-state'>stopped" in panel.status.value
+    assert ctl.sessions[-1].nwb_path is not None and "valid NWB" in ctl.message
+    panel.close()
+
+
+def test_typed_values_are_clamped_or_refused_with_the_range_named():
+    panel = RigPanel(fake_controller())
+    panel.ctl.connect()
+    panel.entries["vpp"].value = "12"
+    assert panel.ctl.settings.vpp == 7.0 and panel.entries["vpp"].value == "7.00"
+    assert "clamped to the device limits: vpp=7" in panel.ctl.message
+    panel.entries["rate_hz"].value = "abc"
+    assert panel.ctl.settings.rate_hz == StimulusSettings().rate_hz and panel.entries["rate_hz"].value == "1.00"
+    assert "rate_hz: 'abc' is not a number; allowed: 0.1 to 20" in panel.ctl.message
+    assert "0.1 – 7" in panel.ranges["vpp"].value
+    panel.close()
+
+
+def test_pulses_keep_the_asked_rate_on_the_device_clock(tmp_path):
+    """Intervals are counted from request to request, not from the previous echo (which made 4/s into 3.7/s)."""
+    ctl = RigController("rigsim://?seed=5", record_dir=tmp_path, window_s=1.0, camera=None)
+    ctl.connect()
+    ctl.set_stimulus(vpp=3.0, period_ms=20.0, rate_hz=5.0)
+    ctl.arm()
+    ctl.start(record=False)
+    deadline = time.monotonic() + 10
+    while len(ctl.pulses) < 9 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ctl.close()
+    starts = np.array([p.t_start_s for p in ctl.pulses[:9]])
+    assert abs(np.diff(starts).mean() - 0.2) < 0.2 * 0.03, np.diff(starts)

@@ -118,6 +118,30 @@ def _wait_for(predicate, timeout_s: float, what: str, page=None, shot: Path | No
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}" + (f" (screenshot: {shot})" if shot else ""))
 
 
+def _entry(page, name: str):
+    return page.locator(f".labkit-rig-{name}-entry input").last
+
+
+def _rig_threads(tmp_path: Path) -> int:
+    """Acquisition threads alive in the notebook's kernel, asked through a second client of the same kernel."""
+    from jupyter_client import BlockingKernelClient
+
+    (connection,) = (tmp_path / "runtime").glob("kernel-*.json")
+    client = BlockingKernelClient(connection_file=str(connection))
+    client.load_connection_file()
+    client.start_channels()
+    out: list[dict] = []
+    try:
+        reply = client.execute_interactive(
+            "import threading; print(sum(t.name == 'rig-panel-acquire' for t in threading.enumerate()))",
+            output_hook=out.append, timeout=20)
+        assert reply["content"]["status"] == "ok", reply
+        text = "".join(m["content"].get("text", "") for m in out if m["msg_type"] == "stream")
+        return int(text.strip())
+    finally:
+        client.stop_channels()
+
+
 def test_panel_in_jupyterlab_start_traces_voltage_stop_records(lab, tmp_path):
     base, run_dir = lab
     shot = tmp_path / "failure.png"
@@ -146,6 +170,16 @@ def test_panel_in_jupyterlab_start_traces_voltage_stop_records(lab, tmp_path):
             assert all(c["passed"] for c in claims), claims
             page.locator(".labkit-rig-stop").scroll_into_view_if_needed()
             _wait_for(lambda: _text(page, ".labkit-rig-state") == "stopped", 20, "state 'stopped'", page, shot)
+            # what the panel shows is what the device will get: the script ended at the defaults, still connected
+            _wait_for(lambda: [_entry(page, n).input_value() for n in ("vpp", "period-ms", "rate-hz")]
+                      == ["4.00", "3.00", "1.00"], 20, "the default settings in the panel", page, shot)
+            assert _text(page, ".labkit-rig-connect") == "Disconnect"
+
+            page.locator(".labkit-rig-connect").click()                 # disconnect and reconnect
+            _wait_for(lambda: _text(page, ".labkit-rig-state") == "disconnected"
+                      and _text(page, ".labkit-rig-connect") == "Connect", 20, "the disconnect", page, shot)
+            page.locator(".labkit-rig-connect").click()
+            _wait_for(lambda: _text(page, ".labkit-rig-state") == "streaming", 20, "the reconnect", page, shot)
 
             page.locator(".labkit-rig-arm").click()
             page.locator(".labkit-rig-start").click()
@@ -158,18 +192,36 @@ def test_panel_in_jupyterlab_start_traces_voltage_stop_records(lab, tmp_path):
                       "the traces image to change", page, shot)
             _wait_for(lambda: int(_text(page, ".labkit-rig-pulses")) >= 1, 20, "a pulse", page, shot)
 
-            readout = page.locator(".labkit-rig-vpp .widget-readout")
-            readout.click()
-            page.keyboard.press("Control+A")
-            page.keyboard.type("5.5")
-            page.keyboard.press("Enter")
+            _entry(page, "vpp").fill("5.5")
+            _entry(page, "vpp").press("Enter")
             _wait_for(lambda: _text(page, ".labkit-rig-last-vpp") == "5.50", 20, "a pulse at the new 5.5 Vpp",
                       page, shot)
+            _entry(page, "vpp").fill("12")                              # over the limit: clamped, and said so
+            _entry(page, "vpp").press("Enter")
+            _wait_for(lambda: _entry(page, "vpp").input_value() == "10.00"
+                      and "clamped" in _text(page, ".labkit-rig-message"), 20, "the clamp message", page, shot)
+            _entry(page, "vpp").fill("5.5")
+            _entry(page, "vpp").press("Enter")
+            _wait_for(lambda: _entry(page, "vpp").input_value() == "5.50", 20, "5.5 Vpp again", page, shot)
+            assert "set vpp=5.5" in _text(page, ".labkit-rig-message")
+            page.add_style_tag(content=".Toastify { display: none !important; }")   # JupyterLab's news toast
+            page.locator(".labkit-rig-panel").screenshot(path=str(tmp_path / "panel.png"))
 
+            clicked = time.monotonic()
             page.locator(".labkit-rig-stop").click()
-            _wait_for(lambda: _text(page, ".labkit-rig-state") == "stopped"
-                      and "valid NWB" in page.locator(".labkit-rig-status").inner_text(), 30,
+            page.wait_for_function("document.querySelector('.labkit-rig-state').textContent.trim() === 'stopped'",
+                                   polling=10, timeout=5_000)
+            stop_feedback_s = time.monotonic() - clicked
+            _wait_for(lambda: "valid NWB" in page.locator(".labkit-rig-status").inner_text(), 30,
                       "STOP to write a valid NWB file", page, shot)
+            assert stop_feedback_s < 0.2, f"STOP shown {stop_feedback_s * 1e3:.0f} ms after the click"
+
+            # re-running the panel's cell closes the old panel and its controller: one stream at most
+            page.locator(".jp-Cell", has_text="panel = RigPanel(ctl").first.click()
+            page.keyboard.press("Shift+Enter")
+            _wait_for(lambda: _rig_threads(tmp_path) == 0, 30, "the old controller's threads to end", page, shot)
+            page.locator(".labkit-rig-connect").last.click()
+            _wait_for(lambda: _rig_threads(tmp_path) == 1, 30, "one acquisition thread, the new panel's", page, shot)
         finally:
             context.close()
 
