@@ -34,9 +34,9 @@ browser:
 	  || echo "could not install chromium: the real-browser test will be skipped"; \
 	else echo "chromium is not installed (needs root and apt-get): the real-browser test will be skipped"; fi
 
-## lab: JupyterLab on the project kernel
+## lab: JupyterLab on the project kernel (jupyter_config/: notebooks/ saved without outputs, encrypted kernels)
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) $(ALLOW_ROOT)
+	JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter_config $(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) $(ALLOW_ROOT)
 
 ## bench: every benchmarks/bench_*.py (ratios against a baseline timed in the same run)
 bench: $(STAMP)

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
+from traitlets import default
 
 from labkit import paths
 from labkit.config import SCALES
@@ -274,7 +275,14 @@ def _guard(parent: int, kernel_cmd: list[str]) -> int:
 
 
 class _GuardedKernelManager(AsyncKernelManager):
-    """Starts the kernel under :func:`_guard` (on Linux), watching the process that starts it."""
+    """Starts the kernel under :func:`_guard` (on Linux), watching the process that starts it, and talks to it over
+    CurveZMQ-encrypted sockets when libzmq and the kernelspec support them."""
+
+    @default("transport_encryption")
+    def _encrypted(self) -> str:
+        import zmq
+
+        return "auto" if zmq.has("curve") else "disabled"
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd = super().format_kernel_cmd(extra_arguments)

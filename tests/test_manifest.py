@@ -100,3 +100,30 @@ def test_one_publisher_at_a_time_and_the_lock_dies_with_its_holder(tmp_path):
     holder.wait()
     with exclusive(tmp_path):  # free again
         pass
+
+
+def test_index_summarises_claims_once_per_notebook_in_the_notebooks_order(tmp_path):
+    figures = tmp_path / "figures"
+    record = {**RECORD, "claims": [{"claim": "about a", "passed": True, "figures": ["90_a"], "x": 0.123456789,
+                                    "big": 3350.24, "many": list(range(12))},
+                                   {"claim": "about all", "passed": False, "figures": [], "known_failure": "why"}]}
+    publish("nb/90.ipynb", record, _stage(tmp_path, ["90_a", "90_b"]), figures, {"scale": "smoke"})
+    other = {**RECORD, "claims": [{"claim": "new", "passed": False, "figures": []}],
+             "figures": [{"name": "80_z", "file": "80_z.png", "caption": "Z", "numbers": {}}]}
+    publish("nb/80.ipynb", other, _stage(tmp_path, ["80_z"]), figures, {"scale": "smoke"})
+    page = (figures / "index.html").read_text()
+    assert "1 passed</span>" in page and "1 failed as documented findings" in page and "1 failed</span>" in page
+    assert page.count("<td>about all</td>") == 1                      # once, though both figures carry it
+    assert page.index("id='nb-80'") < page.index("id='nb-90'")        # notebooks in their numbered order
+    assert "x = 0.1235" in page and "big = 3,350" in page and "many = [0, 1, 2, 3, 4, 5, 6, 7, …]" in page
+    assert "claims #1, #2" in page and "claims #2 ·" in page
+
+
+def test_figures_are_listed_in_the_order_their_notebook_saves_them():
+    from labkit.manifest import _figure_order
+
+    files = ["01a_gaussian.png", "01a_grid.png", "01a_ratio.png", "01a_universal.png"]
+    order = _figure_order("notebooks/01a_collapse_linear.ipynb", files)
+    source = (paths.NOTEBOOKS / "01a_collapse_linear.ipynb").read_text()
+    assert order == sorted(files, key=lambda f: source.index(f"\\\"{f[:-4]}\\\""))
+    assert _figure_order("notebooks/missing.ipynb", files[::-1]) == files

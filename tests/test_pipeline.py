@@ -188,7 +188,7 @@ def test_a_claim_known_not_to_reproduce_stays_failed_with_its_explanation(sandbo
     claims = load_manifest(sandbox.figures)["figures"][0]["claims"]
     assert [c["passed"] for c in claims] == [True, False, True]
     assert claims[1]["known_failure"] == "arithmetic" and "known_failure" not in claims[2]
-    assert "known not to reproduce: arithmetic" in (sandbox.figures / "index.html").read_text()
+    assert "failed (documented)</span><br><small>arithmetic</small>" in (sandbox.figures / "index.html").read_text()
 
 
 def test_two_forced_runs_give_identical_bytes(sandbox):

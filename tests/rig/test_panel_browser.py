@@ -64,6 +64,7 @@ def lab(tmp_path):
     run_dir = tmp_path / "run"
     port = _free_port()
     env = {**os.environ, "LABKIT_RUN_DIR": str(run_dir), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+           "JUPYTER_CONFIG_PATH": str(paths.ROOT / "jupyter_config"),                     # as `make lab` runs it
            "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"), "PYTHONHASHSEED": "0"}
     log = open(tmp_path / "jupyter.log", "w")
     server = subprocess.Popen(
