@@ -236,6 +236,7 @@ def _kernel_env(staging: Path, threads: int) -> dict[str, str]:
         "LABKIT_RUN_DIR": str(staging),
         "LABKIT_HASHED": str(paths.LABKIT),
         "LABKIT_THREADS": str(threads),
+        "LABKIT_HEADLESS": "1",                                  # explorers render once, statically
         **{var: str(threads) for var in THREAD_VARS},
         "PYTHONHASHSEED": "0",
         "MPLBACKEND": "Agg",

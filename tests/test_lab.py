@@ -47,6 +47,20 @@ def _api(base, path, method="GET", body=None):
         return json.loads(r.read() or b"null")
 
 
+def _connection_file(runtime, timeout_s: float = 60.0):
+    """The kernel's connection file once it is completely written (it appears before its content does)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for path in runtime.glob("kernel-*.json"):
+            try:
+                if "shell_port" in json.loads(path.read_text()):
+                    return path
+            except ValueError:
+                pass
+        assert time.monotonic() < deadline, f"no complete connection file in {runtime}"
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def server(tmp_path):
     root = tmp_path / "root"
@@ -89,16 +103,13 @@ def test_a_saved_notebook_keeps_no_outputs_and_the_kernel_is_labkit_and_encrypte
     kernel = _api(base, "/api/kernels", "POST", {})
     try:
         assert kernel["name"] == "labkit"
-        deadline = time.monotonic() + 30
-        while not list((root.parent / "runtime").glob("kernel-*.json")):
-            assert time.monotonic() < deadline, "no connection file"
-            time.sleep(0.2)
-        (connection,) = (root.parent / "runtime").glob("kernel-*.json")
+        connection = _connection_file(root.parent / "runtime")
         assert json.loads(connection.read_text()).get("curve_secretkey"), "no CurveZMQ key was provisioned"
         client = BlockingKernelClient(connection_file=str(connection))      # talks to it over the same keys
         client.load_connection_file()
         client.start_channels()
         try:
+            client.wait_for_ready(timeout=30)                           # IOPub subscribed before we execute
             reply = client.execute_interactive("1 + 1", timeout=30)
         finally:
             client.stop_channels()

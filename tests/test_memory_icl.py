@@ -99,6 +99,19 @@ def test_langevin_keeps_shape_and_leaks_no_gradient():
     assert torch.equal(icl.langevin(m, x, neg, prefix, 0, 0.1, 0.01, torch.Generator()), neg)
 
 
+def test_bounded_langevin_stays_in_the_box_the_normaliser_integrates():
+    m = _model().train()
+    with torch.no_grad():
+        m.head.weight.mul_(1e4)                                           # steep energy: free chains fly off
+    x, neg = torch.randn(2, 5, 2), torch.rand(2, 10, 2) * 30 - 15
+    prefix = torch.arange(5).repeat_interleave(2)
+    free = icl.langevin(m, x, neg, prefix, 3, 0.1, 0.01, torch.Generator().manual_seed(0))
+    bounded = icl.langevin(m, x, neg, prefix, 3, 0.1, 0.01, torch.Generator().manual_seed(0), bound=15.0)
+    assert free.abs().max() > 15 and bounded.abs().max() <= 15
+    assert icl.InContextEnergyModel(bounded=True).chain_bound == 15.0
+    assert icl.InContextEnergyModel().chain_bound is None
+
+
 def test_gradient_update_lowers_the_energy():
     X, _ = icl.THREE_COMPONENTS.sample(16, 12, repro.rng(0))
     est = icl.InContextEnergyModel(d_model=16, n_heads=2, n_layers=1, n_steps=3, batch_size=4, progress=False).fit(X)
@@ -158,39 +171,87 @@ def test_grid_normaliser_of_a_gaussian_energy():
     assert abs(icl.grid_log_normaliser(energy, area) - np.log(2 * np.pi * 0.7**2)) < 1e-9
 
 
-def test_context_curves_shapes():
+def _mixture_energy(means, std, offset=0.0):
+    """-log p of an equal-weight isotropic mixture, shifted by ``offset`` (so log Z = -offset)."""
+    fam = icl.MixtureFamily(len(means), 1.0, std)
+    return lambda x: -fam.log_density(np.asarray(x)[None], means[None])[0] + offset
+
+
+def test_adaptive_normaliser_recovers_a_sharp_mixture_the_coarse_grid_misses():
+    means = np.random.default_rng(0).normal(0.0, 4.5, (5, 2))
+    energy = _mixture_energy(means, 0.13, offset=3.0)                  # the unseen family's width; log Z = -3
+    assert abs(icl.adaptive_log_normaliser(energy, 15.0, 64, 8, 12.0) - (-3.0)) < 1e-3
+    grid, area = icl.square_grid(15.0, 50)                            # the old evaluation grid (spacing 0.6)
+    assert abs(icl.grid_log_normaliser(energy(grid), area) - (-3.0)) > 0.1
+    flat = lambda x: np.zeros(len(x))                                  # the uniform density on the square
+    assert abs(icl.adaptive_log_normaliser(flat, 15.0, 16, 4, 12.0) - np.log(30.0**2)) < 1e-9
+
+
+def test_has_well_sees_one_well_per_cluster_and_not_a_broad_basin():
+    means = np.array([[0.0, 5.0], [4.0, -2.0], [-4.0, -2.0]])
+    assert icl.has_well(_mixture_energy(means, 0.33), means, 1.0, 0.05).tolist() == [True, True, True]
+    floor = np.array([0.0, 4.6])                                       # one bowl whose floor is near the first mean
+    bowl = lambda x: ((np.asarray(x) - floor) ** 2).sum(-1) / 50.0
+    assert icl.has_well(bowl, means, 1.0, 0.05).tolist() == [True, False, False]
+    shifted = means + 1.5                                               # wells 2.1 away from every centre
+    assert not icl.has_well(_mixture_energy(shifted, 0.33), means, 1.0, 0.05).any()
+
+
+def _tiny_fit(**kw):
     X, _ = icl.THREE_COMPONENTS.sample(8, 10, repro.rng(0))
-    est = icl.InContextEnergyModel(d_model=16, n_heads=2, n_layers=1, n_steps=2, batch_size=4, progress=False).fit(X)
-    r = icl.context_curves(est, icl.FIVE_COMPONENTS, (0, 2, 5), 3, 6, 12.0, 20, repro.rng(1))
-    assert r["nll"].shape == r["distance"].shape == (3, 3) and r["true_nll"].shape == (3,)
-    assert r["context"].shape == (3, 5, 2) and r["means"].shape == (3, 5, 2)
-    assert np.all(np.isfinite(r["nll"])) and np.all(r["distance"] > 0)
+    return icl.InContextEnergyModel(d_model=16, n_heads=2, n_layers=1, n_steps=2, batch_size=4, progress=False,
+                                    **kw).fit(X)
+
+
+def test_sample_mse_is_the_squared_distance_of_langevin_samples_and_deterministic():
+    est = _tiny_fit(langevin_steps=0)                                  # no steps: the uniform initial draw
+    means = np.zeros((2, 1, 2))
+    mse = icl.sample_mse(est, np.zeros((2, 3, 2)), means, 4000, torch.Generator().manual_seed(0))
+    assert mse.shape == (2,) and np.allclose(mse, 2 * 15.0**2 / 3, rtol=0.05)     # E|U|² on [-15, 15]²
+    est = _tiny_fit()
+    ctx, means = np.zeros((2, 3, 2)), np.ones((2, 3, 2))
+    a = icl.sample_mse(est, ctx, means, 16, torch.Generator().manual_seed(1))
+    b = icl.sample_mse(est, ctx, means, 16, torch.Generator().manual_seed(1))
+    assert np.array_equal(a, b)
+
+
+def test_evaluate_shapes_and_endpoints():
+    cfg = icl.ICLEnergyConfig.from_params(scale="smoke")
+    est = _tiny_fit()
+    e = icl.evaluate(est, icl.FIVE_COMPONENTS, cfg, repro.rng(1))
+    shape = (cfg.n_eval_mixtures, len(cfg.context_sizes))
+    assert e.nll.shape == e.wells.shape == e.sample_mse.shape == shape and e.true_nll.shape == (shape[0],)
+    assert e.context.shape == (shape[0], cfg.context_sizes[-1], 2) and e.means.shape == (shape[0], 5, 2)
+    assert np.all(np.isfinite(e.nll)) and np.all((0 <= e.wells) & (e.wells <= 1)) and np.all(e.sample_mse > 0)
+    assert np.isclose(e.true_sample_mse, 2 * 0.13**2)
+
+
+def test_endpoint_paired_change_and_standard_error():
+    def ev(first, last):
+        return icl.ContextEvaluation(np.array([0, 4]), np.array([[first, last]]), np.ones((1, 2)), np.ones((1, 2)),
+                                     np.zeros(1), 0.0, np.zeros((1, 4, 2)), np.zeros((1, 3, 2)))
+
+    e = icl.endpoints([[ev(5.0, 1.0), ev(7.0, 1.0)], [ev(6.0, 3.0)]], "nll")  # seeds: 6 → 1 and 6 → 3
+    assert e.first.tolist() == [6.0, 6.0] and e.last.tolist() == [1.0, 3.0]
+    assert e.change == -4.0 and np.isclose(e.se, np.std([-5.0, -3.0], ddof=1) / np.sqrt(2))
+    assert e.as_dict() == {"first": 6.0, "last": 2.0, "change": -4.0, "se": e.se}
 
 
 def test_config_presets_and_validation():
     for scale in ("smoke", "quick", "paper"):
         cfg = icl.ICLEnergyConfig.from_params(scale=scale)
         assert isinstance(cfg.estimator(0, progress=False), icl.InContextEnergyModel)
-    paper = icl.ICLEnergyConfig.from_params(scale="paper")
-    assert (paper.d_model, paper.n_heads, paper.n_layers, paper.langevin_steps) == (64, 8, 3, 7)
-    assert (paper.step_size, paper.noise_std, paper.learning_rate, paper.reg) == (0.1, 0.01, 1e-3, 1e-3)
+    for scale in ("quick", "paper"):                                   # the authors' small configuration
+        cfg = icl.ICLEnergyConfig.from_params(scale=scale)
+        assert (cfg.d_model, cfg.n_heads, cfg.n_layers, cfg.langevin_steps) == (64, 8, 3, 7)
+        assert (cfg.step_size, cfg.noise_std, cfg.learning_rate, cfg.reg) == (0.1, 0.01, 1e-3, 1e-3)
+        assert cfg.n_seeds >= 3
     cfg = icl.ICLEnergyConfig.from_params(scale="quick")
     assert cfg.estimator(0).random_state != cfg.estimator(1).random_state
     assert cfg.training_data(0).shape == (cfg.n_train_sequences, cfg.context_len, 2)
-    bad = [dict(n_heads=5), dict(n_seeds=1, n_eval_seeds=1), dict(torch_threads=0), dict(context_sizes=(1, 2)),
-           dict(context_sizes=(0, 4, 2)),
-           dict(context_sizes=(0, 64)), dict(landscape_lim=20.0), dict(distance_ratio=1.5), dict(step_size=0),
-           dict(n_stepz=3)]
+    bad = [dict(n_heads=5), dict(n_seeds=1), dict(torch_threads=0), dict(context_sizes=(1, 2)),
+           dict(context_sizes=(0, 4, 2)), dict(context_sizes=(0, 64)), dict(landscape_lim=20.0),
+           dict(well_spacing=2.0), dict(step_size=0), dict(n_stepz=3)]
     for params in bad:
         with pytest.raises(ConfigError):
             icl.ICLEnergyConfig.from_params(scale="quick", **params)
-
-
-def test_curve_summary():
-    def group(first, last):
-        return {"nll": np.array([[first, 0.0, last]]), "distance": np.array([[2.0, 1.0, 1.0]]),
-                "true_nll": np.array([0.5])}
-
-    s = icl.curve_summary([group(5.0, 1.0), group(7.0, 2.0)])
-    assert s["nll_first"] == 6.0 and s["nll_last"] == 1.5 and s["nll_drop"] == 4.5
-    assert np.isclose(s["nll_seed_spread"], np.std([5.0, 7.0], ddof=1)) and s["distance_ratio"] == 0.5

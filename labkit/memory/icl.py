@@ -20,7 +20,9 @@ drawn uniformly on :math:`[-15, 15]^2` and refined by Langevin steps on the ener
     x^- \leftarrow x^- + \sigma\varepsilon,\ \varepsilon \sim N(0, I); \qquad
     x^- \leftarrow x^- - \alpha \nabla_{x^-} E_\theta(x^- \mid x^+_{<n}),
 
-with no backpropagation through the chain; then
+with no backpropagation through the chain (here, by default, each step is projected back onto the initialisation
+box, the support on which the density is normalised: with the authors' step size the chains of a steep energy
+otherwise leave the box within a few steps, so the negatives stop probing the data region); then
 
 .. math::
     L = \overline{E_\theta(x^+)} - \overline{E_\theta(x^-)} + \lambda\big(\overline{E_\theta(x^+)^2}
@@ -40,28 +42,36 @@ negative's own Langevin gradient.
 
 *The bridge.* For a fixed context, :class:`InContextEnergy` is an :class:`~labkit.memory.base.EnergyMemory`: its
 energy is :math:`E_\theta(\cdot \mid D)`, its update a gradient step on it (Langevin without noise), its
-``log_density`` the unnormalised :math:`-E`. Held-out log likelihoods use a normaliser integrated numerically on a
-grid (:func:`grid_log_normaliser`).
+``log_density`` the unnormalised :math:`-E`.
+
+*Evaluation* (:func:`evaluate`): held-out NLL with a normaliser integrated on an adaptively refined grid over the box
+(:func:`adaptive_log_normaliser`, checked against mixtures of known normaliser in the tests); whether the energy has a
+well at each true component mean (:func:`has_well`); and the authors' sampling view, the mean squared distance of
+the model's own Langevin samples to the nearest true mean (:func:`sample_mse`).
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 import torch
+from scipy import ndimage
 from scipy.special import logsumexp
 from torch import nn
 from tqdm.auto import tqdm
 
 from labkit import repro
-from labkit.config import Check, ConfigError, NotebookConfig, param, positive_float, positive_int, tuple_of, \
-    non_negative_int
+from labkit.config import Check, ConfigError, NotebookConfig, non_negative_int, param, positive_float, positive_int, \
+    tuple_of
 from labkit.memory.base import EnergyMemory
 
 __all__ = ["MixtureFamily", "THREE_COMPONENTS", "FIVE_COMPONENTS", "candidate_mask",
            "EnergyTransformer", "langevin", "contrastive_divergence_loss", "InContextEnergyModel", "InContextEnergy",
-           "square_grid", "grid_log_normaliser", "context_curves", "curve_summary", "landscapes", "ICLEnergyConfig"]
+           "square_grid", "grid_log_normaliser", "adaptive_log_normaliser", "has_well", "sample_mse",
+           "ContextEvaluation", "evaluate", "Endpoint", "endpoints", "landscapes", "ICLEnergyConfig", "FAMILIES",
+           "METRICS", "ICLResult", "run"]
 
 
 # ---------------------------------------------------------------------------------------------------------- data
@@ -144,9 +154,11 @@ class EnergyTransformer(nn.Module):
 
 
 def langevin(model: EnergyTransformer, x: torch.Tensor, negatives: torch.Tensor, prefix_lens: torch.Tensor,
-             n_steps: int, step_size: float, noise_std: float, generator: torch.Generator) -> torch.Tensor:
+             n_steps: int, step_size: float, noise_std: float, generator: torch.Generator,
+             bound: float | None = None) -> torch.Tensor:
     """Refine ``negatives`` (B, M, dim) by ``n_steps`` of :math:`x \\leftarrow x + σε`,
-    :math:`x \\leftarrow x − α∇E` at their positions; returns a detached tensor of the same shape (no graph, no
+    :math:`x \\leftarrow x − α∇E` at their positions, each step projected onto :math:`[-\\text{bound},
+    \\text{bound}]^{dim}` when ``bound`` is given; returns a detached tensor of the same shape (no graph, no
     parameter gradients)."""
     neg = negatives.detach()
     for _ in range(n_steps):
@@ -155,6 +167,8 @@ def langevin(model: EnergyTransformer, x: torch.Tensor, negatives: torch.Tensor,
         _, energy = model(x, neg, prefix_lens)
         (grad,) = torch.autograd.grad(energy.sum(), neg)
         neg = (neg - step_size * grad).detach()
+        if bound is not None:
+            neg = neg.clamp(-bound, bound)
     return neg
 
 
@@ -173,12 +187,13 @@ class InContextEnergyModel:
     def __init__(self, d_model: int = 64, n_heads: int = 8, n_layers: int = 3, n_negatives: int = 3,
                  init_range: float = 15.0, langevin_steps: int = 7, step_size: float = 0.1, noise_std: float = 0.01,
                  reg: float = 1e-3, learning_rate: float = 1e-3, n_steps: int = 1000, batch_size: int = 32,
-                 chunk_size: int = 128, n_threads: int | None = None, device: str | None = None,
-                 random_state: int = 0, progress: bool = True):
+                 bounded: bool = False, chunk_size: int = 128, n_threads: int | None = None,
+                 device: str | None = None, random_state: int = 0, progress: bool = True):
         self.d_model, self.n_heads, self.n_layers = d_model, n_heads, n_layers
         self.n_negatives, self.init_range = n_negatives, init_range
         self.langevin_steps, self.step_size, self.noise_std = langevin_steps, step_size, noise_std
         self.reg, self.learning_rate, self.n_steps, self.batch_size = reg, learning_rate, n_steps, batch_size
+        self.bounded = bounded
         self.chunk_size, self.n_threads, self.device = chunk_size, n_threads, device
         self.random_state, self.progress = random_state, progress
 
@@ -212,7 +227,8 @@ class InContextEnergyModel:
             x = data[torch.from_numpy(order[pos:pos + self.batch_size]).to(device)]
             pos += self.batch_size
             neg = (torch.rand((len(x), T * K, X.shape[2]), generator=gen, device=device) * 2 - 1) * self.init_range
-            neg = langevin(self.model_, x, neg, prefix, self.langevin_steps, self.step_size, self.noise_std, gen)
+            neg = langevin(self.model_, x, neg, prefix, self.langevin_steps, self.step_size, self.noise_std, gen,
+                           self.chain_bound)
             e_pos, e_neg = self.model_(x, neg, prefix)
             loss = contrastive_divergence_loss(e_pos, e_neg, self.reg)
             opt.zero_grad(set_to_none=True)
@@ -220,6 +236,11 @@ class InContextEnergyModel:
             opt.step()
             self.loss_history_[step] = loss.item()
         self.model_.eval()
+
+    @property
+    def chain_bound(self) -> float | None:
+        """Where Langevin chains are confined: the initialisation box when ``bounded``, else nowhere."""
+        return self.init_range if self.bounded else None
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -289,46 +310,127 @@ def grid_log_normaliser(grid_energy: np.ndarray, cell_area: float) -> np.ndarray
     return logsumexp(-grid_energy, axis=-1) + math.log(cell_area)
 
 
-def context_curves(estimator: InContextEnergyModel, family: MixtureFamily, context_sizes: tuple[int, ...],
-                   n_mixtures: int, n_heldout: int, lim: float, n_grid: int, rng: np.random.Generator) -> dict:
-    """Held-out NLL and distance of the model's mass to the true means vs the number of in-context points.
+def adaptive_log_normaliser(energy: Callable[[np.ndarray], np.ndarray], lim: float, n_coarse: int, refine: int,
+                            keep_nats: float) -> float:
+    r""":math:`\log Z = \log \int_{[-lim, lim]^2} e^{-E(x)}\,dx` by the midpoint rule on an ``n_coarse`` ×
+    ``n_coarse`` grid whose cells near the mass are split into ``refine`` × ``refine`` sub-cells.
 
-    For ``n_mixtures`` fresh mixtures of ``family``, the first ``max(context_sizes)`` points are the context and
-    ``n_heldout`` more points of the same mixture are scored at position n:
-    ``nll[i, j] = mean_h E(x_h | x_{<n_j}) + log Z(x_{<n_j})`` (nats per point) with Z on a grid on
-    :math:`[-lim, lim]^2`; ``distance[i, j] = Σ_g p(g | x_{<n_j}) min_k ‖g − μ_k‖``, the mean distance of the
-    model's probability mass to the nearest true component mean. ``true_nll[i]`` is the mixture's own NLL of the
-    held-out points (the floor)."""
-    sizes = tuple(context_sizes)
-    points, means = family.sample(n_mixtures, max(sizes) + n_heldout, rng)
+    A cell is *heavy* when its mass :math:`e^{-E(c)} h^2` is within ``keep_nats`` of the largest; heavy cells and
+    their eight neighbours are refined. Each coarse cell left alone carries less than :math:`e^{-\text{keep\_nats}}`
+    of the peak cell's mass, so wells as narrow as the sub-cell spacing are integrated where they are seen at all; a
+    well narrower than the coarse spacing that no coarse centre sees is missed (the tests check a mixture of std
+    0.13 on a coarse spacing of 0.47). ``energy`` maps points (Q, 2) to energies (Q,)."""
+    cells, area = square_grid(lim, n_coarse)
+    log_mass = -energy(cells) + math.log(area)
+    heavy = (log_mass >= log_mass.max() - keep_nats).reshape(n_coarse, n_coarse)
+    split = ndimage.binary_dilation(heavy, structure=np.ones((3, 3), dtype=bool)).ravel()
+    h = 2 * lim / n_coarse
+    offsets, sub_area = square_grid(h / 2, refine)
+    sub_cells = (cells[split][:, None, :] + offsets[None]).reshape(-1, 2)
+    return float(logsumexp(np.concatenate([log_mass[~split], -energy(sub_cells) + math.log(sub_area)])))
+
+
+def has_well(energy: Callable[[np.ndarray], np.ndarray], centres: np.ndarray, radius: float,
+             spacing: float) -> np.ndarray:
+    r"""Whether :math:`E` has a local minimum within ``radius`` of each centre (K, 2) → (K,) bool: the lowest energy
+    on a grid of ``spacing`` inside the disc is below the lowest on its boundary circle (a continuous function
+    lower inside a disc than anywhere on its rim has a minimum inside). One broad basin spanning several clusters
+    gives a well at most at the cluster nearest its floor; a well per cluster gives one at each."""
+    axis = np.arange(-radius + spacing / 2, radius, spacing)
+    gx, gy = np.meshgrid(axis, axis)
+    disc = np.stack([gx.ravel(), gy.ravel()], axis=-1)
+    disc = disc[(disc**2).sum(-1) < radius**2]
+    angle = np.linspace(0.0, 2 * np.pi, max(16, int(np.ceil(2 * np.pi * radius / spacing))), endpoint=False)
+    rim = radius * np.stack([np.cos(angle), np.sin(angle)], axis=-1)
+    points = np.concatenate([centres[:, None] + disc[None], centres[:, None] + rim[None]], axis=1)   # (K, P, 2)
+    e = energy(points.reshape(-1, 2)).reshape(len(centres), -1)
+    return e[:, :len(disc)].min(axis=1) < e[:, len(disc):].min(axis=1)
+
+
+def sample_mse(estimator: "InContextEnergyModel", context: np.ndarray, means: np.ndarray, n_samples: int,
+               generator: torch.Generator) -> np.ndarray:
+    r"""The authors' sampling metric: draw ``n_samples`` points per context (B, n, 2) with the model's own sampler
+    (uniform on :math:`[-\text{init\_range}, \text{init\_range}]^2`, then the training recipe's Langevin steps)
+    and return each batch row's mean squared distance to the nearest true mean (B,). The true mixture's own
+    samples score :math:`2\sigma^2` on average."""
+    estimator._check_fitted()
+    model = estimator.model_
+    device = next(model.parameters()).device
+    ctx = torch.as_tensor(np.asarray(context, dtype=np.float32), device=device)
+    init = (torch.rand((len(ctx), n_samples, ctx.shape[2]), generator=generator, device=device) * 2 - 1)
+    prefix = torch.full((n_samples,), ctx.shape[1], dtype=torch.long, device=device)
+    with repro.threads(estimator.n_threads):
+        samples = langevin(model, ctx, init * estimator.init_range, prefix, estimator.langevin_steps,
+                           estimator.step_size, estimator.noise_std, generator,
+                           estimator.chain_bound).cpu().double().numpy()
+    sq = ((samples[:, :, None, :] - means[:, None, :, :]) ** 2).sum(-1).min(-1)
+    return sq.mean(axis=1)
+
+
+@dataclass(frozen=True)
+class ContextEvaluation:
+    """One trained model on ``B`` fresh mixtures of one family, at each of ``S`` context sizes."""
+
+    context_sizes: np.ndarray    # (S,)
+    nll: np.ndarray              # (B, S) held-out NLL, nats per point, with the adaptive normaliser
+    sample_mse: np.ndarray       # (B, S) mean squared distance of model samples to the nearest true mean
+    wells: np.ndarray            # (B, S) fraction of the mixture's true means with a well of E within well_radius
+    true_nll: np.ndarray         # (B,) the true mixture's NLL of the same held-out points (the floor)
+    true_sample_mse: float       # 2σ², the true mixture's own sample MSE
+    context: np.ndarray          # (B, n_max, 2)
+    means: np.ndarray            # (B, K, 2)
+
+
+def evaluate(estimator: "InContextEnergyModel", family: MixtureFamily, cfg: "ICLEnergyConfig",
+             rng: np.random.Generator) -> ContextEvaluation:
+    r"""Score ``cfg.n_eval_mixtures`` fresh mixtures of ``family`` at every ``cfg.context_sizes``: the first n points
+    of each sequence are the context, ``cfg.n_heldout`` more points of the same mixture are scored
+    (:math:`\text{nll} = \overline{E(x_h \mid x_{<n})} + \log Z(x_{<n})`, :func:`adaptive_log_normaliser`), wells are
+    looked for at the true means (:func:`has_well`) and the model's samples are drawn (:func:`sample_mse`)."""
+    sizes = tuple(cfg.context_sizes)
+    points, means = family.sample(cfg.n_eval_mixtures, max(sizes) + cfg.n_heldout, rng)
     context, heldout = points[:, :max(sizes)], points[:, max(sizes):]
-    grid, area = square_grid(lim, n_grid)
-    grid_b = np.broadcast_to(grid.astype(np.float32), (n_mixtures, *grid.shape))
-    dist_to_means = np.sqrt(((grid[None, :, None] - means[:, None]) ** 2).sum(-1)).min(-1)      # (B, G)
-    nll, distance = np.empty((n_mixtures, len(sizes))), np.empty((n_mixtures, len(sizes)))
-    for j, n in enumerate(sizes):
-        energy = estimator.energy(context[:, :n], np.concatenate([grid_b, heldout], axis=1))
-        e_grid, e_held = energy[:, :len(grid)], energy[:, len(grid):]
-        log_z = grid_log_normaliser(e_grid, area)
-        nll[:, j] = e_held.mean(axis=1) + log_z
-        p = np.exp(-e_grid - logsumexp(-e_grid, axis=1, keepdims=True))
-        distance[:, j] = (p * dist_to_means).sum(axis=1)
-    true_nll = -family.log_density(heldout, means).mean(axis=1)
-    return {"context_sizes": np.array(sizes), "nll": nll, "distance": distance, "true_nll": true_nll,
-            "context": context, "means": means}
+    generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    shape = (len(points), len(sizes))
+    nll, wells, mse = np.empty(shape), np.empty(shape), np.empty(shape)
+    for j, n in enumerate(tqdm(sizes, desc=f"{family.n_components}-component mixtures", leave=False,
+                               disable=not estimator.progress)):
+        for b in range(len(points)):
+            memory = estimator.memory(context[b, :n])
+            log_z = adaptive_log_normaliser(memory.energy, cfg.grid_lim, cfg.n_grid, cfg.grid_refine, cfg.keep_nats)
+            nll[b, j] = memory.energy(heldout[b]).mean() + log_z
+            wells[b, j] = has_well(memory.energy, means[b], cfg.well_radius, cfg.well_spacing).mean()
+        mse[:, j] = sample_mse(estimator, context[:, :n], means, cfg.n_samples, generator)
+    return ContextEvaluation(np.array(sizes), nll, mse, wells, -family.log_density(heldout, means).mean(axis=1),
+                             2 * family.component_std**2, context, means)
 
 
-def curve_summary(groups: list[dict]) -> dict:
-    """Endpoint numbers of :func:`context_curves` results, one per seed group: each group's mean over its mixtures
-    at the smallest and the largest context size, their mean over groups, the NLL drop and the seed spread (the
-    larger standard deviation over groups of the two NLL endpoints), and the distance ratio last / first."""
-    nll = np.array([g["nll"].mean(axis=0) for g in groups])              # (groups, sizes)
-    dist = np.array([g["distance"].mean(axis=0) for g in groups])
-    spread = max(nll[:, 0].std(ddof=1), nll[:, -1].std(ddof=1)) if len(groups) > 1 else float("nan")
-    return {"nll_first": nll[:, 0].mean(), "nll_last": nll[:, -1].mean(), "nll_drop": (nll[:, 0] - nll[:, -1]).mean(),
-            "nll_seed_spread": spread, "true_nll": np.mean([g["true_nll"].mean() for g in groups]),
-            "distance_first": dist[:, 0].mean(), "distance_last": dist[:, -1].mean(),
-            "distance_ratio": dist[:, -1].mean() / dist[:, 0].mean()}
+@dataclass(frozen=True)
+class Endpoint:
+    """A metric at n = 0 and at the largest context, per training seed (averaged over its evaluation groups),
+    with the paired change and its standard error over training seeds."""
+
+    first: np.ndarray     # (n_seeds,)
+    last: np.ndarray      # (n_seeds,)
+
+    @property
+    def change(self) -> float:
+        return float((self.last - self.first).mean())
+
+    @property
+    def se(self) -> float:
+        return float((self.last - self.first).std(ddof=1) / math.sqrt(len(self.first)))
+
+    def as_dict(self) -> dict[str, float]:
+        return {"first": float(self.first.mean()), "last": float(self.last.mean()), "change": self.change,
+                "se": self.se}
+
+
+def endpoints(evaluations: list[list[ContextEvaluation]], metric: str) -> Endpoint:
+    """``evaluations[seed][group]`` → the :class:`Endpoint` of ``metric`` (``nll``, ``sample_mse`` or ``wells``)."""
+    per_seed = np.array([np.mean([getattr(e, metric).mean(axis=0) for e in groups], axis=0)
+                         for groups in evaluations])                                   # (n_seeds, S)
+    return Endpoint(per_seed[:, 0], per_seed[:, -1])
 
 
 def landscapes(estimator: InContextEnergyModel, context: np.ndarray, context_sizes: tuple[int, ...], lim: float,
@@ -342,44 +444,38 @@ def landscapes(estimator: InContextEnergyModel, context: np.ndarray, context_siz
 
 # -------------------------------------------------------------------------------------------------------- config
 
-def _is_fraction(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1
-
-
 @dataclass(frozen=True)
 class ICLEnergyConfig(NotebookConfig):
     """Notebook 02c. Model and recipe fields are those of :class:`InContextEnergyModel`; ``n_train_sequences``
     training sequences of ``context_len`` points (each its own 3-component mixture) are drawn once per training
-    seed; ``n_seeds`` models are trained from seeds derived from ``seed``; each is evaluated on ``n_eval_seeds``
-    independent groups of ``n_eval_mixtures`` fresh mixtures of each family at ``context_sizes``, with ``n_heldout``
-    held-out points per mixture and a normaliser on an ``n_grid``² grid on ``[-grid_lim, grid_lim]²``; the seed bands
-    are over the ``n_seeds × n_eval_seeds`` groups. Landscapes are drawn on ``[-landscape_lim, landscape_lim]²``.
-    ``torch_threads`` is the torch and BLAS pool size for training and scoring (``None``: as ``repro.setup`` set it).
+    seed; ``n_seeds`` models are trained from seeds derived from ``seed``; each is evaluated (:func:`evaluate`) on
+    ``n_eval_seeds`` independent groups of ``n_eval_mixtures`` fresh mixtures of each family at ``context_sizes``.
+    The normaliser is integrated on an ``n_grid``² grid on ``[-grid_lim, grid_lim]²`` refined ``grid_refine``-fold
+    where the mass is (:func:`adaptive_log_normaliser`); wells are looked for within ``well_radius`` of each true
+    mean on a grid of ``well_spacing``; ``n_samples`` model samples per mixture give the sample MSE. Landscapes are
+    drawn on ``[-landscape_lim, landscape_lim]²``. ``torch_threads`` is the torch and BLAS pool size for training
+    and scoring (``None``: as ``repro.setup`` set it).
 
-    Claims (thresholds fixed before any run): held-out NLL at the largest context is lower than at n = 0 by more than
-    ``nll_drop_spreads`` × the seed spread (the larger standard deviation over seed groups of the two endpoints), for
-    each family; the mean distance of the model's mass to the true means at the largest context is at most
-    ``distance_ratio`` × its n = 0 value, for each family.
+    Claims (thresholds fixed before the reported run): for each family, from n = 0 to the largest context, the
+    held-out NLL falls, the share of true means with a well rises and the sample MSE falls, each paired change
+    larger than ``margin_se`` standard errors over training seeds.
 
     Scales:
 
-    - ``smoke`` seconds: a tiny model, a handful of steps, a coarse grid.
-    - ``quick`` the committed figures, ≤ 5 min on 2 shared CPU cores: ONE training seed of a reduced model (d = 32,
-      4 heads, 2 layers) trained for 450 steps of 8 sequences with the authors' Langevin recipe (3 negatives per
-      token, 7 steps, α = 0.1, σ = 0.01, Adam 1e-3); the bands are over 3 evaluation seeds (3 fresh mixtures each).
-      Three training seeds did not fit the budget: a step costs ≈ 0.5 s on this contended machine. Torch runs on
-      one thread: measured here under contention (load ≈ 9 on 2 cores), a training step took 7.7 s with two
-      threads and 0.47 s with one.
-    - ``paper``, for a GPU (``labkit.repro.torch_device()``): the authors' small configuration (d = 64, 8 heads,
-      3 layers) trained for 20 000 steps of 64 sequences over 500 000 drawn sequences, 3 training seeds × 3
-      evaluation seeds of 32 mixtures, finer grids.
+    - ``smoke``: a tiny model, a handful of steps, coarse grids (seconds).
+    - ``quick``/``full`` (committed): the authors' small architecture (d = 64, 8 heads, 3 layers) and Langevin
+      recipe (3 negatives per token, 7 steps, α = 0.1, σ = 0.01, Adam 1e-3; chains confined to the box, see the
+      module docstring; ``bounded=False`` is the authors' free chain), 3 training seeds of 4,000 steps of 8 fresh
+      sequences each, on one CPU thread: 1/40 of the authors' training sequences.
+    - ``paper``, for a GPU (``labkit.repro.torch_device()``): the same model trained for the authors' 20 000 steps
+      of 64 sequences over 500 000 drawn sequences, more evaluation mixtures.
     """
 
-    n_seeds: int = param(1, positive_int)
-    n_eval_seeds: int = param(3, positive_int)
-    d_model: int = param(32, positive_int)
-    n_heads: int = param(4, positive_int)
-    n_layers: int = param(2, positive_int)
+    n_seeds: int = param(3, positive_int)
+    n_eval_seeds: int = param(2, positive_int)
+    d_model: int = param(64, positive_int)
+    n_heads: int = param(8, positive_int)
+    n_layers: int = param(3, positive_int)
     n_negatives: int = param(3, positive_int)
     init_range: float = param(15.0, positive_float)
     langevin_steps: int = param(7, non_negative_int)
@@ -387,38 +483,42 @@ class ICLEnergyConfig(NotebookConfig):
     noise_std: float = param(0.01, positive_float)
     reg: float = param(1e-3, positive_float)
     learning_rate: float = param(1e-3, positive_float)
-    n_steps: int = param(450, positive_int)
+    bounded: bool = param(True, Check(lambda v: isinstance(v, bool), "True or False"))
+    n_steps: int = param(4000, positive_int)
     batch_size: int = param(8, positive_int)
     context_len: int = param(35, positive_int)
-    n_train_sequences: int = param(2000, positive_int)
+    n_train_sequences: int = param(32_000, positive_int)
     torch_threads: int | None = param(1, Check(lambda v: v is None or positive_int.test(v), "None or an integer >= 1"))
     context_sizes: tuple = param((0, 1, 2, 4, 8, 16, 32), tuple_of(non_negative_int))
-    n_eval_mixtures: int = param(3, positive_int)
+    n_eval_mixtures: int = param(8, positive_int)
     n_heldout: int = param(64, positive_int)
     grid_lim: float = param(15.0, positive_float)
-    n_grid: int = param(50, positive_int)
+    n_grid: int = param(64, positive_int)
+    grid_refine: int = param(8, positive_int)
+    keep_nats: float = param(12.0, positive_float)
+    well_radius: float = param(1.0, positive_float)
+    well_spacing: float = param(0.05, positive_float)
+    n_samples: int = param(128, positive_int)
     landscape_lim: float = param(10.0, positive_float)
-    landscape_grid: int = param(60, positive_int)
-    nll_drop_spreads: float = param(2.0, positive_float)
-    distance_ratio: float = param(0.5, Check(_is_fraction, "a number strictly between 0 and 1"))
+    landscape_grid: int = param(120, positive_int)
+    margin_se: float = param(3.0, positive_float)
 
     SCALES: ClassVar[dict] = {
-        "smoke": dict(n_eval_seeds=2, d_model=16, n_heads=2, n_layers=1, langevin_steps=2, n_steps=4, batch_size=4,
-                      n_train_sequences=16, context_sizes=(0, 1, 4, 16), n_eval_mixtures=2, n_heldout=8,
-                      n_grid=30, landscape_grid=24),
+        "smoke": dict(n_seeds=2, n_eval_seeds=1, d_model=16, n_heads=2, n_layers=1, langevin_steps=2, n_steps=4,
+                      batch_size=4, n_train_sequences=16, context_sizes=(0, 1, 4, 16), n_eval_mixtures=2,
+                      n_heldout=8, n_grid=24, grid_refine=2, well_spacing=0.25, n_samples=16, landscape_grid=24),
         "quick": {},
-        "paper": dict(n_seeds=3, d_model=64, n_heads=8, n_layers=3, n_steps=20_000, batch_size=64,
-                      n_train_sequences=500_000, torch_threads=None, n_eval_mixtures=32, n_heldout=256, n_grid=300,
-                      landscape_grid=200),
+        "paper": dict(n_steps=20_000, batch_size=64, n_train_sequences=500_000, torch_threads=None,
+                      n_eval_seeds=3, n_eval_mixtures=32, n_heldout=256, n_samples=512, landscape_grid=200),
     }
 
     def validate(self) -> None:
         if self.d_model % self.n_heads:
             raise ConfigError(f"ICLEnergyConfig: bad value for 'n_heads': {self.n_heads!r}; allowed: a divisor of "
                               f"d_model={self.d_model}")
-        if self.n_seeds * self.n_eval_seeds < 2:
-            raise ConfigError(f"ICLEnergyConfig: bad values for 'n_seeds' × 'n_eval_seeds': {self.n_seeds} × "
-                              f"{self.n_eval_seeds}; allowed: at least 2 seed groups (the claims use the seed spread)")
+        if self.n_seeds < 2:
+            raise ConfigError(f"ICLEnergyConfig: bad value for 'n_seeds': {self.n_seeds!r}; allowed: at least 2 "
+                              "training seeds (the claims use the standard error over training seeds)")
         if list(self.context_sizes) != sorted(set(self.context_sizes)) or self.context_sizes[0] != 0:
             raise ConfigError(f"ICLEnergyConfig: bad value for 'context_sizes': {self.context_sizes!r}; allowed: "
                               "strictly increasing sizes starting at 0")
@@ -428,14 +528,17 @@ class ICLEnergyConfig(NotebookConfig):
         if self.landscape_lim > self.grid_lim:
             raise ConfigError(f"ICLEnergyConfig: bad value for 'landscape_lim': {self.landscape_lim!r}; allowed: at "
                               f"most grid_lim={self.grid_lim}")
+        if self.well_spacing >= self.well_radius:
+            raise ConfigError(f"ICLEnergyConfig: bad value for 'well_spacing': {self.well_spacing!r}; allowed: "
+                              f"less than well_radius={self.well_radius}")
 
     def estimator(self, seed_index: int, progress: bool = True) -> InContextEnergyModel:
         """The unfitted model of training seed ``seed_index``."""
         return InContextEnergyModel(
             d_model=self.d_model, n_heads=self.n_heads, n_layers=self.n_layers, n_negatives=self.n_negatives,
             init_range=self.init_range, langevin_steps=self.langevin_steps, step_size=self.step_size,
-            noise_std=self.noise_std, reg=self.reg, learning_rate=self.learning_rate, n_steps=self.n_steps,
-            batch_size=self.batch_size, n_threads=self.torch_threads,
+            noise_std=self.noise_std, reg=self.reg, learning_rate=self.learning_rate, bounded=self.bounded,
+            n_steps=self.n_steps, batch_size=self.batch_size, n_threads=self.torch_threads,
             random_state=int(repro.rng(self.seed, 0, seed_index).integers(2**31)), progress=progress)
 
     def training_data(self, seed_index: int) -> np.ndarray:
@@ -445,3 +548,32 @@ class ICLEnergyConfig(NotebookConfig):
     def eval_rng(self, seed_index: int, eval_index: int, family_index: int) -> np.random.Generator:
         """The generator of one evaluation group's fresh mixtures."""
         return repro.rng(self.seed, 2, seed_index, eval_index, family_index)
+
+
+#: the families every model is evaluated on, by label
+FAMILIES = {"3 components (training family)": THREE_COMPONENTS, "5 components (unseen family)": FIVE_COMPONENTS}
+
+#: the claimed metrics, their direction (−1: should fall with context, +1: should rise) and their words
+METRICS = {"nll": (-1, "held-out NLL"), "wells": (+1, "share of true means with a well"),
+           "sample_mse": (-1, "sample MSE to the nearest true mean")}
+
+
+@dataclass(frozen=True)
+class ICLResult:
+    """What :func:`run` returns: the fitted models and ``evaluations[family][seed][group]``."""
+
+    models: list[InContextEnergyModel]
+    evaluations: dict[str, list[list[ContextEvaluation]]]
+
+    def endpoints(self, family: str, metric: str) -> Endpoint:
+        return endpoints(self.evaluations[family], metric)
+
+
+def run(cfg: ICLEnergyConfig, progress: bool = True) -> ICLResult:
+    """Train ``cfg.n_seeds`` models and evaluate each on ``cfg.n_eval_seeds`` groups of fresh mixtures of every
+    family in :data:`FAMILIES`."""
+    models = [cfg.estimator(i, progress).fit(cfg.training_data(i)) for i in range(cfg.n_seeds)]
+    evaluations = {label: [[evaluate(m, family, cfg, cfg.eval_rng(i, j, k)) for j in range(cfg.n_eval_seeds)]
+                           for i, m in enumerate(models)]
+                   for k, (label, family) in enumerate(FAMILIES.items())}
+    return ICLResult(models, evaluations)

@@ -50,31 +50,38 @@ def landscape_figure(rows: list[dict], lim: float, title: str):
     return fig
 
 
-def curves_figure(results: dict[str, list[dict]], title: str):
-    """Held-out NLL and distance of the model's mass to the true means vs context size, mean ± 1 standard error over
-    training seeds (band), each seed thin; dotted: the true mixtures' own NLL. ``results[family] = [per-seed
-    context_curves dicts]``."""
-    fig, (ax_nll, ax_dist) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
-    for color, (label, per_seed) in zip(FAMILY_COLORS, results.items()):
-        sizes = per_seed[0]["context_sizes"]
+def curves_figure(evaluations: dict, title: str):
+    """Held-out NLL, share of true means with a well and sample MSE vs context size, per family: mean ± 1 standard
+    error over training seeds (band), each training seed thin (its evaluation groups averaged); dotted: the true
+    mixtures' values. ``evaluations[family][seed][group]`` are :class:`~labkit.memory.icl.ContextEvaluation`."""
+    panels = (("nll", "held-out NLL  (nats per point)", "NLL of held-out points of the same mixture"),
+              ("wells", "share of true means with a well", "Wells at the true clusters"),
+              ("sample_mse", "sample MSE to nearest true mean", "Model samples (Langevin) vs the true means"))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), layout="constrained")
+    for color, (label, per_seed) in zip(FAMILY_COLORS, evaluations.items()):
+        sizes = per_seed[0][0].context_sizes
         x = np.arange(len(sizes))
-        for ax, key in ((ax_nll, "nll"), (ax_dist, "distance")):
-            seed_means = np.array([r[key].mean(axis=0) for r in per_seed])
+        short = label.split(" (")[0]
+        for ax, (key, _, _) in zip(axes, panels):
+            seed_means = np.array([np.mean([getattr(e, key).mean(axis=0) for e in groups], axis=0)
+                                   for groups in per_seed])
             mean, se = mean_and_se(seed_means)
             ax.plot(x, seed_means.T, color=color, lw=0.6, alpha=0.4)
             ax.fill_between(x, mean - se, mean + se, color=color, alpha=0.25, lw=0)
             ax.plot(x, mean, "o-", color=color, label=label)
-        true = np.mean([r["true_nll"].mean() for r in per_seed])
-        ax_nll.axhline(true, color=color, ls=":", label=f"true mixture NLL ({label.split(' (')[0]})")
-    for ax in (ax_nll, ax_dist):
+        true_nll = np.mean([e.true_nll.mean() for groups in per_seed for e in groups])
+        axes[0].axhline(true_nll, color=color, ls=":", label=f"true mixture ({short})")
+        axes[2].axhline(per_seed[0][0].true_sample_mse, color=color, ls=":", label=f"true mixture ({short}): 2σ²")
+    axes[1].set_ylim(-0.03, 1.03)
+    axes[2].set_yscale("log")
+    for ax, (_, ylabel, panel_title) in zip(axes, panels):
         ax.set_xticks(x, [str(s) for s in sizes])
         ax.set_xlabel("in-context points n")
+        ax.set_ylabel(ylabel)
+        ax.set_title(panel_title)
         ax.grid(alpha=0.3)
-    ax_nll.set_ylabel("held-out NLL  (nats per point)")
-    ax_nll.set_title("NLL of held-out points of the same mixture")
-    ax_dist.set_ylabel("E_p(x|x<n) [distance to nearest true mean]")
-    ax_dist.set_title("Where the model's probability mass sits")
-    ax_nll.legend(fontsize=8, loc="best")
+    axes[0].legend(fontsize=8, loc="best")
+    axes[2].legend(fontsize=8, loc="best")
     fig.suptitle(title)
     return fig
 

@@ -369,6 +369,17 @@ def auto_blank(residue_bp, times_ms, sigma=None, noise_band: float = _BLANK_NOIS
     return np.where(quiet.any(axis=0), t[:n][quiet.argmax(axis=0)], np.inf)
 
 
+def auto_clean(epochs_uv, times_ms, fs: float, band_hz=(200.0, 5000.0),
+               offsets=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Raw epochs to artefact-free ones, automatically (module docstring, steps 1–4): band-pass, subtract
+    :func:`auto_artefact`, find :func:`auto_blank`. Returns (clean band-passed epochs, noise σ per pair, blank
+    start per pair in ms, the artefact info)."""
+    f = bandpass(epochs_uv, fs, band_hz, axis=1)
+    art, info = auto_artefact(f, times_ms, offsets)
+    f = f - art
+    return f, info["sigma"], auto_blank(f, times_ms, info["sigma"]), info
+
+
 def noise_sigma(x, axis: int = 0) -> np.ndarray:
     """Robust noise level median(|x|) / 0.6745 along ``axis``."""
     return np.median(np.abs(np.asarray(x, dtype=float)), axis=axis) * _MAD_TO_SIGMA
@@ -554,11 +565,7 @@ def conduction_velocity(samples, fs, electrode_positions_mm, stim_times_s, *, ar
             raise _bad("conduction_velocity", "window_ms", window_ms,
                        "a window that starts well before the stimulus, e.g. -5 ms (the automatic artefact removal "
                        "measures the noise before -1 ms), or an explicit artefact= / blank_ms=")
-        f = bandpass(e, fs, band_hz, axis=1)
-        art, info = auto_artefact(f, t, subsample_offsets(stim_times_s, fs, window_ms))
-        f = f - art
-        sigma = info["sigma"]
-        start = auto_blank(f, t, sigma)
+        f, sigma, start, info = auto_clean(e, t, fs, band_hz, subsample_offsets(stim_times_s, fs, window_ms))
         starts = np.broadcast_to(start, f[:, 0].shape)
         arrivals = arrival_times(f, t, k=k, search_ms=(starts, None), sigma=sigma)
         guard = (t[None, :, None] >= starts[:, None, :]) & (t[None, :, None] < starts[:, None, :] + _BLANK_HOLD_MS)

@@ -31,6 +31,9 @@ Rig itself (its reader thread), independently of the display.
 
 Display. :func:`decimate_minmax` keeps each bin's minimum and maximum (2 points per bin, bins ≈ pixels), the
 usual envelope decimation of scope displays: a 1 ms spike in a 2 s window at 800 px stays visible.
+Sweeps. The acquisition thread also cuts ``sweep_window_ms`` around each echoed pulse out of the stream as soon as
+it has arrived and keeps the last ``n_sweeps`` (cleared when the voltage or period changes); :meth:`RigController.
+sweeps` turns them into a :class:`SweepView` (artefact removed, latencies, a conduction-velocity estimate).
 
 Motion. With the simulator, :class:`labkit.rig.video.Camera` streams the frames of the device time that has
 passed since the last call (JPEG-compressed like an MJPG camera's); labkit.rig.tracking.SegmentTracker turns
@@ -42,6 +45,7 @@ import numbers
 import tempfile
 import threading
 import time
+from collections import deque
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -50,6 +54,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from labkit.rig import analysis as an
 from labkit.rig.driver import Rig
 from labkit.rig.limits import LimitError, RigError, SafetyLimits
 from labkit.rig.nwb import session_to_nwb, validate_nwb
@@ -58,7 +63,7 @@ from labkit.rig.recording import Pulse, SessionError
 from labkit.rig.video import Camera
 
 __all__ = ["MIN_VPP", "MIN_RATE_HZ", "StimulusSettings", "stimulus_ranges", "clamp_stimulus", "RingBuffer",
-           "decimate_minmax", "default_tracker", "Snapshot", "SessionResult", "RigController"]
+           "decimate_minmax", "default_tracker", "Snapshot", "SweepView", "SessionResult", "RigController"]
 
 MIN_VPP = 0.1          # V: the panel's lowest voltage (the device accepts any vpp > 0)
 MIN_RATE_HZ = 0.1      # pulses/s: the panel's slowest schedule
@@ -185,6 +190,25 @@ class Snapshot:
     message: str
 
 
+@dataclass(frozen=True)
+class SweepView:
+    """The last stimulus-triggered sweeps (a scope's persistence view), ready to draw.
+
+    Each sweep is the stream around one echoed pulse. The artefact is estimated from the sweeps themselves,
+    subtracted, and what remains blanked per pair until it falls into the noise (:func:`labkit.rig.analysis.
+    auto_clean`, as the offline conduction-velocity estimate does); the first-spike arrival per pair is found after
+    the blank and the conduction velocity is the median over the sweeps of the per-sweep least-squares fit over the
+    pairs (:func:`labkit.rig.analysis.fit_velocities`)."""
+
+    t_ms: np.ndarray            # (S,) time after the pulse onset
+    sweeps_uv: np.ndarray       # (n, S, n_pairs) artefact-free, band-passed; oldest first
+    arrivals_ms: np.ndarray     # (n, n_pairs), NaN where no spike, or where the pair's blank outlasts the next
+                                # pair's median arrival (its first spike may be hidden)
+    velocity_m_s: float         # NaN when no sweep gives one
+    positions_mm: np.ndarray    # (n_pairs,)
+    blank_ms: np.ndarray        # (n_pairs,) where the residual artefact ends
+
+
 @dataclass
 class SessionResult:
     """A stopped recording: its folder, its NWB file and what the NWB validator said (empty = valid)."""
@@ -205,7 +229,8 @@ class RigController:
 
     def __init__(self, url: str = "rigsim://", *, record_dir=None, window_s: float = 2.0, chunk_s: float = 0.05,
                  camera: str | None = "auto", camera_fps: float = 20.0, camera_size=(320, 80),
-                 settings: StimulusSettings = StimulusSettings(), rig_factory=Rig, tracker_factory=None):
+                 settings: StimulusSettings = StimulusSettings(), rig_factory=Rig, tracker_factory=None,
+                 n_sweeps: int = 10, sweep_window_ms: tuple[float, float] = (-5.0, 25.0)):
         if camera not in ("auto", None):
             raise ValueError(f"camera={camera!r}; allowed: 'auto' or None")
         self.url = url
@@ -235,6 +260,11 @@ class RigController:
         self._run_stop = threading.Event()
         self._threads: dict[str, threading.Thread] = {}
         self._fs_hz: float | None = None       # the stream's sample rate, kept after a disconnect for the display
+        self.sweep_window_ms = tuple(float(v) for v in sweep_window_ms)
+        self._sweeps: deque = deque(maxlen=int(n_sweeps))    # raw epochs (S, n_pairs), oldest first
+        self._next_sweep = 0                   # index into self.pulses of the next pulse to cut a sweep for
+        self.sweeps_collected = 0              # sweeps cut since this controller was made (a view redraws on change)
+        self._positions_mm = np.zeros(0)
         self._last_echo = -math.inf            # host time of the last echo or refusal
         self._next_due = 0.0                   # host time of the next scheduled request
         self.closed = False
@@ -256,6 +286,10 @@ class RigController:
             self.camera = Camera(sim.worm, fps=self.camera_fps, size=self.camera_size, seed=sim.worm.seed)
             self.tracker = self.tracker_factory(sim.worm.params.n_zones)
             self.motion_ring = RingBuffer(max(2, int(self.window_s * self.camera_fps) + 1), 2)
+        with self._lock:
+            self._sweeps.clear()
+            self._next_sweep = len(self.pulses)      # sweeps of this connection's pulses only
+        self._positions_mm = np.asarray(rig.info.electrode_positions_mm, dtype=float)
         self._start_stream()
         self._fs_hz = rig.fs_hz
         self.state = "streaming"
@@ -272,6 +306,11 @@ class RigController:
         self.rig, self.camera, self.tracker = None, None, None
         self.state, self.armed, self.message = "disconnected", False, "disconnected"
 
+    @property
+    def recording(self) -> bool:
+        """True while a session folder is being recorded."""
+        return self._recording is not None
+
     def close(self) -> None:
         """Disconnect (the big stop first when running) and refuse any later connect; safe to call twice. A panel
         calls it when its cell is re-run or the kernel shuts down, so no stream outlives its view."""
@@ -285,6 +324,9 @@ class RigController:
         """Apply ``vpp`` / ``period_ms`` / ``rate_hz`` changes clamped into the device's limits (see module)."""
         new = clamp_stimulus(self.limits, self.settings, **changes)
         clamped = [k for k, v in changes.items() if getattr(new, k) != v]
+        if (new.vpp, new.period_ms) != (self.settings.vpp, self.settings.period_ms):
+            with self._lock:
+                self._sweeps.clear()             # the persistence view shows one stimulus at a time
         self.settings = new
         if clamped:
             self.message = "clamped to the device limits: " + ", ".join(f"{k}={getattr(new, k):g}" for k in clamped)
@@ -398,6 +440,47 @@ class RigController:
                 "crc_errors": link.get("bad_frames", 0), "samples_lost": link.get("samples_lost", 0),
                 "pulses": n_pulses, "refused": len(self.refused)}
 
+    def sweeps(self, band_hz=(200.0, 5000.0), k: float = 5.0) -> SweepView | None:
+        """The stimulus-triggered sweeps collected so far (see :class:`SweepView`); None before the first."""
+        with self._lock:
+            raw = np.stack(self._sweeps) if self._sweeps else None
+        if raw is None:
+            return None
+        t = self.sweep_window_ms[0] + np.arange(raw.shape[1]) / self._fs_hz * 1e3
+        clean, sigma, blank_ms, _ = an.auto_clean(np.nan_to_num(raw), t, self._fs_hz, band_hz)
+        arrivals = an.arrival_times(clean, t, k=k, search_ms=(np.broadcast_to(blank_ms, clean[:, 0].shape), None),
+                                    sigma=sigma)
+        # a pair blanked past the next pair's typical arrival may hide its first spike under the blank: not used
+        seen = np.isfinite(arrivals).any(axis=0)
+        typical = np.full(arrivals.shape[1], np.inf)
+        typical[seen] = np.nanmedian(arrivals[:, seen], axis=0)
+        hidden = np.r_[blank_ms[:-1] >= typical[1:], False]
+        arrivals = np.where(hidden[None, :], np.nan, arrivals)
+        velocity = an.fit_velocities(self._positions_mm, arrivals)
+        finite = velocity[np.isfinite(velocity)]
+        return SweepView(t, clean, arrivals, float(np.median(finite)) if finite.size else float("nan"),
+                         self._positions_mm, blank_ms)
+
+    def _collect_sweeps(self, fs: float) -> None:
+        """Cut the sweep of every echoed pulse whose window the ring now holds (acquisition thread)."""
+        with self._lock:
+            pending = self.pulses[self._next_sweep:]
+        if not pending:
+            return
+        w0, w1 = self.sweep_window_ms
+        n_win = int(round((w1 - w0) / 1e3 * fs))
+        first, rows = self.ring.snapshot(self.ring.capacity)
+        for p in pending:
+            start = int(round((p.t_start_s + w0 / 1e3) * fs))
+            if start + n_win > first + len(rows):
+                break                                    # its window has not arrived yet
+            if start >= first:
+                epoch = rows[start - first:start - first + n_win]
+                with self._lock:
+                    self._sweeps.append(epoch.copy())
+                    self.sweeps_collected += 1
+            self._next_sweep += 1
+
     # --- threads ---------------------------------------------------------------------------------
     def _start_stream(self) -> None:
         self.rig.configure()
@@ -417,6 +500,7 @@ class RigController:
             if not len(counts):
                 continue
             self.ring.write(first, counts * rig.info.scale_uv_per_count)
+            self._collect_sweeps(fs)
             if self.camera is not None:
                 self._track((first + len(counts)) / fs)
 

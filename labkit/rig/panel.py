@@ -2,7 +2,12 @@
 notebook 05b needs to run it headlessly (a scripted session, a sample-exact replay, its figures, its config).
 
     panel = RigPanel(RigController("rigsim://?seed=0"))
-    panel                       # in JupyterLab: Connect, Arm, Start, the big STOP, sliders, traces, counters
+    panel                       # in JupyterLab: Connect, Arm, Start, the big STOP, settings, traces or sweeps
+
+The view shows either the live traces (4 pairs and the motion signal, a 0.5–2 s timebase) or the stimulus-triggered
+sweeps (:class:`SweepPlot`: the last sweeps per pair, artefact removed, a latency cursor and a live conduction
+velocity); a gain control fixes the µV range (auto: scaled to the response), Freeze holds the picture while the
+counters and status run on, and large ARMED and REC indicators sit under STOP.
 
 Every widget callback calls the controller and shows what it answers: the sliders' ranges come from the
 device's limits (its INFO) and a slider is set back to whatever the controller put in force (clamped, or the
@@ -26,6 +31,7 @@ validity) is seed-determined when the session is healthy.
 import asyncio
 import atexit
 import html
+import time
 import weakref
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
@@ -38,7 +44,7 @@ from matplotlib.figure import Figure
 
 from labkit.config import Check, ConfigError, NotebookConfig, param, positive_float
 from labkit.rig.video import Camera
-from labkit.rig.controller import (RigController, SessionResult, Snapshot, StimulusSettings,
+from labkit.rig.controller import (RigController, SessionResult, Snapshot, StimulusSettings, SweepView,
                                    decimate_minmax, default_tracker, stimulus_ranges)
 from labkit.rig.limits import SafetyLimits
 from labkit.rig.sim import parse_query
@@ -85,9 +91,11 @@ class TracePlot:
         self._limits: tuple | None = None
         self._background = None
 
-    def update(self, snap: Snapshot) -> None:
+    def update(self, snap: Snapshot, gain_uv: float | None = None, window_s: float | None = None) -> None:
+        """Lines from ``snap``; each pair's axis ±``gain_uv`` (None: scaled to what lies outside the artefacts),
+        the last ``window_s`` seconds shown (None: the whole window)."""
         x = snap.t_s - snap.t_end_s
-        limits = [(-snap.window_s, 0.0)]
+        limits = [(-min(window_s or snap.window_s, snap.window_s), 0.0)]
         centres = np.unique(snap.t_s)                     # decimated points come in (min, max) pairs
         pad = 0.5 * float(np.median(np.diff(centres))) if len(centres) > 1 else 0.0   # half a bin
         clear = np.ones(len(snap.t_s), bool)              # bins that do not overlap a stimulus artefact
@@ -97,7 +105,7 @@ class TracePlot:
             y = snap.traces_uv[:, k] if snap.traces_uv.shape[1] > k else np.zeros(len(x))
             line.set_data(x, y)
             seen = np.abs(y[clear & np.isfinite(y)])
-            limits.append(_nice_limit(float(seen.max()) if seen.size else 0.0))
+            limits.append(gain_uv or _nice_limit(float(seen.max()) if seen.size else 0.0))
         self.motion_line.set_data(snap.motion_t_s - snap.t_end_s, snap.motion)
         finite = np.abs(snap.motion[np.isfinite(snap.motion)])
         limits.append(_nice_limit(float(finite.max()) if finite.size else 0.0, (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)))
@@ -128,7 +136,56 @@ class TracePlot:
         return data.tobytes()
 
 
+class SweepPlot:
+    """The panel's stimulus-triggered view: per recording pair, the last sweeps (grey) and their mean (colour),
+    artefact-free (:meth:`RigController.sweeps`), the blanked stretch shaded, a cursor at the median first-spike
+    latency, and the live conduction-velocity estimate in the title. Redrawn whole (new sweeps come ≤ 10 per s)."""
+
+    def __init__(self, n_channels: int = 4, width_px: int = 800, height_px: int = 480, dpi: int = 100):
+        self.figure = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi, layout="constrained")
+        FigureCanvasAgg(self.figure)
+        self.axes = list(self.figure.subplots(n_channels, 1, sharex=True))
+        self.n_sweeps = 0
+
+    def update(self, view: SweepView | None, gain_uv: float | None = None) -> None:
+        for k, ax in enumerate(self.axes):
+            ax.clear()
+            ax.set_ylabel(f"pair {k + 1}\n(µV)")
+            ax.grid(alpha=0.3)
+        self.axes[-1].set_xlabel("time after the pulse onset (ms)")
+        if view is None:
+            self.n_sweeps = 0
+            self.figure.suptitle("stimulus-triggered sweeps: none yet (arm and start)", fontsize=10)
+            return
+        self.n_sweeps = len(view.sweeps_uv)
+        for k, ax in enumerate(self.axes):
+            ax.plot(view.t_ms, view.sweeps_uv[:, :, k].T, color="0.75", lw=0.5)
+            ax.plot(view.t_ms, view.sweeps_uv[:, :, k].mean(axis=0), color=_COLOURS[k % 4], lw=1.0)
+            ax.axvspan(0.0, view.blank_ms[k], color="0.9", zorder=0)
+            latency = view.arrivals_ms[:, k]
+            if np.isfinite(latency).any():
+                ax.axvline(float(np.nanmedian(latency)), color="red", lw=0.8, ls="--")
+            top = gain_uv or _nice_limit(float(np.abs(view.sweeps_uv[:, view.t_ms > view.blank_ms[k], k]).max()
+                                               if (view.t_ms > view.blank_ms[k]).any() else 0.0))
+            ax.set_ylim(-top, top)
+            ax.text(0.99, 0.95, f"{view.positions_mm[k]:g} mm", transform=ax.transAxes, ha="right", va="top",
+                    fontsize=8)
+        ax.set_xlim(view.t_ms[0], view.t_ms[-1])
+        cv = "no estimate" if not np.isfinite(view.velocity_m_s) else f"{view.velocity_m_s:.1f} m/s"
+        self.figure.suptitle(f"last {self.n_sweeps} sweeps (grey), mean (colour), latency (red); "
+                             f"conduction velocity {cv}", fontsize=10)
+
+    def png(self) -> bytes:
+        self.figure.canvas.draw()
+        rgba = np.asarray(self.figure.canvas.buffer_rgba())
+        ok, data = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        return data.tobytes()
+
+
 _SETTINGS = (("vpp", "voltage", "Vpp", 0.1), ("period_ms", "period", "ms", 0.1), ("rate_hz", "rate", "pulses/s", 0.1))
+SWEEP_REDRAW_S = 0.5   # the sweep view's analysis takes ~0.2 s: at most two redraws a second
+_GAINS = {"auto": None, "±50 µV": 50.0, "±100 µV": 100.0, "±200 µV": 200.0, "±500 µV": 500.0, "±1 mV": 1000.0}
+_TIMEBASES = {"2 s": 2.0, "1 s": 1.0, "0.5 s": 0.5}
 
 
 class RigPanel:
@@ -151,6 +208,7 @@ class RigPanel:
         self.ticks = self.redraws = 0
         self._drawn: tuple | None = None
         self._shown: tuple | None = None
+        self._sweeps_due = 0.0                 # the sweep view's next redraw, at the earliest
         self._task: asyncio.Task | None = None
         self._syncing = False
 
@@ -173,10 +231,22 @@ class RigPanel:
         self.image = w.Image(format="png", layout=w.Layout(width=f"{width_px}px"))
         self.counters = w.HTML()
         self.status = w.HTML()
+        self.indicators = w.HTML()
+        self.cv = w.HTML()
+        self.view = w.ToggleButtons(options=["traces", "sweeps"], description="view",
+                                    style={"description_width": "40px"})
+        self.freeze = w.ToggleButton(False, description="Freeze", icon="pause")
+        self.gain = w.Dropdown(options=list(_GAINS), value="auto", description="gain", layout=w.Layout(width="170px"),
+                               style={"description_width": "40px"})
+        self.timebase = w.Dropdown(options=list(_TIMEBASES), value="2 s", description="timebase",
+                                   layout=w.Layout(width="190px"), style={"description_width": "70px"})
+        self.sweep_plot = SweepPlot(width_px=width_px)
         for name, widget in [("connect", self.connect_button), ("arm", self.arm_button),
                              ("disarm", self.disarm_button), ("start", self.start_button),
                              ("stop", self.stop_button), ("counters", self.counters), ("status", self.status),
-                             ("traces", self.image), *self.sliders.items(),
+                             ("traces", self.image), ("indicators", self.indicators), ("view", self.view),
+                             ("freeze", self.freeze), ("gain", self.gain), ("timebase", self.timebase), ("cv", self.cv),
+                             *self.sliders.items(),
                              *((f"{k}-entry", v) for k, v in self.entries.items())]:
             widget.add_class(f"labkit-rig-{name.replace('_', '-')}")
         self.connect_button.on_click(lambda _: self._act(self._toggle_connection))
@@ -190,11 +260,14 @@ class RigPanel:
             self.entries[name].observe(lambda change, name=name: self._on_entry(name, change["new"]), names="value")
         self._sync_controls()
 
+        for display_control in (self.view, self.freeze, self.gain, self.timebase):
+            display_control.observe(lambda _change: self.refresh(force=True), names="value")
         controls = w.VBox([w.HBox([self.url, self.connect_button]),
                            w.HBox([self.arm_button, self.disarm_button, self.start_button, self.record]),
                            *(w.HBox([self.sliders[n], self.entries[n], self.ranges[n]]) for n, *_ in _SETTINGS),
                            self.counters, self.status])
-        self.widget = w.VBox([w.HBox([controls, self.stop_button]), self.image])
+        self.widget = w.VBox([w.HBox([controls, w.VBox([self.stop_button, self.indicators])]),
+                              w.HBox([self.view, self.gain, self.timebase, self.freeze]), self.cv, self.image])
         self.widget.add_class("labkit-rig-panel")
         self.refresh(force=True)
 
@@ -280,12 +353,31 @@ class RigPanel:
             if self._state_shown() != self._shown:
                 self._sync_controls()
             snap = self._show_status()
-            key = (snap.t_end_s, len(snap.motion), snap.state)
-            if not force and key == self._drawn:
+            if self.freeze.value and not force:
                 return False
+            gain, sweeps = _GAINS[self.gain.value], self.view.value == "sweeps"
+            key = (self.ctl.sweeps_collected if sweeps else (snap.t_end_s, len(snap.motion)),
+                   snap.state, snap.settings, self.view.value, self.gain.value, self.timebase.value)
+            if not force and (key == self._drawn or (sweeps and time.monotonic() < self._sweeps_due)):
+                return False                    # nothing new, or the sweep view redrawn < SWEEP_REDRAW_S ago
+            if sweeps:
+                self._sweeps_due = time.monotonic() + SWEEP_REDRAW_S
             self._drawn = key
-            self.plot.update(snap)
-            self.image.value = self.plot.png()
+            if sweeps:
+                view = self.ctl.sweeps()
+                self.sweep_plot.update(view, gain)
+                self.image.value = self.sweep_plot.png()
+                self.cv.value = "" if view is None else (
+                    f"<span class='labkit-rig-sweeps'>{len(view.sweeps_uv)}</span> sweeps · conduction velocity "
+                    + (f"<span class='labkit-rig-cv-value'>{view.velocity_m_s:.1f}</span> m/s"
+                       if np.isfinite(view.velocity_m_s) else "– (no sweep with a first spike on 3 pairs clear "
+                                                              "of the artefact)")
+                    + " · median latency "
+                    + ", ".join(f"{np.nanmedian(a):.2f}" if np.isfinite(a).any() else "–"
+                                for a in view.arrivals_ms.T) + " ms (pairs 1–4)")
+            else:
+                self.plot.update(snap, gain, _TIMEBASES[self.timebase.value])
+                self.image.value = self.plot.png()
         except Exception as e:
             self.status.value = f"<b style=color:#c00>display error</b>: {html.escape(f'{type(e).__name__}: {e}')}"
             return False
@@ -303,6 +395,11 @@ class RigPanel:
         last = ("none" if snap.last_pulse is None else
                 f"<span class='labkit-rig-last-vpp'>{snap.last_pulse.vpp_requested:.2f}</span> Vpp asked, "
                 f"{snap.last_pulse.vpp_measured:.2f} delivered, {snap.last_pulse.period_ms_measured:.2f} ms")
+        badge = ("<div style='font:bold 22px sans-serif;color:white;background:{};padding:4px 10px;margin:4px 0;"
+                 "border-radius:6px;text-align:center'>{}</div>")
+        self.indicators.value = (badge.format("#c00" if snap.armed else "#999", "ARMED" if snap.armed else "disarmed")
+                                 + badge.format("#c00" if self.ctl.recording else "#999",
+                                                "● REC" if self.ctl.recording else "not recording"))
         self.status.value = (f"<b>state</b> <span class='labkit-rig-state'>{snap.state}</span>"
                              f"{' · <b style=color:#c00>ARMED</b>' if snap.armed else ' · disarmed'} · "
                              f"last pulse: {last}<br><span class='labkit-rig-message'>"
@@ -327,9 +424,13 @@ class RigPanel:
             self._task = None
 
     async def _updates(self) -> None:
+        """Tick at ``refresh_hz`` on a fixed schedule (a slow tick shortens the next wait, never adds to it)."""
+        period = 1.0 / self.refresh_hz
+        due = time.monotonic()
         while True:
             self.refresh()                              # never raises: errors go to the status line
-            await asyncio.sleep(1.0 / self.refresh_hz)
+            due = max(due + period, time.monotonic())
+            await asyncio.sleep(due - time.monotonic())
 
 
 @atexit.register
@@ -345,7 +446,6 @@ def run_scripted_session(ctl: RigController, vpps, period_ms: float, rate_hz: fl
     """Connect (if needed), arm, record and ask for one pulse per value of ``vpps`` (the controller clamps them),
     wait ``tail_s`` after the last echo, then the big stop, and leave the controller at the default (safe)
     stimulus settings, disarmed. Returns the stopped session (NWB written)."""
-    import time
 
     if ctl.rig is None:
         ctl.connect()

@@ -421,3 +421,33 @@ def test_pulses_keep_the_asked_rate_on_the_device_clock(tmp_path):
     ctl.close()
     starts = np.array([p.t_start_s for p in ctl.pulses[:9]])
     assert abs(np.diff(starts).mean() - 0.2) < 0.2 * 0.03, np.diff(starts)
+
+
+def test_the_sweep_view_collects_triggered_sweeps_and_estimates_the_conduction_velocity(tmp_path):
+    """The simulator's MGF conducts at 25 m/s: the live estimate from the last sweeps lands near it."""
+    ctl = RigController("rigsim://?seed=5", record_dir=tmp_path, window_s=1.0, camera=None, n_sweeps=8)
+    panel = RigPanel(ctl)
+    ctl.connect()
+    assert ctl.sweeps() is None
+    ctl.set_stimulus(vpp=6.0, period_ms=5.0, rate_hz=8.0)
+    ctl.arm()
+    ctl.start(record=False)
+    deadline = time.monotonic() + 20
+    while ctl.sweeps_collected < 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    view = ctl.sweeps()
+    assert view.sweeps_uv.shape == (8, len(view.t_ms), 4) and np.isfinite(view.sweeps_uv).all()
+    assert abs(view.velocity_m_s - 25.0) < 2.5, view.velocity_m_s
+    panel.view.value = "sweeps"
+    panel.gain.value = "±200 µV"
+    assert panel.sweep_plot.n_sweeps == 8 and "conduction velocity" in panel.sweep_plot.figure.texts[0].get_text()
+    assert panel.sweep_plot.axes[0].get_ylim() == (-200.0, 200.0)
+    assert "ARMED" in panel.indicators.value and "not recording" in panel.indicators.value
+    panel.freeze.value = True
+    image = panel.image.value
+    time.sleep(0.3)
+    panel.refresh()
+    assert panel.image.value == image                              # frozen: the picture holds
+    ctl.set_stimulus(vpp=5.0)                                       # a new stimulus: a fresh persistence view
+    assert ctl.sweeps() is None
+    panel.close()

@@ -1,12 +1,16 @@
-"""The live panel in a real browser: JupyterLab on localhost, headless Chromium (Debian's `chromium`) driven by
-Playwright. Opens notebook 05b, runs it on the project's `labkit` kernel, presses Arm and Start, sees the traces
-update, changes the voltage, presses STOP and finds the recording's NWB file.
+"""The live panel and an explorer in a real browser: JupyterLab on localhost, configured as `make lab` runs it,
+headless Chromium (Debian's `chromium`) driven by Playwright. Notebook 05b on the project's `labkit` kernel: after
+Run All the panel shows the settings in force; disconnect and reconnect; Arm and Start, the traces update at the
+refresh rate measured; the voltage typed in, clamped when over the limit; the sweep view fills; STOP is shown
+within 200 ms and writes a valid NWB file; re-running the panel's cell leaves one stream. Notebook 01a: a slider of
+its explorer redraws the figure, and saving keeps no outputs on disk.
 
 Skipped (with the reason) only when no Chromium binary is found (`chromium` on PATH, or $LABKIT_CHROMIUM); with
 LABKIT_REQUIRE_BROWSER=1 (CI) that is a failure instead. `make test` installs Debian's chromium when it can (`make browser`).
 Never `playwright install` (it downloads browsers).
 """
 
+import contextlib
 import json
 import os
 import re
@@ -53,19 +57,22 @@ def _get(url: str):
 
 
 @pytest.fixture
-def lab(tmp_path):
-    """JupyterLab serving a copy of 05b (smoke scale) from tmp_path; yields (base URL, run folder)."""
-    nb = nbformat.read(paths.NOTEBOOKS / NOTEBOOK, as_version=4)
+def lab(tmp_path, request):
+    """JupyterLab serving a copy of 05b (or the notebook given as the fixture's parameter) at smoke scale from
+    tmp_path, configured as `make lab` runs it; yields (base URL, run folder)."""
+    notebook = getattr(request, "param", NOTEBOOK)
+    nb = nbformat.read(paths.NOTEBOOKS / notebook, as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     cell.source = 'scale = "smoke"\nseed = 0\nparams = {}'
     root = tmp_path / "root"
-    root.mkdir()
-    nbformat.write(nb, root / NOTEBOOK)
+    (root / "notebooks").mkdir(parents=True)
+    nbformat.write(nb, root / "notebooks" / notebook)                # where `make lab` serves it from
     run_dir = tmp_path / "run"
     port = _free_port()
     env = {**os.environ, "LABKIT_RUN_DIR": str(run_dir), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
            "JUPYTER_CONFIG_PATH": str(paths.ROOT / "jupyter_config"),                     # as `make lab` runs it
            "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"), "PYTHONHASHSEED": "0"}
+    env.pop("LABKIT_HEADLESS", None)                  # a person at the browser: explorers are live
     log = open(tmp_path / "jupyter.log", "w")
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser", f"--port={port}",
@@ -84,7 +91,7 @@ def lab(tmp_path):
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"JupyterLab did not start: {(tmp_path / 'jupyter.log').read_text()[-2000:]}")
                 time.sleep(0.3)
-        yield base, run_dir
+        yield base, run_dir, root
     finally:
         server.terminate()
         try:
@@ -119,6 +126,33 @@ def _wait_for(predicate, timeout_s: float, what: str, page=None, shot: Path | No
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}" + (f" (screenshot: {shot})" if shot else ""))
 
 
+def _run_all(page, base: str, notebook: str) -> None:
+    """Open ``notebook`` (on the project's kernel, from its metadata) and Run > Run All Cells."""
+    page.goto(f"{base}/lab/tree/notebooks/{notebook}?token={TOKEN}")
+    page.locator(".jp-Notebook").first.wait_for()
+    sessions = _wait_for(lambda: _get(f"{base}/api/sessions?token={TOKEN}"), 30, "a kernel session")
+    assert [s["kernel"]["name"] for s in sessions] == ["labkit"], sessions
+    page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').first.wait_for()   # kernel ready
+    page.locator(".jp-Notebook .jp-Cell").first.click()      # the notebook is the current widget
+    page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
+    page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
+
+
+@contextlib.contextmanager
+def _page(tmp_path: Path):
+    """A page of headless Chromium (a persistent profile under tmp_path), closed afterwards."""
+    with sync_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
+            viewport={"width": 1400, "height": 1000})
+        try:
+            page = context.pages[0] if context.pages else context.new_page()
+            page.set_default_timeout(60_000)
+            yield page
+        finally:
+            context.close()
+
+
 def _entry(page, name: str):
     return page.locator(f".labkit-rig-{name}-entry input").last
 
@@ -133,6 +167,7 @@ def _rig_threads(tmp_path: Path) -> int:
     client.start_channels()
     out: list[dict] = []
     try:
+        client.wait_for_ready(timeout=30)                               # IOPub subscribed before we execute
         reply = client.execute_interactive(
             "import threading; print(sum(t.name == 'rig-panel-acquire' for t in threading.enumerate()))",
             output_hook=out.append, timeout=20)
@@ -144,87 +179,84 @@ def _rig_threads(tmp_path: Path) -> int:
 
 
 def test_panel_in_jupyterlab_start_traces_voltage_stop_records(lab, tmp_path):
-    base, run_dir = lab
+    base, run_dir, _ = lab
     shot = tmp_path / "failure.png"
-    with sync_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
-            viewport={"width": 1400, "height": 1000})
-        try:
-            page = context.pages[0] if context.pages else context.new_page()
-            page.set_default_timeout(60_000)
-            page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={TOKEN}")
-            page.locator(".jp-Notebook").first.wait_for()
-            # the kernel must be the project's, from the notebook's metadata
-            sessions = _wait_for(lambda: _get(f"{base}/api/sessions?token={TOKEN}"), 30, "a kernel session")
-            assert [s["kernel"]["name"] for s in sessions] == ["labkit"], sessions
+    with _page(tmp_path) as page:
+        _run_all(page, base, NOTEBOOK)
+        page.locator(".labkit-rig-start").wait_for(timeout=90_000)
+        # the scripted session ran and every claim was checked (the notebook's run record, not the DOM:
+        # JupyterLab does not render cells scrolled out of view)
+        claims = _wait_for(lambda: _claims(run_dir), 90, "the notebook's 3 claims", page, shot)
+        assert all(c["passed"] for c in claims), claims
+        page.locator(".labkit-rig-stop").scroll_into_view_if_needed()
+        _wait_for(lambda: _text(page, ".labkit-rig-state") == "stopped", 20, "state 'stopped'", page, shot)
+        # what the panel shows is what the device will get: the script ended at the defaults, still connected
+        _wait_for(lambda: [_entry(page, n).input_value() for n in ("vpp", "period-ms", "rate-hz")]
+                  == ["4.00", "3.00", "1.00"], 20, "the default settings in the panel", page, shot)
+        assert _text(page, ".labkit-rig-connect") == "Disconnect"
 
-            page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').first.wait_for()   # kernel ready
-            page.locator(".jp-Notebook .jp-Cell").first.click()      # the notebook is the current widget
-            # Run > Run All Cells
-            page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
-            page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
-            page.locator(".labkit-rig-start").wait_for(timeout=90_000)
-            # the scripted session ran and every claim was checked (the notebook's run record, not the DOM:
-            # JupyterLab does not render cells scrolled out of view)
-            claims = _wait_for(lambda: _claims(run_dir), 90, "the notebook's 3 claims", page, shot)
-            assert all(c["passed"] for c in claims), claims
-            page.locator(".labkit-rig-stop").scroll_into_view_if_needed()
-            _wait_for(lambda: _text(page, ".labkit-rig-state") == "stopped", 20, "state 'stopped'", page, shot)
-            # what the panel shows is what the device will get: the script ended at the defaults, still connected
-            _wait_for(lambda: [_entry(page, n).input_value() for n in ("vpp", "period-ms", "rate-hz")]
-                      == ["4.00", "3.00", "1.00"], 20, "the default settings in the panel", page, shot)
-            assert _text(page, ".labkit-rig-connect") == "Disconnect"
+        page.locator(".labkit-rig-connect").click()                 # disconnect and reconnect
+        _wait_for(lambda: _text(page, ".labkit-rig-state") == "disconnected"
+                  and _text(page, ".labkit-rig-connect") == "Connect", 20, "the disconnect", page, shot)
+        page.locator(".labkit-rig-connect").click()
+        _wait_for(lambda: _text(page, ".labkit-rig-state") == "streaming", 20, "the reconnect", page, shot)
 
-            page.locator(".labkit-rig-connect").click()                 # disconnect and reconnect
-            _wait_for(lambda: _text(page, ".labkit-rig-state") == "disconnected"
-                      and _text(page, ".labkit-rig-connect") == "Connect", 20, "the disconnect", page, shot)
-            page.locator(".labkit-rig-connect").click()
-            _wait_for(lambda: _text(page, ".labkit-rig-state") == "streaming", 20, "the reconnect", page, shot)
+        page.locator(".labkit-rig-arm").click()
+        page.locator(".labkit-rig-start").click()
+        _wait_for(lambda: _text(page, ".labkit-rig-state") == "running", 20, "state 'running'", page, shot)
+        frames0 = int(_text(page, ".labkit-rig-frames"))
+        src0 = page.locator("img.labkit-rig-traces").get_attribute("src")
+        _wait_for(lambda: int(_text(page, ".labkit-rig-frames")) > frames0 + 20, 20, "the frame counter to grow",
+                  page, shot)
+        _wait_for(lambda: page.locator("img.labkit-rig-traces").get_attribute("src") != src0, 20,
+                  "the traces image to change", page, shot)
+        _wait_for(lambda: int(_text(page, ".labkit-rig-pulses")) >= 1, 20, "a pulse", page, shot)
 
-            page.locator(".labkit-rig-arm").click()
-            page.locator(".labkit-rig-start").click()
-            _wait_for(lambda: _text(page, ".labkit-rig-state") == "running", 20, "state 'running'", page, shot)
-            frames0 = int(_text(page, ".labkit-rig-frames"))
-            src0 = page.locator("img.labkit-rig-traces").get_attribute("src")
-            _wait_for(lambda: int(_text(page, ".labkit-rig-frames")) > frames0 + 20, 20, "the frame counter to grow",
-                      page, shot)
-            _wait_for(lambda: page.locator("img.labkit-rig-traces").get_attribute("src") != src0, 20,
-                      "the traces image to change", page, shot)
-            _wait_for(lambda: int(_text(page, ".labkit-rig-pulses")) >= 1, 20, "a pulse", page, shot)
+        src = page.locator("img.labkit-rig-traces").get_attribute("src")       # refresh rate while recording
+        changes, t0 = 0, time.monotonic()
+        while time.monotonic() - t0 < 3.0:
+            now = page.locator("img.labkit-rig-traces").get_attribute("src")
+            changes, src = changes + (now != src), now
+            time.sleep(0.01)
+        refresh_hz = changes / (time.monotonic() - t0)
+        (tmp_path / "refresh_hz.txt").write_text(f"{refresh_hz:.1f}\n")
+        assert refresh_hz >= 5, f"the traces redrew at {refresh_hz:.1f} Hz while recording"
 
-            _entry(page, "vpp").fill("5.5")
-            _entry(page, "vpp").press("Enter")
-            _wait_for(lambda: _text(page, ".labkit-rig-last-vpp") == "5.50", 20, "a pulse at the new 5.5 Vpp",
-                      page, shot)
-            _entry(page, "vpp").fill("12")                              # over the limit: clamped, and said so
-            _entry(page, "vpp").press("Enter")
-            _wait_for(lambda: _entry(page, "vpp").input_value() == "10.00"
-                      and "clamped" in _text(page, ".labkit-rig-message"), 20, "the clamp message", page, shot)
-            _entry(page, "vpp").fill("5.5")
-            _entry(page, "vpp").press("Enter")
-            _wait_for(lambda: _entry(page, "vpp").input_value() == "5.50", 20, "5.5 Vpp again", page, shot)
-            assert "set vpp=5.5" in _text(page, ".labkit-rig-message")
-            page.add_style_tag(content=".Toastify { display: none !important; }")   # JupyterLab's news toast
-            page.locator(".labkit-rig-panel").screenshot(path=str(tmp_path / "panel.png"))
+        _entry(page, "vpp").fill("5.5")
+        _entry(page, "vpp").press("Enter")
+        _wait_for(lambda: _text(page, ".labkit-rig-last-vpp") == "5.50", 20, "a pulse at the new 5.5 Vpp",
+                  page, shot)
+        page.locator(".labkit-rig-view button", has_text="sweeps").click()       # the stimulus-triggered view
+        _wait_for(lambda: page.locator(".labkit-rig-sweeps").count()
+                  and int(_text(page, ".labkit-rig-sweeps")) >= 2, 30, "two sweeps in the sweep view", page, shot)
+        page.add_style_tag(content=".Toastify { display: none !important; }")   # JupyterLab's news toast
+        page.locator(".labkit-rig-panel").screenshot(path=str(tmp_path / "panel-sweeps.png"))
+        page.locator(".labkit-rig-view button", has_text="traces").click()
+        _entry(page, "vpp").fill("12")                              # over the limit: clamped, and said so
+        _entry(page, "vpp").press("Enter")
+        _wait_for(lambda: _entry(page, "vpp").input_value() == "10.00"
+                  and "clamped" in _text(page, ".labkit-rig-message"), 20, "the clamp message", page, shot)
+        _entry(page, "vpp").fill("5.5")
+        _entry(page, "vpp").press("Enter")
+        _wait_for(lambda: _entry(page, "vpp").input_value() == "5.50", 20, "5.5 Vpp again", page, shot)
+        assert "set vpp=5.5" in _text(page, ".labkit-rig-message")
+        page.locator(".labkit-rig-panel").screenshot(path=str(tmp_path / "panel.png"))
 
-            clicked = time.monotonic()
-            page.locator(".labkit-rig-stop").click()
-            page.wait_for_function("document.querySelector('.labkit-rig-state').textContent.trim() === 'stopped'",
-                                   polling=10, timeout=5_000)
-            stop_feedback_s = time.monotonic() - clicked
-            _wait_for(lambda: "valid NWB" in page.locator(".labkit-rig-status").inner_text(), 30,
-                      "STOP to write a valid NWB file", page, shot)
-            assert stop_feedback_s < 0.2, f"STOP shown {stop_feedback_s * 1e3:.0f} ms after the click"
+        clicked = time.monotonic()
+        page.locator(".labkit-rig-stop").click()
+        page.wait_for_function("document.querySelector('.labkit-rig-state').textContent.trim() === 'stopped'",
+                               polling=10, timeout=5_000)
+        stop_feedback_s = time.monotonic() - clicked
+        _wait_for(lambda: "valid NWB" in page.locator(".labkit-rig-status").inner_text(), 30,
+                  "STOP to write a valid NWB file", page, shot)
+        assert stop_feedback_s < 0.2, f"STOP shown {stop_feedback_s * 1e3:.0f} ms after the click"
 
-            # re-running the panel's cell closes the old panel and its controller: one stream at most
-            page.locator(".jp-Cell", has_text="panel = RigPanel(ctl").first.click()
-            page.keyboard.press("Shift+Enter")
-            _wait_for(lambda: _rig_threads(tmp_path) == 0, 30, "the old controller's threads to end", page, shot)
-            page.locator(".labkit-rig-connect").last.click()
-            _wait_for(lambda: _rig_threads(tmp_path) == 1, 30, "one acquisition thread, the new panel's", page, shot)
-        finally:
-            context.close()
+        # re-running the panel's cell closes the old panel and its controller: one stream at most
+        page.locator(".jp-Cell", has_text="panel = RigPanel(ctl").first.click()
+        page.keyboard.press("Shift+Enter")
+        _wait_for(lambda: _rig_threads(tmp_path) == 0, 30, "the old controller's threads to end", page, shot)
+        page.locator(".labkit-rig-connect").last.click()
+        _wait_for(lambda: _rig_threads(tmp_path) == 1, 30, "one acquisition thread, the new panel's", page, shot)
 
     nwb_files = sorted((run_dir / "rig-sessions").glob("session-*.nwb"))
     assert len(nwb_files) == 2, nwb_files          # the scripted session's, and the one recorded from the browser
@@ -233,3 +265,30 @@ def test_panel_in_jupyterlab_start_traces_voltage_stop_records(lab, tmp_path):
     with NWBHDF5IO(str(nwb_files[-1]), "r") as io_:
         vpp = list(io_.read().intervals["delivered_pulses"]["vpp_requested"].data[:])
     assert 5.5 in [round(v, 3) for v in vpp], vpp
+
+
+@pytest.mark.parametrize("lab", ["01a_collapse_linear.ipynb"], indirect=True)
+def test_an_explorer_slider_redraws_the_figure_and_saving_keeps_no_outputs(lab, tmp_path):
+    base, _, root = lab
+    shot = tmp_path / "failure.png"
+    with _page(tmp_path) as page:
+        started = time.time()
+        _run_all(page, base, "01a_collapse_linear.ipynb")
+        figure = page.locator("img.labkit-explore-figure")
+        figure.wait_for(timeout=120_000)
+        figure.scroll_into_view_if_needed()
+        src0 = figure.get_attribute("src")
+        page.locator(".labkit-explore-d .noUi-handle").click()      # the d slider: one step right, keyboard
+        page.keyboard.press("ArrowRight")
+        _wait_for(lambda: figure.get_attribute("src") != src0, 30, "the figure to redraw", page, shot)
+        assert "drawn in" in _text(page, ".labkit-explore-status")
+        page.add_style_tag(content=".Toastify { display: none !important; }")   # JupyterLab's news toast
+        page.locator(".labkit-explore-figure").locator("xpath=..").screenshot(path=str(tmp_path / "explorer.png"))
+        # saved from the browser, the notebook keeps no outputs on disk (make lab's pre-save hook)
+        page.locator(".jp-Notebook .jp-Cell").first.click()
+        page.keyboard.press("Control+s")
+        saved = root / "notebooks" / "01a_collapse_linear.ipynb"
+        _wait_for(lambda: saved.stat().st_mtime > started, 20, "the save", page, shot)
+        cells = json.loads(saved.read_text())["cells"]
+        assert not any(c.get("outputs") or c.get("execution_count") for c in cells if c["cell_type"] == "code")
+        assert figure.get_attribute("src") != src0                     # the page still shows its outputs
