@@ -528,14 +528,14 @@ class RigController:
                                "(labkit.rig.tracking.SegmentTracker; NaN in frames it could not use)"}
 
     def _stimulate_loop(self) -> None:
-        rig, min_interval = self.rig, 1.0 / self.limits.max_rate_hz
+        rig = self.rig
         self._next_due = time.monotonic()
         while not self._run_stop.wait(self._wait_s()):
             now = time.monotonic()
             if not self.armed:
                 self._next_due = now                 # the first pulse after arming goes at once
                 continue
-            if now < max(self._next_due, self._last_echo + min_interval):
+            if now < self._due_s():
                 continue
             s = self.settings
             period = 1.0 / s.rate_hz
@@ -564,8 +564,12 @@ class RigController:
         within that), at least 0.5 ms."""
         if not self.armed:
             return 0.01
-        due = max(self._next_due, self._last_echo + 1.0 / self.limits.max_rate_hz)
-        return min(0.01, max(0.0005, due - time.monotonic()))
+        return min(0.01, max(0.0005, self._due_s() - time.monotonic()))
+
+    def _due_s(self) -> float:
+        """Host time of the next request: the schedule's, never sooner than the host driver's rate check allows
+        (1 / max_rate_hz after the previous echo)."""
+        return max(self._next_due, self._last_echo + 1.0 / self.limits.max_rate_hz)
 
     def _spawn(self, name: str, target, *args) -> None:
         thread = threading.Thread(target=target, args=args, name=f"rig-panel-{name}", daemon=True)

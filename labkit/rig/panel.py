@@ -62,6 +62,12 @@ def _nice_limit(peak: float, steps=_NICE_UV) -> float:
     return next((s for s in steps if s >= peak), steps[-1])
 
 
+def _png(rgba: np.ndarray) -> bytes:
+    """An RGBA canvas as PNG bytes (OpenCV, fast compression: the panel encodes one per tick)."""
+    _, data = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    return data.tobytes()
+
+
 class TracePlot:
     """The panel's traces: one axis per recording pair plus the motion signal, lines updated in place.
 
@@ -131,9 +137,7 @@ class TracePlot:
         return np.asarray(canvas.buffer_rgba())
 
     def png(self) -> bytes:
-        ok, data = cv2.imencode(".png", cv2.cvtColor(self.render(), cv2.COLOR_RGBA2BGR),
-                                [cv2.IMWRITE_PNG_COMPRESSION, 1])
-        return data.tobytes()
+        return _png(self.render())
 
 
 class SweepPlot:
@@ -177,9 +181,7 @@ class SweepPlot:
 
     def png(self) -> bytes:
         self.figure.canvas.draw()
-        rgba = np.asarray(self.figure.canvas.buffer_rgba())
-        ok, data = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-        return data.tobytes()
+        return _png(np.asarray(self.figure.canvas.buffer_rgba()))
 
 
 _SETTINGS = (("vpp", "voltage", "Vpp", 0.1), ("period_ms", "period", "ms", 0.1), ("rate_hz", "rate", "pulses/s", 0.1))
