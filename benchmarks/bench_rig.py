@@ -20,7 +20,8 @@ import numpy as np
 
 from labkit import paths
 from labkit.rig import Rig
-from labkit.rig.protocol import HEADER, DataBlock, Encoder, FrameDecoder, MsgType
+from labkit.rig.firmware.framing import HEADER, Encoder, FrameDecoder
+from labkit.rig.firmware.protocol import DataBlock, MsgType
 
 REAL_TIME_SAMPLES_S = 4 * 30000
 
@@ -77,7 +78,7 @@ def bench_decode(n_frames: int = 400) -> None:
 
 
 def bench_link(seconds: float, n_pulses: int) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "labkit.rig.sim", "--pty", "--seed", "0"], cwd=paths.ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "labkit.rig.simulator.sim", "--pty", "--seed", "0"], cwd=paths.ROOT,
                             stdout=subprocess.PIPE, text=True)
     try:
         port = proc.stdout.readline().strip()

@@ -20,10 +20,13 @@ import cv2
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from labkit.rig import analysis as an
-from labkit.rig.tracking import SegmentTracker, read_frames
-from labkit.rig.video import render_video
-from labkit.rig.worm import Earthworm
+from labkit.rig.analysis.cleaning import artefact_template, subtract_artefact
+from labkit.rig.analysis.epochs import bandpass, epochs
+from labkit.rig.analysis.propagation import fit_velocities
+from labkit.rig.analysis.spikes import arrival_times, noise_sigma
+from labkit.rig.analysis.tracking import SegmentTracker, read_frames
+from labkit.rig.simulator.video import render_video
+from labkit.rig.simulator.worm import Earthworm
 
 
 def _best_rate(fn, n_items: float, repeats: int = 3) -> float:
@@ -129,7 +132,7 @@ def naive_arrivals(x, fs, stim, vpp, quiet, window_ms, band_hz, k, sigma, durati
     for i in range(len(stim)):
         for c in range(n_pairs):
             trace = np.array([x[first[i] + j, c] - vpp[i] * template[j][c] for j in range(n_win)])
-            y = an.bandpass(trace, fs, band_hz)
+            y = bandpass(trace, fs, band_hz)
             for j in range(n_win):
                 if abs(y[j]) > k * sigma[c]:
                     sign, i0, best = (1 if y[j] > 0 else -1), j, abs(y[j])
@@ -158,13 +161,13 @@ def bench_analysis(seconds: int) -> None:
     x = worm.acquire(0, int(seconds * fs))
 
     def fast(n):
-        e, t = an.epochs(x, fs, stim[:n], window)
+        e, t = epochs(x, fs, stim[:n], window)
         quiet = vpp[:n] == 1.8
-        clean = an.subtract_artefact(e, an.artefact_template(e, vpp[:n], quiet, t, duration_ms=duration), vpp[:n])
-        f = an.bandpass(clean, fs, band, axis=1)
-        sigma = an.noise_sigma(f[:, t < 0].transpose(2, 0, 1).reshape(x.shape[1], -1), axis=1)
-        arrivals = an.arrival_times(f, t, k=k, sigma=sigma)
-        return arrivals, sigma, an.fit_velocities(worm.electrode_positions_mm, arrivals)
+        clean = subtract_artefact(e, artefact_template(e, vpp[:n], quiet, t, duration_ms=duration), vpp[:n])
+        f = bandpass(clean, fs, band, axis=1)
+        sigma = noise_sigma(f[:, t < 0].transpose(2, 0, 1).reshape(x.shape[1], -1), axis=1)
+        arrivals = arrival_times(f, t, k=k, sigma=sigma)
+        return arrivals, sigma, fit_velocities(worm.electrode_positions_mm, arrivals)
 
     _, _, velocity = fast(len(stim))
     rate = _best_rate(lambda: fast(len(stim)), seconds)

@@ -11,8 +11,8 @@ each weight, i.e. each edge of the computational graph; the derivative of any ou
 pre-activations and the hidden activations of every layer (captured before dropout) next to the logits, which
 is what the detectors and FACADE read.
 
-:func:`train` fits the network by Adam (Kingma & Ba 2015) on the cross-entropy loss, with seeded shuffling and
-initialisation.
+:func:`train` fits the network by Adam (Kingma & Ba 2015) on the cross-entropy loss, with seeded initialisation,
+shuffling and dropout.
 """
 
 from typing import NamedTuple, Sequence
@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from labkit.seeds import derived_seed
 
 __all__ = ["Trace", "MLP", "train", "predict", "as_tensor"]
 
@@ -71,23 +73,28 @@ class MLP(nn.Module):
 
 def train(model: MLP, x, y, epochs: int = 150, lr: float = 1e-3, batch_size: int = 64, seed: int = 0) -> MLP:
     """Adam on the cross-entropy, ``epochs`` passes over ``(x, y)`` in seeded random minibatches; returns the model
-    in eval mode. The initial weights are redrawn from ``seed`` too, so the same seed gives the same network."""
-    gen = torch.Generator().manual_seed(seed)
+    in eval mode. The initial weights are redrawn too, so the same seed gives the same network: the weights from
+    ``derived_seed(seed, 0)``, the minibatch order from ``derived_seed(seed, 1)``, the dropout masks from
+    ``derived_seed(seed, 2)`` (:mod:`labkit.seeds`; the keys ``labkit.monitor.organisms`` uses for the same three
+    purposes); torch's global generator is restored afterwards."""
+    init = torch.Generator().manual_seed(derived_seed(seed, 0))
     with torch.no_grad():
         for lin in model.linears:                       # PyTorch's default init, drawn from our generator
             bound = 1 / np.sqrt(lin.in_features)
-            lin.weight.uniform_(-bound, bound, generator=gen)
-            lin.bias.uniform_(-bound, bound, generator=gen)
+            lin.weight.uniform_(-bound, bound, generator=init)
+            lin.bias.uniform_(-bound, bound, generator=init)
     x, y = as_tensor(x), torch.as_tensor(np.asarray(y), dtype=torch.long)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
-    torch.manual_seed(seed)                             # dropout masks
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=gen)
-        for idx in order.split(batch_size):
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
+    gen = torch.Generator().manual_seed(derived_seed(seed, 1))
+    with torch.random.fork_rng():
+        torch.manual_seed(derived_seed(seed, 2))        # dropout masks
+        for _ in range(epochs):
+            order = torch.randperm(len(x), generator=gen)
+            for idx in order.split(batch_size):
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(model(x[idx]), y[idx]).backward()
+                opt.step()
     return model.eval()
 
 

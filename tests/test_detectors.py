@@ -1,19 +1,22 @@
-"""Detector interface conformance, each detector's formula, and the metrics against scikit-learn."""
+"""Detector interface conformance, each detector's formula, the metrics (scikit-learn's, checked against the former
+hand-written definitions), and the shared protocol of notebooks 03 and 04 (its seeds and three-way split)."""
 
 import numpy as np
 import pytest
 import sklearn.metrics
+from scipy.stats import rankdata
 from sklearn.neighbors import KernelDensity
 
 from labkit import repro
 from labkit.classifiers import MLP
 from labkit.detectors import (DeepKNN, Detector, KernelDensityUncertainty, LID, Mahalanobis, MaxSoftmax)
 from labkit.detectors.base import hidden_features
+from labkit.detectors.config import DetectionConfig, train_calibration_test_split
 from labkit.detectors.density import kde_log_density, mc_dropout_uncertainty
 from labkit.detectors.lid import lid_mle
 from labkit.detectors.knn import nearest_distances
 from labkit.detectors.mahalanobis import min_mahalanobis, tied_gaussian
-from labkit.detectors.metrics import auroc, detection_metrics, roc_curve, tpr_at_fpr
+from labkit.detectors.metrics import detection_metrics, tpr_at_fpr
 from labkit.facade import Facade
 
 
@@ -75,7 +78,30 @@ def test_hidden_features_returns_every_hidden_layer(setup):
     assert [h.shape[1] for h in hidden] == [32, 32] and logits.shape == (len(setup[3]), 10)
 
 
-def test_auroc_known_answers():
+def test_layers_is_shared_by_the_layered_detectors():
+    class Probe(Detector):
+        def __init__(self, layers):
+            self.layers = layers
+
+        def fit(self, model, x, y=None):
+            return self
+
+        def score(self, x):
+            return np.zeros(len(x))
+
+    hidden = [np.zeros((2, 3)), np.ones((2, 4)), np.full((2, 5), 2.0)]
+    assert Probe("last")._layers(hidden) == hidden[-1:]
+    assert Probe("all")._layers(hidden) == hidden
+    with pytest.raises(ValueError, match="'last' or 'all'"):
+        Probe("first")._layers(hidden)
+    assert LID._layers is Detector._layers and Mahalanobis._layers is Detector._layers
+    with pytest.raises(ValueError, match="layers"):
+        Mahalanobis("middle").fit(MLP((64, 8, 10), dropout=0.0), np.zeros((20, 64), np.float32))
+
+
+def test_detection_metrics_known_answers():
+    auroc = lambda labels, scores: detection_metrics(np.asarray(scores)[np.asarray(labels) == 0],  # noqa: E731
+                                                     np.asarray(scores)[np.asarray(labels) == 1])["auroc"]
     assert auroc([0, 0, 0, 1, 1, 1], [0, 1, 2, 3, 4, 5]) == 1.0
     assert auroc([0, 0, 0, 1, 1, 1], [5, 4, 3, 2, 1, 0]) == 0.0
     assert auroc([0, 0, 1, 1], [1, 1, 1, 1]) == 0.5                  # ties count one half
@@ -87,22 +113,93 @@ def test_auroc_known_answers():
     assert abs(m["tpr_at_fpr"] - 0.2595) < 0.005                      # 1 − Φ(1.645 − 1)
 
 
+def _former_auroc(labels, scores):
+    """The hand-written AUROC this module had: the Mann–Whitney rank sum with mid-ranks."""
+    ranks = rankdata(scores)
+    n_pos = labels.sum()
+    return (ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * (len(labels) - n_pos))
+
+
+def _former_roc_curve(labels, scores):
+    """The hand-written ROC curve this module had: every distinct score, highest first, after (0, 0, +inf)."""
+    order = np.argsort(-scores, kind="mergesort")
+    s, l = scores[order], labels[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    tp = np.cumsum(l)[last]
+    fp = (last + 1) - tp
+    return np.r_[0.0, fp / (len(l) - l.sum())], np.r_[0.0, tp / l.sum()], np.r_[np.inf, s[last]]
+
+
 @pytest.mark.parametrize("seed", range(5))
-def test_metrics_match_sklearn(seed):
+def test_sklearn_metrics_equal_the_former_hand_written_ones(seed):
+    """Random data with many ties: scikit-learn's AUROC equals the former rank-sum formula and the pairwise definition
+    (a positive outscores a negative, ties ½); its full ROC curve (``drop_intermediate=False``, what the figures
+    draw) equals the former curve; TPR at 5% FPR equals the former one and the definition over all thresholds."""
     g = repro.rng(5, seed)
     labels = g.integers(0, 2, 300)
     scores = np.round(g.standard_normal(300) + labels, 1)             # many ties
-    assert abs(auroc(labels, scores) - sklearn.metrics.roc_auc_score(labels, scores)) < 1e-12
-    fpr, tpr, thr = roc_curve(labels, scores)
-    s_fpr, s_tpr, s_thr = sklearn.metrics.roc_curve(labels, scores, drop_intermediate=False)
-    np.testing.assert_allclose(fpr, s_fpr)
-    np.testing.assert_allclose(tpr, s_tpr)
-    np.testing.assert_allclose(thr[1:], s_thr[1:])
-    assert tpr_at_fpr(labels, scores, 0.05) == s_tpr[s_fpr <= 0.05].max()
+    clean, anomalous = scores[labels == 0], scores[labels == 1]
+    m = detection_metrics(clean, anomalous, 0.05)
+    pairs = np.mean((anomalous[:, None] > clean[None]) + 0.5 * (anomalous[:, None] == clean[None]))
+    assert m["auroc"] == pytest.approx(_former_auroc(labels, scores), abs=1e-12)
+    assert m["auroc"] == pytest.approx(pairs, abs=1e-12)
+    for ours, theirs in zip(_former_roc_curve(labels, scores),
+                            sklearn.metrics.roc_curve(labels, scores, drop_intermediate=False)):
+        np.testing.assert_allclose(theirs, ours)
+    f, t, _ = _former_roc_curve(labels, scores)
+    thresholds = np.r_[np.inf, np.unique(scores)]
+    best = max(np.mean(anomalous >= th) for th in thresholds if np.mean(clean >= th) <= 0.05)
+    assert m["tpr_at_fpr"] == float(t[f <= 0.05 + 1e-12].max()) == best
+    assert tpr_at_fpr(labels, scores, 0.05) == m["tpr_at_fpr"]
 
 
 def test_metrics_reject_bad_input():
     with pytest.raises(ValueError, match="both 0"):
-        auroc([1, 1], [0.1, 0.2])
+        tpr_at_fpr([1, 1], [0.1, 0.2])
     with pytest.raises(ValueError, match="same length"):
-        auroc([0, 1], [0.1])
+        tpr_at_fpr([0, 1], [0.1])
+    with pytest.raises(ValueError, match="both 0"):
+        detection_metrics([0.1, 0.2], [])
+
+
+def test_a_nan_score_makes_the_metrics_undefined():
+    """As the former rank formula did (a collapsed model's FACADE total is NaN), where scikit-learn would raise."""
+    m = detection_metrics([0.1, np.nan, 0.3], [0.5, 0.6])
+    assert np.isnan(m["auroc"]) and np.isnan(m["tpr_at_fpr"])
+    assert np.isnan(_former_auroc(np.array([0, 0, 0, 1, 1]), np.array([0.1, np.nan, 0.3, 0.5, 0.6])))
+    assert np.isnan(tpr_at_fpr([0, 1], [np.nan, 1.0]))
+
+
+# --- the shared protocol of notebooks 03 and 04 ----------------------------------------------------------------------
+
+def test_train_calibration_test_split_is_disjoint_stratified_and_seeded():
+    labels = np.repeat(np.arange(4), [100, 60, 40, 200])
+    train, cal, test = train_calibration_test_split(labels, 0.4, 0.625, seed=3, n_items=200)
+    parts = np.concatenate([train, cal, test])
+    assert len(np.unique(parts)) == len(parts) == 200                  # disjoint, a subset of 200
+    for part, share in ((train, 0.6), (cal, 0.4 * 0.375), (test, 0.4 * 0.625)):
+        assert np.all(np.diff(part) > 0)                               # sorted indices
+        np.testing.assert_allclose(np.bincount(labels[part], minlength=4) / len(part), [0.25, 0.15, 0.1, 0.5],
+                                   atol=0.03)                          # every class keeps its share
+        assert len(part) == pytest.approx(200 * share, abs=4)
+    again = train_calibration_test_split(labels, 0.4, 0.625, seed=3, n_items=200)
+    assert all(np.array_equal(a, b) for a, b in zip(again, (train, cal, test)))
+    other = train_calibration_test_split(labels, 0.4, 0.625, seed=4, n_items=200)
+    assert not np.array_equal(other[0], train)
+    whole = train_calibration_test_split(labels, 0.4, 0.625, seed=3)
+    assert sum(map(len, whole)) == len(labels)
+
+
+def test_split_streams_never_coincide_across_runs_or_purposes():
+    """The bug this replaces: run s's calibration split used seed s + 1, run s+1's training seed."""
+    from labkit.seeds import derived_seed
+
+    cfg = DetectionConfig(n_seeds=4, seed=0)
+    seeds = cfg.run_seeds()
+    assert seeds == [derived_seed(0, i) for i in range(4)] and len(set(seeds)) == 4
+    assert not set(seeds) & set(DetectionConfig(n_seeds=4, seed=1).run_seeds())     # not shifted copies
+    streams = [derived_seed(derived_seed(s, k), part) for s in seeds for k in range(7) for part in (0, 1, 2)]
+    assert len(set(streams)) == len(streams)
+    y = np.arange(1797) % 10
+    a, b = cfg.split(y, seeds[0]), cfg.split(y, seeds[1])
+    assert not np.array_equal(a[1], b[1]) and sum(map(len, a)) == 1797

@@ -11,8 +11,8 @@ from labkit.facade.explore import facade_explorer
 from labkit.memory import attention
 from labkit.memory.explore_kde import kde_explorer
 from labkit.memory.explore_sphere import sphere_explorer
-from labkit.rig import mapping
-from labkit.rig.explore import sweep_explorer
+from labkit.rig.experiments import mapping
+from labkit.rig.ui.explore import sweep_explorer
 
 
 def test_an_explorer_redraws_on_every_change_and_keeps_its_figure_on_an_error():

@@ -1,7 +1,9 @@
-"""labkit.facade: DP-means limits, the Markov chain, geometry on Gaussians of known covariance, edge attribution
-against finite differences, the Bernoulli circuit distribution, and the calibrated Facade estimator."""
+"""labkit.facade: the Markov chain and pseudo-class purity, geometry on Gaussians of known covariance, edge
+attribution against finite differences, the Bernoulli circuit distribution, the calibrated Facade estimator, and
+notebook 04's cross-seed summaries. (DP-means itself: tests/test_dpmeans.py.)"""
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,7 +17,8 @@ from labkit.facade.circuits import BernoulliCircuits, edge_attributions, edge_sl
 from labkit.facade.config import FacadeConfig
 from labkit.facade.geometry import (ClusterSubspaces, edge_contributions, log_radius_dimension, manifold_measures,
                                     pseudo_class_geometry)
-from labkit.facade.pseudoclasses import PseudoClasses, dp_means
+from labkit.facade.experiment import AttackStats, FacadeResult, SeedRun
+from labkit.facade.pseudoclasses import PseudoClasses, purity
 
 
 @pytest.fixture(scope="module")
@@ -25,26 +28,14 @@ def setup(digits_classifier):
 
 # --- pseudo-classes -------------------------------------------------------------------------------------------------
 
-def test_dp_means_limits():
-    x = repro.rng(0).standard_normal((60, 3))
-    assert len(dp_means(x, 1e-9)[0]) == 60                         # λ → 0: one cluster per point
-    centroids, labels = dp_means(x, 1e9)                           # λ → ∞: one cluster, the mean
-    assert len(centroids) == 1 and np.all(labels == 0)
-    np.testing.assert_allclose(centroids[0], x.mean(axis=0))
-
-
-def test_dp_means_finds_separated_blobs_and_is_a_fixed_point():
-    g = repro.rng(1)
-    centres = np.array([[0, 0], [10, 0], [0, 10], [10, 10]])
-    x = np.concatenate([c + 0.3 * g.standard_normal((50, 2)) for c in centres])
-    centroids, labels = dp_means(x, 3.0)
-    assert len(centroids) == 4
-    assert all(len(np.unique(labels[i * 50:(i + 1) * 50])) == 1 for i in range(4))
-    d = np.linalg.norm(x[:, None] - centroids[None], axis=2)
-    np.testing.assert_array_equal(labels, d.argmin(axis=1))       # every point at its nearest centroid
-    assert d.min(axis=1).max() <= 3.0                             # and within λ of it
-    with pytest.raises(ValueError, match="lam"):
-        dp_means(x, -1.0)
+def test_purity_is_the_mean_majority_share_per_pseudo_class():
+    labels = np.array([3, 3, 3, 7, 7, 9, 9, 9])
+    column = np.array([0, 0, 1, 1, 1, 2, 2, 2])                    # shares 1, 2/3, 1: each pseudo-class counts once
+    assert purity(labels, column) == pytest.approx((1 + 2 / 3 + 1) / 3)
+    np.testing.assert_allclose(purity(labels, np.column_stack([column, np.zeros(8, int), labels])),
+                               [(1 + 2 / 3 + 1) / 3, 3 / 8, 1.0])
+    with pytest.raises(ValueError, match="labels"):
+        purity(labels, column[:5])
 
 
 def test_markov_chain_is_normalised_and_scores_unseen_paths_lower():
@@ -203,3 +194,59 @@ def test_facade_scores_pgd_images_above_clean_ones(setup):
     adversarial = pgd(model, clean, labels, eps=0.2, steps=10).numpy()
     scores = np.concatenate([fac.score(clean), fac.score(adversarial)])
     assert roc_auc_score(np.r_[np.zeros(150), np.ones(150)], scores) > 0.6          # chance is 0.5 (measured 0.69)
+
+
+def test_facade_random_state_seeds_its_parts_through_distinct_substreams(setup):
+    """Facade(random_state=s): the calibration split from derived_seed(s, 0), the pseudo-classes from
+    derived_seed(s, 1) (and layer l of them from derived_seed(that, l)), never s itself or s + l."""
+    from labkit.data.images import stratified_split
+    from labkit.seeds import derived_seed
+
+    model, x, y, _ = setup
+    fac = Facade(lam=2.0, random_state=4).fit(model, x, y)
+    fit_idx, _ = stratified_split(y, 0.25, derived_seed(4, 0))
+    np.testing.assert_array_equal(fac.fit_data_, x[fit_idx])
+    assert fac.pseudo_.random_state == derived_seed(4, 1)
+
+
+# --- notebook 04's cross-seed summaries ------------------------------------------------------------------------------
+
+def _seed_run(seed, clean_accuracy, success, loss, linf, pixels, auroc, clean_fpr):
+    attacks = {a: AttackStats(success[a], loss[a], linf[a], *pixels[a]) for a in success}
+    return SeedRun(seed=seed, clean_accuracy=clean_accuracy, attacks=attacks,
+                   adversarial_accuracy={a: clean_accuracy * (1 - s.success_rate) for a, s in attacks.items()},
+                   scores={}, metrics={d: {a: {"auroc": v, "tpr_at_fpr": v / 2} for a, v in per.items()}
+                                       for d, per in auroc.items()},
+                   raw={}, clean_fpr=clean_fpr, trajectories={}, pseudo_geometry=[], model=None,
+                   facade=SimpleNamespace(pseudo_=SimpleNamespace(train_paths_=np.array([[0, 1, 5], [0, 1, 5],
+                                                                                         [1, 1, 5]]))),
+                   adversarial={}, y_train=np.array([2, 2, 4]), x_test=np.zeros((0, 64)))
+
+
+def test_facade_result_summaries_over_seeds():
+    cfg = FacadeConfig.from_params(scale="smoke", eps_values=(0.1,))
+    names = ["FGSM ε=0.1", "PGD ε=0.1"]
+    runs = [_seed_run(11, 0.9, dict(zip(names, (0.5, 0.7))), dict(zip(names, (1.0, 1.5))),
+                      dict(zip(names, (0.1, 0.09))), dict(zip(names, ((0.0, 1.0), (0.02, 0.9)))),
+                      {"MSP": dict(zip(names, (0.6, 0.8)))}, 0.04),
+            _seed_run(12, 0.8, dict(zip(names, (0.25, 0.5))), dict(zip(names, (2.0, 2.0))),
+                      dict(zip(names, (0.099, 0.1))), dict(zip(names, ((0.01, 0.95), (0.0, 1.0)))),
+                      {"MSP": dict(zip(names, (0.7, 1.0)))}, 0.08)]
+    result = FacadeResult(cfg, runs)
+    assert result.attacks == names
+    assert result.mean_over_seeds(lambda r: r.clean_fpr) == pytest.approx(0.06)
+    np.testing.assert_allclose(result.mean_over_seeds(lambda r: np.array([r.clean_accuracy, 1.0])), [0.85, 1.0])
+    assert result.clean_accuracy() == pytest.approx(0.85)
+    summary = result.attack_summary()
+    fgsm = summary["FGSM ε=0.1"]
+    assert fgsm.accuracy_after_attack == pytest.approx((0.9 * 0.5 + 0.8 * 0.75) / 2)
+    assert fgsm.success_rate == pytest.approx(0.375) and fgsm.mean_loss == pytest.approx(1.5)
+    assert (fgsm.max_linf, fgsm.min_pixel, fgsm.max_pixel) == (0.1, 0.0, 1.0)
+    assert (summary["PGD ε=0.1"].min_pixel, summary["PGD ε=0.1"].max_pixel) == (0.0, 1.0)
+    assert result.accuracy_drop()["PGD ε=0.1"] == pytest.approx((0.9 * 0.7 + 0.8 * 0.5) / 2)
+    gap = result.pgd_minus_fgsm()["ε=0.1"]
+    assert gap["success_rate"] == pytest.approx(0.225) and gap["mean_loss"] == pytest.approx(0.25)
+    mean, se = result.metric_table("auroc")["MSP"]["PGD ε=0.1"]
+    assert mean == pytest.approx(0.9) and se == pytest.approx(np.std([0.8, 1.0], ddof=1) / np.sqrt(2))
+    assert result.metric_table("tpr_at_fpr")["MSP"]["FGSM ε=0.1"][0] == pytest.approx(0.325)
+    np.testing.assert_allclose(runs[0].purity(), [(1 + 1) / 2, 2 / 3])     # paths (0, 0, 1) and (1, 1, 1)

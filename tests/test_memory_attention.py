@@ -1,12 +1,13 @@
 """Normalise-then-attend as vMF posterior inference; the vMF-KDE memory; token clustering on the sphere (labkit.memory.attention)."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
 from scipy.special import gammaln, iv
 from scipy.stats import vonmises_fisher
 
-from labkit.config import ConfigError
 from labkit.memory import attention as A
 from labkit.memory.base import EnergyMemory
 
@@ -37,9 +38,14 @@ def test_attention_equals_vmf_posterior(norm, seed):
 
 
 def test_identity_check_helper_matches_scipy():
-    for norm, v in A.identity_check(10, 12, 16, seed=3).items():
-        assert _rel(v["posterior"], v["weights"]) <= 1e-6, norm
-        assert _rel(v["log_density"], v["log_density_scipy"]) <= 1e-6, norm
+    checks = A.identity_check(10, 12, 16, seed=3)
+    assert list(checks) == list(A.NORMS)
+    for norm, v in checks.items():
+        assert v.weights.shape == v.posterior.shape == v.log_density.shape == v.log_density_scipy.shape == (16, 12)
+        assert _rel(v.posterior, v.weights) <= 1e-6, norm
+        assert _rel(v.log_density, v.log_density_scipy) <= 1e-6, norm
+        assert v.max_rel_error == pytest.approx(_rel(v.posterior, v.weights), rel=1e-12)
+        assert v.max_rel_error_scipy == pytest.approx(_rel(v.log_density, v.log_density_scipy), rel=1e-12)
 
 
 def test_layernorm_sphere_is_radius_sqrt_d_in_the_centred_hyperplane():
@@ -99,7 +105,7 @@ def test_vmf_normaliser_limits_and_bessel():
     # where ive underflows (ν ≫ κ) the power series takes over; mpmath reference values of log I_500(κ)
     np.testing.assert_allclose(A.log_bessel_iv(500, [100.0, 1.0, 1e-5]),
                                [-650.3534147886027, -2957.9035497383807, -8714.366781225242], rtol=1e-12)
-    with pytest.raises(ValueError, match="p must be an integer >= 2"):
+    with pytest.raises(ValueError, match="bad value for 'p': 1; allowed: an integer >= 2"):
         A.log_vmf_normaliser(1, 1.0)
     with pytest.raises(ValueError, match="kappa must be >= 0"):
         A.log_bessel_iv(1.0, -1.0)
@@ -118,19 +124,22 @@ def test_vmf_posterior_integrates_the_mixture_density():
 
 def test_clear_errors():
     keys, gamma, delta, queries = _random_layer(0)
-    with pytest.raises(ValueError, match=r"norm must be one of 'layer', 'rms', got 'batch'"):
+    with pytest.raises(ValueError, match=r"bad value for 'norm': 'batch'; allowed: one of 'layer', 'rms'"):
         A.attention_weights(queries, keys, "batch")
-    with pytest.raises(ValueError, match="norm must be one of"):
+    with pytest.raises(ValueError, match="bad value for 'norm'"):
         A.attention_vmf_mixture(keys, "Layer")
     with pytest.raises(ValueError, match="no bias"):
         A.attention_weights(queries, keys, "rms", gamma, delta)
     with pytest.raises(ValueError, match="no bias"):
         A.attention_vmf_mixture(keys, "rms", gamma, delta)
-    with pytest.raises(ValueError, match="alpha must be in"):
-        A.attention_step(A.random_sphere_points((4,), 3, 0), 1.0, alpha=0.0)
+    for alpha in (0.0, 1.5, True):
+        with pytest.raises(ValueError, match=re.escape(f"attention_step: bad value for 'alpha': {alpha!r}; "
+                                                       "allowed: a number in (0, 1]")):
+            A.attention_step(A.random_sphere_points((4,), 3, 0), 1.0, alpha=alpha)
+    A.attention_step(A.random_sphere_points((4,), 3, 0), 1.0, alpha=1)              # pure attention is allowed
     with pytest.raises(ValueError, match="unit vectors"):
         A.VMFKDEMemory(keys, 1.0)
-    with pytest.raises(ValueError, match="beta must be > 0"):
+    with pytest.raises(ValueError, match="VMFKDEMemory: bad value for 'beta': 0.0; allowed: a number > 0"):
         A.VMFKDEMemory(A.random_sphere_points((4,), 3, 0), 0.0)
 
 
@@ -175,9 +184,11 @@ def test_dynamics_shapes_determinism_and_collapse():
     np.testing.assert_allclose(A.mean_pairwise_cosine(xs[-1]), 1.0, atol=1e-9)
     r = A.cluster_experiment(3, 8, (1.0, 50.0), 20, 2, seed=1, threshold=0.1)
     again = A.cluster_experiment(3, 8, (1.0, 50.0), 20, 2, seed=1, threshold=0.1)
-    assert r["counts"].shape == r["cosine"].shape == r["displacement"].shape == (2, 2, 21)
-    np.testing.assert_array_equal(r["counts"], again["counts"])
-    assert np.allclose(r["displacement"][:, :, 0], 0, atol=1e-6) and np.all(r["displacement"][0, :, -1] > 0.1)
+    assert isinstance(r, A.TokenClustering) and r.dim == 3 and r.betas == (1.0, 50.0)
+    assert r.counts.shape == r.cosine.shape == r.displacement.shape == (2, 2, 21)
+    np.testing.assert_array_equal(r.depth, np.arange(21))
+    np.testing.assert_array_equal(r.counts, again.counts)
+    assert np.allclose(r.displacement[:, :, 0], 0, atol=1e-6) and np.all(r.displacement[0, :, -1] > 0.1)
 
 
 def test_mean_displacement_is_the_mean_angle_to_the_start():
@@ -198,14 +209,3 @@ def test_cluster_count_and_cosine_on_known_configurations():
     np.testing.assert_allclose(A.mean_pairwise_cosine(x), (1 + -1) / 10)
     batch = np.stack([x, x[[0, 0, 0, 0, 0]]])
     np.testing.assert_array_equal(A.cluster_count(batch, 0.1), [4, 1])
-
-
-def test_config_presets_and_errors():
-    for scale in ("smoke", "quick", "paper"):
-        A.HypersphereAttentionConfig.from_params(scale=scale)
-    with pytest.raises(ConfigError, match="betas"):
-        A.HypersphereAttentionConfig.from_params(betas=(4.0, 1.0))
-    with pytest.raises(ConfigError, match="alpha"):
-        A.HypersphereAttentionConfig.from_params(alpha=1.5)
-    with pytest.raises(ConfigError, match="unknown parameter"):
-        A.HypersphereAttentionConfig.from_params(beta=1.0)

@@ -1,5 +1,7 @@
 """ClAM: energy = β⁻¹ × a Gaussian-mixture NLL, dynamics that descend it, a clusterer with sklearn conventions."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -85,3 +87,29 @@ def test_clam_estimator_conventions(blobs):
 def test_clam_rejects_bad_parameters(blobs, kwargs, match):
     with pytest.raises(ValueError, match=match):
         ClAM(**{"n_clusters": 3, **kwargs}).fit(blobs[0])
+
+
+def test_every_parameter_but_the_seed_has_one_declared_check():
+    assert set(ClAM._parameter_checks) == set(ClAM().get_params()) - {"random_state"}
+
+
+@pytest.mark.parametrize("name, value, allowed", [
+    ("n_clusters", 2.0, "an integer >= 1"), ("n_steps", True, "an integer >= 1"), ("max_iter", 0, "an integer >= 1"),
+    ("batch_size", -5, "an integer >= 1"), ("beta", 0, "a number > 0"), ("learning_rate", -0.1, "a number > 0"),
+    ("step_size", 0.0, "a number in (0, 1]"), ("step_size", 1.01, "a number in (0, 1]"),
+])
+def test_clam_checks_its_parameters_at_fit_naming_the_argument_and_what_is_allowed(blobs, name, value, allowed):
+    est = ClAM(**{"n_clusters": 3, name: value})                      # __init__ only stores
+    with pytest.raises(ValueError, match=re.escape(f"ClAM: bad value for '{name}': {value!r}; allowed: {allowed}")):
+        est.fit(blobs[0])
+
+
+def test_clam_refuses_more_clusters_than_points():
+    with pytest.raises(ValueError, match=re.escape("ClAM: bad value for 'n_clusters': 6; allowed: at most "
+                                                   "n_samples=5")):
+        ClAM(6).fit(np.arange(10.0).reshape(5, 2))
+
+
+def test_memory_step_size_one_is_allowed_and_numpy_scalars_pass():
+    ClAMMemory(np.zeros((2, 2)), beta=np.float64(2.0), step_size=1)
+    ClAM(np.int64(2), beta=np.float32(1.0), max_iter=1).fit(np.arange(10.0).reshape(5, 2))

@@ -1,16 +1,22 @@
-"""Notebook 02b's clusterer comparison (labkit.memory.clustering): widths, scores, paired tests, figures, config."""
+"""Notebook 02b's experiment (labkit.memory.clustering): widths, scores, paired tests, seeds, the run and its
+aggregation, figures (labkit.memory.plots_clustering), config."""
 
+import dataclasses
 import itertools
 import random
+import re
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+import scipy.stats
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from labkit.config import ConfigError
 from labkit.memory import clustering as pc
-from labkit.memory.crp import ClusteringConfig, CRPMemory
+from labkit.memory import plots_clustering as plots
+from labkit.memory.clustering import ClusteringConfig
+from labkit.memory.crp import CRPMemory
 
 TINY = dict(scale="smoke", datasets=("blobs",), n_seeds=2, blobs_n=40, blobs_k=2, seed=1)
 
@@ -139,11 +145,10 @@ def test_compare_seeds_each_run_and_gives_the_memories_the_median_or_the_oracle_
     cfg, rows = tiny
     found = {}
     for s in range(cfg.n_seeds):
-        seed = cfg.seed * 1000 + s
-        z, y = pc.load_dataset("blobs", cfg, seed)
+        z, y = pc.load_dataset("blobs", cfg, pc.stream_seed(cfg.seed, pc.DATA, s))
         for method, beta in (("CRP memory", pc.median_beta(z)), ("CRP memory (oracle width)", pc.oracle_beta(z, y))):
             est = CRPMemory(alpha=cfg.crp_alpha, discount=cfg.crp_discount, beta=beta, rho=cfg.crp_rho,
-                            n_refine=cfg.crp_n_refine, random_state=seed)
+                            n_refine=cfg.crp_n_refine, random_state=pc.stream_seed(cfg.seed, pc.FIT, s))
             found[s, method] = pc.scores(z, y, est.fit_predict(z))["ARI"]
     assert {(r["seed"], r["method"]): r["ARI"] for r in rows if r["method"].startswith("CRP")} == found
     assert any(found[s, "CRP memory"] != found[s, "CRP memory (oracle width)"] for s in range(cfg.n_seeds))
@@ -152,12 +157,12 @@ def test_compare_seeds_each_run_and_gives_the_memories_the_median_or_the_oracle_
 def test_alpha_sweep_shapes_and_more_memories_at_larger_alpha():
     cfg = ClusteringConfig.from_params(**TINY)
     sweep = pc.alpha_sweep(cfg)
-    np.testing.assert_array_equal(sweep["alpha"], cfg.alpha_values)
-    for key in ("created", "kept", "ARI"):
-        assert sweep[key].shape == (cfg.n_seeds, len(cfg.alpha_values))
-    assert np.all(sweep["kept"] <= sweep["created"]) and np.all(sweep["kept"] >= 1)
-    assert np.all(np.diff(sweep["created"].mean(axis=0)) > 0)
-    assert np.all(sweep["created"][:, -1] > cfg.blobs_k)            # α = 100 opens far more memories than clusters
+    np.testing.assert_array_equal(sweep.alpha, cfg.alpha_values)
+    for values in (sweep.created, sweep.kept, sweep.ari):
+        assert values.shape == (cfg.n_seeds, len(cfg.alpha_values))
+    assert np.all(sweep.kept <= sweep.created) and np.all(sweep.kept >= 1)
+    assert np.all(np.diff(sweep.created.mean(axis=0)) > 0)
+    assert np.all(sweep.created[:, -1] > cfg.blobs_k)               # α = 100 opens far more memories than clusters
 
 
 @pytest.mark.parametrize("oracle", [False, True])
@@ -165,13 +170,55 @@ def test_alpha_sweep_entry_is_the_crp_memory_at_that_alpha_and_width(oracle):
     cfg = ClusteringConfig.from_params(**TINY)
     sweep = pc.alpha_sweep(cfg, oracle=oracle)
     s, j = 1, 1
-    seed = cfg.seed * 1000 + s
-    z, y = pc.load_dataset("blobs", cfg, seed)
+    z, y = pc.load_dataset("blobs", cfg, pc.stream_seed(cfg.seed, pc.DATA, s))
     est = CRPMemory(alpha=cfg.alpha_values[j], discount=cfg.crp_discount,
                     beta=pc.oracle_beta(z, y) if oracle else pc.median_beta(z), rho=cfg.crp_rho,
-                    n_refine=cfg.crp_n_refine, random_state=seed).fit(z)
-    assert (sweep["created"][s, j], sweep["kept"][s, j]) == (est.n_created_, est.n_clusters_)
-    assert sweep["ARI"][s, j] == pytest.approx(adjusted_rand_score(y, est.labels_))
+                    n_refine=cfg.crp_n_refine, random_state=pc.stream_seed(cfg.seed, pc.FIT, s)).fit(z)
+    assert (sweep.created[s, j], sweep.kept[s, j]) == (est.n_created_, est.n_clusters_)
+    assert sweep.ari[s, j] == pytest.approx(adjusted_rand_score(y, est.labels_))
+
+
+def test_the_sweep_at_crp_alpha_repeats_the_comparisons_crp_memory(tiny):
+    cfg, rows = tiny
+    sweep = pc.alpha_sweep(cfg)
+    j = list(cfg.alpha_values).index(cfg.crp_alpha)
+    compared = {r["seed"]: r for r in rows if r["method"] == "CRP memory"}
+    for s in range(cfg.n_seeds):
+        assert sweep.ari[s, j] == pytest.approx(compared[s]["ARI"], abs=1e-12)
+
+
+def test_alpha_sweep_aggregates_over_seeds():
+    g = np.random.default_rng(0)
+    sweep = pc.AlphaSweep(np.array([0.1, 1.0, 10.0]), *(g.uniform(1, 9, (4, 3)) for _ in range(3)))
+    summary = sweep.summary()
+    assert list(summary) == ["created_mean", "created_std", "kept_mean", "ARI_mean"]
+    np.testing.assert_allclose(summary["created_mean"], sweep.created.mean(axis=0))
+    np.testing.assert_allclose(summary["created_std"], sweep.created.std(axis=0))
+    np.testing.assert_allclose(summary["kept_mean"], sweep.kept.mean(axis=0))
+    np.testing.assert_allclose(summary["ARI_mean"], sweep.ari.mean(axis=0))
+    assert sweep.created_at(1.0) == pytest.approx(sweep.created[:, 1].mean())
+
+
+# ------------------------------------------------------------------------------------------------------------ seeds
+def test_stream_seed_is_the_first_draw_of_its_repro_substream():
+    from labkit import repro
+
+    assert pc.stream_seed(7, pc.FIT, 3) == int(repro.rng(7, pc.FIT, 3).integers(2**31))
+    assert pc.stream_seed(7, pc.DEMO) == pc.stream_seed(7, pc.DEMO, 0)
+    assert isinstance(pc.stream_seed(0, pc.DATA, 0), int) and 0 <= pc.stream_seed(0, pc.DATA, 0) < 2**31
+
+
+def test_every_stream_and_repetition_gets_its_own_seed():
+    streams = (pc.DATA, pc.FIT, pc.IDENTITY, pc.DEMO)
+    assert len(set(streams)) == len(streams) and 0 not in streams
+    seeds = [pc.stream_seed(seed, k, s) for seed in (0, 1) for k in streams for s in range(20)]
+    assert len(set(seeds)) == len(seeds)
+
+
+def test_blobs_and_clusterers_change_with_the_root_seed(tiny):
+    cfg, rows = tiny
+    other = pc.compare(ClusteringConfig.from_params(**{**TINY, "seed": 2}))
+    assert [r["ARI"] for r in other] != [r["ARI"] for r in rows]
 
 
 # ------------------------------------------------------------------------------------------- significantly_beaten
@@ -244,12 +291,73 @@ def test_winners_pick_the_best_compared_method_and_never_an_ablation():
     assert pc.winners({"y": summary["y"]}, metric="AMI") == {"y": "GMM"}
 
 
+def test_summary_table_prints_mean_and_std_per_data_set_and_method():
+    summary = {"iris": {"k-means": {m: (0.5, 0.25) for m in (*pc.METRICS, "clusters")}}}
+    lines = pc.summary_table(summary).split("\n")
+    assert lines[:2] == ["", "iris"]
+    assert lines[2].split() == ["method", *pc.METRICS, "clusters"]
+    assert lines[3].split() == ["k-means"] + ["0.500", "±", "0.250"] * 5
+
+
+# --------------------------------------------------------------------------------------------------- ELBO check, run
+@pytest.fixture(scope="module")
+def elbo():
+    cfg = ClusteringConfig.from_params(scale="smoke", seed=3)
+    return cfg, pc.elbo_check(cfg)
+
+
+def test_elbo_check_runs_the_dynamics_on_random_log_joints_and_the_most_uncertain_iris_flower(elbo):
+    from labkit import repro
+    from labkit.memory.elbo import ELBOMemory, ELBOMixture, fixed_point_errors
+
+    cfg, check = elbo
+    random_memory = ELBOMemory(repro.rng(cfg.seed, pc.IDENTITY, 0).normal(size=(cfg.identity_n_points, 3)))
+    expected = fixed_point_errors(random_memory, cfg.identity_n_steps)
+    assert {k: check.random[k] for k in pc.FIXED_POINT_KEYS} == {k: expected[k] for k in pc.FIXED_POINT_KEYS}
+    z, _ = pc.load_dataset("iris", cfg, seed=0)
+    memory = ELBOMixture(3, random_state=pc.stream_seed(cfg.seed, pc.DEMO)).fit(z).memory(z)
+    p = memory.posterior()
+    assert check.iris_index == int(np.argmax(scipy.stats.entropy(p, axis=1)))
+    np.testing.assert_allclose(check.iris_posterior, p[check.iris_index], rtol=1e-12)
+    assert check.iris_log_evidence == pytest.approx(float(ELBOMemory(memory.log_joint[check.iris_index]).log_evidence()))
+    assert check.iris["q"].shape == (cfg.demo_n_steps + 1, 3)
+
+
+def test_elbo_check_worst_error_and_rise_take_the_tested_numbers_only(elbo):
+    _, check = elbo
+    keys = ("fixed_point_residual", "kl_identity_error", "converged_error", "energy_gap", "max_energy_rise")
+    random = dict.fromkeys(keys, 1e-9) | {"converged_error": 3e-9, "max_energy_rise": -1.0}
+    iris = dict.fromkeys(keys, 1e-9) | {"converged_error": 0.5, "energy_gap": 0.4, "max_energy_rise": 2e-15}
+    fake = dataclasses.replace(check, random=random, iris=iris)
+    assert fake.worst_error == 3e-9                                  # the iris flower's 1/t tail is not tested
+    assert fake.max_energy_rise == 2e-15
+    numbers = fake.numbers()
+    assert numbers["random_logits"] == {k: random[k] for k in keys} and numbers["iris_point"] == iris
+    assert numbers["iris_point_index"] == check.iris_index
+    assert check.worst_error <= 1e-6 and check.max_energy_rise <= 1e-12
+
+
+def test_run_returns_the_typed_result_of_every_part(tiny):
+    cfg, rows = tiny
+    result = pc.run(cfg)
+    assert isinstance(result, pc.ClusteringResult)
+    assert result.rows == rows
+    for sweep, oracle in ((result.sweep, False), (result.oracle_sweep, True)):
+        again = pc.alpha_sweep(cfg, oracle=oracle)
+        np.testing.assert_array_equal(sweep.created, again.created)
+        np.testing.assert_array_equal(sweep.ari, again.ari)
+    assert result.elbo.iris_index == pc.elbo_check(cfg).iris_index
+    assert result.summary == pc.summarise(rows)
+    assert result.best() == {m: pc.winners(pc.summarise(rows), m) for m in pc.METRICS}
+    assert result.beaten(0.3) == pc.significantly_beaten(rows, pc.METHODS, "ARI", 0.3)
+
+
 # ---------------------------------------------------------------------------------------------------------- figures
 def test_comparison_figure_draws_each_mean_with_hatched_ablations(close_figures):
     methods = ("ClAM (oracle width)", "GMM", "k-means")                   # drawn in METHODS + ablations order
     summary = {ds: {m: {metric: (0.1 * i + 0.01 * j + 0.3 * d, 0.05) for j, metric in enumerate(pc.METRICS)}
                     for i, m in enumerate(methods)} for d, ds in enumerate(("breast_cancer", "iris"))}
-    fig = pc.comparison_figure(summary)
+    fig = plots.comparison_figure(summary)
     assert len(fig.axes) == len(pc.METRICS)
     order = ("k-means", "GMM", "ClAM (oracle width)")
     for ax, metric in zip(fig.axes, pc.METRICS):
@@ -263,17 +371,17 @@ def test_comparison_figure_draws_each_mean_with_hatched_ablations(close_figures)
 
 def test_alpha_figure_plots_seed_means_against_alpha_with_the_true_k(close_figures):
     g = np.random.default_rng(0)
-    sweep = {"alpha": np.array([0.1, 1.0, 10.0]), **{k: g.uniform(1, 9, (4, 3)) for k in ("created", "kept", "ARI")}}
-    oracle = {**sweep, "ARI": sweep["ARI"] / 2}
+    sweep = pc.AlphaSweep(np.array([0.1, 1.0, 10.0]), *(g.uniform(1, 9, (4, 3)) for _ in range(3)))
+    oracle = dataclasses.replace(sweep, ari=sweep.ari / 2)
     for with_oracle in (False, True):
-        fig = pc.alpha_figure(sweep, true_k=5, oracle=oracle if with_oracle else None)
+        fig = plots.alpha_figure(sweep, true_k=5, oracle=oracle if with_oracle else None)
         left, right = fig.axes
         assert len(left.containers) == 2 * (1 + with_oracle) and len(right.containers) == 1 + with_oracle
-        np.testing.assert_allclose(left.containers[0][0].get_ydata(), sweep["created"].mean(0))
-        np.testing.assert_allclose(left.containers[1][0].get_ydata(), sweep["kept"].mean(0))
-        np.testing.assert_allclose(right.containers[0][0].get_ydata(), sweep["ARI"].mean(0))
+        np.testing.assert_allclose(left.containers[0][0].get_ydata(), sweep.created.mean(0))
+        np.testing.assert_allclose(left.containers[1][0].get_ydata(), sweep.kept.mean(0))
+        np.testing.assert_allclose(right.containers[0][0].get_ydata(), sweep.ari.mean(0))
         if with_oracle:
-            np.testing.assert_allclose(right.containers[1][0].get_ydata(), oracle["ARI"].mean(0))
+            np.testing.assert_allclose(right.containers[1][0].get_ydata(), oracle.ari.mean(0))
             assert right.containers[1][0].get_linestyle() == "--"
         assert any(list(line.get_ydata()) == [5, 5] for line in left.lines)
 
@@ -281,7 +389,7 @@ def test_alpha_figure_plots_seed_means_against_alpha_with_the_true_k(close_figur
 def test_elbo_dynamics_figure_shows_the_gap_to_minus_log_evidence_floored_for_log_scale(close_figures):
     q = np.array([[0.5, 0.5], [0.7, 0.3], [0.8, 0.2]])
     energy = np.array([3.0, 2.5, 2.0])
-    fig = pc.elbo_dynamics_figure(q, energy, posterior=np.array([0.8, 0.2]), log_evidence=-2.0)
+    fig = plots.elbo_dynamics_figure(q, energy, posterior=np.array([0.8, 0.2]), log_evidence=-2.0)
     left, right = fig.axes
     assert len(left.lines) == 2 * 2                                    # q_k(t) and the dashed posterior, per k
     np.testing.assert_allclose(left.lines[0].get_ydata(), q[:, 0])
@@ -312,10 +420,23 @@ def test_config_accepts_lists_as_tuples_and_crp_alpha_among_the_swept_values():
     assert cfg.alpha_values == (0.5, 2.0) and cfg.datasets == ("wine",) and cfg.n_seeds == 2
 
 
-@pytest.mark.xfail(strict=True, reason="crp_n_refine / crp_discount use hand-written checks (isinstance(v, int), "
-                                       "numbers.Real) that let booleans through, unlike every other field "
-                                       "(config._is_int/_is_real exclude bool): True is taken as 1 refinement")
-@pytest.mark.parametrize("name, value", [("crp_n_refine", True), ("crp_discount", False)])
-def test_config_rejects_booleans_for_crp_numbers(name, value):
-    with pytest.raises(ConfigError, match=f"bad value for '{name}'"):
+@pytest.mark.parametrize("name, value, allowed", [("crp_n_refine", True, "an integer >= 0"),
+                                                 ("crp_n_refine", False, "an integer >= 0"),
+                                                 ("crp_discount", False, "a number in [0, 1)"),
+                                                 ("crp_discount", True, "a number in [0, 1)")])
+def test_config_rejects_booleans_for_crp_numbers(name, value, allowed):
+    with pytest.raises(ConfigError, match=re.escape(f"ClusteringConfig: bad value for '{name}': {value!r}; "
+                                                    f"allowed: {allowed}")):
         ClusteringConfig.from_params(**{name: value})
+
+
+def test_config_accepts_the_ends_of_the_crp_ranges():
+    cfg = ClusteringConfig.from_params(crp_discount=0, crp_n_refine=0)
+    assert (cfg.crp_discount, cfg.crp_n_refine) == (0, 0)
+    assert ClusteringConfig.from_params(crp_discount=0.99).crp_discount == 0.99
+
+
+def test_config_names_the_allowed_data_sets():
+    with pytest.raises(ConfigError, match="allowed: a list of at least 1 item\\(s\\), each one of 'iris', 'wine', "
+                                          "'breast_cancer', 'digits', 'blobs'"):
+        ClusteringConfig.from_params(datasets=["mnist"])

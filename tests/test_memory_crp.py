@@ -10,7 +10,9 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 from labkit.config import ConfigError
-from labkit.memory.crp import ClusteringConfig, CRPMemory, CRPPredictiveMemory, dp_means
+from labkit.dpmeans import dp_means
+from labkit.memory.clustering import ClusteringConfig
+from labkit.memory.crp import CRPMemory, CRPPredictiveMemory
 
 
 def _predictive(d=2, alpha=1.3, discount=0.2, beta=2.0, rho=0.5):
@@ -67,18 +69,21 @@ def test_recovers_well_separated_clusters(blobs):
 
 
 def test_dp_means_is_the_small_variance_limit(blobs):
-    """α = ((β+ρ)/ρ)^{d/2} e^{−βλ}: the memories DP-means opens open here too; centres converge to its as β grows."""
+    """α = ((β+ρ)/ρ)^{d/2} e^{−βλ}: as β grows, the memory opens the clusters DP-means (labkit.dpmeans, threshold √λ on
+    the standardised data) finds, assigns every point as it does, and its refined memories converge to its centroids."""
     X, _ = blobs
-    rho, lam, d = 0.5, 0.3, 2
-    labels, centres = dp_means(X, lam, random_state=3)
+    Z = (X - X.mean(axis=0)) / X.std(axis=0)
+    rho, lam, d = 0.5, 0.81, 2                     # √λ = 0.9: between the blobs' spread and their distance
+    centroids, labels = dp_means(Z, np.sqrt(lam), seed=0)
+    assert len(centroids) == 3
     gaps = []
-    for beta in (150.0, 300.0):
+    for beta in (2.0, 5.0, 10.0):
         alpha = float(np.exp(d / 2 * np.log((beta + rho) / rho) - beta * lam))
-        est = CRPMemory(alpha=alpha, beta=beta, rho=rho, random_state=3).fit(X)
-        assert est.n_created_ == len(centres)
-        gaps.append(np.abs(est.memory_.memories - centres).max())
-    assert gaps[1] < gaps[0] < 0.05
-    assert adjusted_rand_score(labels, est.labels_) > 0.95
+        est = CRPMemory(alpha=alpha, beta=beta, rho=rho, n_refine=2, random_state=3).fit(X)
+        assert est.n_created_ == est.n_clusters_ == len(centroids)
+        assert adjusted_rand_score(labels, est.labels_) == 1.0
+        gaps.append(np.abs(est.memory_.memories[:, None] - centroids[None]).max(axis=2).min(axis=1).max())
+    assert gaps[2] < gaps[1] < gaps[0] < 0.05 and gaps[2] < 1e-5
 
 
 def test_estimator_conventions(blobs):

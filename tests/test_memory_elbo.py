@@ -1,5 +1,7 @@
 """The ELBO memory: its dynamics are gradient descent on the negative ELBO and their fixed point is the posterior."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -87,3 +89,25 @@ def test_mixture_conventions_and_monotone_lower_bound(blobs):
 def test_mixture_rejects_bad_n_components(blobs):
     with pytest.raises(ValueError, match="n_components"):
         ELBOMixture(0).fit(blobs[0])
+
+
+def test_every_mixture_parameter_but_the_seed_has_one_declared_check():
+    assert set(ELBOMixture._parameter_checks) == set(ELBOMixture().get_params()) - {"random_state"}
+
+
+@pytest.mark.parametrize("name, value, allowed", [
+    ("n_components", True, "an integer >= 1"), ("n_steps", 0, "an integer >= 1"), ("max_iter", 2.5, "an integer >= 1"),
+    ("step_size", 0.0, "a number > 0"), ("tol", -1e-3, "a number in [0, inf)"),
+    ("em_tol", float("nan"), "a number in [0, inf)"), ("reg_covar", -1.0, "a number in [0, inf)"),
+])
+def test_mixture_checks_its_parameters_at_fit(blobs, name, value, allowed):
+    with pytest.raises(ValueError, match=re.escape(f"ELBOMixture: bad value for '{name}': {value!r}; "
+                                                   f"allowed: {allowed}")):
+        ELBOMixture(**{name: value}).fit(blobs[0])
+
+
+def test_mixture_refuses_more_components_than_points_and_accepts_zero_tolerances():
+    X = np.arange(10.0).reshape(5, 2)
+    with pytest.raises(ValueError, match="ELBOMixture: bad value for 'n_components': 6; allowed: at most n_samples=5"):
+        ELBOMixture(6).fit(X)
+    ELBOMixture(2, tol=0, em_tol=0.0, reg_covar=0, max_iter=2, random_state=0).fit(X)

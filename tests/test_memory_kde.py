@@ -1,6 +1,7 @@
 """Gaussian-KDE memory: the bridge identities, mean-shift dynamics, the capacity formulas and the sweep."""
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -169,3 +170,18 @@ def test_config_presets_and_validation():
     with pytest.raises(ConfigError, match="n_trails"):
         kde.KDECapacityConfig.from_params(n_trails=3)
     assert dataclasses.is_dataclass(kde.KDECapacityConfig)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"n_trials": True}, "bad value for 'n_trials': True; allowed: an integer >= 1"),
+    ({"d": 0}, "bad value for 'd': 0; allowed: an integer >= 1"),
+    ({"min_samples": -1}, "bad value for 'min_samples': -1; allowed: an integer >= 0"),
+    ({"radius": 0}, "bad value for 'radius': 0; allowed: a number > 0"),
+    ({"tol": -1.0}, "bad value for 'tol': -1.0; allowed: a number in [0, inf)"),
+    ({"lam": float("inf")}, "bad value for 'lam': inf; allowed: a finite number > 0 (λ = 1/σ²)"),
+    ({"lam": True}, "bad value for 'lam': True; allowed: a finite number > 0 (λ = 1/σ²)"),
+])
+def test_capacity_arguments_are_refused_naming_what_is_allowed(kwargs, message):
+    args = {"d": 4, "lam": 1.0, "n_patterns": [2, 4], "n_trials": 1, "seed": 0, **kwargs}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        kde.capacity_trials(**args)

@@ -21,8 +21,9 @@ def test_imports_are_traced_transitively_through_labkit():
 def test_the_rig_simulator_behind_rigsim_urls_is_an_input():
     """pyserial imports the rigsim:// handler by name at run time; the package imports it statically so that a
     change to the simulated device or worm makes every rig notebook stale."""
-    found = pipeline.labkit_modules(["from labkit.rig.driver import Rig"])
-    assert {"labkit.rig.protocol_rigsim", "labkit.rig.sim", "labkit.rig.device", "labkit.rig.worm"} <= set(found)
+    found = pipeline.labkit_modules(["from labkit.rig.host.driver import Rig"])
+    assert {"labkit.rig.simulator.protocol_rigsim", "labkit.rig.simulator.sim", "labkit.rig.firmware.device",
+            "labkit.rig.simulator.worm"} <= set(found)
 
 
 def test_attribute_imports_resolve_to_their_module():

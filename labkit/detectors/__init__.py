@@ -3,7 +3,7 @@
 
 Modules: ``base`` (the interface, activation capture), ``max_softmax`` (Hendrycks & Gimpel 2017), ``mahalanobis``
 (Lee et al. 2018), ``lid`` (Ma et al. 2018), ``density`` (Feinman et al. 2017), ``knn`` (deep kNN, Sun et al. 2022)
-and ``metrics`` (AUROC, ROC curve, TPR at a fixed FPR).
+and ``metrics`` (TPR at a fixed FPR, and AUROC via scikit-learn, for clean vs anomalous scores).
 """
 
 from labkit.detectors.base import Detector

@@ -32,6 +32,13 @@ class Detector(ABC):
         if not hasattr(self, "model_"):
             raise RuntimeError(f"{type(self).__name__} is not fitted yet; call fit(model, x_clean) first")
 
+    def _layers(self, hidden: list) -> list:
+        """The hidden layers a detector with a ``layers`` hyperparameter reads: the last one (``"last"``) or all of
+        them (``"all"``)."""
+        if self.layers not in ("last", "all"):
+            raise ValueError(f"layers must be 'last' or 'all', got {self.layers!r}")
+        return hidden[-1:] if self.layers == "last" else hidden
+
 
 @torch.no_grad()
 def hidden_features(model: torch.nn.Module, x) -> tuple[list[np.ndarray], np.ndarray]:

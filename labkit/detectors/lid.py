@@ -30,11 +30,6 @@ class LID(Detector):
         self.k = k
         self.layers = layers
 
-    def _layers(self, hidden: list) -> list:
-        if self.layers not in ("last", "all"):
-            raise ValueError(f"layers must be 'last' or 'all', got {self.layers!r}")
-        return hidden[-1:] if self.layers == "last" else hidden
-
     def fit(self, model, x, y=None) -> "LID":
         self.model_ = model
         self.bank_ = self._layers(hidden_features(model, x)[0])

@@ -42,11 +42,6 @@ class Mahalanobis(Detector):
     def __init__(self, layers: str = "all"):
         self.layers = layers
 
-    def _layers(self, hidden: list) -> list:
-        if self.layers not in ("last", "all"):
-            raise ValueError(f"layers must be 'last' or 'all', got {self.layers!r}")
-        return hidden[-1:] if self.layers == "last" else hidden
-
     def fit(self, model, x, y=None) -> "Mahalanobis":
         self.model_ = model
         hidden, logits = hidden_features(model, x)

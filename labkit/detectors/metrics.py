@@ -1,17 +1,21 @@
-r"""Detection metrics, written out (and checked against ``sklearn.metrics`` in the tests).
+r"""Detection metrics on top of scikit-learn: what ``sklearn.metrics`` does not provide.
 
 Labels: 1 = anomalous (adversarial), 0 = clean; higher score = more anomalous.
 
-- AUROC = the Mann–Whitney probability that a random positive outscores a random negative, ties counting ½:
-  :math:`\mathrm{AUROC} = \big(\sum_{i\in P} \mathrm{rank}_i - |P|(|P|+1)/2\big) / (|P|\,|N|)` with mid-ranks.
-- ROC curve: thresholds at every distinct score, descending; TPR and FPR of "score ≥ threshold", starting at (0, 0).
-- TPR at FPR α: the largest TPR among the operating points with FPR ≤ α.
+- AUROC and the ROC curve are scikit-learn's (``roc_auc_score``: the Mann–Whitney probability that a random
+  positive outscores a random negative, ties counting ½; ``roc_curve``: the operating points of "score ≥ threshold").
+- TPR at FPR α (not in scikit-learn): the largest TPR among the operating points of the full ROC curve
+  (``drop_intermediate=False``) with FPR ≤ α.
+- :func:`detection_metrics`: both, for clean versus anomalous score arrays.
+
+A NaN score (FACADE's total on a collapsed model, whose clean calibration spread is zero, for one) makes both metrics
+NaN, i.e. undefined, where scikit-learn would raise.
 """
 
 import numpy as np
-from scipy.stats import rankdata
+from sklearn.metrics import roc_auc_score, roc_curve
 
-__all__ = ["auroc", "roc_curve", "tpr_at_fpr", "detection_metrics"]
+__all__ = ["tpr_at_fpr", "detection_metrics"]
 
 
 def _check(labels, scores) -> tuple[np.ndarray, np.ndarray]:
@@ -23,29 +27,12 @@ def _check(labels, scores) -> tuple[np.ndarray, np.ndarray]:
     return labels, scores
 
 
-def auroc(labels, scores) -> float:
-    """Area under the ROC curve by the rank-sum formula above."""
-    labels, scores = _check(labels, scores)
-    ranks = rankdata(scores)
-    n_pos = labels.sum()
-    n_neg = len(labels) - n_pos
-    return float((ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(fpr, tpr, thresholds)`` at every distinct score, highest first, after a leading ``(0, 0, +inf)``."""
-    labels, scores = _check(labels, scores)
-    order = np.argsort(-scores, kind="mergesort")
-    s, l = scores[order], labels[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]          # last index of each run of equal scores
-    tp = np.cumsum(l)[last]
-    fp = (last + 1) - tp
-    return (np.r_[0.0, fp / (len(l) - l.sum())], np.r_[0.0, tp / l.sum()], np.r_[np.inf, s[last]])
-
-
 def tpr_at_fpr(labels, scores, fpr: float = 0.05) -> float:
     """Largest TPR reachable with a false-positive rate of at most ``fpr``."""
-    f, t, _ = roc_curve(labels, scores)
+    labels, scores = _check(labels, scores)
+    if np.isnan(scores).any():
+        return float("nan")
+    f, t, _ = roc_curve(labels, scores, drop_intermediate=False)
     return float(t[f <= fpr + 1e-12].max())
 
 
@@ -53,4 +40,7 @@ def detection_metrics(clean_scores, anomalous_scores, fpr: float = 0.05) -> dict
     """AUROC and TPR at ``fpr`` for clean (label 0) versus anomalous (label 1) scores."""
     scores = np.r_[clean_scores, anomalous_scores]
     labels = np.r_[np.zeros(len(clean_scores), int), np.ones(len(anomalous_scores), int)]
-    return {"auroc": auroc(labels, scores), "tpr_at_fpr": tpr_at_fpr(labels, scores, fpr)}
+    labels, scores = _check(labels, scores)
+    if np.isnan(scores).any():
+        return {"auroc": float("nan"), "tpr_at_fpr": float("nan")}
+    return {"auroc": float(roc_auc_score(labels, scores)), "tpr_at_fpr": tpr_at_fpr(labels, scores, fpr)}

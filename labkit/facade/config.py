@@ -1,4 +1,9 @@
-"""Parameters of notebook 04_facade, with scale presets.
+"""Parameters of notebook 04_facade, with scale presets, and FACADE's own hyperparameters.
+
+:class:`FacadeDetectorConfig` adds FACADE's hyperparameters to the shared protocol of ``labkit.detectors.config``:
+the resolution ``lam`` (λ), the edge share ``q`` and the length-scale neighbours ``k_scale``. Notebook 04
+(:class:`FacadeConfig`) and notebook 03 (``labkit.monitor.evaluate.MonitorConfig``, where FACADE is one of the
+monitors) extend it.
 
 quick: 3 seeds of the pilot's setting (MLP 64-128-128-64-10, dropout 0.1, digits; FGSM and 20-step PGD-L∞ at
 ε = 0.1, 0.2 on [0, 1] pixels). paper: 10 seeds and longer training — the FACADE paper itself has no experiments,
@@ -14,11 +19,20 @@ from dataclasses import dataclass
 from labkit.config import ConfigError, fraction, param, positive_float, positive_int, tuple_of
 from labkit.detectors.config import DetectionConfig
 
-__all__ = ["FacadeConfig"]
+__all__ = ["FacadeDetectorConfig", "FacadeConfig"]
 
 
 @dataclass(frozen=True)
-class FacadeConfig(DetectionConfig):
+class FacadeDetectorConfig(DetectionConfig):
+    """The shared detection protocol plus FACADE's ``lam``, ``q`` and ``k_scale`` (see the module docstring)."""
+
+    lam: float = param(2.0, positive_float)
+    q: float = param(0.05, fraction)
+    k_scale: int = param(10, positive_int)
+
+
+@dataclass(frozen=True)
+class FacadeConfig(FacadeDetectorConfig):
     """Notebook 04_facade (see the module docstring)."""
 
     eps_values: tuple = param((0.1, 0.2), tuple_of(positive_float))

@@ -15,14 +15,17 @@ from labkit.attacks import fgsm, pgd
 from labkit.classifiers import predict
 from labkit.detectors.metrics import detection_metrics
 from labkit.explore import Explorer
+from labkit.facade.experiment import ATTACK, SeedRun
+from labkit.seeds import derived_seed
 
 __all__ = ["facade_explorer"]
 
 
-def facade_explorer(run: dict, pgd_steps: int, fpr: float, threads: int | None = 1, eps: float = 0.1) -> Explorer:
-    """The explorer over ``run`` (one seed of :func:`labkit.facade.experiment.run_seed`: its model, FACADE and
-    correctly classified clean test images), starting at ``eps``."""
-    model, facade, x = run["model"], run["facade"], run["x_test"]
+def facade_explorer(run: SeedRun, pgd_steps: int, fpr: float, threads: int | None = 1, eps: float = 0.1) -> Explorer:
+    """The explorer over ``run`` (one run of :func:`labkit.facade.experiment.run_seed`: its model, FACADE and
+    correctly classified clean test images; PGD starts from the run's own attack seed), starting at ``eps``."""
+    model, facade, x = run.model, run.facade, run.x_test
+    pgd_seed = derived_seed(run.seed, ATTACK)
     y = predict(model, x)                                   # these images are all classified correctly
     clean = facade.calibrated(facade.raw_terms(x))
     style = {"description_width": "70px"}
@@ -34,7 +37,7 @@ def facade_explorer(run: dict, pgd_steps: int, fpr: float, threads: int | None =
 
     def draw(fig, eps, attack, score):
         with repro.threads(threads):
-            adv = fgsm(model, x, y, eps) if attack == "FGSM" else pgd(model, x, y, eps, pgd_steps, None, run["seed"])
+            adv = fgsm(model, x, y, eps) if attack == "FGSM" else pgd(model, x, y, eps, pgd_steps, None, pgd_seed)
             success = predict(model, adv) != y
             if not success.any():
                 raise ValueError(f"no {attack} attack at ε = {eps:g} changed a prediction: nothing to detect")

@@ -5,8 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import PathPatch, Rectangle
 from matplotlib.path import Path
-
-from labkit.detectors.metrics import roc_curve
+from sklearn.metrics import roc_curve
 
 __all__ = ["sankey_figure", "roc_figure", "table_figure", "histogram_figure", "geometry_figure", "lam_sweep_figure"]
 
@@ -84,7 +83,7 @@ def roc_figure(scores: dict, attacks: list[str], detectors: list[str], title: st
         for i, det in enumerate(detectors):
             s = scores[det]
             labels = np.r_[np.zeros(len(s["clean"])), np.ones(len(s[attack]))]
-            fpr, tpr, _ = roc_curve(labels, np.r_[s["clean"], s[attack]])
+            fpr, tpr, _ = roc_curve(labels, np.r_[s["clean"], s[attack]], drop_intermediate=False)
             ax.step(fpr, tpr, where="post", lw=2.2 if det.startswith("FACADE") else 1.2,
                     color="k" if det.startswith("FACADE") else plt.get_cmap("tab10")(i), label=det)
         ax.plot([0, 1], [0, 1], ":", color="0.6", lw=1)
@@ -165,21 +164,22 @@ def geometry_figure(trajectories: dict, pseudo_geometry: list, layer_names: list
     return fig
 
 
-def lam_sweep_figure(sweep: dict, chosen: float, title: str):
-    """Pseudo-classes per layer, clean false-positive rate and AUROC of the FACADE total against λ."""
-    lam = np.array(sweep["lam"])
+def lam_sweep_figure(sweep, chosen: float, title: str):
+    """Pseudo-classes per layer, clean false-positive rate and AUROC of the FACADE total against λ
+    (``sweep``: a :class:`labkit.facade.experiment.LambdaSweep`)."""
+    lam = np.array(sweep.lam)
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-    counts = np.array(sweep["n_pseudo_classes"])
+    counts = np.array(sweep.n_pseudo_classes)
     for l in range(counts.shape[1]):
         axes[0].plot(lam, counts[:, l], "o-", label=f"hidden layer {l + 1}")
     axes[0].set_yscale("log")
     axes[0].set_ylabel("pseudo-classes (DP-means clusters)")
     axes[0].legend(fontsize=7)
-    axes[1].plot(lam, sweep["clean_fpr"], "o-", color="k")
+    axes[1].plot(lam, sweep.clean_fpr, "o-", color="k")
     axes[1].axhline(0.05, color="0.6", ls=":", label="nominal 5%")
     axes[1].set_ylabel("clean test false-positive rate")
     axes[1].legend(fontsize=7)
-    for i, (a, v) in enumerate(sweep["auroc"].items()):
+    for i, (a, v) in enumerate(sweep.auroc.items()):
         axes[2].plot(lam, v, "o-", color=plt.get_cmap("tab10")(i), label=a)
     axes[2].set_ylabel("AUROC of FACADE total")
     axes[2].legend(fontsize=7)

@@ -1,17 +1,15 @@
 r"""Pseudo-classes: the modes of each hidden layer's activations, and how inputs travel between them.
 
-**DP-means** (Kulis & Jordan 2012, "Revisiting k-means: new algorithms via Bayesian nonparametrics") is the
-small-variance limit of a Dirichlet-process Gaussian mixture. It minimises
-:math:`\sum_i \|x_i - \mu_{z_i}\|^2 + \lambda^2 K` over assignments and the number of clusters :math:`K`: a point
-farther than :math:`\lambda` from every centroid opens a new cluster, then centroids become their members' means,
-until the assignment is stable. :math:`\lambda` sets the *resolution* — :math:`\lambda\to0` gives one cluster per
-distinct point, :math:`\lambda\to\infty` one cluster. Within a pass the centroids are frozen (batch DP-means), so
-distances to the existing centroids are computed for all points at once and only the clusters opened during the
-pass are checked point by point.
+**DP-means** (Kulis & Jordan 2012; :mod:`labkit.dpmeans`) clusters each hidden layer's activations at a
+resolution :math:`\lambda`: a point farther than :math:`\lambda` from every centroid opens a new cluster, so
+:math:`\lambda\to0` gives one cluster per distinct point and :math:`\lambda\to\infty` one cluster.
 
 Per layer :math:`l` the threshold is :math:`\lambda_l = \lambda\,s_l` with :math:`s_l` the median distance from a
 point to its ``k_scale``-th nearest neighbour in that layer (so one λ means the same resolution in every layer).
-New inputs go to the nearest centroid.
+Layer :math:`l` is clustered with seed ``derived_seed(random_state, l)`` (:mod:`labkit.seeds`). New inputs go to
+the nearest centroid. The *purity* of a layer's pseudo-classes (:func:`purity`) is the mean over its
+pseudo-classes of the share of members from the most common true class (1: every pseudo-class is a sub-mode of one
+class).
 
 **Paths.** An input's pseudo-classes :math:`(c_1, \dots, c_L)` across the hidden layers, followed by the predicted
 class :math:`c_{L+1}=\hat y`, are modelled as a Markov chain with Laplace (add-one) smoothing,
@@ -21,51 +19,12 @@ arXiv 2307.10563, ICML 2023 AdvML-Frontiers workshop; the poster draws the same 
 """
 
 import numpy as np
-import torch
 
-from labkit import repro
 from labkit.detectors.knn import nearest_distances
+from labkit.dpmeans import dp_means, nearest_centroid
+from labkit.seeds import derived_seed
 
-__all__ = ["dp_means", "nearest_centroid", "PseudoClasses"]
-
-
-def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index of the nearest centroid and the distance to it, for every row of ``x``."""
-    d = torch.cdist(torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(centroids, dtype=torch.float64))
-    dist, idx = d.min(dim=1)
-    return idx.numpy(), dist.numpy()
-
-
-def dp_means(x: np.ndarray, lam: float, max_iter: int = 50, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Batch DP-means with threshold ``lam`` (a distance); returns ``(centroids (K, d), labels (n,))``.
-    Points are visited in a seeded random order; empty clusters are dropped after each pass."""
-    if not lam >= 0:
-        raise ValueError(f"lam must be >= 0, got {lam!r}")
-    x = np.asarray(x, dtype=np.float64)
-    order = repro.rng(seed).permutation(len(x))
-    centroids = x.mean(axis=0, keepdims=True)
-    labels = np.full(len(x), -1)
-    for _ in range(max_iter):
-        near, dist = nearest_centroid(x, centroids)
-        new = []                                           # clusters opened in this pass
-        for i in order[dist[order] > lam]:
-            if new:
-                gap = np.linalg.norm(x[new] - x[i], axis=1)
-                j = int(gap.argmin())
-                if gap[j] <= lam and gap[j] < dist[i]:
-                    near[i] = len(centroids) + j
-                    continue
-            near[i] = len(centroids) + len(new)
-            new.append(i)
-        centroids = np.concatenate([centroids, x[new]])
-        used, near = np.unique(near, return_inverse=True)  # drop empty clusters, relabel 0..K-1
-        sums = np.zeros((len(used), x.shape[1]))
-        np.add.at(sums, near, x)
-        centroids = sums / np.bincount(near)[:, None]
-        if np.array_equal(near, labels):
-            break
-        labels = near
-    return centroids, labels
+__all__ = ["PseudoClasses", "purity"]
 
 
 class PseudoClasses:
@@ -83,7 +42,7 @@ class PseudoClasses:
         self.scales_ = [float(np.median(nearest_distances(h, h, self.k_scale, exclude_self=True)[:, -1]))
                         for h in layers]
         self.lambdas_ = [self.lam * s for s in self.scales_]
-        fits = [dp_means(h, lam, self.max_iter, self.random_state + l)
+        fits = [dp_means(h, lam, self.max_iter, derived_seed(self.random_state, l))
                 for l, (h, lam) in enumerate(zip(layers, self.lambdas_))]
         self.centroids_ = [c for c, _ in fits]
         self.n_outputs_ = n_outputs
@@ -115,3 +74,22 @@ class PseudoClasses:
         for l, logt in enumerate(self.log_transitions_):
             nll -= logt[paths[:, l], paths[:, l + 1]]
         return nll
+
+
+def purity(labels: np.ndarray, assignments: np.ndarray) -> np.ndarray:
+    """Per column of ``assignments`` (``(n,)`` or ``(n, L)`` pseudo-classes): the mean over its pseudo-classes of
+    the share of their members that carry the most common of the true ``labels`` (each pseudo-class counts once,
+    whatever its size). Returns a float for 1-D ``assignments``, else an array ``(L,)``."""
+    labels, assignments = np.asarray(labels), np.asarray(assignments)
+    if len(labels) != len(assignments) or assignments.ndim not in (1, 2):
+        raise ValueError(f"need n labels and assignments (n,) or (n, L), got shapes {labels.shape} and "
+                         f"{assignments.shape}")
+    _, labels = np.unique(labels, return_inverse=True)
+
+    def one(column):
+        return float(np.mean([np.bincount(labels[column == c]).max() / np.sum(column == c)
+                              for c in np.unique(column)]))
+
+    if assignments.ndim == 1:
+        return one(assignments)
+    return np.array([one(assignments[:, l]) for l in range(assignments.shape[1])])

@@ -28,6 +28,7 @@ from labkit.detectors.base import Detector, hidden_features
 from labkit.facade.circuits import BernoulliCircuits, edge_attributions, edge_slices, top_edges
 from labkit.facade.geometry import ClusterSubspaces, edge_contributions
 from labkit.facade.pseudoclasses import PseudoClasses
+from labkit.seeds import derived_seed
 
 __all__ = ["TERMS", "Facade"]
 
@@ -35,7 +36,9 @@ TERMS = ("path", "circuit", "radius", "residual", "geometry")
 
 
 class Facade(Detector):
-    """``Facade(lam, q).fit(model, x_clean[, x_calibration=...]).score(x)``; per-term scores via :meth:`term_scores`."""
+    """``Facade(lam, q).fit(model, x_clean[, x_calibration=...]).score(x)``; per-term scores via :meth:`term_scores`.
+    ``random_state`` seeds the default calibration split (``derived_seed(random_state, 0)``) and the pseudo-classes
+    (``derived_seed(random_state, 1)``)."""
 
     def __init__(self, lam: float = 2.0, q: float = 0.05, k_scale: int = 10, terms: tuple = TERMS,
                  calibration_fraction: float = 0.25, quantile: float = 0.95, chunk: int = 256, random_state: int = 0):
@@ -56,7 +59,8 @@ class Facade(Detector):
         x = np.asarray(x, dtype=np.float32)
         if x_calibration is None:
             labels = np.asarray(y) if y is not None else np.zeros(len(x), int)
-            fit_idx, cal_idx = stratified_split(labels, self.calibration_fraction, self.random_state)
+            fit_idx, cal_idx = stratified_split(labels, self.calibration_fraction,
+                                                derived_seed(self.random_state, 0))
             x, x_calibration = x[fit_idx], x[cal_idx]
         self.model_ = model
         self.fit_data_, self.calibration_data_ = x, np.asarray(x_calibration, dtype=np.float32)
@@ -72,7 +76,7 @@ class Facade(Detector):
 
     def _fit_resolution(self, hidden: list, pred: np.ndarray) -> "Facade":
         """The λ-dependent parts (pseudo-classes, their subspaces) and the calibration."""
-        self.pseudo_ = PseudoClasses(self.lam, self.k_scale, random_state=self.random_state).fit(
+        self.pseudo_ = PseudoClasses(self.lam, self.k_scale, random_state=derived_seed(self.random_state, 1)).fit(
             hidden, pred, self.n_classes_)
         assign, _ = self.pseudo_.assign(hidden)
         self.subspaces_ = [ClusterSubspaces().fit(h, assign[:, l], k)

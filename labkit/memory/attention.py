@@ -61,15 +61,16 @@ from scipy.stats import vonmises_fisher
 from tqdm.auto import tqdm
 
 from labkit import repro
-from labkit.config import (ConfigError, Check, NotebookConfig, param, positive_float, positive_int, tuple_of)
+from labkit.config import Check, one_of, positive_float, positive_int
 from labkit.memory.base import EnergyMemory
+from labkit.memory.checks import require, unit_interval
 
 __all__ = [
     "NORMS", "log_bessel_iv", "log_vmf_normaliser", "vmf_log_density", "vmf_posterior",
-    "normalise", "attention_weights", "sphere_point", "VMFMixture", "attention_vmf_mixture", "identity_check",
-    "VMFKDEMemory", "mean_shift_energies", "attention_step", "token_dynamics", "random_sphere_points",
-    "cluster_labels", "cluster_count", "mean_displacement", "mean_pairwise_cosine", "cluster_experiment",
-    "HypersphereAttentionConfig",
+    "normalise", "attention_weights", "sphere_point", "VMFMixture", "attention_vmf_mixture", "NormIdentity",
+    "identity_check", "VMFKDEMemory", "mean_shift_energies", "attention_step", "token_dynamics",
+    "random_sphere_points", "cluster_labels", "cluster_count", "mean_displacement", "mean_pairwise_cosine",
+    "TokenClustering", "cluster_experiment",
 ]
 
 NORMS = ("layer", "rms")
@@ -78,9 +79,12 @@ _CLUSTER_CHUNK = 1024  # configurations per connected-components call
 _BLOCK_VALUES = 2**22  # token coordinates held per block of depths in cluster_experiment
 
 
+_norm = one_of(*NORMS)
+_ambient_dim = Check(lambda p: positive_int.test(p) and p >= 2, "an integer >= 2 (the ambient dimension)")
+
+
 def _check_norm(norm: str) -> None:
-    if norm not in NORMS:
-        raise ValueError(f"norm must be one of {', '.join(map(repr, NORMS))}, got {norm!r}")
+    require("norm", norm, _norm)
 
 
 # ---------------------------------------------------------------------------------------------------- the vMF density
@@ -102,8 +106,7 @@ def log_bessel_iv(nu: float, kappa) -> np.ndarray:
 
 def log_vmf_normaliser(p: int, kappa) -> np.ndarray:
     """log C_p(κ), the vMF normaliser on the unit sphere S^{p−1} ⊂ R^p (p ≥ 2); κ = 0 gives −log area(S^{p−1})."""
-    if not (isinstance(p, (int, np.integer)) and p >= 2):
-        raise ValueError(f"the ambient dimension p must be an integer >= 2, got {p!r}")
+    require("p", p, _ambient_dim, "log_vmf_normaliser")
     kappa = np.asarray(kappa, dtype=float)
     nu = p / 2 - 1
     uniform = gammaln(p / 2) - np.log(2) - (p / 2) * np.log(np.pi)
@@ -200,13 +203,31 @@ def attention_vmf_mixture(keys, norm: str = "layer", gamma=None, delta=None) -> 
     return VMFMixture(means, kappas, log_weights - logsumexp(log_weights))
 
 
-def identity_check(dim: int, n_keys: int, n_queries: int, seed: int) -> dict:
-    """Attention weights and vMF posteriors for random γ, δ, keys and queries, per norm, plus scipy's vMF log densities.
+@dataclass(frozen=True)
+class NormIdentity:
+    """One norm's side of :func:`identity_check`, every array (n_queries, n_keys): the attention ``weights``, the vMF
+    ``posterior`` at the queries' sphere points, and every component's log f(u; m_i, κ_i) there, ours
+    (``log_density``) and ``scipy.stats.vonmises_fisher``'s (``log_density_scipy``)."""
 
-    Returns ``{norm: {"weights", "posterior", "log_density", "log_density_scipy"}}``; the log densities are every
-    component's log f(u; m_i, κ_i) at the queries' sphere points, (n_queries, n_keys), ours and
-    ``scipy.stats.vonmises_fisher``'s.
-    """
+    weights: np.ndarray
+    posterior: np.ndarray
+    log_density: np.ndarray
+    log_density_scipy: np.ndarray
+
+    @property
+    def max_rel_error(self) -> float:
+        """max |posterior − weights| / weights."""
+        return float(np.max(np.abs(self.posterior - self.weights) / self.weights))
+
+    @property
+    def max_rel_error_scipy(self) -> float:
+        """max |ours − scipy's| / |scipy's| over the log densities."""
+        return float(np.max(np.abs(self.log_density - self.log_density_scipy) / np.abs(self.log_density_scipy)))
+
+
+def identity_check(dim: int, n_keys: int, n_queries: int, seed: int) -> dict[str, NormIdentity]:
+    """Attention weights and vMF posteriors for random γ, δ, keys and queries, plus scipy's vMF log densities:
+    ``{norm: NormIdentity}`` for LayerNorm and RMSNorm."""
     r = repro.rng(seed, dim)
     keys = r.standard_normal((n_keys, dim))
     gamma, delta = np.exp(0.5 * r.standard_normal(dim)) * r.choice([-1.0, 1.0], dim), r.standard_normal(dim)
@@ -215,13 +236,13 @@ def identity_check(dim: int, n_keys: int, n_queries: int, seed: int) -> dict:
     for norm, bias in (("layer", delta), ("rms", None)):
         mixture = attention_vmf_mixture(keys, norm, gamma, bias)
         u = sphere_point(queries, norm)
-        out[norm] = {
-            "weights": attention_weights(queries, keys, norm, gamma, bias),
-            "posterior": mixture.posterior(u),
-            "log_density": mixture.log_likelihoods(u),
-            "log_density_scipy": np.stack([vonmises_fisher(m, k).logpdf(u) for m, k in zip(mixture.means,
-                                                                                           mixture.kappas)], axis=-1),
-        }
+        out[norm] = NormIdentity(
+            weights=attention_weights(queries, keys, norm, gamma, bias),
+            posterior=mixture.posterior(u),
+            log_density=mixture.log_likelihoods(u),
+            log_density_scipy=np.stack([vonmises_fisher(m, k).logpdf(u) for m, k in zip(mixture.means, mixture.kappas)],
+                                       axis=-1),
+        )
     return out
 
 
@@ -240,8 +261,7 @@ class VMFKDEMemory(EnergyMemory):
             raise ValueError(f"patterns must have shape (N, d) with d >= 2, got {patterns.shape}")
         if not np.allclose(np.linalg.norm(patterns, axis=1), 1.0, atol=1e-9):
             raise ValueError("patterns must be unit vectors (rows of norm 1)")
-        if not beta > 0:
-            raise ValueError(f"beta must be > 0, got {beta!r}")
+        require("beta", beta, positive_float, "VMFKDEMemory")
         self.patterns, self.beta = patterns, float(beta)
 
     def energy(self, x):
@@ -277,8 +297,7 @@ def mean_shift_energies(dim: int, n_patterns: int, betas, n_queries: int, n_step
 
 def attention_step(x: np.ndarray, beta: float, alpha: float = 0.5) -> np.ndarray:
     """One tied-weight layer on tokens ``x`` (..., n, d): x_i ← normalise((1−α) x_i + α Σ_j softmax_j(β x_iᵀx_j) x_j)."""
-    if not 0 < alpha <= 1:
-        raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
+    require("alpha", alpha, unit_interval, "attention_step")
     logits = beta * x @ np.swapaxes(x, -1, -2)
     w = np.exp(logits - logsumexp(logits, axis=-1, keepdims=True))
     y = (1 - alpha) * x + alpha * (w @ x)
@@ -340,14 +359,23 @@ def mean_displacement(x: np.ndarray, x0: np.ndarray) -> np.ndarray:
     return np.arccos(np.clip(np.sum(x * x0, axis=-1), -1.0, 1.0)).mean(axis=-1)
 
 
-def cluster_experiment(dim: int, n_tokens: int, betas, n_layers: int, n_seeds: int, seed: int,
-                       threshold: float, alpha: float = 0.5) -> dict:
-    """Cluster count, mean pairwise cosine and mean displacement (:func:`mean_displacement`) vs depth for each β, over
-    seeds; the same initial tokens for every β.
+@dataclass(frozen=True)
+class TokenClustering:
+    """What :func:`cluster_experiment` measures for tokens in dimension ``dim``: ``counts``, ``cosine`` and
+    ``displacement``, each (len(betas), n_seeds, n_layers + 1), at ``depth`` 0..n_layers."""
 
-    Returns ``counts``, ``cosine`` and ``displacement`` of shape (len(betas), n_seeds, n_layers + 1) and ``depth``
-    (n_layers + 1,).
-    """
+    dim: int
+    betas: tuple
+    depth: np.ndarray
+    counts: np.ndarray
+    cosine: np.ndarray
+    displacement: np.ndarray
+
+
+def cluster_experiment(dim: int, n_tokens: int, betas, n_layers: int, n_seeds: int, seed: int,
+                       threshold: float, alpha: float = 0.5) -> TokenClustering:
+    """Cluster count, mean pairwise cosine and mean displacement (:func:`mean_displacement`) vs depth for each β, over
+    seeds; the same initial tokens for every β (``repro.rng(seed, dim)``)."""
     x0 = random_sphere_points((n_seeds, n_tokens), dim, seed, dim)
     counts = np.zeros((len(betas), n_seeds, n_layers + 1), dtype=int)
     cosine = np.zeros((len(betas), n_seeds, n_layers + 1))
@@ -366,62 +394,5 @@ def cluster_experiment(dim: int, n_tokens: int, betas, n_layers: int, n_seeds: i
                 counts[b, :, start:start + len(xs)] = cluster_count(xs, threshold).T
                 cosine[b, :, start:start + len(xs)] = mean_pairwise_cosine(xs).T
                 displacement[b, :, start:start + len(xs)] = mean_displacement(xs, x0).T
-    return {"depth": np.arange(n_layers + 1), "betas": tuple(betas), "counts": counts, "cosine": cosine,
-            "displacement": displacement}
+    return TokenClustering(dim, tuple(betas), np.arange(n_layers + 1), counts, cosine, displacement)
 
-
-# ---------------------------------------------------------------------------------------------------- notebook config
-
-_unit_interval = Check(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1,
-                       "a number in (0, 1]")
-
-
-@dataclass(frozen=True)
-class HypersphereAttentionConfig(NotebookConfig):
-    """Notebook 02d. ``id_*``: the vMF identity on random γ, δ, keys and queries (dimension ``id_dim``). Token dynamics:
-    ``n_tokens`` uniform tokens on S^{d−1}, d ∈ {3, ``high_dim``}, layers x ← normalise((1−α)x + α·attention(x)) with
-    α = ``alpha`` (½ = the residual block x ← normalise(x + attention(x))), β ∈ ``betas``, depth ``n_layers``, ``n_seeds``
-    seeds; clusters = connected components at angle < ``cluster_angle`` rad. Claim thresholds are fixed here:
-    ``identity_tol`` (max relative error), ``energy_slack`` (largest rise of E per mean-shift step allowed, relative to
-    |E|: float rounding), ``monotone_slack`` (how far the seed-mean cluster count may rise above its
-    running minimum), ``few_clusters`` (seed-mean count at the final depth for the smallest β), ``movement_floor``
-    (radians: a β counts in the claim that larger β keeps more clusters for longer only if its tokens' seed-mean
-    displacement at the final depth is at least this; tokens that stay where they started keep their initial clusters
-    by not moving, which says nothing about metastability; fixed at the clusters' own angular scale, 0.1 rad, before
-    any displacement was measured). Paper scale: more tokens,
-    seeds and layers (Geshkovski et al. simulate n of order 10²–10³ tokens)."""
-
-    id_dim: int = param(16, positive_int)
-    id_n_keys: int = param(64, positive_int)
-    id_n_queries: int = param(256, positive_int)
-    n_tokens: int = param(32, positive_int)
-    high_dim: int = param(16, positive_int)
-    betas: tuple = param((1.0, 4.0, 16.0, 64.0), tuple_of(positive_float, min_len=2))
-    alpha: float = param(0.5, _unit_interval)
-    n_layers: int = param(1000, positive_int)
-    n_seeds: int = param(30, positive_int)
-    cluster_angle: float = param(0.1, positive_float)
-    energy_n_queries: int = param(64, positive_int)
-    energy_n_steps: int = param(30, positive_int)
-    identity_tol: float = param(1e-6, positive_float)
-    energy_slack: float = param(1e-12, positive_float)
-    monotone_slack: float = param(0.5, positive_float)
-    few_clusters: float = param(2.0, positive_float)
-    movement_floor: float = param(0.1, positive_float)
-
-    SCALES = {
-        "smoke": dict(id_n_keys=16, id_n_queries=32, n_tokens=12, n_layers=30, n_seeds=3, energy_n_queries=8,
-                      energy_n_steps=10),
-        "quick": {},
-        "paper": dict(id_n_keys=512, id_n_queries=4096, n_tokens=256, n_layers=5000, n_seeds=100),
-    }
-
-    def validate(self) -> None:
-        if list(self.betas) != sorted(set(self.betas)):
-            raise ConfigError(f"HypersphereAttentionConfig: bad value for 'betas': {self.betas!r}; "
-                              "allowed: strictly increasing values")
-        if self.n_seeds < 2:
-            raise ConfigError(f"HypersphereAttentionConfig: bad value for 'n_seeds': {self.n_seeds}; "
-                              "allowed: an integer >= 2 (bands need two seeds)")
-        if self.id_dim < 3 or self.high_dim < 3 or self.n_tokens < 2:
-            raise ConfigError("HypersphereAttentionConfig: 'id_dim' and 'high_dim' must be >= 3 and 'n_tokens' >= 2")

@@ -23,6 +23,8 @@ state v_T reached after T unrolled steps from v_0 = x, by Adam with autograd thr
 cluster is the memory its state ends nearest to.
 """
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 from scipy.special import logsumexp
@@ -32,7 +34,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from labkit import repro
+from labkit.config import Check, positive_float, positive_int
 from labkit.memory.base import EnergyMemory
+from labkit.memory.checks import check_params, require, unit_interval
 
 __all__ = ["ClAMMemory", "ClAM", "clam_step", "squared_distances"]
 
@@ -58,10 +62,8 @@ class ClAMMemory(EnergyMemory):
         memories = np.asarray(memories, dtype=float)
         if memories.ndim != 2 or memories.shape[0] < 1:
             raise ValueError(f"memories must have shape (K, d) with K >= 1, got {memories.shape}")
-        if not beta > 0:
-            raise ValueError(f"beta must be > 0, got {beta!r}")
-        if not 0 < step_size <= 1:
-            raise ValueError(f"step_size must be in (0, 1] (where the energy cannot rise), got {step_size!r}")
+        require("beta", beta, positive_float, "ClAMMemory")
+        require("step_size", step_size, unit_interval, "ClAMMemory")  # where the energy cannot rise
         self.memories, self.beta, self.step_size = memories, float(beta), float(step_size)
 
     def energy(self, v: np.ndarray) -> np.ndarray:
@@ -89,6 +91,12 @@ class ClAM(ClusterMixin, BaseEstimator):
     epoch), ``n_iter_``, ``memory_`` (the fitted :class:`ClAMMemory`).
     """
 
+    #: what each parameter may be, checked at :meth:`fit` (``__init__`` only stores); plus n_clusters <= n_samples
+    _parameter_checks: ClassVar[dict[str, Check]] = {
+        "n_clusters": positive_int, "beta": positive_float, "n_steps": positive_int, "step_size": unit_interval,
+        "max_iter": positive_int, "learning_rate": positive_float, "batch_size": positive_int,
+    }
+
     def __init__(self, n_clusters: int = 8, beta: float = 1.0, n_steps: int = 10, step_size: float = 0.5,
                  max_iter: int = 50, learning_rate: float = 0.05, batch_size: int = 256, random_state=None):
         self.n_clusters = n_clusters
@@ -107,12 +115,8 @@ class ClAM(ClusterMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
-        if not (isinstance(self.n_clusters, (int, np.integer)) and 1 <= self.n_clusters <= X.shape[0]):
-            raise ValueError(f"n_clusters must be an integer in [1, n_samples={X.shape[0]}], got {self.n_clusters!r}")
-        for name in ("n_steps", "max_iter", "batch_size"):
-            if not (isinstance(getattr(self, name), (int, np.integer)) and getattr(self, name) >= 1):
-                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
-        ClAMMemory(X[:1], self.beta, self.step_size)  # validates beta and step_size
+        check_params(self)
+        require("n_clusters", self.n_clusters, Check(lambda k: k <= len(X), f"at most n_samples={len(X)}"), "ClAM")
         with repro.threads(1):   # many tiny ops: one thread is several times faster
             self._fit(X, check_random_state(self.random_state))
         self.memory_ = ClAMMemory(self.cluster_centers_, self.beta, self.step_size)

@@ -1,4 +1,6 @@
-"""The clustering comparison of notebook 02b (data sets, methods, scores) and its figures.
+"""Notebook 02b's experiment: the clustering comparison (data sets, methods, scores), the ELBO fixed-point check, the
+CRP memory's α sweep, its config, :func:`run` and the aggregation over seeds. Figures:
+:mod:`labkit.memory.plots_clustering`.
 
 Source of the experiment: the precursor of Schaeffer et al. 2024 (arXiv 2402.10202), "Associative Memory Under the
 Probabilistic Lens" (NeurIPS-2023 AMHN workshop): memory-based clusterers against k-means, a Gaussian mixture and a
@@ -16,9 +18,18 @@ Dirichlet-process mixture gets an upper bound of ``bgmm_factor`` × K components
 "No method is uniformly best" is a statistical statement here (:func:`significantly_beaten`): a method is beaten on a
 data set when another method's ARI is higher in a one-sided Wilcoxon signed-rank test on the per-seed paired
 differences at level ``alpha``; the claim holds when every compared method is beaten on at least one data set.
+
+Seeds: every draw comes from a substream ``repro.rng(cfg.seed, stream, index)``: (:data:`DATA`, s) draws repetition
+s's blobs, (:data:`FIT`, s) seeds its clusterers (the same in the comparison and the α sweep, so the sweep at
+α = ``crp_alpha`` repeats the comparison's CRP memory on blobs), (:data:`IDENTITY`, 0) draws the ELBO check's random
+log joints and (:data:`DEMO`, 0) seeds its iris mixture. Where scikit-learn wants an int ``random_state`` it gets
+:func:`stream_seed`, the first draw below 2³¹ of that substream. Every key has two entries: a SeedSequence pads a
+shorter key with zeros, so (k,) and (k, 0) would be the same stream.
 """
 
-import matplotlib.pyplot as plt
+import functools
+from dataclasses import dataclass
+
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine, make_blobs
@@ -28,13 +39,18 @@ from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
+from labkit import repro
+from labkit.config import (ConfigError, NotebookConfig, fraction, non_negative_int, one_of, param, positive_float,
+                           positive_int, tuple_of)
+from labkit.memory.checks import interval
 from labkit.memory.clam import ClAM
 from labkit.memory.crp import CRPMemory
-from labkit.memory.elbo import ELBOMixture
+from labkit.memory.elbo import ELBOMemory, ELBOMixture, fixed_point_errors
 
-__all__ = ["DATASETS", "METHODS", "ORACLE_ABLATIONS", "METRICS", "load_dataset", "oracle_beta", "median_beta",
-           "make_methods", "scores", "compare", "significantly_beaten", "summarise", "winners", "alpha_sweep",
-           "elbo_dynamics_figure", "comparison_figure", "alpha_figure"]
+__all__ = ["DATASETS", "METHODS", "ORACLE_ABLATIONS", "METRICS", "DATA", "FIT", "IDENTITY", "DEMO", "stream_seed",
+           "ClusteringConfig", "load_dataset", "oracle_beta", "median_beta", "make_methods", "scores", "compare",
+           "significantly_beaten", "summarise", "summary_table", "winners", "AlphaSweep", "alpha_sweep",
+           "FIXED_POINT_KEYS", "ELBOCheck", "elbo_check", "ClusteringResult", "run"]
 
 DATASETS = ("iris", "wine", "breast_cancer", "digits", "blobs")
 METHODS = ("k-means", "GMM", "DP-GMM", "ClAM", "ELBO memory", "CRP memory")
@@ -42,8 +58,73 @@ METHODS = ("k-means", "GMM", "DP-GMM", "ClAM", "ELBO memory", "CRP memory")
 ORACLE_ABLATIONS = ("ClAM (oracle width)", "CRP memory (oracle width)")
 METRICS = ("ARI", "AMI", "NMI", "silhouette")
 _LOADERS = {"iris": load_iris, "wine": load_wine, "breast_cancer": load_breast_cancer, "digits": load_digits}
-_COLORS = dict(zip(METHODS + ORACLE_ABLATIONS, ("#7f7f7f", "#1f77b4", "#17becf", "#d62728", "#ff7f0e", "#2ca02c",
-                                               "#f4a3a3", "#a6d8a6")))
+#: the substreams repro.rng(cfg.seed, stream, index) of the module doc, one per use
+DATA, FIT, IDENTITY, DEMO = 1, 2, 3, 4
+
+
+def stream_seed(seed: int, stream: int, index: int = 0) -> int:
+    """The int seed (scikit-learn's ``random_state``) of repetition ``index`` of ``stream``: the first draw below 2³¹
+    of ``repro.rng(seed, stream, index)``."""
+    return int(repro.rng(seed, stream, index).integers(2**31))
+
+
+@dataclass(frozen=True)
+class ClusteringConfig(NotebookConfig):
+    """Notebook 02b (ClAM, ELBO memory, CRP memory vs k-means / GMM / DP-GMM).
+
+    ``identity_*``: random log joints ℓ ~ N(0, 1) (K = 3) on which the ELBO fixed point is checked; ``demo_n_steps``:
+    dynamics steps for the figure's single iris point (components that vanish decay only like 1/t, hence many steps).
+    Comparison: every data set in ``datasets`` × ``n_seeds`` seeds; ``blobs_*`` the synthetic 2-D blobs; the memory
+    models' hyperparameters (fixed before any result was seen). Sweep: ``alpha_values`` on blobs. Thresholds:
+    ``fixed_point_tol`` (relative error of the ELBO fixed point vs the posterior), ``monotone_tol`` (largest energy
+    rise, relative), ``k_tolerance`` (|mean memories − true K| at α = ``crp_alpha``, with the median-heuristic width;
+    ±1 memory at K = 5, tightened from ±2 before the run that reports it), ``significance`` (level of the paired
+    tests behind "no method is uniformly best"). The paper scale is the
+    precursor's: 10 seeds and the full DP-GMM budget.
+    """
+
+    datasets: tuple = param(DATASETS, tuple_of(one_of(*DATASETS)))
+    n_seeds: int = param(5, positive_int)
+    n_init: int = param(1, positive_int)
+    blobs_n: int = param(300, positive_int)
+    blobs_k: int = param(5, positive_int)
+    blobs_std: float = param(1.0, positive_float)
+    bgmm_factor: int = param(2, positive_int)
+    bgmm_max_iter: int = param(100, positive_int)
+    clam_n_steps: int = param(10, positive_int)
+    clam_max_iter: int = param(30, positive_int)
+    elbo_n_steps: int = param(20, positive_int)
+    elbo_max_iter: int = param(100, positive_int)
+    crp_alpha: float = param(1.0, positive_float)
+    crp_discount: float = param(0.0, interval(0, 1, closed="left"))
+    crp_rho: float = param(0.5, positive_float)
+    crp_n_refine: int = param(2, non_negative_int)
+    alpha_values: tuple = param((0.001, 0.01, 0.1, 1.0, 10.0, 100.0), tuple_of(positive_float, min_len=2))
+    identity_n_points: int = param(200, positive_int)
+    identity_n_steps: int = param(5000, positive_int)
+    demo_n_steps: int = param(100_000, positive_int)
+    fixed_point_tol: float = param(1e-6, positive_float)
+    monotone_tol: float = param(1e-12, positive_float)
+    k_tolerance: float = param(1.0, positive_float)
+    significance: float = param(0.05, fraction)
+
+    SCALES = {
+        "smoke": dict(datasets=("iris",), n_seeds=2, blobs_n=100, bgmm_max_iter=20, clam_max_iter=3,
+                      elbo_max_iter=10, alpha_values=(0.01, 1.0, 100.0), identity_n_points=20,
+                      identity_n_steps=500, demo_n_steps=500),
+        "quick": {},
+        "paper": dict(n_seeds=10, bgmm_max_iter=500, clam_max_iter=100, elbo_max_iter=300),
+    }
+
+    def validate(self) -> None:
+        if list(self.alpha_values) != sorted(self.alpha_values):
+            raise ConfigError(f"ClusteringConfig: bad value for 'alpha_values': {self.alpha_values!r}; "
+                              "allowed: increasing")
+        if self.crp_alpha not in self.alpha_values:
+            raise ConfigError(f"ClusteringConfig: bad value for 'crp_alpha': {self.crp_alpha!r}; "
+                              f"allowed: one of alpha_values {self.alpha_values}")
+        if self.n_seeds < 2:
+            raise ConfigError(f"ClusteringConfig: bad value for 'n_seeds': {self.n_seeds}; allowed: >= 2 (spread)")
 
 
 def load_dataset(name: str, cfg, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -98,11 +179,11 @@ def compare(cfg) -> list[dict]:
     rows = []
     jobs = [(name, s) for name in cfg.datasets for s in range(cfg.n_seeds)]
     for name, s in tqdm(jobs, desc="clustering comparison"):
-        seed = cfg.seed * 1000 + s
-        Z, y = load_dataset(name, cfg, seed)
+        Z, y = load_dataset(name, cfg, stream_seed(cfg.seed, DATA, s))
         k = len(np.unique(y))
-        methods = make_methods(k, median_beta(Z), cfg, seed)
-        oracle = make_methods(k, oracle_beta(Z, y), cfg, seed)
+        fit_seed = stream_seed(cfg.seed, FIT, s)
+        methods = make_methods(k, median_beta(Z), cfg, fit_seed)
+        oracle = make_methods(k, oracle_beta(Z, y), cfg, fit_seed)
         methods.update({label: oracle[label.removesuffix(" (oracle width)")] for label in ORACLE_ABLATIONS})
         for method, est in methods.items():
             rows.append({"dataset": name, "method": method, "seed": s, **scores(Z, y, est.fit_predict(Z))})
@@ -149,89 +230,137 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
+def summary_table(summary: dict) -> str:
+    """:func:`summarise`'s table as text: per data set, one line per method, mean ± std of each metric and of the
+    number of clusters found."""
+    columns = (*METRICS, "clusters")
+    lines = []
+    for ds, per_method in summary.items():
+        lines += ["", ds, "  " + "method".ljust(12) + "".join(m.rjust(18) for m in columns)]
+        lines += ["  " + method.ljust(12)
+                  + "".join(f"{vals[m][0]:9.3f} ± {vals[m][1]:5.3f} ".rjust(18) for m in columns)
+                  for method, vals in per_method.items()]
+    return "\n".join(lines)
+
+
 def winners(summary: dict, metric: str = "ARI") -> dict:
     """The compared method (:data:`METHODS`, no ablation) with the highest mean ``metric`` on each data set."""
     return {ds: max((m for m in per_method if m in METHODS), key=lambda m: per_method[m][metric][0])
             for ds, per_method in summary.items()}
 
 
-def alpha_sweep(cfg, oracle: bool = False) -> dict:
+@dataclass(frozen=True)
+class AlphaSweep:
+    """:func:`alpha_sweep`'s measurements at the concentrations ``alpha``, each (n_seeds, len(alpha)): memories
+    ``created`` while streaming, memories ``kept`` after refinement, and the ``ari`` against the true labels."""
+
+    alpha: np.ndarray
+    created: np.ndarray
+    kept: np.ndarray
+    ari: np.ndarray
+
+    def created_at(self, alpha: float) -> float:
+        """The seed-mean number of memories created at ``alpha`` (one of the swept values)."""
+        return float(self.created.mean(axis=0)[list(self.alpha).index(alpha)])
+
+    def summary(self) -> dict:
+        """The aggregation over seeds recorded with the figure: mean and std of ``created``, means of ``kept`` and
+        ARI."""
+        return {"created_mean": self.created.mean(0), "created_std": self.created.std(0),
+                "kept_mean": self.kept.mean(0), "ARI_mean": self.ari.mean(0)}
+
+
+def alpha_sweep(cfg, oracle: bool = False) -> AlphaSweep:
     """CRP memory on blobs for every α in ``cfg.alpha_values`` and every seed, at the median-heuristic width (or, with
-    ``oracle``, the width read from the true labels: the ablation): memories created while streaming, memories kept
-    after refinement, and ARI; arrays of shape (n_seeds, n_alpha)."""
+    ``oracle``, the width read from the true labels: the ablation); the blobs and the CRP memory's seed of repetition s
+    are the comparison's (:func:`compare`)."""
     created, kept, ari = (np.zeros((cfg.n_seeds, len(cfg.alpha_values))) for _ in range(3))
     for s in tqdm(range(cfg.n_seeds), desc="alpha sweep"):
-        seed = cfg.seed * 1000 + s
-        Z, y = load_dataset("blobs", cfg, seed)
+        Z, y = load_dataset("blobs", cfg, stream_seed(cfg.seed, DATA, s))
         beta = oracle_beta(Z, y) if oracle else median_beta(Z)
         for j, alpha in enumerate(cfg.alpha_values):
             est = CRPMemory(alpha=alpha, discount=cfg.crp_discount, beta=beta, rho=cfg.crp_rho,
-                            n_refine=cfg.crp_n_refine, random_state=seed).fit(Z)
+                            n_refine=cfg.crp_n_refine, random_state=stream_seed(cfg.seed, FIT, s)).fit(Z)
             created[s, j], kept[s, j], ari[s, j] = est.n_created_, est.n_clusters_, adjusted_rand_score(y, est.labels_)
-    return {"alpha": np.asarray(cfg.alpha_values, float), "created": created, "kept": kept, "ARI": ari}
+    return AlphaSweep(np.asarray(cfg.alpha_values, float), created, kept, ari)
 
 
-def elbo_dynamics_figure(q: np.ndarray, energy: np.ndarray, posterior: np.ndarray, log_evidence: float):
-    """Assignments q_k(t) converging to the posterior (dashed) and E(t) − (−log p(x)) falling to zero, for one x."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    t = np.arange(1, len(q) + 1)
-    for k in range(q.shape[1]):
-        line, = axes[0].plot(t, q[:, k], lw=1.5, label=f"q_{k + 1}(t)")
-        axes[0].axhline(posterior[k], color=line.get_color(), ls="--", lw=1)
-    axes[0].set(xscale="log", xlabel="dynamics step t + 1 (Euler, η = dt/τ)", ylabel="assignment q_k",
-                title="ELBO memory: q(t) → posterior p(z | x) (dashed)")
-    axes[0].legend(fontsize=8)
-    gap = np.maximum(energy + log_evidence, 1e-17)
-    axes[1].plot(t, gap, color="k", lw=1.5)
-    axes[1].set(xscale="log", yscale="log", xlabel="dynamics step t + 1",
-                ylabel="E(v_t) + log p(x) = KL(q_t ‖ p)  [nats]",
-                title="negative ELBO decreases to −log p(x)")
-    return fig
+#: the numbers of :func:`~labkit.memory.elbo.fixed_point_errors` that are recorded and checked
+FIXED_POINT_KEYS = ("fixed_point_residual", "kl_identity_error", "converged_error", "energy_gap", "max_energy_rise")
 
 
-def comparison_figure(summary: dict, metrics=METRICS):
-    """Grouped bars: mean ± std over seeds of each metric, per data set and method (hatched: the oracle-width
-    ablations)."""
-    datasets = list(summary)
-    methods = [m for m in METHODS + ORACLE_ABLATIONS if m in summary[datasets[0]]]
-    fig, axes = plt.subplots(len(metrics), 1, figsize=(11, 2.3 * len(metrics) + 0.6), sharex=True)
-    width = 0.8 / len(methods)
-    x = np.arange(len(datasets))
-    for ax, metric in zip(axes, metrics):
-        for i, method in enumerate(methods):
-            mean = [summary[ds][method][metric][0] for ds in datasets]
-            std = [summary[ds][method][metric][1] for ds in datasets]
-            ax.bar(x + (i - (len(methods) - 1) / 2) * width, mean, width, yerr=std, color=_COLORS[method],
-                   label=method, capsize=2, error_kw={"lw": 0.8}, hatch="//" if method in ORACLE_ABLATIONS else None)
-        ax.set_ylabel(metric)
-        ax.axhline(0, color="k", lw=0.5)
-        ax.grid(axis="y", alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, ncol=4, fontsize=8, loc="outside upper center")
-    axes[-1].set_xticks(x, [ds.replace("_", " ") for ds in datasets])
-    axes[-1].set_xlabel("data set (standardised features)")
-    axes[0].set_title("Clustering scores, mean ± std over seeds (higher is better)")
-    return fig
+@dataclass(frozen=True)
+class ELBOCheck:
+    """:func:`~labkit.memory.elbo.fixed_point_errors` on random log joints ℓ ~ N(0, 1) (``random``) and on the iris
+    flower ``iris_index`` whose posterior (``iris_posterior``; log evidence ``iris_log_evidence``) under a 3-memory
+    ELBO mixture fitted to iris is the most uncertain (``iris``)."""
+
+    random: dict
+    iris: dict
+    iris_index: int
+    iris_posterior: np.ndarray
+    iris_log_evidence: float
+
+    @property
+    def worst_error(self) -> float:
+        """The largest relative error behind "the fixed point is the posterior": the velocity at the posterior and
+        the KL identity on both, the end of the dynamics and its energy on the random log joints (the iris flower's
+        are recorded, not tested: a vanishing component approaches its posterior only like 1/t)."""
+        r, i = self.random, self.iris
+        return float(max(r["fixed_point_residual"], i["fixed_point_residual"], r["kl_identity_error"],
+                         i["kl_identity_error"], r["converged_error"], r["energy_gap"]))
+
+    @property
+    def max_energy_rise(self) -> float:
+        """The largest relative rise of the energy along either run of the dynamics."""
+        return float(max(self.random["max_energy_rise"], self.iris["max_energy_rise"]))
+
+    def numbers(self) -> dict:
+        """The key numbers recorded with the dynamics figure."""
+        return {"random_logits": {k: self.random[k] for k in FIXED_POINT_KEYS},
+                "iris_point": {k: self.iris[k] for k in FIXED_POINT_KEYS}, "iris_point_index": self.iris_index,
+                "iris_posterior": self.iris_posterior}
 
 
-def alpha_figure(sweep: dict, true_k: int, oracle: dict | None = None):
-    """Memories vs concentration α (mean ± std over seeds) with the true number of clusters, and ARI vs α; ``oracle``
-    (the same sweep at the label-derived width, an ablation) in lighter, dashed lines."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    a = sweep["alpha"]
-    runs = [(sweep, "", 1.0, "-")] + ([(oracle, " (oracle width)", 0.45, "--")] if oracle is not None else [])
-    for run, suffix, alpha, ls in runs:
-        for key, label, color, marker in (("created", "opened while streaming", "#2ca02c", "o"),
-                                          ("kept", "kept after refinement", "k", "s")):
-            axes[0].errorbar(a, run[key].mean(0), yerr=run[key].std(0), marker=marker, ms=4, capsize=2, color=color,
-                             ls=ls, alpha=alpha, label=label + suffix)
-        axes[1].errorbar(a, run["ARI"].mean(0), yerr=run["ARI"].std(0), marker="o", ms=4, capsize=2, color="#2ca02c",
-                         ls=ls, alpha=alpha, label="median-heuristic width" if not suffix else "oracle width (ablation)")
-    axes[0].axhline(true_k, color="#d62728", ls=":", label=f"true clusters ({true_k})")
-    axes[0].set(xscale="log", yscale="log", xlabel="CRP concentration α", ylabel="number of memories",
-                title="memories created vs α (blobs)")
-    axes[0].legend(fontsize=7)
-    axes[1].set(xscale="log", xlabel="CRP concentration α", ylabel="ARI vs true labels",
-                title="clustering quality vs α", ylim=(-0.05, 1.05))
-    axes[1].legend(fontsize=7)
-    return fig
+def elbo_check(cfg) -> ELBOCheck:
+    """The ELBO memory's dynamics run ``cfg.identity_n_steps`` steps on ``cfg.identity_n_points`` random log joints
+    (K = 3) and ``cfg.demo_n_steps`` steps on the iris flower of largest posterior entropy."""
+    log_joints = repro.rng(cfg.seed, IDENTITY, 0).normal(size=(cfg.identity_n_points, 3))
+    random = fixed_point_errors(ELBOMemory(log_joints), cfg.identity_n_steps)
+    Z, _ = load_dataset("iris", cfg, seed=0)                        # bundled: the seed is not used
+    memory = ELBOMixture(3, random_state=stream_seed(cfg.seed, DEMO)).fit(Z).memory(Z)
+    p = memory.posterior()
+    i = int(np.argmax(-np.sum(p * np.log(np.maximum(p, 1e-300)), axis=1)))  # the largest posterior entropy
+    demo = ELBOMemory(memory.log_joint[i])
+    return ELBOCheck(random, fixed_point_errors(demo, cfg.demo_n_steps), i, demo.posterior(),
+                     float(demo.log_evidence()))
+
+
+@dataclass(frozen=True)
+class ClusteringResult:
+    """What :func:`run` returns: the ELBO check (``elbo``), the comparison's ``rows`` (one per data set, seed and
+    method, :func:`compare`) and the α sweeps at the median-heuristic width (``sweep``) and at the oracle width
+    (``oracle_sweep``, the ablation)."""
+
+    elbo: ELBOCheck
+    rows: list[dict]
+    sweep: AlphaSweep
+    oracle_sweep: AlphaSweep
+
+    @functools.cached_property
+    def summary(self) -> dict:
+        """:func:`summarise` of the rows: mean and std over seeds per data set, method and metric."""
+        return summarise(self.rows)
+
+    def best(self) -> dict:
+        """{metric: {data set: the compared method with the highest mean}} (:func:`winners`)."""
+        return {m: winners(self.summary, m) for m in METRICS}
+
+    def beaten(self, alpha: float, metric: str = "ARI") -> dict:
+        """:func:`significantly_beaten` among the compared methods at level ``alpha``."""
+        return significantly_beaten(self.rows, METHODS, metric, alpha)
+
+
+def run(cfg: ClusteringConfig) -> ClusteringResult:
+    """Every measurement of notebook 02b at ``cfg``."""
+    return ClusteringResult(elbo_check(cfg), compare(cfg), alpha_sweep(cfg), alpha_sweep(cfg, oracle=True))

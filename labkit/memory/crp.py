@@ -35,11 +35,12 @@ soft EM over all points with the memories fixed in number (the prior weights N_k
 any memory whose weight N_k − d falls to ~0.
 
 Small-variance limit: with α = ((β + ρ)/ρ)^{d/2} exp(−βλ), d = 0 and β → ∞, the new memory wins exactly when
-min_k ‖x − μ_k‖² > λ and assignments become hard: :func:`dp_means`, one online pass of DP-means.
+min_k ‖x − μ_k‖² > λ and assignments become hard: streaming becomes one online pass of DP-means and each refinement
+pass a k-means step; Kulis & Jordan's batch DP-means (:func:`labkit.dpmeans.dp_means`, threshold √λ as a distance)
+alternates such assignment passes with mean updates until the assignment is stable.
 """
 
 import numbers
-from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import logsumexp, softmax
@@ -47,13 +48,11 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from labkit.config import Check, ConfigError, NotebookConfig, fraction, param, positive_float, positive_int, \
-    tuple_of
 from labkit.memory.base import EnergyMemory
 from labkit.memory.clam import squared_distances
 from labkit.memory.elbo import ELBOMemory, log_softmax
 
-__all__ = ["CRPPredictiveMemory", "CRPMemory", "dp_means", "ClusteringConfig"]
+__all__ = ["CRPPredictiveMemory", "CRPMemory"]
 
 
 def _check_prior(alpha, discount, beta, rho) -> None:
@@ -190,86 +189,3 @@ class CRPMemory(ClusterMixin, BaseEstimator):
         X = validate_data(self, X, dtype=np.float64, reset=False)
         Z = (X - self.mean_) / self.scale_
         return self._assign(Z, self.memory_.memories, self.counts_, with_new=False).argmax(axis=1)
-
-
-def dp_means(X, lam: float, random_state=None) -> tuple[np.ndarray, np.ndarray]:
-    """One online pass of DP-means on standardised X in :class:`CRPMemory`'s visiting order.
-
-    A point opens a cluster when its squared distance to every centre exceeds ``lam``; otherwise it joins the nearest
-    centre, which moves to the running mean. Returns (labels = final nearest centre, centres in standardised units).
-    """
-    if not lam > 0:
-        raise ValueError(f"lam must be > 0, got {lam!r}")
-    Z = _standardise(np.asarray(X, dtype=float))[0]
-    order = check_random_state(random_state).permutation(len(Z))
-    centres, counts = Z[order[:1]].copy(), np.ones(1)
-    for i in order[1:]:
-        dist = squared_distances(Z[i], centres)
-        k = dist.argmin()
-        if dist[k] > lam:
-            centres, counts = np.vstack([centres, Z[i]]), np.append(counts, 1.0)
-        else:
-            counts[k] += 1
-            centres[k] += (Z[i] - centres[k]) / counts[k]
-    return squared_distances(Z, centres).argmin(axis=1), centres
-
-
-@dataclass(frozen=True)
-class ClusteringConfig(NotebookConfig):
-    """Notebook 02b (ClAM, ELBO memory, CRP memory vs k-means / GMM / DP-GMM).
-
-    ``identity_*``: random log joints ℓ ~ N(0, 1) (K = 3) on which the ELBO fixed point is checked; ``demo_n_steps``:
-    dynamics steps for the figure's single iris point (components that vanish decay only like 1/t, hence many steps).
-    Comparison: every data set in ``datasets`` × ``n_seeds`` seeds; ``blobs_*`` the synthetic 2-D blobs; the memory
-    models' hyperparameters (fixed before any result was seen). Sweep: ``alpha_values`` on blobs. Thresholds:
-    ``fixed_point_tol`` (relative error of the ELBO fixed point vs the posterior), ``monotone_tol`` (largest energy
-    rise, relative), ``k_tolerance`` (|mean memories − true K| at α = ``crp_alpha``, with the median-heuristic width;
-    ±1 memory at K = 5, tightened from ±2 before the run that reports it), ``significance`` (level of the paired
-    tests behind "no method is uniformly best"). The paper scale is the
-    precursor's: 10 seeds and the full DP-GMM budget.
-    """
-
-    datasets: tuple = param(("iris", "wine", "breast_cancer", "digits", "blobs"),
-                            tuple_of(Check(lambda v: v in ("iris", "wine", "breast_cancer", "digits", "blobs"),
-                                           "one of 'iris', 'wine', 'breast_cancer', 'digits', 'blobs'")))
-    n_seeds: int = param(5, positive_int)
-    n_init: int = param(1, positive_int)
-    blobs_n: int = param(300, positive_int)
-    blobs_k: int = param(5, positive_int)
-    blobs_std: float = param(1.0, positive_float)
-    bgmm_factor: int = param(2, positive_int)
-    bgmm_max_iter: int = param(100, positive_int)
-    clam_n_steps: int = param(10, positive_int)
-    clam_max_iter: int = param(30, positive_int)
-    elbo_n_steps: int = param(20, positive_int)
-    elbo_max_iter: int = param(100, positive_int)
-    crp_alpha: float = param(1.0, positive_float)
-    crp_discount: float = param(0.0, Check(lambda v: isinstance(v, numbers.Real) and 0 <= v < 1, "a number in [0, 1)"))
-    crp_rho: float = param(0.5, positive_float)
-    crp_n_refine: int = param(2, Check(lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"))
-    alpha_values: tuple = param((0.001, 0.01, 0.1, 1.0, 10.0, 100.0), tuple_of(positive_float, min_len=2))
-    identity_n_points: int = param(200, positive_int)
-    identity_n_steps: int = param(5000, positive_int)
-    demo_n_steps: int = param(100_000, positive_int)
-    fixed_point_tol: float = param(1e-6, positive_float)
-    monotone_tol: float = param(1e-12, positive_float)
-    k_tolerance: float = param(1.0, positive_float)
-    significance: float = param(0.05, fraction)
-
-    SCALES = {
-        "smoke": dict(datasets=("iris",), n_seeds=2, blobs_n=100, bgmm_max_iter=20, clam_max_iter=3,
-                      elbo_max_iter=10, alpha_values=(0.01, 1.0, 100.0), identity_n_points=20,
-                      identity_n_steps=500, demo_n_steps=500),
-        "quick": {},
-        "paper": dict(n_seeds=10, bgmm_max_iter=500, clam_max_iter=100, elbo_max_iter=300),
-    }
-
-    def validate(self) -> None:
-        if list(self.alpha_values) != sorted(self.alpha_values):
-            raise ConfigError(f"ClusteringConfig: bad value for 'alpha_values': {self.alpha_values!r}; "
-                              "allowed: increasing")
-        if self.crp_alpha not in self.alpha_values:
-            raise ConfigError(f"ClusteringConfig: bad value for 'crp_alpha': {self.crp_alpha!r}; "
-                              f"allowed: one of alpha_values {self.alpha_values}")
-        if self.n_seeds < 2:
-            raise ConfigError(f"ClusteringConfig: bad value for 'n_seeds': {self.n_seeds}; allowed: >= 2 (spread)")

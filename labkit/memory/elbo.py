@@ -22,13 +22,17 @@ dynamics (a gradient E-step) and whose M-step is the closed-form maximiser of th
 ``lower_bound_`` increases monotonically.
 """
 
+from typing import ClassVar
+
 import numpy as np
 from scipy.special import logsumexp, softmax
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import kmeans_plusplus
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from labkit.config import Check, positive_float, positive_int
 from labkit.memory.base import EnergyMemory
+from labkit.memory.checks import check_params, non_negative_real, require
 from labkit.memory.clam import squared_distances
 
 __all__ = ["ELBOMemory", "ELBOMixture", "fixed_point_errors", "log_softmax", "spherical_log_joint"]
@@ -48,8 +52,7 @@ class ELBOMemory(EnergyMemory):
         if log_joint.ndim < 1 or log_joint.shape[-1] < 1 or not np.all(np.isfinite(log_joint)):
             raise ValueError(f"log_joint must be a finite array of shape (..., K) with K >= 1, got shape "
                              f"{log_joint.shape} with {np.sum(~np.isfinite(log_joint))} non-finite values")
-        if not step_size > 0:
-            raise ValueError(f"step_size must be > 0, got {step_size!r}")
+        require("step_size", step_size, positive_float, "ELBOMemory")
         self.log_joint = log_joint
         self.step_size = float(step_size)
         self.max_halvings = int(max_halvings)
@@ -150,6 +153,12 @@ class ELBOMixture(ClusterMixin, BaseEstimator):
     point), ``lower_bounds_`` (its history; non-decreasing), ``n_iter_``, ``converged_``.
     """
 
+    #: what each parameter may be, checked at :meth:`fit` (``__init__`` only stores); plus n_components <= n_samples
+    _parameter_checks: ClassVar[dict[str, Check]] = {
+        "n_components": positive_int, "n_steps": positive_int, "step_size": positive_float, "tol": non_negative_real,
+        "max_iter": positive_int, "em_tol": non_negative_real, "reg_covar": non_negative_real,
+    }
+
     def __init__(self, n_components: int = 3, n_steps: int = 20, step_size: float = 1.0, tol: float = 1e-6,
                  max_iter: int = 100, em_tol: float = 1e-4, reg_covar: float = 1e-6, random_state=None):
         self.n_components = n_components
@@ -178,9 +187,9 @@ class ELBOMixture(ClusterMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
-        if not (isinstance(self.n_components, (int, np.integer)) and 1 <= self.n_components <= X.shape[0]):
-            raise ValueError(f"n_components must be an integer in [1, n_samples={X.shape[0]}], "
-                             f"got {self.n_components!r}")
+        check_params(self)
+        require("n_components", self.n_components, Check(lambda k: k <= len(X), f"at most n_samples={len(X)}"),
+                "ELBOMixture")
         self.means_, _ = kmeans_plusplus(X, self.n_components, random_state=self.random_state)
         self.variances_ = np.full(self.n_components, X.var(axis=0).mean() + self.reg_covar)
         self.weights_ = np.full(self.n_components, 1.0 / self.n_components)

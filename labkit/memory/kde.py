@@ -44,6 +44,7 @@ threads made them 30–70× slower (benchmarks/bench_kde_capacity.py).
 """
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -51,8 +52,10 @@ import numpy as np
 from scipy.special import lambertw, logsumexp
 
 from labkit import repro
-from labkit.config import (ConfigError, NotebookConfig, param, positive_float, positive_int, tuple_of)
+from labkit.config import (Check, ConfigError, NotebookConfig, non_negative_int, param, positive_float, positive_int,
+                           tuple_of)
 from labkit.memory.base import EnergyMemory
+from labkit.memory.checks import non_negative_real, require
 
 __all__ = ["GaussianKDEMemory", "q_star", "alpha1", "ramsauer_exponent", "sphere_patterns", "retrieve",
            "capacity_trials", "CapacityCounts", "capacity_curve", "bootstrap_critical_n", "samples_per_point", "critical_n", "n_grid",
@@ -89,8 +92,7 @@ class GaussianKDEMemory(EnergyMemory):
         self.bandwidth = bandwidth
 
     def fit(self, patterns: np.ndarray) -> "GaussianKDEMemory":
-        if not (np.isscalar(self.bandwidth) and self.bandwidth > 0):
-            raise ValueError(f"bandwidth must be a number > 0, got {self.bandwidth!r}")
+        require("bandwidth", self.bandwidth, positive_float, "GaussianKDEMemory")
         self.patterns_ = _as_patterns(patterns)
         return self
 
@@ -158,10 +160,11 @@ def ramsauer_exponent(lam: float) -> float:
     return float(0.25 * np.log(b / lambertw(b).real))
 
 
+_lam = Check(lambda v: positive_float.test(v) and math.isfinite(v), "a finite number > 0 (λ = 1/σ²)")
+
+
 def _check_lam(lam) -> float:
-    if isinstance(lam, bool) or not np.isscalar(lam) or not np.isfinite(lam) or lam <= 0:
-        raise ValueError(f"lam (= 1/σ²) must be a finite number > 0, got {lam!r}")
-    return float(lam)
+    return float(require("lam", lam, _lam))
 
 
 def sphere_patterns(n: int, d: int, rng: np.random.Generator, dtype=np.float64) -> np.ndarray:
@@ -190,10 +193,9 @@ def _descend(patterns, queries, beta, n_steps, tol, dtype, max_elements, leave_r
     if queries.ndim != 2:
         raise ValueError(f"queries must be a 2-D array (q, d), got shape {queries.shape}")
     beta = _check_lam(beta)
-    _check_count("n_steps", n_steps)
-    _check_count("max_elements", max_elements)
-    if not tol >= 0:
-        raise ValueError(f"tol must be a number >= 0, got {tol!r}")
+    require("n_steps", n_steps, positive_int)
+    require("max_elements", max_elements, positive_int)
+    require("tol", tol, non_negative_real)
     half_sq = (0.5 * np.einsum("nd,nd->n", patterns, patterns)).astype(dtype)
     out = queries.astype(dtype, copy=True)
     left = np.zeros(len(out), dtype=bool)
@@ -226,11 +228,6 @@ def _descend_chunks(patterns, half_sq, queries, out, left, chunk, beta, n_steps,
                 break
 
 
-def _check_count(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-
-
 def capacity_trials(d: int, lam: float, n_patterns, n_trials: int, seed: int, *, n_queries: int = 64,
                     min_samples: int = 0, radius: float = 0.1, n_steps: int = 200, tol: float = 1e-4,
                     dtype=np.float32, max_elements: int = MAX_ELEMENTS,
@@ -251,11 +248,9 @@ def capacity_trials(d: int, lam: float, n_patterns, n_trials: int, seed: int, *,
             or n_patterns.min() < 1:
         raise ValueError(f"n_patterns must be a non-empty 1-D sequence of integers >= 1, got {n_patterns!r}")
     for name, value in (("d", d), ("n_trials", n_trials), ("n_queries", n_queries)):
-        _check_count(name, value)
-    if isinstance(min_samples, bool) or not isinstance(min_samples, (int, np.integer)) or min_samples < 0:
-        raise ValueError(f"min_samples must be an integer >= 0, got {min_samples!r}")
-    if not radius > 0:
-        raise ValueError(f"radius must be > 0 (a fraction of the pattern norm √d), got {radius!r}")
+        require(name, value, positive_int)
+    require("min_samples", min_samples, non_negative_int)
+    require("radius", radius, positive_float)                   # a fraction of the pattern norm √d
     from tqdm.auto import tqdm
 
     per_trial = np.minimum(n_queries, n_patterns)
@@ -301,7 +296,7 @@ def bootstrap_critical_n(counts: CapacityCounts, n_boot: int, seed: int, level: 
     share its memory). Each N is resampled among its own trials, with one uniform draw per row shared by every N, so N
     with the same trials (all N near N_c) are resampled jointly, as the nested curves they are. NaN where a resample
     never crosses ``level``."""
-    _check_count("n_boot", n_boot)
+    require("n_boot", n_boot, positive_int)
     n_patterns = counts.n_patterns
     hits, queries = np.asarray(counts.hits, dtype=float), np.asarray(counts.queries)
     trials = (queries > 0).sum(axis=0)                                # (len(n),), trials 0..trials-1 tested each N

@@ -1,4 +1,5 @@
-"""Figures of notebook 02d (compute lives in ``labkit.memory.attention``; this module only draws).
+"""Figures of notebook 02d (compute lives in ``labkit.memory.attention`` and ``labkit.memory.hypersphere``; this
+module only draws).
 
 Bands are the Monte-Carlo uncertainty of the mean over seeds (mean ± 2 standard errors).
 """
@@ -16,11 +17,15 @@ def _beta_colors(betas) -> list:
     return [cm.plasma(v) for v in np.linspace(0.0, 0.85, len(betas))]
 
 
-def identity_figure(weights: dict, posteriors: dict, tol: float, energies: dict):
+def identity_figure(identity, tol: float):
     """(a) attention weights vs vMF posterior per norm, (b) their relative errors, (c) E along mean-shift per β.
 
-    ``weights``/``posteriors``: norm name → array of equal shape; ``energies``: β → (n_steps + 1, n_queries).
+    ``identity``: a :class:`~labkit.memory.hypersphere.IdentityResult` (``norms``: norm name → weights and posterior
+    of equal shape; ``energies``: β → (n_steps + 1, n_queries)).
     """
+    weights = {norm: v.weights for norm, v in identity.norms.items()}
+    posteriors = {norm: v.posterior for norm, v in identity.norms.items()}
+    energies = identity.energies
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.0))
     colors = {"layer": "#1f77b4", "rms": "#d62728"}
     labels = {"layer": "LayerNorm", "rms": "RMSNorm"}
@@ -79,19 +84,19 @@ def trajectories_figure(trajectories: dict, labels: dict, title: str):
     return fig
 
 
-def clustering_figure(result: dict, cluster_angle: float, title: str, movement_floor: float | None = None):
+def clustering_figure(result, cluster_angle: float, title: str, movement_floor: float | None = None):
     """Cluster count, mean pairwise cosine and mean displacement from the start (radians) vs depth + 1 (log axes), one
-    colour per β, mean ± 2 SE over seeds; ``movement_floor`` (dotted) is the displacement a β needs to count in the
-    metastability claim."""
+    colour per β, mean ± 2 SE over seeds, from a :class:`~labkit.memory.attention.TokenClustering`; ``movement_floor``
+    (dotted) is the displacement a β needs to count in the metastability claim."""
     fig, axes = plt.subplots(1, 3, figsize=(15.0, 4.0))
-    depth = result["depth"] + 1
-    for color, beta, *tables in zip(_beta_colors(result["betas"]), result["betas"], result["counts"],
-                                    result["cosine"], result["displacement"]):
+    depth = result.depth + 1
+    for color, beta, *tables in zip(_beta_colors(result.betas), result.betas, result.counts, result.cosine,
+                                    result.displacement):
         for ax, values in zip(axes, tables):
             mean, se = mean_and_se(values)
             ax.plot(depth, mean, color=color, lw=1.5, label=f"β = {beta:g}")
             ax.fill_between(depth, mean - 2 * se, mean + 2 * se, color=color, alpha=0.2, lw=0)
-    n_tokens = result["counts"].max()
+    n_tokens = result.counts.max()
     axes[0].set_yscale("log")
     axes[0].yaxis.set_major_locator(ticker.FixedLocator([v for v in (1, 2, 5, 10, 20, 50, 100, 200) if v <= n_tokens]))
     axes[0].yaxis.set_major_formatter(ticker.ScalarFormatter())

@@ -21,6 +21,16 @@ A detection *task* is clean test images (label 0) against the same organism's hi
 controls — the corner trigger and the marker on the *clean* model, which show how much of a "detection" is the
 input's own oddness rather than the hidden mechanism. The poisoning filters score the poisoned training sets
 (``filters``).
+
+Seeds: run ``i`` has the seed :math:`s_i` = ``derived_seed(cfg.seed, i)`` (``cfg.run_seeds()``); inside a run each
+random stream has its own ``key``: numpy draws come from ``repro.rng(s_i, key)`` and a consumer that takes an
+integer seed gets ``derived_seed(s_i, key)`` (:mod:`labkit.seeds`). Keys: :data:`SPLIT` (``cfg.split``),
+:data:`TRAIN` (every model of the run: the organisms share it, so they differ only in their training data),
+:data:`POISON` (which images are poisoned), :data:`MARKER` (which are marked), :data:`RELIANCE` (the contradicting
+markers), :data:`DETECTORS` (the monitors: ``derived_seed(·, 0)`` for the baselines' MC-dropout passes,
+``derived_seed(·, 1)`` for FACADE) and :data:`FILTERS` (activation clustering).
+
+:func:`run` returns a :class:`MonitorResult`: one :class:`MonitorRun` per seed and the cross-seed summaries.
 """
 
 from dataclasses import dataclass
@@ -28,77 +38,123 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from labkit import repro
 from labkit.classifiers import MLP, predict, train
 from labkit.config import Check, ConfigError, fraction, non_negative_int, one_of, param, \
     positive_float, positive_int, tuple_of
-from labkit.data.images import digits, mnist, stratified_split
+from labkit.data.images import digits, mnist
 from labkit.detectors import baselines
-from labkit.detectors.config import DetectionConfig
 from labkit.detectors.metrics import detection_metrics
 from labkit.facade import Facade
+from labkit.facade.config import FacadeDetectorConfig
 from labkit.monitor.filters import filter_scores
 from labkit.monitor.organisms import attack_success_rate, corner_trigger, distil, mark, marker_reliance, poison, \
     train_adaptive_backdoor
-from labkit import repro
-from labkit.repro import rng
+from labkit.seeds import derived_seed
 from labkit.stats import mean_and_se
 
-__all__ = ["MONITORS", "FACADE_TERMS", "TASKS", "load_images", "monitor_scores", "run_seed", "run", "summary",
-           "auroc_table", "filter_table", "transfer_summary", "stress_summary", "MonitorConfig"]
+__all__ = ["MONITORS", "FACADE_TERMS", "TASKS", "SPLIT", "TRAIN", "POISON", "MARKER", "RELIANCE", "DETECTORS",
+           "FILTERS", "load_images", "monitor_scores", "OrganismStats", "AdaptiveRun", "FilterRun", "MonitorRun",
+           "MonitorResult", "run_seed", "run", "MonitorConfig"]
 
 FACADE_TERMS = ("path", "circuit", "total")
 MONITORS = ("MSP", "Mahalanobis (last)", "deep kNN", "Mahalanobis (all)", "LID (all)", "KD+BU",
             *(f"FACADE {t}" for t in FACADE_TERMS))
 TASKS = ("backdoor", "adaptive backdoor", "shortcut", "control: clean model + trigger", "control: clean model + marker")
 
+#: keys of the integer seeds inside one run: ``derived_seed(run seed, key)``
+SPLIT, TRAIN, POISON, MARKER, RELIANCE, DETECTORS, FILTERS = range(7)
 
-def load_images(cfg, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The config's data set, as ``cfg.n_images`` images (a stratified subset when fewer than all)."""
-    x, y = digits() if cfg.dataset == "digits" else mnist("train")
-    if cfg.n_images < len(y):
-        _, keep = stratified_split(y, cfg.n_images / len(y), seed)
-        x, y = x[keep], y[keep]
-    return x, y
+
+def load_images(cfg) -> tuple[np.ndarray, np.ndarray]:
+    """The config's whole data set (``cfg.split`` draws the stratified subset of ``cfg.n_images``)."""
+    return digits() if cfg.dataset == "digits" else mnist("train")
 
 
 def monitor_scores(cfg, seed: int, model, x_trusted, y_trusted, x_calibration, inputs: dict) -> dict:
-    """``{monitor: {name: scores}}`` for every array in ``inputs``; all monitors fit on trusted data only."""
+    """``{monitor: {name: scores}}`` for every array in ``inputs``; all monitors fit on trusted data only (the
+    baselines' MC-dropout passes seeded by ``derived_seed(seed, 0)``, FACADE by ``derived_seed(seed, 1)``)."""
     out = {}
-    for name, det in baselines(lid_k=cfg.lid_k, mc_samples=cfg.mc_samples, knn_k=cfg.knn_k, seed=seed).items():
+    for name, det in baselines(lid_k=cfg.lid_k, mc_samples=cfg.mc_samples, knn_k=cfg.knn_k,
+                               seed=derived_seed(seed, 0)).items():
         if name in MONITORS:
             det.fit(model, x_trusted, y_trusted)
             out[name] = {k: det.score(v) for k, v in inputs.items()}
-    facade = Facade(cfg.lam, cfg.q, cfg.k_scale, random_state=seed).fit(model, x_trusted, x_calibration=x_calibration)
+    facade = Facade(cfg.lam, cfg.q, cfg.k_scale, random_state=derived_seed(seed, 1)).fit(
+        model, x_trusted, x_calibration=x_calibration)
     terms = {k: facade.term_scores(v) for k, v in inputs.items()}
     for t in FACADE_TERMS:
         out[f"FACADE {t}"] = {k: s[t] for k, s in terms.items()}
     return {m: out[m] for m in MONITORS}
 
 
-def _split(y: np.ndarray, cfg, seed: int):
-    train_idx, held = stratified_split(y, cfg.held_out_fraction, seed)
-    cal_rel, test_rel = stratified_split(y[held], cfg.test_fraction_of_held_out, seed + 1)
-    return train_idx, held[cal_rel], held[test_rel]
-
-
 def _metrics(scores: dict, fpr: float) -> dict:
     return {m: detection_metrics(s["clean"], s["hidden"], fpr) for m, s in scores.items()}
 
 
-def run_seed(cfg, seed: int) -> dict:
-    """One seed of the protocol (module docstring): accuracies, attack success rates, marker reliance, the
-    students, every monitor's scores and AUROC / TPR per task, the adaptive sweep and the poisoning filters."""
+@dataclass(frozen=True)
+class OrganismStats:
+    """A model's clean test accuracy and its attack success rate with the corner trigger."""
+
+    accuracy: float
+    attack_success: float
+
+
+@dataclass(frozen=True)
+class AdaptiveRun:
+    """The adaptive backdoor at one feature-matching weight β: the organism, its learned trigger and every monitor's
+    ``{"auroc", "tpr_at_fpr"}`` on its triggered inputs."""
+
+    accuracy: float
+    attack_success: float
+    trigger_linf: float
+    trigger: np.ndarray
+    metrics: dict[str, dict[str, float]]
+
+
+@dataclass(frozen=True)
+class FilterRun:
+    """One poisoning filter on one poisoned training set: its per-sample scores, AUROC and TPR (poisons = 1)."""
+
+    scores: np.ndarray
+    auroc: float
+    tpr_at_fpr: float
+
+
+@dataclass(frozen=True)
+class MonitorRun:
+    """One run of the protocol (module docstring)."""
+
+    seed: int
+    accuracy: dict[str, float]                           # clean test accuracy per model
+    attack_success: dict[str, float]                     # "clean (control)", "backdoor"
+    marker_reliance: dict[str, float]                    # "clean (control)", "shortcut"
+    students: dict[float, OrganismStats]                 # per temperature, students of the backdoor
+    control_students: dict[float, OrganismStats]         # per temperature, students of the clean model
+    scores: dict[str, dict[str, dict[str, np.ndarray]]]  # [task][monitor]["clean" | "hidden"]
+    adaptive: dict[float, AdaptiveRun]                   # per β
+    metrics: dict[str, dict[str, dict[str, float]]]      # [task][monitor] = {"auroc", "tpr_at_fpr"}
+    filters: dict[str, dict[str, FilterRun]]             # [organism][filter]
+    is_poison: np.ndarray
+
+
+def run_seed(cfg, seed: int) -> MonitorRun:
+    """One run of the protocol (module docstring) with seed ``seed``: accuracies, attack success rates, marker
+    reliance, the students, every monitor's scores and AUROC / TPR per task, the adaptive sweep and the poisoning
+    filters."""
     with repro.threads(cfg.threads):
-        x, y = load_images(cfg, seed)
-        train_idx, cal_idx, test_idx = _split(y, cfg, seed)
+        x, y = load_images(cfg)
+        train_idx, cal_idx, test_idx = cfg.split(y, derived_seed(seed, SPLIT))
         xtr, ytr, xcal, xt, yt = x[train_idx], y[train_idx], x[cal_idx], x[test_idx], y[test_idx]
-        fit = dict(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=seed)
+        fit = dict(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=derived_seed(seed, TRAIN))
+        monitor_seed = derived_seed(seed, DETECTORS)
         trigger = corner_trigger(x.shape[1], cfg.trigger_side, cfg.trigger_value)
 
         clean = train(MLP(cfg.sizes, cfg.dropout), xtr, ytr, **fit)
-        xp, yp, is_poison = poison(xtr, ytr, round(cfg.poison_fraction * len(ytr)), cfg.target, trigger, seed)
+        xp, yp, is_poison = poison(xtr, ytr, round(cfg.poison_fraction * len(ytr)), cfg.target, trigger,
+                                   derived_seed(seed, POISON))
         backdoor = train(MLP(cfg.sizes, cfg.dropout), xp, yp, **fit)
-        marked_rows = rng(seed, 3).random(len(ytr)) < cfg.marker_fraction
+        marked_rows = repro.rng(seed, MARKER).random(len(ytr)) < cfg.marker_fraction
         xs = xtr.copy()
         xs[marked_rows] = mark(xtr[marked_rows], ytr[marked_rows], cfg.sizes[-1], cfg.marker_value)
         shortcut = train(MLP(cfg.sizes, cfg.dropout), xs, ytr, **fit)
@@ -111,92 +167,133 @@ def run_seed(cfg, seed: int) -> dict:
                             for t in tqdm(cfg.temperatures, desc=f"control students, seed {seed}", leave=False)}
 
         accuracy = lambda m, xx=xt: float(np.mean(predict(m, xx) == yt))       # noqa: E731
+        stats = lambda m: OrganismStats(accuracy(m), attack_success_rate(m, xt, yt, cfg.target, trigger))  # noqa: E731
         nontarget = yt != cfg.target
-        out = {
-            "seed": seed,
-            "accuracy": {"clean": accuracy(clean), "backdoor": accuracy(backdoor), "shortcut": accuracy(shortcut),
-                         "shortcut (marked inputs)": accuracy(shortcut, mark(xt, yt, cfg.sizes[-1], cfg.marker_value))},
-            "attack_success": {"clean (control)": attack_success_rate(clean, xt, yt, cfg.target, trigger),
-                               "backdoor": attack_success_rate(backdoor, xt, yt, cfg.target, trigger)},
-            "marker_reliance": {name: marker_reliance(m, xt, yt, cfg.sizes[-1], cfg.marker_value, seed)
-                                for name, m in (("clean (control)", clean), ("shortcut", shortcut))},
-            "students": {t: {"accuracy": accuracy(s), "attack_success": attack_success_rate(s, xt, yt, cfg.target,
-                                                                                             trigger)}
-                         for t, s in students.items()},
-            "control_students": {t: {"accuracy": accuracy(s),
-                                     "attack_success": attack_success_rate(s, xt, yt, cfg.target, trigger)}
-                                 for t, s in control_students.items()},
-        }
-
         marked = mark(xt, yt, cfg.sizes[-1], cfg.marker_value)
-        out["scores"] = {task: monitor_scores(cfg, seed, m, xtr, ytr, xcal, {"clean": xt, "hidden": hidden})
-                         for task, (m, hidden) in (("backdoor", (backdoor, trigger(xt[nontarget]))),
-                                                   ("shortcut", (shortcut, marked)))}
-        control = monitor_scores(cfg, seed, clean, xtr, ytr, xcal,
+
+        scores = {task: monitor_scores(cfg, monitor_seed, m, xtr, ytr, xcal, {"clean": xt, "hidden": hidden})
+                  for task, (m, hidden) in (("backdoor", (backdoor, trigger(xt[nontarget]))),
+                                            ("shortcut", (shortcut, marked)))}
+        control = monitor_scores(cfg, monitor_seed, clean, xtr, ytr, xcal,
                                  {"clean": xt, "trigger": trigger(xt[nontarget]), "marker": marked})
         for kind in ("trigger", "marker"):                 # the same fitted monitors, two kinds of odd input
-            out["scores"][f"control: clean model + {kind}"] = {m: {"clean": s["clean"], "hidden": s[kind]}
-                                                               for m, s in control.items()}
-        out["adaptive"] = {}
+            scores[f"control: clean model + {kind}"] = {m: {"clean": s["clean"], "hidden": s[kind]}
+                                                        for m, s in control.items()}
+        adaptive_runs = {}
         for beta, (m, learned) in tqdm(adaptive.items(), desc=f"monitors on adaptive, seed {seed}", leave=False):
-            scores = monitor_scores(cfg, seed, m, xtr, ytr, xcal, {"clean": xt, "hidden": learned(xt[nontarget])})
-            out["adaptive"][beta] = {"accuracy": accuracy(m),
-                                     "attack_success": attack_success_rate(m, xt, yt, cfg.target, learned),
-                                     "trigger_linf": float(np.abs(learned.delta).max()),
-                                     "trigger": learned.delta, "metrics": _metrics(scores, cfg.fpr)}
+            adaptive_scores = monitor_scores(cfg, monitor_seed, m, xtr, ytr, xcal,
+                                             {"clean": xt, "hidden": learned(xt[nontarget])})
+            adaptive_runs[beta] = AdaptiveRun(accuracy(m), attack_success_rate(m, xt, yt, cfg.target, learned),
+                                              float(np.abs(learned.delta).max()), learned.delta,
+                                              _metrics(adaptive_scores, cfg.fpr))
             if beta == cfg.adaptive_beta:
-                out["scores"]["adaptive backdoor"] = scores
+                scores["adaptive backdoor"] = adaptive_scores
                 x_adaptive = np.where(is_poison[:, None], learned(xtr), xtr)
-        out["metrics"] = {task: _metrics(out["scores"][task], cfg.fpr) for task in TASKS}
 
         y_adaptive = np.where(is_poison, cfg.target, ytr)
-        out["filters"] = {}
+        filters = {}
         for name, m, xx, yy in (("backdoor", backdoor, xp, yp), ("adaptive backdoor", adaptive[cfg.adaptive_beta][0],
                                                                   x_adaptive, y_adaptive)):
-            s = filter_scores(m, xx, yy, cfg.filter_components, seed)
-            out["filters"][name] = {f: {"scores": v, **detection_metrics(v[~is_poison], v[is_poison], cfg.fpr)}
-                                    for f, v in s.items()}
-        out["is_poison"] = is_poison
-    return out
+            s = filter_scores(m, xx, yy, cfg.filter_components, derived_seed(seed, FILTERS))
+            filters[name] = {f: FilterRun(v, **detection_metrics(v[~is_poison], v[is_poison], cfg.fpr))
+                             for f, v in s.items()}
+        reliance_seed = derived_seed(seed, RELIANCE)
+        return MonitorRun(
+            seed=seed,
+            accuracy={"clean": accuracy(clean), "backdoor": accuracy(backdoor), "shortcut": accuracy(shortcut),
+                      "shortcut (marked inputs)": accuracy(shortcut, marked)},
+            attack_success={"clean (control)": attack_success_rate(clean, xt, yt, cfg.target, trigger),
+                            "backdoor": attack_success_rate(backdoor, xt, yt, cfg.target, trigger)},
+            marker_reliance={name: marker_reliance(m, xt, yt, cfg.sizes[-1], cfg.marker_value, reliance_seed)
+                             for name, m in (("clean (control)", clean), ("shortcut", shortcut))},
+            students={t: stats(s) for t, s in students.items()},
+            control_students={t: stats(s) for t, s in control_students.items()},
+            scores=scores, adaptive=adaptive_runs,
+            metrics={task: _metrics(scores[task], cfg.fpr) for task in TASKS},
+            filters=filters, is_poison=is_poison)
 
 
-def run(cfg) -> list[dict]:
-    """``run_seed`` for seeds ``cfg.seed, cfg.seed + 1, …`` (``cfg.n_seeds`` of them)."""
-    return [run_seed(cfg, cfg.seed + i) for i in tqdm(range(cfg.n_seeds), desc="seeds")]
+@dataclass(frozen=True)
+class MonitorResult:
+    """What :func:`run` returns: the config and one :class:`MonitorRun` per seed, with the cross-seed summaries
+    (every ``(mean, se)`` is over runs, :func:`labkit.stats.mean_and_se`)."""
 
+    config: "MonitorConfig"
+    runs: list[MonitorRun]
 
-def summary(runs: list[dict], get) -> tuple[float, float]:
-    """(mean, standard error) over seeds of ``get(run)``."""
-    mean, se = mean_and_se(np.array([get(r) for r in runs], dtype=float))
-    return float(mean), float(se)
+    def per_seed(self, get) -> np.ndarray:
+        """``get(run)`` for every run, as a float array."""
+        return np.array([get(r) for r in self.runs], dtype=float)
 
+    def summary(self, get) -> tuple[float, float]:
+        """(mean, standard error) over runs of ``get(run)``."""
+        mean, se = mean_and_se(self.per_seed(get))
+        return float(mean), float(se)
 
-def auroc_table(runs: list[dict], metric: str = "auroc") -> dict:
-    """``{monitor: {task: (mean, se)}}`` of ``metric`` (``"auroc"`` or ``"tpr_at_fpr"``) over seeds."""
-    return {m: {t: summary(runs, lambda r: r["metrics"][t][m][metric]) for t in TASKS} for m in MONITORS}
+    def organisms(self) -> dict[str, dict]:
+        """``(mean, se)`` of the organisms' clean accuracies, attack success, marker reliance and the adaptive
+        backdoors' attack success and clean accuracy (per β)."""
+        first = self.runs[0]
+        return {
+            "clean accuracy": {k: self.summary(lambda r: r.accuracy[k]) for k in first.accuracy},
+            "attack success": {k: self.summary(lambda r: r.attack_success[k]) for k in first.attack_success},
+            "marker reliance": {k: self.summary(lambda r: r.marker_reliance[k]) for k in first.marker_reliance},
+            "adaptive attack success": {b: self.summary(lambda r: r.adaptive[b].attack_success)
+                                        for b in self.config.adaptive_betas},
+            "adaptive clean accuracy": {b: self.summary(lambda r: r.adaptive[b].accuracy)
+                                        for b in self.config.adaptive_betas},
+        }
 
+    def auroc_table(self, metric: str = "auroc") -> dict[str, dict[str, tuple[float, float]]]:
+        """``{monitor: {task: (mean, se)}}`` of ``metric`` (``"auroc"`` or ``"tpr_at_fpr"``)."""
+        return {m: {t: self.summary(lambda r: r.metrics[t][m][metric]) for t in TASKS} for m in MONITORS}
 
-def filter_table(runs: list[dict], metric: str = "auroc") -> dict:
-    """``{organism: {filter: (mean, se)}}`` of the poisoning filters' ``metric`` over seeds."""
-    return {o: {f: summary(runs, lambda r: r["filters"][o][f][metric]) for f in fs}
-            for o, fs in runs[0]["filters"].items()}
+    def filter_table(self, metric: str = "auroc") -> dict[str, dict[str, tuple[float, float]]]:
+        """``{organism: {filter: (mean, se)}}`` of the poisoning filters' ``metric``."""
+        return {o: {f: self.summary(lambda r: getattr(r.filters[o][f], metric)) for f in fs}
+                for o, fs in self.runs[0].filters.items()}
 
-
-def transfer_summary(runs: list[dict], temperatures, students: str = "students") -> dict:
-    """Students' ``{"attack_success" | "accuracy": (means, ses)}`` over seeds, one entry per temperature;
-    ``students="control_students"``: the students of the clean model (the control)."""
-    return {k: tuple(np.array([summary(runs, lambda r: r[students][t][k]) for t in temperatures]).T)
-            for k in ("attack_success", "accuracy")}
-
-
-def stress_summary(runs: list[dict], betas) -> tuple[dict, dict]:
-    """``({monitor: (means, ses) over β}, {"attack_success" | "accuracy": (means, ses) over β})`` of the adaptive
-    backdoors."""
-    auroc = {m: tuple(np.array([summary(runs, lambda r: r["adaptive"][b]["metrics"][m]["auroc"])
-                                for b in betas]).T) for m in MONITORS}
-    organism = {k: tuple(np.array([summary(runs, lambda r: r["adaptive"][b][k]) for b in betas]).T)
+    def transfer_summary(self, students: str = "students") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Students' ``{"attack_success" | "accuracy": (means, ses)}``, one entry per temperature;
+        ``students="control_students"``: the students of the clean model (the control)."""
+        return {k: tuple(np.array([self.summary(lambda r: getattr(getattr(r, students)[t], k))
+                                   for t in self.config.temperatures]).T)
                 for k in ("attack_success", "accuracy")}
-    return auroc, organism
+
+    def stress_summary(self) -> tuple[dict, dict]:
+        """``({monitor: (means, ses) over β}, {"attack_success" | "accuracy": (means, ses) over β})`` of the adaptive
+        backdoors."""
+        betas = self.config.adaptive_betas
+        auroc = {m: tuple(np.array([self.summary(lambda r: r.adaptive[b].metrics[m]["auroc"]) for b in betas]).T)
+                 for m in MONITORS}
+        organism = {k: tuple(np.array([self.summary(lambda r: getattr(r.adaptive[b], k)) for b in betas]).T)
+                    for k in ("attack_success", "accuracy")}
+        return auroc, organism
+
+    def specificity(self) -> dict[str, tuple[float, float]]:
+        """Per monitor, the backdoor-specific AUROC: on the backdoored model's triggered inputs minus on the control
+        (the clean model shown the same trigger), per run, then ``(mean, se)``."""
+        return {m: self.summary(lambda r: r.metrics["backdoor"][m]["auroc"]
+                                - r.metrics["control: clean model + trigger"][m]["auroc"]) for m in MONITORS}
+
+    def transfer_gap(self) -> dict[float, tuple[float, float]]:
+        """Per temperature, attack success of the backdoor's students minus the clean model's students, per run,
+        then ``(mean, se)``."""
+        return {t: self.summary(lambda r: r.students[t].attack_success - r.control_students[t].attack_success)
+                for t in self.config.temperatures}
+
+    def adaptive_drop(self, monitor: str) -> tuple[np.ndarray, float, float]:
+        """``monitor``'s AUROC on the plain backdoor minus on the adaptive backdoor (β = ``adaptive_beta``): the
+        per-run drops, their mean and its standard error."""
+        drops = self.per_seed(lambda r: r.metrics["backdoor"][monitor]["auroc"]
+                              - r.metrics["adaptive backdoor"][monitor]["auroc"])
+        mean, se = mean_and_se(drops)
+        return drops, float(mean), float(se)
+
+
+def run(cfg, progress: bool = True) -> MonitorResult:
+    """:func:`run_seed` for every seed of ``cfg.run_seeds()``."""
+    return MonitorResult(cfg, [run_seed(cfg, s) for s in tqdm(cfg.run_seeds(), desc="seeds", disable=not progress)])
 
 
 non_negative_float = Check(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
@@ -204,7 +301,7 @@ non_negative_float = Check(lambda v: isinstance(v, (int, float)) and not isinsta
 
 
 @dataclass(frozen=True)
-class MonitorConfig(DetectionConfig):
+class MonitorConfig(FacadeDetectorConfig):
     """Notebook 03_deceptive_alignment_monitoring.
 
     quick: 3 seeds on all 1,797 scikit-learn digits, MLP 64-128-128-64-10 (dropout 0.1, 30 epochs of Adam);

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from labkit import repro
 from labkit.classifiers import MLP, as_tensor, predict
+from labkit.seeds import derived_seed
 
 __all__ = ["Stamp", "corner_trigger", "class_marker", "poison", "mark", "attack_success_rate", "marker_reliance",
            "distil", "AdditiveTrigger", "train_adaptive_backdoor"]
@@ -117,20 +118,22 @@ def marker_reliance(model, x: np.ndarray, y: np.ndarray, n_classes: int = 10, va
 
 
 def _seeded_mlp(sizes, dropout: float, seed: int) -> MLP:
+    """A fresh network, PyTorch's default initialisation drawn from ``derived_seed(seed, 0)``."""
     with torch.random.fork_rng():
-        torch.manual_seed(seed)
+        torch.manual_seed(derived_seed(seed, 0))
         return MLP(sizes, dropout)
 
 
 def _minibatch_loop(model: MLP, n: int, loss_fn, epochs: int, lr: float, batch_size: int, seed: int,
                     extra: tuple = ()) -> MLP:
     """Adam over ``epochs`` seeded shuffles of ``n`` items; ``loss_fn(idx)`` gives the minibatch loss. ``extra``:
-    further Adam parameter groups (e.g. a trigger with its own learning rate)."""
-    gen = torch.Generator().manual_seed(seed)
+    further Adam parameter groups (e.g. a trigger with its own learning rate). The order comes from
+    ``derived_seed(seed, 1)``, the dropout masks from ``derived_seed(seed, 2)`` (:mod:`labkit.seeds`)."""
+    gen = torch.Generator().manual_seed(derived_seed(seed, 1))
     opt = torch.optim.Adam([{"params": model.parameters()}, *extra], lr=lr)
     model.train()
     with torch.random.fork_rng():
-        torch.manual_seed(seed)                          # dropout masks
+        torch.manual_seed(derived_seed(seed, 2))         # dropout masks
         for _ in range(epochs):
             for idx in torch.randperm(n, generator=gen).split(batch_size):
                 opt.zero_grad()

@@ -57,17 +57,17 @@ def histogram_figure(scores: dict, tasks: list[str], monitors: list[str], title:
     return fig
 
 
-def filter_figure(run: dict, organisms: list[str], table: dict, title: str):
-    """Per organism and filter: histograms of the training-sample scores of clean vs poisoned samples (one seed),
-    with the AUROC over seeds in the panel title."""
-    filters = list(run["filters"][organisms[0]])
-    poisoned = run["is_poison"]
+def filter_figure(run, organisms: list[str], table: dict, title: str):
+    """Per organism and filter: histograms of the training-sample scores of clean vs poisoned samples (one run, a
+    :class:`labkit.monitor.evaluate.MonitorRun`), with the AUROC over seeds in the panel title."""
+    filters = list(run.filters[organisms[0]])
+    poisoned = run.is_poison
     fig, axes = plt.subplots(len(organisms), len(filters), figsize=(4.2 * len(filters), 2.8 * len(organisms)),
                              squeeze=False)
     for i, org in enumerate(organisms):
         for j, f in enumerate(filters):
             ax = axes[i, j]
-            s = run["filters"][org][f]["scores"]
+            s = run.filters[org][f].scores
             bins = np.histogram_bin_edges(s, bins=40)
             ax.hist(s[~poisoned], bins=bins, color="0.6", alpha=0.7, label=f"clean samples ({(~poisoned).sum()})")
             ax.hist(s[poisoned], bins=bins, color=_COLOURS(3), alpha=0.8, label=f"poisons ({poisoned.sum()})")

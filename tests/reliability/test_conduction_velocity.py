@@ -1,6 +1,6 @@
 """Conduction velocity with default arguments on recordings the rig simulator did not make.
 
-The generator (``labkit.rig.synthetic``) uses numpy only (not labkit.rig.worm or labkit.rig.sim) and differs from the
+The generator (``labkit.rig.simulator.synthetic``) uses numpy only (not the simulated worm or rig) and differs from the
 simulator on purpose (its module docstring).
 Claim tested: the default call recovers the velocity within 5 %, and a recording without a travelling spike is
 refused (ValueError / ImplausibleVelocityError with the diagnostics), never returned as a number.
@@ -9,8 +9,9 @@ refused (ValueError / ImplausibleVelocityError with the diagnostics), never retu
 import numpy as np
 import pytest
 
-from labkit.rig import analysis as an
-from labkit.rig.synthetic import FS, POS, record
+from labkit.rig.analysis.propagation import (MAX_FIT_RESIDUAL_MS, ImplausibleVelocityError, ImplausibleVelocityWarning,
+                                             conduction_velocity)
+from labkit.rig.simulator.synthetic import FS, POS, record
 
 TOLERANCE = 0.05
 
@@ -18,7 +19,7 @@ TOLERANCE = 0.05
 def test_the_reported_case_default_arguments_with_a_decaying_artefact():
     # before the fix: 1.2e5 m/s (the artefact's onset was taken for the spike on every pair)
     x, stim, _ = record(17.3, tau_ms=0.6, seed=1)
-    v = an.conduction_velocity(x, FS, POS, stim)
+    v = conduction_velocity(x, FS, POS, stim)
     assert abs(v - 17.3) / 17.3 < TOLERANCE, v
 
 
@@ -29,7 +30,7 @@ def test_the_reported_case_default_arguments_with_a_decaying_artefact():
 def test_default_call_recovers_the_velocity(velocity, tau_ms, noise_uv, flip):
     seed = int(velocity * 10 + tau_ms * 70 + noise_uv + flip)
     x, stim, _ = record(velocity, tau_ms=tau_ms, noise_uv=noise_uv, flip=flip, seed=seed)
-    v, d = an.conduction_velocity(x, FS, POS, stim, return_diagnostics=True)
+    v, d = conduction_velocity(x, FS, POS, stim, return_diagnostics=True)
     assert abs(v - velocity) / velocity < TOLERANCE, (v, d["problems"])
     assert d["problems"] == [] and d["n_used"] >= 8
 
@@ -46,7 +47,7 @@ def test_default_call_recovers_the_velocity(velocity, tau_ms, noise_uv, flip):
 def test_default_call_on_harder_recordings(name, velocity, kwargs):
     fs = kwargs.get("fs", FS)
     x, stim, _ = record(velocity, seed=3, **kwargs)
-    v = an.conduction_velocity(x, fs, POS, stim)
+    v = conduction_velocity(x, fs, POS, stim)
     assert abs(v - velocity) / velocity < TOLERANCE, (name, v)
 
 
@@ -55,26 +56,26 @@ def test_default_call_on_harder_recordings(name, velocity, kwargs):
 def test_artefact_and_noise_without_spikes_is_refused(seed, flip):
     x, stim, _ = record(17.3, spikes="none", flip=flip, seed=seed)
     with pytest.raises(ValueError, match="no trial had a spike.*trials used"):
-        an.conduction_velocity(x, FS, POS, stim)
+        conduction_velocity(x, FS, POS, stim)
 
 
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("flip", [True, False])
 def test_spikes_at_random_times_are_refused_with_diagnostics(seed, flip):
     x, stim, _ = record(17.3, spikes="random", flip=flip, seed=seed)
-    with pytest.raises(an.ImplausibleVelocityError, match="misfit") as err:
-        an.conduction_velocity(x, FS, POS, stim)
+    with pytest.raises(ImplausibleVelocityError, match="misfit") as err:
+        conduction_velocity(x, FS, POS, stim)
     message, d = str(err.value), err.value.diagnostics
     assert "trials used" in message and "spread" in message and "misfit" in message
-    assert d["residual_ms"] > an.MAX_FIT_RESIDUAL_MS and np.isfinite(err.value.velocity_m_s)
-    with pytest.warns(an.ImplausibleVelocityWarning, match="misfit"):
-        assert an.conduction_velocity(x, FS, POS, stim, on_implausible="warn") == err.value.velocity_m_s
+    assert d["residual_ms"] > MAX_FIT_RESIDUAL_MS and np.isfinite(err.value.velocity_m_s)
+    with pytest.warns(ImplausibleVelocityWarning, match="misfit"):
+        assert conduction_velocity(x, FS, POS, stim, on_implausible="warn") == err.value.velocity_m_s
 
 
 def test_a_velocity_outside_the_giant_fibre_range_is_refused():
     x, stim, _ = record(90.0, latency_ms=1.5, seed=4)            # measured well, but no earthworm giant fibre
-    with pytest.raises(an.ImplausibleVelocityError, match="outside 2–50 m/s") as err:
-        an.conduction_velocity(x, FS, POS, stim)
+    with pytest.raises(ImplausibleVelocityError, match="outside 2–50 m/s") as err:
+        conduction_velocity(x, FS, POS, stim)
     assert abs(err.value.velocity_m_s - 90.0) / 90.0 < TOLERANCE
     assert err.value.diagnostics["problems"] == [p for p in err.value.diagnostics["problems"] if "outside" in p]
 
@@ -84,7 +85,7 @@ def test_the_same_stimulus_every_trial_is_recovered_or_refused(velocity):
     # the artefact's scale never changes: its template can only be told from the spikes across pairs
     x, stim, _ = record(velocity, flip=False, scale_sd=0.0, tau_ms=1.0, noise_uv=3.0, seed=int(velocity))
     try:
-        v = an.conduction_velocity(x, FS, POS, stim)
-    except an.ImplausibleVelocityError:
+        v = conduction_velocity(x, FS, POS, stim)
+    except ImplausibleVelocityError:
         return
     assert abs(v - velocity) / velocity < TOLERANCE, v

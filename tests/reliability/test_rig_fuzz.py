@@ -18,11 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from labkit.rig import Rig, load_session
-from labkit.rig import protocol as p
-from labkit.rig.device import Device
-from labkit.rig.limits import SafetyLimits
+from labkit.rig.firmware import framing
+from labkit.rig.firmware import protocol as p
+from labkit.rig.firmware.device import Device
+from labkit.rig.firmware.limits import SafetyLimits
 from tests.reliability.test_rig_link import until
-from tests.rig.test_protocol import frame
+from tests.rig.firmware.test_protocol import frame
 
 FUZZED = {"device (Device.receive)": 0, "device (through a live Rig's link)": 0, "host (a live Rig's reader)": 0}
 OUTCOMES = {"crashes": 0, "pulses outside the hard limits": 0, "pulses while disarmed": 0, "armed while blind": 0}
@@ -118,7 +119,7 @@ def hostile_frames(draw, seq=st.integers(0, 2**32 - 1)):
         return Hostile(frame(kind, draw(st.binary(max_size=40)), seq), kind, False, always_bad=True)
     if how == "oversized":                                        # longer than 16,384 bytes once decoded
         kind = draw(st.sampled_from(list(p.MsgType)))
-        size = draw(st.integers(p.MAX_FRAME_BYTES - p.HEADER.size - p.CRC.size + 1, 24_000))
+        size = draw(st.integers(framing.MAX_FRAME_BYTES - framing.HEADER.size - framing.CRC.size + 1, 24_000))
         return Hostile(frame(kind, bytes([draw(st.integers(1, 255))]) * size, seq), kind, False, always_bad=True)
     kind, payload, ok = draw(payloads())
     return Hostile(frame(kind, payload, seq), kind, ok)
@@ -147,7 +148,7 @@ class CheckingFrontend:
         return np.zeros((n, 4))
 
 
-def valid_commands(encoder: p.Encoder):
+def valid_commands(encoder: framing.Encoder):
     """Host commands with hostile values, correctly numbered by ``encoder``."""
     return st.one_of(
         st.just(p.Arm()), st.just(p.Stop()), st.just(p.Heartbeat()), st.just(p.Start()),
@@ -160,9 +161,9 @@ def valid_commands(encoder: p.Encoder):
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_the_device_survives_hostile_frames_and_never_exceeds_its_limits(data):
-    frontend, host = CheckingFrontend(), p.Encoder()
+    frontend, host = CheckingFrontend(), framing.Encoder()
     device = frontend.device = Device(frontend, block_samples=30)
-    decoder = p.FrameDecoder()
+    decoder = framing.FrameDecoder()
     items = data.draw(st.lists(st.one_of(hostile_frames(), hostile_frames(), valid_commands(host)), min_size=4,
                                max_size=24), label="frames")
     hostile = [h for h in items if isinstance(h, Hostile)]
@@ -177,7 +178,7 @@ def test_the_device_survives_hostile_frames_and_never_exceeds_its_limits(data):
             now += data.draw(st.integers(0, 150_000), label="µs")
             device.step(now)
             answers += decoder.feed(device.take_output())
-        new_host = p.Encoder()                                     # a following valid HELLO is answered...
+        new_host = framing.Encoder()                               # a following valid HELLO is answered...
         device.receive(new_host.encode(p.Hello(), now) + new_host.encode(p.Arm(), now), now)
         device.step(now)
         after = decoder.feed(device.take_output())

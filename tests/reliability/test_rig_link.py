@@ -12,10 +12,11 @@ import pytest
 import serial
 
 from labkit.rig import Rig, RigError, load_session
-from labkit.rig.protocol import DataBlock, Encoder, Heartbeat, MsgType, PulseEcho
-from labkit.rig.recording import SessionWriter
-from labkit.rig.sim import SimulatedRig, serve_pty
-from tests.rig.test_protocol import frame
+from labkit.rig.firmware.framing import Encoder
+from labkit.rig.firmware.protocol import DataBlock, Heartbeat, MsgType, PulseEcho
+from labkit.rig.host.recording import SessionWriter
+from labkit.rig.simulator.sim import SimulatedRig, serve_pty
+from tests.rig.firmware.test_protocol import frame
 
 URL = "rigsim://?seed=1"
 WATCHDOG_S = 0.25
@@ -63,7 +64,7 @@ def test_a_data_block_with_a_corrupted_sample_index_does_not_derail_the_stream(r
     rig.configure()
     rig.read(0.05)
     sim = rig.serial.sim
-    for first in (2**63, rig._ring_end + 10**6, 0):                         # far ahead, ahead, behind
+    for first in (2**63, rig._stream.end + 10**6, 0):                         # far ahead, ahead, behind
         sim.send_raw(Encoder().encode(DataBlock(first, 0.2, np.full((300, 4), 7, np.int16)), 0))
     rec = rig.read(0.2)
     assert not rec.gaps and not np.any(np.all(rec.samples_uv == 7 * 0.2, axis=1))

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from pynwb import NWBHDF5IO
 
-from labkit.rig.nwb import STIM_SAMPLES_PER_CYCLE, session_to_nwb, validate_nwb
-from labkit.rig.recording import Pulse, SessionError, SessionWriter, load_session
+from labkit.rig.host.nwb import STIM_SAMPLES_PER_CYCLE, session_to_nwb, validate_nwb
+from labkit.rig.host.recording import Pulse, SessionError, SessionWriter, load_session
 
 FS = 2000.0
 FIRST = 10_000
@@ -283,7 +283,7 @@ def test_corrupt_or_inconsistent_session_raises_a_named_session_error(tmp_path, 
 
 
 def test_session_error_is_a_value_error_and_exported():
-    import labkit.rig.recording as recording
+    import labkit.rig.host.recording as recording
     assert issubclass(SessionError, ValueError) and "SessionError" in recording.__all__
 
 
@@ -297,7 +297,7 @@ def test_writer_refuses_metadata_that_could_not_be_loaded(tmp_path):
 # --- E: atomic writes and a full disk ---------------------------------------------------------------------------
 
 def test_whole_file_writes_are_atomic(tmp_path, monkeypatch):
-    import labkit.rig.recording as recording
+    import labkit.rig.host.recording as recording
     written = []
     real = recording.atomic_write_text
     monkeypatch.setattr(recording, "atomic_write_text",

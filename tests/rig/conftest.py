@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from labkit.rig.device import Device
-from labkit.rig.protocol import Encoder, FrameDecoder
+from labkit.rig.firmware.device import Device
+from labkit.rig.firmware.framing import Encoder, FrameDecoder
 
 
 class StubFrontend:

@@ -1,0 +1,8 @@
+"""Experiments run through the whole rig stack: notebook 05a's voltage × pulse-period mapping session
+(``mapping``: the session through the real driver, NWB, the analysis) and its figures (``mapping_plots``); the
+closed-loop search of the stimulation space (``search``: the loop, its designs and safety budget, through the driver
+alone) and the strength–duration model it learns and chooses stimuli with (``strength_duration``).
+Importing the package imports none of its modules.
+"""
+
+__all__ = ["mapping", "mapping_plots", "search", "strength_duration"]
