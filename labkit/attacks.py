@@ -16,15 +16,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from labkit.classifiers import as_tensor
+from labkit.config import ConfigError, non_negative_real, positive_int, validate_params
 
 __all__ = ["fgsm", "pgd"]
 
 
-def _check(eps: float, lo: float, hi: float) -> None:
-    if not eps >= 0:
-        raise ValueError(f"eps must be >= 0, got {eps!r}")
+def _pixel_range(lo: float, hi: float) -> None:
     if not lo < hi:
-        raise ValueError(f"the pixel range needs lo < hi, got lo={lo!r}, hi={hi!r}")
+        raise ConfigError(f"the pixel range needs lo < hi, got lo={lo!r}, hi={hi!r}")
 
 
 def _loss_and_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,22 +38,22 @@ def _project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, lo: float, hi: fl
     return torch.minimum(torch.maximum(x_adv, x - eps), x + eps).clamp(lo, hi)
 
 
+@validate_params(eps=non_negative_real)
 def fgsm(model: nn.Module, x, y, eps: float, lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:
     """One signed-gradient step of size ``eps`` on the cross-entropy of labels ``y``, clipped to ``[lo, hi]``."""
-    _check(eps, lo, hi)
+    _pixel_range(lo, hi)
     model.eval()
     x, y = as_tensor(x), torch.as_tensor(y, dtype=torch.long)
     _, grad = _loss_and_grad(model, x, y)
     return _project(x + eps * grad.sign(), x, eps, lo, hi).detach()
 
 
+@validate_params(eps=non_negative_real, steps=positive_int)
 def pgd(model: nn.Module, x, y, eps: float, steps: int = 20, step_size: float | None = None, seed: int = 0,
         lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:
     """Projected signed-gradient ascent with a random start; ``step_size`` defaults to ``2.5·eps/steps`` (Madry et al.).
     Returns, per input, the iterate with the largest loss."""
-    _check(eps, lo, hi)
-    if int(steps) < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    _pixel_range(lo, hi)
     step_size = 2.5 * eps / steps if step_size is None else step_size
     model.eval()
     x, y = as_tensor(x), torch.as_tensor(y, dtype=torch.long)
@@ -62,7 +61,7 @@ def pgd(model: nn.Module, x, y, eps: float, steps: int = 20, step_size: float | 
     start = (torch.rand(x.shape, generator=gen, dtype=x.dtype) * 2 - 1) * eps
     x_adv = _project(x + start, x, eps, lo, hi)
     best, best_loss = x_adv.clone(), torch.full((len(x),), -torch.inf)
-    for _ in range(int(steps)):
+    for _ in range(steps):
         loss, grad = _loss_and_grad(model, x_adv, y)
         better = loss > best_loss
         best[better], best_loss[better] = x_adv[better], loss[better]

@@ -57,13 +57,14 @@ def test_too_few_samples_is_a_clear_error(T):
 
 
 def test_bad_arguments_name_the_problem():
-    with pytest.raises(ValueError, match="unknown regime 'keep'; allowed: replace, accumulate, accumulate_subsample"):
+    with pytest.raises(ValueError, match="simulate: bad value for 'regime': 'keep'; allowed: one of 'replace', 'accumulate', "
+                                         "'accumulate_subsample'"):
         linear.simulate(2, 10, 1.0, 3, "keep", 2, 0)
     with pytest.raises(ValueError, match="no closed form for 'accumulate_subsample'"):
         linear.theory(2, 10, 1.0, 3, "accumulate_subsample")
-    with pytest.raises(ValueError, match="sigma2 must be > 0"):
+    with pytest.raises(ValueError, match="theory: bad value for 'sigma2': 0.0; allowed: a number > 0"):
         linear.theory(2, 10, 0.0, 3, "replace")
-    with pytest.raises(ValueError, match="n_iter must be an integer >= 1"):
+    with pytest.raises(ValueError, match="bad value for 'n_iter': 0; allowed: an integer >= 1"):
         linear.theory(2, 10, 1.0, 0, "replace")
 
 

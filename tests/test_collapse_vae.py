@@ -46,7 +46,7 @@ def test_stratified_split_is_deterministic_disjoint_and_keeps_class_shares(digit
     for c in range(10):
         assert (y[held] == c).sum() == round(0.2 * (y == c).sum())
     assert not np.array_equal(held, images.stratified_split(y, 0.2, seed=1)[1])
-    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+    with pytest.raises(ValueError, match=r"a number in \(0, 1\)"):
         images.stratified_split(y, 1.0, seed=0)
 
 
@@ -169,6 +169,6 @@ def test_config_scales_and_validation():
     assert experiment.split_seed == 2 and experiment.hidden == smoke.hidden
     assert vae.VAECollapseConfig.from_params(scale="smoke", seeds=[4, 5]).seeds == (4, 5)
     for bad, match in [({"epoch": 3}, "unknown parameter 'epoch' \\(did you mean 'epochs'\\?\\)"),
-                       ({"held_out_fraction": 1.5}, "strictly between 0 and 1")]:
+                       ({"held_out_fraction": 1.5}, r"a number in \(0, 1\)")]:
         with pytest.raises(ConfigError, match=match):
             vae.VAECollapseConfig.from_params(scale="smoke", **bad)

@@ -90,7 +90,7 @@ def test_clam_rejects_bad_parameters(blobs, kwargs, match):
 
 
 def test_every_parameter_but_the_seed_has_one_declared_check():
-    assert set(ClAM._parameter_checks) == set(ClAM().get_params()) - {"random_state"}
+    assert set(ClAM._parameter_constraints) == set(ClAM().get_params()) - {"random_state"}
 
 
 @pytest.mark.parametrize("name, value, allowed", [

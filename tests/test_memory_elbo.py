@@ -92,7 +92,7 @@ def test_mixture_rejects_bad_n_components(blobs):
 
 
 def test_every_mixture_parameter_but_the_seed_has_one_declared_check():
-    assert set(ELBOMixture._parameter_checks) == set(ELBOMixture().get_params()) - {"random_state"}
+    assert set(ELBOMixture._parameter_constraints) == set(ELBOMixture().get_params()) - {"random_state"}
 
 
 @pytest.mark.parametrize("name, value, allowed", [

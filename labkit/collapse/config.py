@@ -8,8 +8,8 @@ code (``charlm``, ``vae``, ``diffusion``), so a notebook's input hash covers onl
 from dataclasses import dataclass
 
 from labkit.collapse.generations import REGIMES
-from labkit.config import Check, ConfigError, NotebookConfig, non_negative_int, one_of, param, positive_float, \
-    positive_int, tuple_of
+from labkit.config import ConfigError, NotebookConfig, non_negative_int, one_of, param, positive_float, positive_int, \
+    string, tuple_of
 
 __all__ = ["LinearCollapseConfig", "GenerationsConfig"]
 
@@ -71,8 +71,7 @@ class GenerationsConfig(NotebookConfig):
     n_generations: int = param(4, positive_int)
     seeds: tuple = param((0, 1, 2), tuple_of(non_negative_int))
     regimes: tuple = param(REGIMES, tuple_of(one_of(*REGIMES)))
-    scheduler: str = param("", Check(lambda v: isinstance(v, str),
-                                     "a string: empty (local pool) or a Dask scheduler address tcp://host:port"))
+    scheduler: str = param("", string)
     workers: int = param(2, positive_int)
     band: float = param(0.05, positive_float)
 

@@ -67,7 +67,7 @@ from tqdm.auto import tqdm
 from labkit import repro
 from labkit.collapse.generations import Family
 from labkit.collapse.config import GenerationsConfig
-from labkit.config import Check, ConfigError, param, positive_float, positive_int
+from labkit.config import ConfigError, Interval, param, positive_float, positive_int
 from labkit.data import molecules
 from labkit.data.molecules import ELEMENTS, Conformers
 
@@ -514,8 +514,7 @@ class DiffusionCollapseConfig(GenerationsConfig):
       training molecules, a 6-layer EGNN of width 128, 500 diffusion steps, 5 seeds and 10 generations
       (``load_geom`` gives GEOM itself for users with the download)."""
 
-    max_heavy_atoms: int = param(7, Check(lambda v: positive_int.test(v) and 2 <= v <= 9,
-                                          "an integer in 2..9 (QM9 has at most 9 heavy atoms)"))
+    max_heavy_atoms: int = param(7, Interval(int, 2, 9, closed="both"))  # QM9: <= 9
     n_train: int = param(1000, positive_int)
     n_held_out: int = param(250, positive_int)
     hidden: int = param(32, positive_int)

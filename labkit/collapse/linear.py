@@ -34,31 +34,29 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from labkit import repro
+from labkit.config import ConfigError, one_of, positive_float, positive_int, validate_params
 
 __all__ = ["REGIMES", "one_fit_error", "theory", "simulate", "simulate_lstsq", "sweep"]
 
 REGIMES = ("replace", "accumulate", "accumulate_subsample")
 _THEORY_REGIMES = ("replace", "accumulate")
+#: the arguments every function here takes
+_ARGUMENTS = dict(d=positive_int, T=positive_int, sigma2=positive_float, n_iter=positive_int, regime=one_of(*REGIMES))
 
 
-def _check(d: int, T: int, sigma2: float, n_iter: int, regime: str, allowed: tuple[str, ...]) -> None:
-    if regime not in allowed:
-        raise ValueError(f"unknown regime {regime!r}; allowed: {', '.join(allowed)}")
-    for name, value in (("d", d), ("T", T), ("n_iter", n_iter)):
-        if int(value) != value or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+def _enough_samples(d: int, T: int) -> None:
     if T <= d + 1:
-        raise ValueError(f"need T > d + 1 samples for a finite expected OLS error, got T={T}, d={d}")
-    if not sigma2 > 0:
-        raise ValueError(f"sigma2 must be > 0, got {sigma2!r}")
+        raise ConfigError(f"need T > d + 1 samples for a finite expected OLS error, got T={T}, d={d}")
 
 
+@validate_params(d=positive_int, T=positive_int, sigma2=positive_float)
 def one_fit_error(d: int, T: int, sigma2: float) -> float:
     """:math:`c = \\sigma^2 d / (T - d - 1)`, the expected excess risk of one OLS fit on real data."""
-    _check(d, T, sigma2, 1, "replace", _THEORY_REGIMES)
+    _enough_samples(d, T)
     return sigma2 * d / (T - d - 1)
 
 
+@validate_params(**_ARGUMENTS)
 def theory(d: int, T: int, sigma2: float, n_iter: int, regime: str) -> np.ndarray:
     """Expected test error :math:`E\\|\\hat w_n - w^*\\|^2` for iterations n = 1..n_iter, shape (n_iter,).
 
@@ -67,7 +65,6 @@ def theory(d: int, T: int, sigma2: float, n_iter: int, regime: str) -> np.ndarra
     if regime == "accumulate_subsample":
         raise ValueError("no closed form for 'accumulate_subsample'; theory() knows 'replace' and "
                          "'accumulate' (simulate() runs all three)")
-    _check(d, T, sigma2, n_iter, regime, _THEORY_REGIMES)
     n = np.arange(1, n_iter + 1, dtype=float)
     c = one_fit_error(d, T, sigma2)
     return c * n if regime == "replace" else c * np.cumsum(1.0 / n**2)
@@ -133,15 +130,14 @@ def _simulate_chunk(seed: int, seeds: range, d: int, T: int, sigma2: float, n_it
     return errors
 
 
+@validate_params(**_ARGUMENTS, n_seeds=positive_int)
 def simulate(d: int, T: int, sigma2: float, n_iter: int, regime: str, n_seeds: int, seed: int) -> np.ndarray:
     """Monte-Carlo test errors :math:`\\|\\hat w_n - w^*\\|^2`, shape (n_seeds, n_iter).
 
     Each seed draws its own design X (reused across its iterations), true weights and fresh label noise.
     Memory stays bounded: seeds are processed in chunks of at most ~2 M noise draws.
     """
-    _check(d, T, sigma2, n_iter, regime, REGIMES)
-    if n_seeds < 1:
-        raise ValueError(f"n_seeds must be >= 1, got {n_seeds!r}")
+    _enough_samples(d, T)
     chunk = max(1, 2_000_000 // (n_iter * T))
     return np.concatenate([
         _simulate_chunk(seed, range(start, min(start + chunk, n_seeds)), d, T, sigma2, n_iter, regime)
@@ -149,9 +145,10 @@ def simulate(d: int, T: int, sigma2: float, n_iter: int, regime: str, n_seeds: i
     ])
 
 
+@validate_params(**_ARGUMENTS)
 def simulate_lstsq(d: int, T: int, sigma2: float, n_iter: int, regime: str, n_seeds: int, seed: int) -> np.ndarray:
     """The straightforward reference for :func:`simulate`: build each data set and call ``np.linalg.lstsq``."""
-    _check(d, T, sigma2, n_iter, regime, REGIMES)
+    _enough_samples(d, T)
     errors = np.empty((n_seeds, n_iter))
     for s in range(n_seeds):
         X, w_star, noise, picks = _draws(seed, s, d, T, n_iter, regime)

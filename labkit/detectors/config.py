@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from labkit.config import Check, ConfigError, NotebookConfig, fraction, param, positive_float, positive_int, tuple_of
+from labkit.config import ConfigError, Interval, NotebookConfig, fraction, param, positive_float, positive_int, tuple_of
 from labkit.data.images import stratified_split
 from labkit.seeds import derived_seed
 
@@ -44,7 +44,7 @@ class DetectionConfig(NotebookConfig):
     """The classifier, split, seed and baseline-detector fields of notebooks 03 and 04 (see the module docstring)."""
 
     sizes: tuple = param((64, 128, 128, 64, 10), tuple_of(positive_int, min_len=3))
-    dropout: float = param(0.1, Check(lambda v: isinstance(v, float) and 0 <= v < 1, "a float in [0, 1)"))
+    dropout: float = param(0.1, Interval(float, 0, 1, closed="left"))
     epochs: int = param(60, positive_int)
     lr: float = param(1e-3, positive_float)
     batch_size: int = param(64, positive_int)

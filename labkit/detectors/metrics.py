@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 __all__ = ["tpr_at_fpr", "detection_metrics"]
 
 
-def _check(labels, scores) -> tuple[np.ndarray, np.ndarray]:
+def _labels_and_scores(labels, scores) -> tuple[np.ndarray, np.ndarray]:
     labels, scores = np.asarray(labels).astype(int), np.asarray(scores, dtype=float)
     if labels.shape != scores.shape or labels.ndim != 1:
         raise ValueError(f"labels and scores must be 1-D of the same length, got {labels.shape} and {scores.shape}")
@@ -29,7 +29,7 @@ def _check(labels, scores) -> tuple[np.ndarray, np.ndarray]:
 
 def tpr_at_fpr(labels, scores, fpr: float = 0.05) -> float:
     """Largest TPR reachable with a false-positive rate of at most ``fpr``."""
-    labels, scores = _check(labels, scores)
+    labels, scores = _labels_and_scores(labels, scores)
     if np.isnan(scores).any():
         return float("nan")
     f, t, _ = roc_curve(labels, scores, drop_intermediate=False)
@@ -40,7 +40,7 @@ def detection_metrics(clean_scores, anomalous_scores, fpr: float = 0.05) -> dict
     """AUROC and TPR at ``fpr`` for clean (label 0) versus anomalous (label 1) scores."""
     scores = np.r_[clean_scores, anomalous_scores]
     labels = np.r_[np.zeros(len(clean_scores), int), np.ones(len(anomalous_scores), int)]
-    labels, scores = _check(labels, scores)
+    labels, scores = _labels_and_scores(labels, scores)
     if np.isnan(scores).any():
         return {"auroc": float("nan"), "tpr_at_fpr": float("nan")}
     return {"auroc": float(roc_auc_score(labels, scores)), "tpr_at_fpr": tpr_at_fpr(labels, scores, fpr)}

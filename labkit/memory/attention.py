@@ -61,9 +61,8 @@ from scipy.stats import vonmises_fisher
 from tqdm.auto import tqdm
 
 from labkit import repro
-from labkit.config import Check, one_of, positive_float, positive_int
+from labkit.config import Interval, one_of, positive_float, unit_interval
 from labkit.memory.base import EnergyMemory
-from labkit.memory.checks import require, unit_interval
 
 __all__ = [
     "NORMS", "log_bessel_iv", "log_vmf_normaliser", "vmf_log_density", "vmf_posterior",
@@ -80,11 +79,11 @@ _BLOCK_VALUES = 2**22  # token coordinates held per block of depths in cluster_e
 
 
 _norm = one_of(*NORMS)
-_ambient_dim = Check(lambda p: positive_int.test(p) and p >= 2, "an integer >= 2 (the ambient dimension)")
+_ambient_dim = Interval(int, 2, None, closed="left")  # the ambient dimension
 
 
 def _check_norm(norm: str) -> None:
-    require("norm", norm, _norm)
+    _norm.check("norm", norm)
 
 
 # ---------------------------------------------------------------------------------------------------- the vMF density
@@ -106,7 +105,7 @@ def log_bessel_iv(nu: float, kappa) -> np.ndarray:
 
 def log_vmf_normaliser(p: int, kappa) -> np.ndarray:
     """log C_p(κ), the vMF normaliser on the unit sphere S^{p−1} ⊂ R^p (p ≥ 2); κ = 0 gives −log area(S^{p−1})."""
-    require("p", p, _ambient_dim, "log_vmf_normaliser")
+    _ambient_dim.check("p", p, "log_vmf_normaliser")
     kappa = np.asarray(kappa, dtype=float)
     nu = p / 2 - 1
     uniform = gammaln(p / 2) - np.log(2) - (p / 2) * np.log(np.pi)
@@ -261,7 +260,7 @@ class VMFKDEMemory(EnergyMemory):
             raise ValueError(f"patterns must have shape (N, d) with d >= 2, got {patterns.shape}")
         if not np.allclose(np.linalg.norm(patterns, axis=1), 1.0, atol=1e-9):
             raise ValueError("patterns must be unit vectors (rows of norm 1)")
-        require("beta", beta, positive_float, "VMFKDEMemory")
+        positive_float.check("beta", beta, "VMFKDEMemory")
         self.patterns, self.beta = patterns, float(beta)
 
     def energy(self, x):
@@ -297,7 +296,7 @@ def mean_shift_energies(dim: int, n_patterns: int, betas, n_queries: int, n_step
 
 def attention_step(x: np.ndarray, beta: float, alpha: float = 0.5) -> np.ndarray:
     """One tied-weight layer on tokens ``x`` (..., n, d): x_i ← normalise((1−α) x_i + α Σ_j softmax_j(β x_iᵀx_j) x_j)."""
-    require("alpha", alpha, unit_interval, "attention_step")
+    unit_interval.check("alpha", alpha, "attention_step")
     logits = beta * x @ np.swapaxes(x, -1, -2)
     w = np.exp(logits - logsumexp(logits, axis=-1, keepdims=True))
     y = (1 - alpha) * x + alpha * (w @ x)

@@ -34,9 +34,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from labkit import repro
-from labkit.config import Check, positive_float, positive_int
+from labkit.config import Check, check_estimator_params, positive_float, positive_int, unit_interval
 from labkit.memory.base import EnergyMemory
-from labkit.memory.checks import check_params, require, unit_interval
 
 __all__ = ["ClAMMemory", "ClAM", "clam_step", "squared_distances"]
 
@@ -62,8 +61,8 @@ class ClAMMemory(EnergyMemory):
         memories = np.asarray(memories, dtype=float)
         if memories.ndim != 2 or memories.shape[0] < 1:
             raise ValueError(f"memories must have shape (K, d) with K >= 1, got {memories.shape}")
-        require("beta", beta, positive_float, "ClAMMemory")
-        require("step_size", step_size, unit_interval, "ClAMMemory")  # where the energy cannot rise
+        positive_float.check("beta", beta, "ClAMMemory")
+        unit_interval.check("step_size", step_size, "ClAMMemory")  # where the energy cannot rise
         self.memories, self.beta, self.step_size = memories, float(beta), float(step_size)
 
     def energy(self, v: np.ndarray) -> np.ndarray:
@@ -92,7 +91,7 @@ class ClAM(ClusterMixin, BaseEstimator):
     """
 
     #: what each parameter may be, checked at :meth:`fit` (``__init__`` only stores); plus n_clusters <= n_samples
-    _parameter_checks: ClassVar[dict[str, Check]] = {
+    _parameter_constraints: ClassVar[dict[str, Check]] = {
         "n_clusters": positive_int, "beta": positive_float, "n_steps": positive_int, "step_size": unit_interval,
         "max_iter": positive_int, "learning_rate": positive_float, "batch_size": positive_int,
     }
@@ -115,8 +114,8 @@ class ClAM(ClusterMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
-        check_params(self)
-        require("n_clusters", self.n_clusters, Check(lambda k: k <= len(X), f"at most n_samples={len(X)}"), "ClAM")
+        check_estimator_params(self)
+        Check(lambda k: k <= len(X), f"at most n_samples={len(X)}").check("n_clusters", self.n_clusters, "ClAM")
         with repro.threads(1):   # many tiny ops: one thread is several times faster
             self._fit(X, check_random_state(self.random_state))
         self.memory_ = ClAMMemory(self.cluster_centers_, self.beta, self.step_size)

@@ -40,9 +40,8 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from labkit import repro
-from labkit.config import (ConfigError, NotebookConfig, fraction, non_negative_int, one_of, param, positive_float,
-                           positive_int, tuple_of)
-from labkit.memory.checks import interval
+from labkit.config import (ConfigError, Interval, NotebookConfig, fraction, non_negative_int, one_of, param,
+                           positive_float, positive_int, tuple_of)
 from labkit.memory.clam import ClAM
 from labkit.memory.crp import CRPMemory
 from labkit.memory.elbo import ELBOMemory, ELBOMixture, fixed_point_errors
@@ -96,7 +95,7 @@ class ClusteringConfig(NotebookConfig):
     elbo_n_steps: int = param(20, positive_int)
     elbo_max_iter: int = param(100, positive_int)
     crp_alpha: float = param(1.0, positive_float)
-    crp_discount: float = param(0.0, interval(0, 1, closed="left"))
+    crp_discount: float = param(0.0, Interval(float, 0, 1, closed="left"))
     crp_rho: float = param(0.5, positive_float)
     crp_n_refine: int = param(2, non_negative_int)
     alpha_values: tuple = param((0.001, 0.01, 0.1, 1.0, 10.0, 100.0), tuple_of(positive_float, min_len=2))

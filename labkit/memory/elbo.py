@@ -30,9 +30,8 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import kmeans_plusplus
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from labkit.config import Check, positive_float, positive_int
+from labkit.config import Check, check_estimator_params, non_negative_real, positive_float, positive_int
 from labkit.memory.base import EnergyMemory
-from labkit.memory.checks import check_params, non_negative_real, require
 from labkit.memory.clam import squared_distances
 
 __all__ = ["ELBOMemory", "ELBOMixture", "fixed_point_errors", "log_softmax", "spherical_log_joint"]
@@ -52,7 +51,7 @@ class ELBOMemory(EnergyMemory):
         if log_joint.ndim < 1 or log_joint.shape[-1] < 1 or not np.all(np.isfinite(log_joint)):
             raise ValueError(f"log_joint must be a finite array of shape (..., K) with K >= 1, got shape "
                              f"{log_joint.shape} with {np.sum(~np.isfinite(log_joint))} non-finite values")
-        require("step_size", step_size, positive_float, "ELBOMemory")
+        positive_float.check("step_size", step_size, "ELBOMemory")
         self.log_joint = log_joint
         self.step_size = float(step_size)
         self.max_halvings = int(max_halvings)
@@ -154,7 +153,7 @@ class ELBOMixture(ClusterMixin, BaseEstimator):
     """
 
     #: what each parameter may be, checked at :meth:`fit` (``__init__`` only stores); plus n_components <= n_samples
-    _parameter_checks: ClassVar[dict[str, Check]] = {
+    _parameter_constraints: ClassVar[dict[str, Check]] = {
         "n_components": positive_int, "n_steps": positive_int, "step_size": positive_float, "tol": non_negative_real,
         "max_iter": positive_int, "em_tol": non_negative_real, "reg_covar": non_negative_real,
     }
@@ -187,9 +186,9 @@ class ELBOMixture(ClusterMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
-        check_params(self)
-        require("n_components", self.n_components, Check(lambda k: k <= len(X), f"at most n_samples={len(X)}"),
-                "ELBOMixture")
+        check_estimator_params(self)
+        Check(lambda k: k <= len(X), f"at most n_samples={len(X)}").check("n_components", self.n_components,
+                                                                          "ELBOMixture")
         self.means_, _ = kmeans_plusplus(X, self.n_components, random_state=self.random_state)
         self.variances_ = np.full(self.n_components, X.var(axis=0).mean() + self.reg_covar)
         self.weights_ = np.full(self.n_components, 1.0 / self.n_components)

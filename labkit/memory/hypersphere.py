@@ -21,10 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from labkit.config import ConfigError, NotebookConfig, param, positive_float, positive_int, tuple_of
+from labkit.config import ConfigError, NotebookConfig, param, positive_float, positive_int, tuple_of, unit_interval
 from labkit.memory import attention
 from labkit.memory.attention import NormIdentity, TokenClustering
-from labkit.memory.checks import unit_interval
 
 __all__ = ["HypersphereAttentionConfig", "IdentityResult", "ClusterSummary", "summarise_clusters",
            "HypersphereResult", "run"]

@@ -63,8 +63,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from labkit import repro
-from labkit.config import Check, ConfigError, NotebookConfig, non_negative_int, param, positive_float, positive_int, \
-    tuple_of
+from labkit.config import ConfigError, NotebookConfig, boolean, non_negative_int, optional, param, positive_float, \
+    positive_int, tuple_of
 from labkit.memory.base import EnergyMemory
 
 __all__ = ["MixtureFamily", "THREE_COMPONENTS", "FIVE_COMPONENTS", "candidate_mask",
@@ -483,12 +483,12 @@ class ICLEnergyConfig(NotebookConfig):
     noise_std: float = param(0.01, positive_float)
     reg: float = param(1e-3, positive_float)
     learning_rate: float = param(1e-3, positive_float)
-    bounded: bool = param(True, Check(lambda v: isinstance(v, bool), "True or False"))
+    bounded: bool = param(True, boolean)
     n_steps: int = param(4000, positive_int)
     batch_size: int = param(8, positive_int)
     context_len: int = param(35, positive_int)
     n_train_sequences: int = param(32_000, positive_int)
-    torch_threads: int | None = param(1, Check(lambda v: v is None or positive_int.test(v), "None or an integer >= 1"))
+    torch_threads: int | None = param(1, optional(positive_int))
     context_sizes: tuple = param((0, 1, 2, 4, 8, 16, 32), tuple_of(non_negative_int))
     n_eval_mixtures: int = param(8, positive_int)
     n_heldout: int = param(64, positive_int)

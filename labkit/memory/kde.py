@@ -52,10 +52,9 @@ import numpy as np
 from scipy.special import lambertw, logsumexp
 
 from labkit import repro
-from labkit.config import (Check, ConfigError, NotebookConfig, non_negative_int, param, positive_float, positive_int,
-                           tuple_of)
+from labkit.config import (Check, ConfigError, NotebookConfig, non_negative_int, non_negative_real, param, positive_float,
+                           positive_int, tuple_of)
 from labkit.memory.base import EnergyMemory
-from labkit.memory.checks import non_negative_real, require
 
 __all__ = ["GaussianKDEMemory", "q_star", "alpha1", "ramsauer_exponent", "sphere_patterns", "retrieve",
            "capacity_trials", "CapacityCounts", "capacity_curve", "bootstrap_critical_n", "samples_per_point", "critical_n", "n_grid",
@@ -92,7 +91,7 @@ class GaussianKDEMemory(EnergyMemory):
         self.bandwidth = bandwidth
 
     def fit(self, patterns: np.ndarray) -> "GaussianKDEMemory":
-        require("bandwidth", self.bandwidth, positive_float, "GaussianKDEMemory")
+        positive_float.check("bandwidth", self.bandwidth, "GaussianKDEMemory")
         self.patterns_ = _as_patterns(patterns)
         return self
 
@@ -164,7 +163,7 @@ _lam = Check(lambda v: positive_float.test(v) and math.isfinite(v), "a finite nu
 
 
 def _check_lam(lam) -> float:
-    return float(require("lam", lam, _lam))
+    return float(_lam.check("lam", lam))
 
 
 def sphere_patterns(n: int, d: int, rng: np.random.Generator, dtype=np.float64) -> np.ndarray:
@@ -193,9 +192,9 @@ def _descend(patterns, queries, beta, n_steps, tol, dtype, max_elements, leave_r
     if queries.ndim != 2:
         raise ValueError(f"queries must be a 2-D array (q, d), got shape {queries.shape}")
     beta = _check_lam(beta)
-    require("n_steps", n_steps, positive_int)
-    require("max_elements", max_elements, positive_int)
-    require("tol", tol, non_negative_real)
+    positive_int.check("n_steps", n_steps)
+    positive_int.check("max_elements", max_elements)
+    non_negative_real.check("tol", tol)
     half_sq = (0.5 * np.einsum("nd,nd->n", patterns, patterns)).astype(dtype)
     out = queries.astype(dtype, copy=True)
     left = np.zeros(len(out), dtype=bool)
@@ -248,9 +247,9 @@ def capacity_trials(d: int, lam: float, n_patterns, n_trials: int, seed: int, *,
             or n_patterns.min() < 1:
         raise ValueError(f"n_patterns must be a non-empty 1-D sequence of integers >= 1, got {n_patterns!r}")
     for name, value in (("d", d), ("n_trials", n_trials), ("n_queries", n_queries)):
-        require(name, value, positive_int)
-    require("min_samples", min_samples, non_negative_int)
-    require("radius", radius, positive_float)                   # a fraction of the pattern norm √d
+        positive_int.check(name, value)
+    non_negative_int.check("min_samples", min_samples)
+    positive_float.check("radius", radius)                   # a fraction of the pattern norm √d
     from tqdm.auto import tqdm
 
     per_trial = np.minimum(n_queries, n_patterns)
@@ -296,7 +295,7 @@ def bootstrap_critical_n(counts: CapacityCounts, n_boot: int, seed: int, level: 
     share its memory). Each N is resampled among its own trials, with one uniform draw per row shared by every N, so N
     with the same trials (all N near N_c) are resampled jointly, as the nested curves they are. NaN where a resample
     never crosses ``level``."""
-    require("n_boot", n_boot, positive_int)
+    positive_int.check("n_boot", n_boot)
     n_patterns = counts.n_patterns
     hits, queries = np.asarray(counts.hits, dtype=float), np.asarray(counts.queries)
     trials = (queries > 0).sum(axis=0)                                # (len(n),), trials 0..trials-1 tested each N

@@ -40,8 +40,8 @@ from tqdm.auto import tqdm
 
 from labkit import repro
 from labkit.classifiers import MLP, predict, train
-from labkit.config import Check, ConfigError, fraction, non_negative_int, one_of, param, \
-    positive_float, positive_int, tuple_of
+from labkit.config import ConfigError, fraction, non_negative_int, non_negative_real, one_of, param, positive_float, \
+    positive_int, tuple_of, unit_interval
 from labkit.data.images import digits, mnist
 from labkit.detectors import baselines
 from labkit.detectors.metrics import detection_metrics
@@ -296,10 +296,6 @@ def run(cfg, progress: bool = True) -> MonitorResult:
     return MonitorResult(cfg, [run_seed(cfg, s) for s in tqdm(cfg.run_seeds(), desc="seeds", disable=not progress)])
 
 
-non_negative_float = Check(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
-                           "a number >= 0")
-
-
 @dataclass(frozen=True)
 class MonitorConfig(FacadeDetectorConfig):
     """Notebook 03_deceptive_alignment_monitoring.
@@ -334,14 +330,14 @@ class MonitorConfig(FacadeDetectorConfig):
     epochs: int = param(30, positive_int)
     target: int = param(0, non_negative_int)
     trigger_side: int = param(2, positive_int)
-    trigger_value: float = param(1.0, Check(lambda v: isinstance(v, float) and 0 < v <= 1, "a float in (0, 1]"))
+    trigger_value: float = param(1.0, unit_interval)
     poison_fraction: float = param(0.1, fraction)
     marker_fraction: float = param(0.5, fraction)
-    marker_value: float = param(1.0, Check(lambda v: isinstance(v, float) and 0 < v <= 1, "a float in (0, 1]"))
+    marker_value: float = param(1.0, unit_interval)
     temperatures: tuple = param((1.0, 4.0, 16.0), tuple_of(positive_float))
-    adaptive_budget: float = param(0.25, Check(lambda v: isinstance(v, float) and 0 < v <= 1, "a float in (0, 1]"))
-    adaptive_betas: tuple = param((0.0, 0.1, 0.3), tuple_of(non_negative_float))
-    adaptive_beta: float = param(0.1, non_negative_float)
+    adaptive_budget: float = param(0.25, unit_interval)
+    adaptive_betas: tuple = param((0.0, 0.1, 0.3), tuple_of(non_negative_real))
+    adaptive_beta: float = param(0.1, non_negative_real)
     trigger_lr: float = param(0.05, positive_float)
     filter_components: int = param(10, positive_int)
     min_attack_success: float = param(0.9, fraction)
