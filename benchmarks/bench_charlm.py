@@ -36,11 +36,11 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import torch
 
-from labkit.collapse import charlm
+from labkit.collapse import charlm_model, charlm_train
 from labkit.data import text
 
-MODEL = charlm.CharLMConfig(n_layer=4, n_head=4, n_embd=128, block_size=64)
-RECIPE = charlm.TrainRecipe(batch_size=12, learning_rate=1e-3, min_lr=1e-4, warmup_fraction=0.05)
+MODEL = charlm_model.CharLMConfig(n_layer=4, n_head=4, n_embd=128, block_size=64)
+RECIPE = charlm_train.TrainRecipe(batch_size=12, learning_rate=1e-3, min_lr=1e-4, warmup_fraction=0.05)
 ITERS = 2000
 WINDOW_CHARS = 1_000_000
 WINDOWS = 5
@@ -60,11 +60,11 @@ def works_between(start: int, stop: int) -> list[str]:
     return names
 
 
-def window_data(index: int) -> tuple[charlm.Vocabulary, np.ndarray, np.ndarray]:
+def window_data(index: int) -> tuple[charlm_train.Vocabulary, np.ndarray, np.ndarray]:
     """Vocabulary, training ids ``(1, n)`` and held-out ids of window ``index``."""
     corpus = text.shakespeare_text()[index * WINDOW_CHARS:(index + 1) * WINDOW_CHARS]
     train_text, val_text = text.train_val_split(corpus, VAL_FRACTION)
-    vocab = charlm.Vocabulary(corpus)
+    vocab = charlm_train.Vocabulary(corpus)
     return vocab, vocab.encode(train_text)[None, :], vocab.encode(val_text)
 
 
@@ -72,29 +72,29 @@ def fit_window(index: int, iters: int) -> dict:
     """Train a fresh model on window ``index`` with one thread; its losses, speed and weights."""
     torch.set_num_threads(1)
     vocab, train_ids, val_ids = window_data(index)
-    model = charlm.CharTransformer(MODEL, len(vocab), torch.Generator().manual_seed(0))
+    model = charlm_model.CharTransformer(MODEL, len(vocab), torch.Generator().manual_seed(0))
     phases: dict[str, float] = {}
     t0 = time.perf_counter()
-    losses = charlm.train(model, train_ids, iters, RECIPE, seed=0, phase_times=phases)
+    losses = charlm_train.train(model, train_ids, iters, RECIPE, seed=0, phase_times=phases)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    held_out = charlm.evaluate(model, val_ids)
+    held_out = charlm_train.evaluate(model, val_ids)
     eval_s = time.perf_counter() - t0
     cut = index * WINDOW_CHARS + train_ids.shape[1]
-    return {"index": index, "held_out": held_out, "seen": charlm.evaluate(model, train_ids[0, -len(val_ids):]),
+    return {"index": index, "held_out": held_out, "seen": charlm_train.evaluate(model, train_ids[0, -len(val_ids):]),
             "train_loss": float(losses[-100:].mean()), "train_s": train_s, "phases": phases,
             "tokens_per_s": iters * RECIPE.batch_size * MODEL.block_size / train_s,
             "eval_tokens_per_s": len(val_ids) / eval_s, "tail": works_between(cut, cut + len(val_ids)),
             "state": model.state_dict()}
 
 
-def sampler_speed(model: charlm.CharTransformer, vocab: charlm.Vocabulary, train_ids: np.ndarray) -> None:
+def sampler_speed(model: charlm_model.CharTransformer, vocab: charlm_train.Vocabulary, train_ids: np.ndarray) -> None:
     """Key/value-cache sampling against re-running the model on the whole prefix (same draws)."""
     start = torch.as_tensor(train_ids[0, :SAMPLE_CHUNKS * 7:7])
     timings = {}
     for use_cache in (False, True):
         t0 = time.perf_counter()
-        out = charlm.generate(model, start, MODEL.block_size + 1, 1.0, torch.Generator().manual_seed(0), use_cache)
+        out = charlm_train.generate(model, start, MODEL.block_size + 1, 1.0, torch.Generator().manual_seed(0), use_cache)
         timings[use_cache] = time.perf_counter() - t0
     made = SAMPLE_CHUNKS * MODEL.block_size
     print(f"sampling {SAMPLE_CHUNKS} chunks of {MODEL.block_size + 1} in parallel: re-running the prefix "
@@ -114,7 +114,7 @@ def main() -> None:
     torch.set_num_threads(1)
 
     vocab, train_ids, _ = window_data(0)
-    print(f"model {MODEL.name}: {charlm.CharTransformer(MODEL, len(vocab)).n_params():,} parameters; "
+    print(f"model {MODEL.name}: {charlm_model.CharTransformer(MODEL, len(vocab)).n_params():,} parameters; "
           f"{args.windows} window(s) of {WINDOW_CHARS:,} characters, last {VAL_FRACTION:.0%} held out; "
           f"{args.iters} steps of {RECIPE.batch_size} × {MODEL.block_size}; {args.jobs} process(es) × 1 thread")
     with ProcessPoolExecutor(args.jobs) as pool:
@@ -133,9 +133,9 @@ def main() -> None:
 
     first = results[0]
     print(f"window 0: training {first['train_s']:.1f} s, evaluation {first['eval_tokens_per_s']:,.0f} tokens/s")
-    for phase in charlm.PHASES:
+    for phase in charlm_train.PHASES:
         print(f"  {phase:<10}{first['phases'][phase]:>8.1f} s  {100 * first['phases'][phase] / first['train_s']:5.1f} %")
-    model = charlm.CharTransformer(MODEL, len(vocab))
+    model = charlm_model.CharTransformer(MODEL, len(vocab))
     model.load_state_dict(first["state"])
     sampler_speed(model, vocab, train_ids)
 
@@ -143,7 +143,7 @@ def main() -> None:
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CPU]) as prof:
-            charlm.train(model, train_ids, 20, RECIPE, seed=1)
+            charlm_train.train(model, train_ids, 20, RECIPE, seed=1)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
 

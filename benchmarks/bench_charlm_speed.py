@@ -4,7 +4,7 @@ For each model of ``CharLMCollapseConfig``'s ``full`` preset (2 layers × 4 head
 its recipe (batches of 8, AdamW), in this one process, all timed against the current implementation (eager,
 one thread, the batch of the recipe) measured in the same run:
 
-- the per-phase split of a training step (data, forward, backward, optimizer; ``charlm.train``'s ``phase_times``);
+- the per-phase split of a training step (data, forward, backward, optimizer; ``charlm_train.train``'s ``phase_times``);
 - ``torch.compile`` (inductor, default mode) of the model for the training step: steady-state tokens/s ratio, and
   the one-off compile time a fresh worker process pays;
 - larger batches (16, 32 windows) at one thread: tokens/s ratio (more tokens per step, fewer optimiser updates per
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from labkit.collapse import charlm
+from labkit.collapse import charlm, charlm_model, charlm_train
 
 VOCAB = 65
 BLOCK = 64
@@ -62,20 +62,20 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     full = charlm.CharLMCollapseConfig.from_params(scale="full")
-    recipe = charlm.TrainRecipe(batch_size=full.batch_size, learning_rate=full.learning_rate, min_lr=full.min_lr)
+    recipe = full.recipe
     print(f"torch {torch.__version__}; mkldnn bf16 {torch.backends.mkldnn.is_available()}; "
           f"full recipe: batches of {recipe.batch_size}, block {full.block_size}")
     for n_layer, n_head, n_embd in full.model_sizes:
-        cfg = charlm.CharLMConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=full.block_size)
+        cfg = charlm_model.CharLMConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=full.block_size)
 
         def make(compiled: bool = False):
-            model = charlm.CharTransformer(cfg, VOCAB, torch.Generator().manual_seed(0))
+            model = charlm_model.CharTransformer(cfg, VOCAB, torch.Generator().manual_seed(0))
             opt = charlm._optimizer(model, recipe)
             return (torch.compile(model) if compiled else model), opt
 
         times: dict[str, float] = {}
         data = np.random.default_rng(0).integers(VOCAB, size=(2000, BLOCK + 1))
-        charlm.train(make()[0], data, 20 * args.steps // 20 or 1, recipe, 0, phase_times=times)
+        charlm_train.train(make()[0], data, 20 * args.steps // 20 or 1, recipe, 0, phase_times=times)
         total = sum(times.values())
         print(f"\n{cfg.name} ({make()[0].n_params():,} parameters): phases "
               + ", ".join(f"{k} {v / total:.0%}" for k, v in times.items()))

@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from labkit.collapse import charlm
+from labkit.collapse import charlm, charlm_model, charlm_train, plots_charlm
 from labkit.collapse.generations import preview_table, run_generations
 from labkit.config import ConfigError
 from labkit.data import text
 
-TINY = charlm.CharLMConfig(n_layer=1, n_head=2, n_embd=16, block_size=16)
+TINY = charlm_model.CharLMConfig(n_layer=1, n_head=2, n_embd=16, block_size=16)
 
 
 def _model(seed=0, cfg=TINY, vocab=11):
-    return charlm.CharTransformer(cfg, vocab, torch.Generator().manual_seed(seed))
+    return charlm_model.CharTransformer(cfg, vocab, torch.Generator().manual_seed(seed))
 
 
 # ------------------------------------------------------------------------------------------------------- text data
@@ -49,7 +49,7 @@ def test_train_val_split_is_a_contiguous_tail():
 # ----------------------------------------------------------------------------------------------------------- model
 
 def test_vocabulary_round_trip_and_unknown_character():
-    vocab = charlm.Vocabulary("hello world")
+    vocab = charlm_train.Vocabulary("hello world")
     assert vocab.chars == " dehlorw" and vocab.decode(vocab.encode("hello")) == "hello"
     with pytest.raises(ValueError, match="'z' is not in the vocabulary"):
         vocab.encode("z")
@@ -71,7 +71,7 @@ def test_shapes_weight_tying_and_causality():
 def test_kv_cache_gives_the_same_logits_as_the_full_forward():
     model = _model().eval()
     idx = torch.randint(11, (4, 16), generator=torch.Generator().manual_seed(2))
-    cache = charlm.KVCache(TINY, 4, 16, next(model.parameters()))
+    cache = charlm_model.KVCache(TINY, 4, 16, next(model.parameters()))
     with torch.inference_mode():
         stepwise = []
         for t in range(16):
@@ -86,7 +86,7 @@ def test_sampler_size_determinism_and_cache_equivalence():
     start = torch.tensor([1, 2, 3, 4, 5])
 
     def draw(seed, use_cache=True):
-        return charlm.generate(model, start, 17, 1.0, torch.Generator().manual_seed(seed), use_cache=use_cache)
+        return charlm_train.generate(model, start, 17, 1.0, torch.Generator().manual_seed(seed), use_cache=use_cache)
 
     out = draw(0)
     assert out.shape == (5, 17) and out.dtype == torch.long and (out[:, 0] == start).all()
@@ -94,31 +94,31 @@ def test_sampler_size_determinism_and_cache_equivalence():
     assert torch.equal(out, draw(0)) and not torch.equal(out, draw(1))
     assert torch.equal(out, draw(0, use_cache=False))
     with pytest.raises(ValueError, match="length must lie in 1..block_size"):
-        charlm.generate(model, start, 18, 1.0, torch.Generator())
+        charlm_train.generate(model, start, 18, 1.0, torch.Generator())
 
 
 def test_training_lowers_the_loss_and_is_deterministic():
     rng = np.random.default_rng(0)
     data = np.tile(rng.integers(11, size=9), 60)[None, :]                    # one long text, period 9
     held = data[0, :200]
-    before = charlm.evaluate(_model(), held)
-    recipe = charlm.TrainRecipe(batch_size=8, learning_rate=1e-2, min_lr=1e-3)
+    before = charlm_train.evaluate(_model(), held)
+    recipe = charlm_train.TrainRecipe(batch_size=8, learning_rate=1e-2, min_lr=1e-3)
     models, losses = [], []
     for _ in range(2):
         model = _model()
         phases = {}
-        losses.append(charlm.train(model, data, 60, recipe, seed=3, phase_times=phases))
+        losses.append(charlm_train.train(model, data, 60, recipe, seed=3, phase_times=phases))
         models.append(model)
     assert set(phases) == {"data", "forward", "backward", "optimizer"}
     np.testing.assert_array_equal(losses[0], losses[1])
-    after = charlm.evaluate(models[0], held)
+    after = charlm_train.evaluate(models[0], held)
     assert after < 0.5 * before                                   # a period-9 sequence is learnable
     with pytest.raises(ValueError, match="hold no window of block_size"):
-        charlm.train(_model(), data[:, :16], 1, recipe, seed=0)
+        charlm_train.train(_model(), data[:, :16], 1, recipe, seed=0)
 
 
 def test_learning_rate_schedule():
-    recipe = charlm.TrainRecipe(learning_rate=1e-3, min_lr=1e-4, warmup_fraction=0.1)
+    recipe = charlm_train.TrainRecipe(learning_rate=1e-3, min_lr=1e-4, warmup_fraction=0.1)
     lrs = [recipe.lr(s, 100) for s in range(101)]
     assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3) and lrs[100] == pytest.approx(1e-4)
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
@@ -127,8 +127,8 @@ def test_learning_rate_schedule():
 # ------------------------------------------------------------------------------------------------------ experiment
 
 def test_experiment_family_on_a_small_corpus():
-    exp = charlm.CharLMExperiment(model=charlm.CharLMConfig(n_layer=1, n_head=2, n_embd=16, block_size=16),
-                                  recipe=charlm.TrainRecipe(batch_size=8), epochs=0.2, train_chars=4_800,
+    exp = charlm.CharLMExperiment(model=charlm_model.CharLMConfig(n_layer=1, n_head=2, n_embd=16, block_size=16),
+                                  recipe=charlm_train.TrainRecipe(batch_size=8), epochs=0.2, train_chars=4_800,
                                   held_out_chars=1_200, preview_chars=40, last_sample_chunks=50)
     family, real, held = exp.build()
     assert real.shape == (4_800 // 17, 17) and real.dtype == np.int64 and held.shape == (1_200,)
@@ -172,12 +172,12 @@ def test_real_word_fraction_of_text_and_of_chunks():
 def test_samples_figure_draws_real_first_and_one_panel_per_regime():
     import matplotlib.pyplot as plt
 
-    fig = charlm.samples_figure("Ber.\nWho's there?", "abc\ndef", {"replace": "x" * 200, "accumulate": "b"}, 4,
+    fig = plots_charlm.samples_figure("Ber.\nWho's there?", "abc\ndef", {"replace": "x" * 200, "accumulate": "b"}, 4,
                                 title="t")
     assert [ax.get_title(loc="left") for ax in fig.axes][2:] == ["replace: sampled by model 4",
                                                                  "accumulate: sampled by model 4"]
     plt.close(fig)
-    fig = charlm.samples_figure("a", "b", {"replace": "c"}, 4, title="t",
+    fig = plots_charlm.samples_figure("a", "b", {"replace": "c"}, 4, title="t",
                                 word_fractions={"real": 0.9, "first": 0.55, "replace": 0.25})
     assert [ax.get_title(loc="left") for ax in fig.axes] == [
         "real text (training corpus); held-out text: 90% real words",
@@ -206,7 +206,9 @@ def test_config_scales_and_validation():
         charlm.CharLMCollapseConfig.from_params(model_sizes=[(2, 3, 64)])
     with pytest.raises(ConfigError, match="unknown parameter 'temprature' \\(did you mean 'temperature'"):
         charlm.CharLMCollapseConfig.from_params(temprature=0.3)
-    with pytest.raises(ConfigError, match="'min_lr'"):
-        charlm.CharLMCollapseConfig.from_params(min_lr=1.0)
-    with pytest.raises(ValueError, match="not divisible by n_head"):
-        charlm.CharLMConfig(n_head=3, n_embd=64)
+    with pytest.raises(ConfigError, match="TrainRecipe: bad value for 'min_lr'"):
+        charlm.CharLMCollapseConfig.from_params(recipe={"min_lr": 1.0})
+    assert charlm.CharLMCollapseConfig.from_params(scale="paper", recipe={"min_lr": 1e-5}).recipe == \
+        charlm_train.TrainRecipe(batch_size=64, learning_rate=1e-3, min_lr=1e-5)
+    with pytest.raises(ConfigError, match="'n_embd'.*a multiple of n_head=3"):
+        charlm_model.CharLMConfig(n_head=3, n_embd=64)

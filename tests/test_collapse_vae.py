@@ -11,11 +11,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from labkit.collapse import generations, vae  # noqa: E402
+from labkit.collapse import generations, plots_vae, vae  # noqa: E402
 from labkit.config import ConfigError  # noqa: E402
 from labkit.data import images  # noqa: E402
 
-TINY = dict(hidden=16, latent=2, epochs=2, batch_size=64, lr=1e-3)
+TINY = vae.VAERecipe(hidden=16, latent=2, epochs=2, batch_size=64, lr=1e-3)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -46,7 +46,7 @@ def test_stratified_split_is_deterministic_disjoint_and_keeps_class_shares(digit
     for c in range(10):
         assert (y[held] == c).sum() == round(0.2 * (y == c).sum())
     assert not np.array_equal(held, images.stratified_split(y, 0.2, seed=1)[1])
-    with pytest.raises(ValueError, match=r"a number in \(0, 1\)"):
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
         images.stratified_split(y, 1.0, seed=0)
 
 
@@ -75,21 +75,21 @@ def test_binomial_likelihood_is_normalised_over_the_pixel_levels():
 def test_training_is_deterministic_and_lowers_held_out_loss(digits):
     x, _ = digits
     train, held = x[:300], x[1500:]
-    a = vae.train_vae(train, 16, **TINY, seed=3)
-    b = vae.train_vae(train, 16, **TINY, seed=3)
-    c = vae.train_vae(train, 16, **TINY, seed=4)
+    a = vae.train_vae(train, 16, TINY, 3)
+    b = vae.train_vae(train, 16, TINY, 3)
+    c = vae.train_vae(train, 16, TINY, 4)
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(pa, pb), name
     assert not torch.equal(a.decoder[0].weight, c.decoder[0].weight)
-    untrained = vae.train_vae(train, 16, **{**TINY, "epochs": 0}, seed=3)
-    longer = vae.train_vae(train, 16, **{**TINY, "epochs": 10}, seed=3)
+    untrained = vae.train_vae(train, 16, TINY.replace(epochs=0), 3)
+    longer = vae.train_vae(train, 16, TINY.replace(epochs=10), 3)
     losses = [vae.evaluate_vae(m, held, 16)["loss"] for m in (untrained, a, longer)]
     assert losses[0] > losses[1] > losses[2]
     assert vae.evaluate_vae(a, held, 16) == vae.evaluate_vae(a, held, 16)
 
 
 def test_sampler_draws_counts_of_the_requested_size_deterministically(digits):
-    model = vae.train_vae(digits[0][:200], 16, **TINY, seed=0)
+    model = vae.train_vae(digits[0][:200], 16, TINY, 0)
     s = vae.sample_images(model, 37, 16, seed=5)
     assert s.shape == (37, 64) and s.dtype == np.float32 and s.min() >= 0 and s.max() <= 1
     np.testing.assert_array_equal(s * 16, np.round(s * 16))
@@ -108,7 +108,7 @@ def test_diversity_entropy_and_coverage():
 # ---- the loop wiring, claims and figures --------------------------------------------------------------------------
 
 def test_experiment_runs_through_the_shared_loop():
-    experiment = vae.VAEExperiment(hidden=16, latent=2, epochs=1)
+    experiment = vae.VAEExperiment(vae.VAERecipe(hidden=16, latent=2, epochs=1))
     family, train, held = experiment.build()
     assert train.shape == (1438, 64) and held.shape == (359, 64)
     runs = [generations.run_generations(family, train, held, r, 2, seed=0) for r in ("replace", "accumulate")]
@@ -147,14 +147,14 @@ def test_figures_draw_from_loop_results():
     results = [{"regime": r, "seed": s, "generations": [
         {"preview": {"images": rng.random((16, 64)), "class_entropy": 2.0, "coverage": 1.0}} for _ in range(3)]}
         for r in ("replace", "accumulate") for s in (0, 1)]
-    assert vae.tile(rng.random((16, 64))).shape == (37, 37)
-    fig = vae.sample_grid_figure(results, 1, [1, 3], rng.random((16, 64)), "t")
+    assert plots_vae.tile(rng.random((16, 64))).shape == (37, 37)
+    fig = plots_vae.sample_grid_figure(results, 1, [1, 3], rng.random((16, 64)), "t")
     assert len(fig.axes) == 2 * 3
     ent = generations.preview_table(results, "class_entropy")
-    fig = vae.diversity_figure(ent, generations.preview_table(results, "coverage"), 2.3, "t", confident=ent, real_confident=0.9)
+    fig = plots_vae.diversity_figure(ent, generations.preview_table(results, "coverage"), 2.3, "t", confident=ent, real_confident=0.9)
     assert len(fig.axes) == 3 and fig.axes[2].get_title() == "confidently recognised samples"
     with pytest.raises(ValueError, match="seeds present: \\[0, 1\\]"):
-        vae.sample_grid_figure(results, 7, [1], rng.random((16, 64)), "t")
+        plots_vae.sample_grid_figure(results, 7, [1], rng.random((16, 64)), "t")
     matplotlib.pyplot.close("all")
 
 
@@ -166,9 +166,11 @@ def test_config_scales_and_validation():
     assert quick.grid_generations() == [1, 3, 6, 8]
     smoke = vae.VAECollapseConfig.from_params(scale="smoke", seed=2)
     experiment = smoke.experiment()
-    assert experiment.split_seed == 2 and experiment.hidden == smoke.hidden
+    assert experiment.seed == 2 and experiment.recipe == smoke.recipe
     assert vae.VAECollapseConfig.from_params(scale="smoke", seeds=[4, 5]).seeds == (4, 5)
-    for bad, match in [({"epoch": 3}, "unknown parameter 'epoch' \\(did you mean 'epochs'\\?\\)"),
+    assert vae.VAECollapseConfig.from_params(recipe={"epochs": 5}).recipe == vae.VAERecipe(
+        hidden=512, latent=16, epochs=5, batch_size=64, lr=1e-3)                     # over the full preset's recipe
+    for bad, match in [({"recipe": {"epoch": 3}}, "unknown parameter 'epoch' \\(did you mean 'epochs'\\?\\)"),
                        ({"held_out_fraction": 1.5}, r"a number in \(0, 1\)")]:
         with pytest.raises(ConfigError, match=match):
             vae.VAECollapseConfig.from_params(scale="smoke", **bad)

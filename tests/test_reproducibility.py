@@ -4,7 +4,7 @@ Torch's CPU kernels are deterministic for a given thread count and instruction s
 split and rounded: with one thread instead of two, or on a CPU without AVX-512 (emulated here by capping torch's
 ATen dispatch, oneDNN and MKL at AVX2, as a machine that lacks AVX-512 would run), the last bits of a trained
 model differ. This checks both halves of the README's statement on 01b's own code path (a character transformer
-trained by ``charlm.train``, scored by ``charlm.evaluate``), each run in a fresh interpreter as the pipeline's
+trained by ``charlm_train.train``, scored by ``charlm_train.evaluate``), each run in a fresh interpreter as the pipeline's
 kernels are.
 """
 
@@ -21,17 +21,17 @@ PROBE = """
 import sys
 import torch
 from labkit import repro
-from labkit.collapse import charlm
+from labkit.collapse import charlm_model, charlm_train
 from labkit.data import text
 
 repro.setup()
 seed = int(sys.argv[1])
 train_text, held = text.train_val_split(text.shakespeare_text()[:60_000], 0.1)
-vocab = charlm.Vocabulary(train_text + held)
-model = charlm.CharTransformer(charlm.CharLMConfig(n_layer=2, n_head=4, n_embd=64, block_size=32), len(vocab),
+vocab = charlm_train.Vocabulary(train_text + held)
+model = charlm_model.CharTransformer(charlm_model.CharLMConfig(n_layer=2, n_head=4, n_embd=64, block_size=32), len(vocab),
                                torch.Generator().manual_seed(seed))
-charlm.train(model, vocab.encode(train_text)[None], 100, charlm.TrainRecipe(batch_size=8, learning_rate=3e-3), seed)
-print(repr(charlm.evaluate(model, vocab.encode(held))))
+charlm_train.train(model, vocab.encode(train_text)[None], 100, charlm_train.TrainRecipe(batch_size=8, learning_rate=3e-3), seed)
+print(repr(charlm_train.evaluate(model, vocab.encode(held))))
 """
 
 #: what a CPU without AVX-512 runs: torch's own kernels, oneDNN and MKL capped at AVX2

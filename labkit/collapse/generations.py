@@ -28,8 +28,8 @@ from tqdm.auto import tqdm
 
 from labkit import repro
 
-__all__ = ["REGIMES", "Family", "Experiment", "first_generation", "run_generations", "run_all", "metric_table", "preview_table",
-           "collapse_claims"]
+__all__ = ["REGIMES", "Family", "Experiment", "first_generation", "run_generations", "run_all", "Runs", "run",
+           "metric_table", "preview_table", "summarise", "collapse_claims"]
 
 REGIMES = ("replace", "accumulate", "accumulate_subsample")
 
@@ -202,6 +202,33 @@ def run_all(experiment: Experiment, regimes: Iterable[str], seeds: Iterable[int]
     return sorted(results, key=lambda res: (order[res["regime"]], res["seed"]))
 
 
+@dataclass(frozen=True)
+class Runs:
+    """What a notebook of 01b–01d gets back: its ``experiment`` and :func:`run_all`'s ``results`` for it."""
+
+    experiment: Any
+    results: list[dict]
+
+    def table(self, metric: str = "loss") -> dict[str, np.ndarray]:
+        """:func:`metric_table` of these results."""
+        return metric_table(self.results, metric)
+
+    def previews(self, key: str) -> dict[str, np.ndarray]:
+        """:func:`preview_table` of these results."""
+        return preview_table(self.results, key)
+
+    def of_seed(self, seed: int) -> dict[str, dict]:
+        """``{regime: result}`` of the runs of loop seed ``seed``."""
+        return {res["regime"]: res for res in self.results if res["seed"] == seed}
+
+
+def run(experiment: Experiment, cfg) -> Runs:
+    """:func:`run_all` of ``experiment`` over the regimes, seeds and generations of ``cfg`` (a
+    ``labkit.collapse.config.GenerationsConfig``), on its executor."""
+    return Runs(experiment, run_all(experiment, cfg.regimes, cfg.seeds, cfg.n_generations, scheduler=cfg.scheduler,
+                                    max_workers=cfg.workers))
+
+
 def _per_regime(results: list[dict], value: Callable[[dict], Any]) -> dict[str, np.ndarray]:
     """``{regime: array (n_seeds, n_generations)}`` of ``value(generation record)``."""
     table: dict[str, list] = {}
@@ -219,6 +246,12 @@ def preview_table(results: list[dict], key: str) -> dict[str, np.ndarray]:
     """``{regime: array (n_seeds, n_generations)}`` of a number a family's ``preview`` keeps per generation (e.g. the
     class entropy of a synthetic set)."""
     return _per_regime(results, lambda g: g["preview"][key])
+
+
+def summarise(table: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """Per-generation ``mean`` and ``std`` (sample standard deviation, ddof = 1) over seeds of a table
+    ``{regime: (n_seeds, n_generations)}``, per regime: what 01b–01d record next to their figures."""
+    return {regime: {"mean": v.mean(axis=0), "std": v.std(axis=0, ddof=1)} for regime, v in table.items()}
 
 
 def collapse_claims(table: dict[str, np.ndarray], band: float) -> dict[str, dict]:

@@ -56,23 +56,21 @@ from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import ClassVar
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from labkit import repro
+from labkit.collapse import generations
 from labkit.collapse.generations import Family
-from labkit.collapse.plots import REGIME_COLORS, REGIME_LABELS
 from labkit.collapse.config import GenerationsConfig
-from labkit.config import fraction, param, positive_float, positive_int
+from labkit.config import Params, fraction, non_negative_int, param, positive_float, positive_int
 from labkit.data import images
 
-__all__ = ["VAE", "negative_elbo", "train_vae", "sample_images", "evaluate_vae", "fit_classifier", "diversity",
-           "confident_fraction", "CONFIDENCE", "COMPETENT_FRACTION", "VAEExperiment",
-           "diversity_claims", "tile", "diversity_figure", "sample_grid_figure",
-           "VAECollapseConfig"]
+__all__ = ["VAE", "negative_elbo", "VAERecipe", "train_vae", "sample_images", "evaluate_vae", "fit_classifier",
+           "diversity", "confident_fraction", "CONFIDENCE", "COMPETENT_FRACTION", "VAEExperiment",
+           "diversity_claims", "VAECollapseConfig", "run"]
 
 N_CLASSES = 10
 #: a sample is confidently recognised when the real-data classifier gives its top class at least this probability
@@ -127,19 +125,30 @@ def negative_elbo(model: VAE, x: torch.Tensor, levels: int, eps: torch.Tensor) -
     return {"loss": recon + kl, "recon": recon, "kl": kl}
 
 
-def train_vae(x: np.ndarray, levels: int, *, hidden: int, latent: int, epochs: int, batch_size: int, lr: float,
-              seed: int) -> VAE:
-    """A fresh VAE trained by Adam on the mean −ELBO of minibatches for ``epochs`` passes over ``x``; deterministic
-    given ``seed`` on a given device."""
+@dataclass(frozen=True)
+class VAERecipe(Params):
+    """The model and its training, fixed for every generation [assumed: our choice, sized for 2 CPU cores]."""
+
+    hidden: int = param(256, positive_int)       # ReLU units of the one hidden layer of encoder and decoder
+    latent: int = param(8, positive_int)         # dimensions of z
+    epochs: int = param(60, non_negative_int)    # passes over whatever training set the regime gives
+    batch_size: int = param(256, positive_int)   # images per Adam step
+    lr: float = param(3e-3, positive_float)      # Adam's learning rate
+
+
+def train_vae(x: np.ndarray, levels: int, recipe: VAERecipe, seed: int) -> VAE:
+    """A fresh VAE trained by Adam on the mean −ELBO of minibatches for ``recipe.epochs`` passes over ``x``;
+    deterministic given ``seed`` on a given device."""
     device = repro.torch_device()
+    hidden, latent, batch_size = recipe.hidden, recipe.latent, recipe.batch_size
     model = VAE(x.shape[1], hidden, latent)
     _init(model, torch.Generator().manual_seed(seed))
     model.to(device)
     g = torch.Generator(device=device).manual_seed(seed)
     data = torch.from_numpy(np.array(x, dtype=np.float32)).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     model.train()
-    for _ in range(epochs):
+    for _ in range(recipe.epochs):
         for idx in torch.randperm(len(data), generator=g, device=device).split(batch_size):
             eps = torch.randn((1, len(idx), latent), generator=g, device=device)
             loss = negative_elbo(model, data[idx], levels, eps)["loss"].mean()
@@ -196,11 +205,11 @@ def confident_fraction(probabilities: np.ndarray, threshold: float = CONFIDENCE)
 
 
 @lru_cache(maxsize=2)
-def _real_digits(held_out_fraction: float, split_seed: int) -> tuple:
+def _real_digits(held_out_fraction: float, seed: int) -> tuple:
     """The split real digits (read-only) and the classifier trained on them, computed once per process: every
     (regime, seed) task a worker runs builds the same experiment."""
     x, y = images.digits()
-    train, held = images.stratified_split(y, held_out_fraction, split_seed)
+    train, held = images.stratified_split(y, held_out_fraction, seed)
     parts = x[train], y[train], x[held], y[held]
     for part in parts:
         part.setflags(write=False)
@@ -209,28 +218,23 @@ def _real_digits(held_out_fraction: float, split_seed: int) -> tuple:
 
 @dataclass(frozen=True)
 class VAEExperiment:
-    """The VAE family on the real 8×8 digits: a fixed stratified split (``held_out_fraction``, ``split_seed``),
-    the fixed training recipe and the diversity classifier. ``build()`` is what ``generations.run_all`` calls."""
+    """The VAE family on the real 8×8 digits: a fixed stratified split, the fixed training recipe and the diversity
+    classifier. ``build()`` is what ``generations.run_all`` calls."""
 
-    hidden: int = 256
-    latent: int = 8
-    epochs: int = 60
-    batch_size: int = 256
-    lr: float = 3e-3
-    held_out_fraction: float = 0.2
-    split_seed: int = 0
-    coverage_share: float = 0.025
-    n_preview: int = 16
+    recipe: VAERecipe = VAERecipe()
+    held_out_fraction: float = 0.2   # share of the digits held out (stratified by class)
+    seed: int = 0                    # of the split
+    coverage_share: float = 0.025    # a class is covered when at least this share of the samples has it
+    n_preview: int = 16              # synthetic images kept per generation for the figures
 
     levels: ClassVar[int] = images.DIGITS_LEVELS
 
     def data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(train_x, train_labels, held_out_x, held_out_labels)`` of the real digits (read-only arrays)."""
-        return _real_digits(self.held_out_fraction, self.split_seed)[:4]
+        return _real_digits(self.held_out_fraction, self.seed)[:4]
 
     def fit(self, train: np.ndarray, seed: int) -> VAE:
-        return train_vae(train, self.levels, hidden=self.hidden, latent=self.latent, epochs=self.epochs,
-                         batch_size=self.batch_size, lr=self.lr, seed=seed)
+        return train_vae(train, self.levels, self.recipe, seed)
 
     def sample(self, model: VAE, like: np.ndarray, seed: int) -> np.ndarray:
         return sample_images(model, len(like), self.levels, seed)
@@ -248,13 +252,13 @@ class VAEExperiment:
     def real_reference(self) -> dict[str, float]:
         """The classifier's ``accuracy``, the ``class_entropy`` and ``coverage`` of its labels, and its
         ``confident_fraction``, on the real held-out digits: what a perfect generator would show."""
-        *_, held_x, held_y, classifier = _real_digits(self.held_out_fraction, self.split_seed)
+        *_, held_x, held_y, classifier = _real_digits(self.held_out_fraction, self.seed)
         predicted = classifier.predict(held_x)
         return {"accuracy": float(np.mean(predicted == held_y)), **diversity(predicted, self.coverage_share),
                 "confident_fraction": confident_fraction(classifier.predict_proba(held_x))}
 
     def build(self) -> tuple[Family, np.ndarray, np.ndarray]:
-        train_x, _, held_x, _, classifier = _real_digits(self.held_out_fraction, self.split_seed)
+        train_x, _, held_x, _, classifier = _real_digits(self.held_out_fraction, self.seed)
         family = Family(self.fit, self.sample, self.evaluate, preview=partial(self.preview, classifier))
         return family, train_x, held_x
 
@@ -275,81 +279,10 @@ def diversity_claims(entropy: dict[str, np.ndarray], band: float) -> dict[str, d
     }
 
 
-def tile(batch: np.ndarray, n_cols: int = 4, side: int = 8, gap: int = 1) -> np.ndarray:
-    """Images ``(n, side²)`` as one grey canvas with ``n_cols`` columns and a ``gap``-pixel white border (NaN)."""
-    n_rows = -(-len(batch) // n_cols)
-    step = side + gap
-    canvas = np.full((n_rows * step + gap, n_cols * step + gap), np.nan)
-    for i, img in enumerate(batch):
-        r, c = divmod(i, n_cols)
-        canvas[gap + r * step:gap + r * step + side, gap + c * step:gap + c * step + side] = img.reshape(side, side)
-    return canvas
-
-
-def diversity_figure(entropy: dict[str, np.ndarray], coverage: dict[str, np.ndarray], real_entropy: float,
-                     title: str, confident: dict[str, np.ndarray], real_confident: float):
-    """Class entropy (left), class coverage (middle) and the share of samples the classifier recognises confidently
-    (right; ``confident``, a table like ``entropy``) of each generation's synthetic set per regime: mean and min–max
-    band over seeds; dashed: the real held-out digits (ln 10 ≈ 2.303 would be all classes equally often); dotted:
-    :data:`COMPETENT_FRACTION`."""
-    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.3))
-    for ax, table in zip(axes, (entropy, coverage, confident)):
-        for regime, values in table.items():
-            gens = np.arange(1, values.shape[1] + 1)
-            color = REGIME_COLORS[regime]
-            ax.plot(gens, values.mean(axis=0), color=color, marker="o", ms=3, label=REGIME_LABELS[regime])
-            ax.fill_between(gens, values.min(axis=0), values.max(axis=0), color=color, alpha=0.2, lw=0)
-        ax.set_xlabel("model-fitting generation")
-        ax.set_xticks(gens)
-        ax.grid(True, alpha=0.3)
-    axes[0].axhline(real_entropy, color="k", ls="--", lw=1, label="real held-out digits")
-    axes[0].set_ylabel(f"class entropy of samples (nats; max ln {N_CLASSES})")
-    axes[0].set_title("diversity: entropy of predicted classes")
-    axes[1].set_ylabel("fraction of the 10 classes covered")
-    axes[1].set_ylim(-0.05, 1.05)
-    axes[1].set_title("coverage")
-    axes[2].axhline(real_confident, color="k", ls="--", lw=1, label="real held-out digits")
-    axes[2].axhline(COMPETENT_FRACTION, color="0.4", ls=":", lw=1, label="competence threshold (generation 1)")
-    axes[2].set_ylabel(f"share with top-class probability ≥ {CONFIDENCE}")
-    axes[2].set_ylim(-0.05, 1.05)
-    axes[2].set_title("confidently recognised samples")
-    axes[2].legend(fontsize="small", loc="center", bbox_to_anchor=(0.5, 0.6), ncol=2)  # in the gap above the curves
-    axes[0].legend(fontsize="small")
-    fig.suptitle(title)
-    return fig
-
-
-def sample_grid_figure(results: list[dict], seed: int, generations: list[int], real: np.ndarray, title: str):
-    """Rows = regimes, columns = real digits then the chosen generations (1-based) of run ``seed``: each cell tiles
-    that generation's first synthetic images (8×8, white = 0, black = 1)."""
-    runs = [r for r in results if r["seed"] == seed]
-    if not runs:
-        raise ValueError(f"no run with seed {seed!r}; seeds present: {sorted({r['seed'] for r in results})}")
-    fig, axes = plt.subplots(len(runs), len(generations) + 1, figsize=(1.7 * (len(generations) + 1) + 0.9,
-                                                                       1.8 * len(runs) + 0.5), squeeze=False)
-    cmap = plt.get_cmap("gray_r").with_extremes(bad="white")
-    for i, run in enumerate(runs):
-        cells = [("real", real)] + [(f"generation {n}", run["generations"][n - 1]["preview"]["images"])
-                                    for n in generations]
-        for j, (label, batch) in enumerate(cells):
-            ax = axes[i, j]
-            ax.imshow(tile(batch), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.spines[:].set_visible(False)
-            if i == 0:
-                ax.set_title(label, fontsize="medium")
-        axes[i, 0].set_ylabel(REGIME_LABELS[run["regime"]], color=REGIME_COLORS[run["regime"]], fontsize="medium")
-    fig.suptitle(title)
-    return fig
-
-
 @dataclass(frozen=True)
 class VAECollapseConfig(GenerationsConfig):
     """Notebook 01c. ``seeds`` are the loop's seeds (one run per regime and seed); ``seed`` fixes the real
-    train / held-out split. Model and recipe fields are those of :class:`VAEExperiment`; ``band`` is the relative
-    band, fixed before any run, within which accumulate's loss must stay of its generation-1 value; ``grid_columns``
-    generations (evenly spaced, first and last included) appear in the sample grid.
+    train / held-out split; ``recipe`` is the model and its training (:class:`VAERecipe`).
 
     Scales: ``smoke`` seconds (2 seeds, 2 generations, a tiny model); ``quick`` a preview (3 seeds, 8 generations,
     256 hidden units, 8 latent dimensions, 60 epochs in minibatches of 256; ≈ 1 min on 2 CPU cores); ``full`` the
@@ -364,29 +297,29 @@ class VAECollapseConfig(GenerationsConfig):
     """
 
     n_generations: int = param(8, positive_int)
-    hidden: int = param(256, positive_int)
-    latent: int = param(8, positive_int)
-    epochs: int = param(60, positive_int)
-    batch_size: int = param(256, positive_int)
-    lr: float = param(3e-3, positive_float)
-    held_out_fraction: float = param(0.2, fraction)
-    coverage_share: float = param(0.025, fraction)
-    grid_columns: int = param(4, positive_int)
+    recipe: VAERecipe = param(VAERecipe())
+    held_out_fraction: float = param(0.2, fraction)   # share of the real digits held out (split by ``seed``)
+    coverage_share: float = param(0.025, fraction)    # a class is covered with at least this share of the samples
+    grid_columns: int = param(4, positive_int)        # generations (evenly spaced) shown in the sample grid
 
     SCALES = {
-        "smoke": dict(n_generations=2, seeds=(0, 1), hidden=32, latent=4, epochs=2, batch_size=128, grid_columns=2),
+        "smoke": dict(n_generations=2, seeds=(0, 1), recipe=dict(hidden=32, latent=4, epochs=2, batch_size=128),
+                      grid_columns=2),
         "quick": {},
-        "full": dict(n_generations=6, hidden=512, latent=16, epochs=300, batch_size=64, lr=1e-3),
-        "paper": dict(n_generations=20, seeds=tuple(range(10)), hidden=500, latent=16, epochs=200, batch_size=100,
-                      lr=1e-3),
+        "full": dict(n_generations=6, recipe=dict(hidden=512, latent=16, epochs=300, batch_size=64, lr=1e-3)),
+        "paper": dict(n_generations=20, seeds=tuple(range(10)),
+                      recipe=dict(hidden=500, latent=16, epochs=200, batch_size=100, lr=1e-3)),
     }
 
     def experiment(self) -> VAEExperiment:
-        return VAEExperiment(hidden=self.hidden, latent=self.latent, epochs=self.epochs, batch_size=self.batch_size,
-                             lr=self.lr, held_out_fraction=self.held_out_fraction, split_seed=self.seed,
-                             coverage_share=self.coverage_share)
+        return VAEExperiment(self.recipe, self.held_out_fraction, self.seed, self.coverage_share)
 
     def grid_generations(self) -> list[int]:
         """``grid_columns`` generations, evenly spaced from 1 to ``n_generations``."""
         k = min(self.grid_columns, self.n_generations)
         return sorted({int(round(v)) for v in np.linspace(1, self.n_generations, k)})
+
+
+def run(cfg: VAECollapseConfig) -> generations.Runs:
+    """Every regime and seed of ``cfg`` through the generation loop."""
+    return generations.run(cfg.experiment(), cfg)
