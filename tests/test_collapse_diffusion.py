@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from labkit.collapse import diffusion as D
+from labkit.collapse import diffusion_model as DM
+from labkit.collapse import plots_diffusion
 from labkit.collapse.generations import run_generations
 from labkit.config import ConfigError
 from labkit.data import molecules as M
@@ -96,8 +98,8 @@ def _chain(n_atoms, code=1, max_atoms=9):
 
 def test_graph_features_hop_counts():
     """A chain of five atoms: neighbours 1 hop, then 2, 3 and '>= 4'; a single bond code on bonded pairs."""
-    edges = D.graph_features(_chain(5, max_atoms=6))["edges"][0]
-    hop_class = edges[..., D.N_BOND_CODES:].argmax(-1)
+    edges = DM.graph_features(_chain(5, max_atoms=6))["edges"][0]
+    hop_class = edges[..., DM.N_BOND_CODES:].argmax(-1)
     assert [int(hop_class[0, j]) + 1 for j in range(1, 5)] == [1, 2, 3, 4]
     assert edges[0, 1, 1] == 1 and edges[0, 2, 0] == 1 and edges[0, 0].sum() == 0 and edges[:, 5].sum() == 0
 
@@ -110,11 +112,11 @@ def _random_orthogonal(seed):
 @pytest.mark.parametrize("reflect", [False, True])
 def test_denoiser_is_e3_equivariant_and_ignores_padding(qm9, reflect):
     torch.manual_seed(0)
-    model = D.ConformerDiffusion(hidden=16, layers=3, diffusion_steps=10)
+    model = DM.ConformerDiffusion(hidden=16, layers=3, diffusion_steps=10)
     for layer in model.denoiser.layers:                        # leave the near-identity start: a real test
         torch.nn.init.normal_(layer.coord[-1].weight, std=0.3)
-    g = D.graph_features(qm9[np.arange(6)])
-    x = D._centre(torch.randn(6, 9, 3, generator=torch.Generator().manual_seed(1)), g["mask"])
+    g = DM.graph_features(qm9[np.arange(6)])
+    x = DM.centre(torch.randn(6, 9, 3, generator=torch.Generator().manual_seed(1)), g["mask"])
     t = torch.tensor([1, 3, 5, 7, 9, 10])
     eps = model(x, t, g["nodes"], g["edges"], g["mask"])
     q = _random_orthogonal(2) * torch.tensor([1.0, 1.0, -1.0 if reflect else 1.0])
@@ -142,7 +144,7 @@ def test_sampler_stays_finite_under_a_wild_denoiser(qm9):
     """The tanh bound on coordinate updates: even a denoiser with huge weights cannot make the sampler overflow
     (a two-atom molecule far from the training data once did, before the bound)."""
     torch.manual_seed(0)
-    model = D.ConformerDiffusion(hidden=8, layers=2, diffusion_steps=50).eval()
+    model = DM.ConformerDiffusion(hidden=8, layers=2, diffusion_steps=50).eval()
     for p in model.parameters():
         torch.nn.init.normal_(p, std=3.0)
     hcn = _chain(2, code=3)
@@ -215,7 +217,7 @@ def test_conformer_figure(qm9):
     import matplotlib
 
     matplotlib.use("Agg")
-    fig = D.conformer_figure(qm9[np.arange(2)], {"generation 1": qm9.coords[:2] + 0.1}, "test")
+    fig = plots_diffusion.conformer_figure(qm9[np.arange(2)], {"generation 1": qm9.coords[:2] + 0.1}, "test")
     assert len(fig.axes) == 4
 
 
@@ -225,10 +227,10 @@ def test_config_presets_and_validation():
     quick = D.DiffusionCollapseConfig.from_params(scale="quick")
     assert len(quick.seeds) >= 3 and quick.regimes == ("replace", "accumulate", "accumulate_subsample")
     exp = quick.experiment()
-    assert exp.recipe.epochs == quick.epochs and exp.n_train == quick.n_train
+    assert exp.recipe == quick.recipe and exp.n_train == quick.n_train
     smoke = D.DiffusionCollapseConfig.from_params(scale="smoke", seeds=[4, 5])
     assert smoke.seeds == (4, 5)
-    bad = [({"max_heavy_atoms": 10}, r"an integer in \[2, 9\]"), ({"n_check": 10_000}, "'n_check'"), ({"n_train_": 5}, "did you mean")]
+    bad = [({"max_heavy_atoms": 10}, r"an integer in \[2, 9\]"), ({"recipe": {"n_check": 10_000}}, "'recipe.n_check'"), ({"n_train_": 5}, "did you mean")]
     for params, message in bad:
         with pytest.raises(ConfigError, match=message):
             D.DiffusionCollapseConfig.from_params(scale="quick", **params)

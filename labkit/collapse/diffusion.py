@@ -22,23 +22,7 @@ and the ancestral sampler runs :math:`x_T \sim \mathcal N_0`,
 :math:`\sigma_t^2 = \beta_t(1-\bar\alpha_{t-1})/(1-\bar\alpha_t)`, :math:`z \sim \mathcal N_0` (zero at t = 1).
 Zero-centre-of-mass noise makes the model translation invariant (as in EDM, Hoogeboom et al. 2022).
 
-Denoiser: EGNN layers (Satorras, Hoogeboom & Welling 2021, arXiv 2102.09844, Eqs. 3–6) on the fully connected
-heavy-atom graph, with GeoDiff-style edge attributes :math:`a_{ij}` (bond order and shortest-path hop count
-1, 2, 3, ≥4, so bonded, angle and torsion partners are told apart):
-
-.. math::  m_{ij} = \phi_e(h_i, h_j, \|x_i-x_j\|^2, a_{ij}), \quad
-           x_i \leftarrow x_i + \tfrac{1}{N-1}\sum_{j\ne i} \frac{x_i-x_j}{\|x_i-x_j\|+1}\,
-           \tfrac{r}{L}\tanh\phi_x(m_{ij}), \quad
-           h_i \leftarrow h_i + \phi_h\big(h_i, \textstyle\sum_{j\ne i} m_{ij}\big),
-
-with the normalised differences and the tanh bound (:math:`r` = 15 Å over :math:`L` layers) of EDM's EGNN
-(Hoogeboom et al. 2022): without the bound, a conformer that drifts far from anything seen in training (e.g. a rare
-two-atom molecule under a model trained on generated data) feeds ever larger distances back into the network and
-the sampler overflows.
-
-Node features: element, hydrogen count and an embedding of the noise level :math:`t`; the prediction is
-:math:`\hat\epsilon = x^{(L)} - x_t` re-centred (E(3)-equivariant: rotating, reflecting or translating
-:math:`x_t` rotates or reflects :math:`\hat\epsilon` and leaves it unchanged by translations; tested).
+The denoiser is :mod:`labkit.collapse.diffusion_model`.
 
 Metrics on held-out real molecules (:func:`evaluate`): ``loss`` = :math:`L` with a fixed set of noise levels and
 noise draws (fixed seed, so every generation and regime is scored on identical noise); ``bond_w1`` = Wasserstein-1
@@ -56,7 +40,7 @@ median: a learned generator worth studying should be in the range of a cheap sta
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -65,170 +49,48 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from labkit import repro
-from labkit.collapse.generations import Family
+from labkit.collapse import generations
 from labkit.collapse.config import GenerationsConfig
-from labkit.config import ConfigError, Interval, param, positive_float, positive_int
+from labkit.collapse.diffusion_model import ConformerDiffusion, centre, centred_noise, graph_features
+from labkit.collapse.generations import Family
+from labkit.config import ConfigError, Interval, Params, param, positive_float, positive_int
 from labkit.data import molecules
 from labkit.data.molecules import ELEMENTS, Conformers
 
-__all__ = ["Recipe", "Denoiser", "ConformerDiffusion", "graph_features", "centred_noise", "fit", "sample",
-           "denoising_loss", "kabsch_rmsd", "evaluate", "rdkit_graph", "etkdg_coords", "etkdg_rmsd", "ETKDG_SEED",
-           "COMPETENT_RMSD_RATIO", "DiffusionExperiment", "conformer_figure",
-           "DiffusionCollapseConfig"]
+__all__ = ["Recipe", "fit", "sample", "denoising_loss", "kabsch_rmsd", "evaluate", "rdkit_graph", "etkdg_coords",
+           "etkdg_rmsd", "ETKDG_SEED", "COMPETENT_RMSD_RATIO", "DiffusionExperiment", "DiffusionCollapseConfig", "run"]
 
-MAX_HYDROGENS = 4
-N_HOPS = 4                      # hop-count classes 1, 2, 3, >= 4 (or disconnected)
-N_BOND_CODES = 5                # none, single, double, triple, aromatic
-NODE_FEATURES = len(ELEMENTS) + MAX_HYDROGENS + 1
-EDGE_FEATURES = N_BOND_CODES + N_HOPS
-TIME_FEATURES = 16
 EVAL_SEED = 0                   # the fixed noise every model is scored on
-COORDS_RANGE = 15.0             # Å: bound on the summed per-edge coordinate updates of all layers (EDM)
 ETKDG_SEED = 42                 # randomSeed of every ETKDG embedding (the baseline is deterministic)
 COMPETENT_RMSD_RATIO = 1.5      # generation 1's median RMSD must be at most this times ETKDG's, fixed before any run
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """The fixed training and evaluation recipe of every generation's model.
+class Recipe(Params):
+    """The fixed training and evaluation recipe of every generation's model: ``ceil(epochs · len(train) /
+    batch_size)`` Adam steps on minibatches drawn with replacement, so, as with the paper's language models (one epoch
+    over whatever the data set is), a growing accumulated pool gets proportionally more steps (accumulate-subsample is
+    the fixed-budget control)."""
 
-    ``epochs`` passes over the training set in minibatches of ``batch_size`` molecules drawn with replacement,
-    i.e. ``ceil(epochs · len(train) / batch_size)`` Adam steps: as with the paper's language models (one epoch over
-    whatever the data set is), a growing accumulated pool gets proportionally more steps (accumulate-subsample is the
-    fixed-budget control); ``eval_levels`` evenly spaced noise levels, one fixed draw each, per held-out
-    molecule for the loss; the first ``n_check`` held-out graphs get one generated conformer each for the bond
-    and RMSD checks."""
-
-    hidden: int = 32
-    layers: int = 3
-    diffusion_steps: int = 50
-    epochs: int = 40
-    batch_size: int = 64
-    lr: float = 2e-3
-    eval_levels: int = 10
-    n_check: int = 100
+    hidden: int = param(32, positive_int)            # width of the EGNN layers
+    layers: int = param(3, positive_int)             # EGNN layers
+    diffusion_steps: int = param(50, positive_int)   # T, the noise levels of the sampler
+    epochs: int = param(40, positive_int)            # passes over whatever training set the regime gives
+    batch_size: int = param(64, positive_int)        # molecules per Adam step
+    lr: float = param(2e-3, positive_float)          # Adam's learning rate
+    eval_levels: int = param(10, positive_int)       # evenly spaced noise levels, one fixed draw each, of the loss
+    n_check: int = param(100, positive_int)          # first held-out graphs, one generated conformer each, for RMSDs
 
 
 # ------------------------------------------------------------------------------------------------- graph inputs
 
-def graph_features(data: Conformers, device=None) -> dict[str, torch.Tensor]:
-    """Tensors of a set: ``x`` (n, A, 3) coordinates, ``mask`` (n, A), ``nodes`` (n, A, NODE_FEATURES) one-hot
-    element and hydrogen count, ``edges`` (n, A, A, EDGE_FEATURES) one-hot bond code and hop count."""
-    bonds = torch.as_tensor(data.bonds, dtype=torch.long, device=device)
-    mask = torch.as_tensor(data.mask, device=device)
-    adjacency = (bonds > 0).float()
-    hops = torch.full(bonds.shape, N_HOPS, dtype=torch.long, device=device)   # ">= N_HOPS" unless a walk is shorter
-    reach = adjacency
-    for k in range(1, N_HOPS):                       # the first k with a k-step walk from i to j
-        hops = torch.where((reach > 0) & (hops == N_HOPS), k, hops)
-        reach = reach @ adjacency
-    edges = torch.cat([nn.functional.one_hot(bonds, N_BOND_CODES), nn.functional.one_hot(hops - 1, N_HOPS)],
-                      dim=-1).float()
-    pair = (mask[:, :, None] & mask[:, None, :]) & ~torch.eye(mask.shape[1], dtype=torch.bool, device=device)
-    nodes = torch.cat([nn.functional.one_hot(torch.as_tensor(data.atoms, device=device), len(ELEMENTS)),
-                       nn.functional.one_hot(torch.as_tensor(data.n_hydrogens, device=device).clamp(max=MAX_HYDROGENS),
-                                             MAX_HYDROGENS + 1)], dim=-1).float()
-    return {"x": torch.as_tensor(data.coords, device=device), "mask": mask,
-            "nodes": nodes * mask[..., None], "edges": edges * pair[..., None]}
-
-
-def _centre(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Subtract each molecule's mean over its real atoms; padding stays 0."""
-    m = mask[..., None].to(x.dtype)
-    return (x - (x * m).sum(1, keepdim=True) / m.sum(1, keepdim=True)) * m
-
-
-def centred_noise(mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Standard normal noise on the real atoms, projected to zero centre of mass, shape (n, A, 3)."""
-    eps = torch.randn(*mask.shape, 3, generator=generator, device=mask.device)
-    return _centre(eps, mask)
-
 
 # ------------------------------------------------------------------------------------------------- the denoiser
-
-class EGNNLayer(nn.Module):
-    """One E(n)-equivariant layer (Satorras et al. 2021) on a dense, padded, fully connected graph."""
-
-    def __init__(self, hidden: int, coords_range: float):
-        super().__init__()
-        self.coords_range = coords_range
-        # phi_e's first linear layer on [h_i, h_j, d_ij^2, a_ij], split into its blocks (the same map, fewer flops)
-        self.edge_i = nn.Linear(hidden, hidden)
-        self.edge_j = nn.Linear(hidden, hidden, bias=False)
-        self.edge_rest = nn.Linear(1 + EDGE_FEATURES, hidden, bias=False)
-        self.edge_out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
-        self.coord = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 1, bias=False))
-        nn.init.xavier_uniform_(self.coord[-1].weight, gain=0.001)      # start near the identity map (EGNN)
-        self.node = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
-
-    def forward(self, h, x, edges, pair, n_atoms):
-        diff = x[:, :, None] - x[:, None, :]                                        # (B, A, A, 3)
-        d2 = (diff**2).sum(-1, keepdim=True)
-        m = self.edge_out(self.edge_i(h)[:, :, None] + self.edge_j(h)[:, None, :]
-                          + self.edge_rest(torch.cat([d2, edges], dim=-1))) * pair
-        weight = self.coords_range * torch.tanh(self.coord(m))          # bounded: no runaway far from the data
-        step = diff / ((d2 + 1e-8).sqrt() + 1) * weight * pair             # 1e-8: finite gradients at d = 0
-        x = x + step.sum(2) / (n_atoms - 1).clamp(min=1)[:, None, None]
-        h = h + self.node(torch.cat([h, m.sum(2)], dim=-1))
-        return h, x
-
-
-class Denoiser(nn.Module):
-    """:math:`\\hat\\epsilon_\\theta(x_t, t, G)`: EGNN layers on graph features plus a noise-level embedding."""
-
-    def __init__(self, hidden: int, layers: int):
-        super().__init__()
-        self.embed = nn.Linear(NODE_FEATURES + TIME_FEATURES, hidden)
-        self.layers = nn.ModuleList(EGNNLayer(hidden, COORDS_RANGE / layers) for _ in range(layers))
-        self.register_buffer("freqs", torch.exp(-math.log(1000.0) * torch.arange(TIME_FEATURES // 2) /
-                                                (TIME_FEATURES // 2)), persistent=False)
-
-    def forward(self, x_t, t_frac, nodes, edges, mask):
-        """``x_t`` (B, A, 3) centred, ``t_frac`` (B,) = t/T in (0, 1]; returns centred ε̂ (B, A, 3)."""
-        angles = 1000.0 * t_frac[:, None] * self.freqs                                 # sinusoidal, (B, F/2)
-        time = torch.cat([angles.sin(), angles.cos()], dim=-1)[:, None].expand(-1, x_t.shape[1], -1)
-        m = mask[..., None].to(x_t.dtype)
-        h = self.embed(torch.cat([nodes, time], dim=-1)) * m
-        pair = (m * m.transpose(1, 2)).unsqueeze(-1) * (1 - torch.eye(x_t.shape[1], device=x_t.device))[..., None]
-        n_atoms = mask.sum(1).to(x_t.dtype)
-        x = x_t
-        for layer in self.layers:
-            h, x = layer(h, x, edges, pair, n_atoms)
-            h = h * m
-        return _centre(x - x_t, mask)
-
-
-def _betas(steps: int) -> torch.Tensor:
-    r""":math:`\beta_t = 1 - \bar\alpha(t/T)/\bar\alpha((t-1)/T)` for t = 1..T, with the continuous limit of Ho et
-    al.'s linear schedule, :math:`\bar\alpha(s) = \exp(-0.1 s - 9.95 s^2)` (Song et al. 2021, VP-SDE)."""
-    s = torch.linspace(0, 1, steps + 1, dtype=torch.float64)
-    log_alpha_bar = -0.1 * s - 9.95 * s**2
-    return 1 - torch.exp(log_alpha_bar[1:] - log_alpha_bar[:-1])
-
-
-class ConformerDiffusion(nn.Module):
-    """A denoiser and its noise schedule (index t = 1..T; index 0 of the buffers is t = 0)."""
-
-    def __init__(self, hidden: int, layers: int, diffusion_steps: int):
-        super().__init__()
-        self.steps = diffusion_steps
-        self.denoiser = Denoiser(hidden, layers)
-        betas = torch.cat([torch.zeros(1, dtype=torch.float64), _betas(diffusion_steps)])
-        self.register_buffer("betas", betas.float())
-        self.register_buffer("alpha_bars", torch.cumprod(1 - betas, 0).float())
-
-    def forward(self, x_t, t, nodes, edges, mask):
-        return self.denoiser(x_t, t.to(x_t.dtype) / self.steps, nodes, edges, mask)
-
-    def noisy(self, x0, t, eps):
-        """:math:`x_t = \\sqrt{\\bar\\alpha_t} x_0 + \\sqrt{1-\\bar\\alpha_t}\\,\\epsilon`."""
-        a = self.alpha_bars[t][:, None, None]
-        return a.sqrt() * x0 + (1 - a).sqrt() * eps
 
 
 def _loss(model: ConformerDiffusion, g: dict, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """Per-molecule ε-MSE over real coordinates, shape (B,)."""
-    x0 = _centre(g["x"], g["mask"])
+    x0 = centre(g["x"], g["mask"])
     pred = model(model.noisy(x0, t, eps), t, g["nodes"], g["edges"], g["mask"])
     return ((pred - eps) ** 2).sum((1, 2)) / (3 * g["mask"].sum(1))
 
@@ -404,20 +266,20 @@ def _preview(data: Conformers, n: int) -> np.ndarray:
 @dataclass(frozen=True)
 class DiffusionExperiment:
     """Real QM9 conformers: ``n_train`` training and ``n_held_out`` held-out molecules of at most
-    ``max_heavy_atoms`` heavy atoms (disjoint, drawn by ``data_seed``); every generation trains with ``recipe``.
+    ``max_heavy_atoms`` heavy atoms (disjoint, drawn by ``seed``); every generation trains with ``recipe``.
     The preview of a synthetic set is the generated coordinates of its first ``n_preview`` graphs (all the last
     generation samples: its set trains no model)."""
 
     n_train: int = 1000
     n_held_out: int = 250
     max_heavy_atoms: int = 7
-    data_seed: int = 0
-    recipe: Recipe = field(default_factory=Recipe)
+    seed: int = 0
+    recipe: Recipe = Recipe()
     n_preview: int = 4
 
     def data(self) -> tuple[Conformers, Conformers]:
         """``(real_train, held_out)``."""
-        both = molecules.load_qm9(self.n_train + self.n_held_out, self.max_heavy_atoms, self.data_seed)
+        both = molecules.load_qm9(self.n_train + self.n_held_out, self.max_heavy_atoms, self.seed)
         return both[np.arange(self.n_train)], both[np.arange(self.n_train, len(both))]
 
     def build(self) -> tuple[Family, Conformers, Conformers]:
@@ -431,74 +293,13 @@ class DiffusionExperiment:
 
 # ------------------------------------------------------------------------------------------------- figures
 
-ELEMENT_COLORS = {"C": "0.35", "N": "#1f5fd6", "O": "#d62728", "F": "#2ca02c", "P": "#ff7f0e", "S": "#bcbd22",
-                  "Cl": "#17becf", "Br": "#8c564b", "I": "#9467bd"}
-
-
-def _draw_molecule(ax, coords: np.ndarray, mol: Conformers, title: str, centre: np.ndarray, radius: float,
-                   ghost: np.ndarray | None = None) -> None:
-    """Atoms (coloured by element) and bonds of ``mol`` at ``coords`` (A, 3); ``ghost``: the real conformer, drawn
-    faintly underneath; a cube of half-width ``radius`` Å around ``centre``, grid lines 1 Å apart, a 1 Å scale bar."""
-    from matplotlib.ticker import MultipleLocator
-
-    m = mol.mask[0]
-    pairs = list(zip(*np.nonzero(np.triu(mol.bonds[0][np.ix_(m, m)] > 0, 1))))
-    if ghost is not None:
-        for i, j in pairs:
-            ax.plot(*ghost[m][[i, j]].T, color="0.8", lw=3, zorder=1)
-    xyz = coords[m]
-    for i, j in pairs:
-        ax.plot(*xyz[[i, j]].T, color="0.45", lw=1.5)
-    ax.scatter(*xyz.T, c=[ELEMENT_COLORS[ELEMENTS[a]] for a in mol.atoms[0][m]], s=40, depthshade=False,
-               edgecolors="k", linewidths=0.4)
-    ax.set(xlim=(centre[0] - radius, centre[0] + radius), ylim=(centre[1] - radius, centre[1] + radius),
-           zlim=(centre[2] - radius, centre[2] + radius))
-    corner = centre - 0.9 * radius                                           # a 1 Å scale bar along x, low corner
-    ax.plot([corner[0], corner[0] + 1.0], [corner[1]] * 2, [corner[2]] * 2, color="k", lw=2.5, zorder=5)
-    ax.text(corner[0] + 0.5, corner[1], corner[2] + 0.12 * radius, "1 Å", ha="center", fontsize=7)
-    ax.set_box_aspect((1, 1, 1))
-    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
-        axis.set_major_locator(MultipleLocator(1.0))
-        axis.set_ticklabels([])
-    ax.set_title(title, fontsize=8)
-
-
-def conformer_figure(real: Conformers, generated: dict[str, np.ndarray], title: str):
-    """Rows: the molecules of ``real``; columns: the real conformer, then each entry of ``generated``
-    (label -> coordinates (n, A, 3) for the same graphs), rotated onto the real one (Kabsch) and drawn over it
-    (the real one in light grey), with its RMSD. Atoms coloured by element (C grey, N blue, O red, F green); every
-    panel of a row shows the same cube of space, grid lines 1 Å apart, with a 1 Å scale bar."""
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-
-    n, cols = len(real), 1 + len(generated)
-    fig = plt.figure(figsize=(2.2 * cols, 2.3 * n + 0.6))
-    for r in range(n):
-        mol = real[r]
-        m = mol.mask[0]
-        aligned = {label: kabsch_rmsd(coords[r:r + 1], mol.coords, mol.mask) for label, coords in generated.items()}
-        centre = mol.coords[0][m].mean(0)
-        radius = max(np.abs(c[0][0][m] - centre).max() for c in [(mol.coords, None), *aligned.values()]) + 0.4
-        _draw_molecule(fig.add_subplot(n, cols, r * cols + 1, projection="3d"), mol.coords[0], mol,
-                       f"real (QM9 DFT)\n{mol.smiles[0]}", centre, radius)
-        for c, (label, (coords, rmsd)) in enumerate(aligned.items(), start=2):
-            _draw_molecule(fig.add_subplot(n, cols, r * cols + c, projection="3d"), coords[0], mol,
-                           f"{label}\nRMSD {rmsd[0]:.2f} Å", centre, radius, ghost=mol.coords[0])
-    present = sorted({ELEMENTS[a] for a in real.atoms[real.mask]}, key=ELEMENTS.index)
-    handles = [Line2D([], [], ls="", marker="o", color=ELEMENT_COLORS[e], markeredgecolor="k") for e in present]
-    handles.append(Line2D([], [], color="0.8", lw=3))
-    fig.legend(handles, present + ["real conformer (behind)"], loc="lower center", ncol=len(handles), frameon=False)
-    fig.suptitle(title)
-    return fig
-
 
 # ------------------------------------------------------------------------------------------------- config
 
 @dataclass(frozen=True)
 class DiffusionCollapseConfig(GenerationsConfig):
     """Notebook 01d. ``seeds`` are the loop's seeds (one run per regime and seed); ``seed`` fixes the real train /
-    held-out molecules; model and recipe fields are those of :class:`Recipe`; ``band`` is the relative band, fixed
-    before any run, within which accumulate's held-out loss must stay of its generation-1 value.
+    held-out molecules; ``recipe`` is the model and its training (:class:`Recipe`).
 
     - ``smoke`` seconds: 2 seeds, 2 generations, a one-layer denoiser on 48 molecules.
     - ``quick`` a preview, ≈ 3 min on 2 CPU cores: 3 seeds, 4 generations, QM9 molecules of ≤ 7 heavy atoms
@@ -515,38 +316,36 @@ class DiffusionCollapseConfig(GenerationsConfig):
       (``load_geom`` gives GEOM itself for users with the download)."""
 
     max_heavy_atoms: int = param(7, Interval(int, 2, 9, closed="both"))  # QM9: <= 9
-    n_train: int = param(1000, positive_int)
-    n_held_out: int = param(250, positive_int)
-    hidden: int = param(32, positive_int)
-    layers: int = param(3, positive_int)
-    diffusion_steps: int = param(50, positive_int)
-    epochs: int = param(40, positive_int)
-    batch_size: int = param(64, positive_int)
-    lr: float = param(2e-3, positive_float)
-    eval_levels: int = param(10, positive_int)
-    n_check: int = param(100, positive_int)
-    n_preview: int = param(3, positive_int)
+    n_train: int = param(1000, positive_int)       # real training molecules
+    n_held_out: int = param(250, positive_int)     # real held-out molecules
+    recipe: Recipe = param(Recipe())
+    n_preview: int = param(3, positive_int)        # graphs whose generated conformers the figures show
 
     SCALES = {
-        "smoke": dict(n_generations=2, seeds=(0, 1), n_train=48, n_held_out=24, hidden=8, layers=1,
-                      diffusion_steps=16, epochs=15, batch_size=16, eval_levels=3, n_check=8, n_preview=2),
+        "smoke": dict(n_generations=2, seeds=(0, 1), n_train=48, n_held_out=24, n_preview=2,
+                      recipe=dict(hidden=8, layers=1, diffusion_steps=16, epochs=15, batch_size=16, eval_levels=3,
+                                  n_check=8)),
         "quick": {},
-        "full": dict(max_heavy_atoms=9, n_train=10_000, n_held_out=1_000, epochs=8, n_check=300, n_preview=6),
+        "full": dict(max_heavy_atoms=9, n_train=10_000, n_held_out=1_000, n_preview=6,
+                     recipe=dict(epochs=8, n_check=300)),
         "paper": dict(n_generations=10, seeds=(0, 1, 2, 3, 4), max_heavy_atoms=9, n_train=50_000, n_held_out=5_000,
-                      hidden=128, layers=6, diffusion_steps=500, epochs=100, batch_size=128, lr=5e-4,
-                      eval_levels=50, n_check=1000),
+                      recipe=dict(hidden=128, layers=6, diffusion_steps=500, epochs=100, batch_size=128, lr=5e-4,
+                                  eval_levels=50, n_check=1000)),
     }
 
     def validate(self) -> None:
         super().validate()
-        if self.n_check > self.n_held_out or self.n_preview > self.n_train:
-            raise ConfigError("DiffusionCollapseConfig: 'n_check' must be <= 'n_held_out' and 'n_preview' <= "
-                              f"'n_train', got {self.n_check}/{self.n_held_out} and {self.n_preview}/{self.n_train}")
+        if self.recipe.n_check > self.n_held_out or self.n_preview > self.n_train:
+            raise ConfigError("DiffusionCollapseConfig: 'recipe.n_check' must be <= 'n_held_out' and 'n_preview' <= "
+                              f"'n_train', got {self.recipe.n_check}/{self.n_held_out} and "
+                              f"{self.n_preview}/{self.n_train}")
 
     def experiment(self) -> DiffusionExperiment:
-        recipe = Recipe(hidden=self.hidden, layers=self.layers, diffusion_steps=self.diffusion_steps,
-                        epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                        eval_levels=self.eval_levels, n_check=self.n_check)
         return DiffusionExperiment(n_train=self.n_train, n_held_out=self.n_held_out,
-                                   max_heavy_atoms=self.max_heavy_atoms, data_seed=self.seed, recipe=recipe,
+                                   max_heavy_atoms=self.max_heavy_atoms, seed=self.seed, recipe=self.recipe,
                                    n_preview=self.n_preview)
+
+
+def run(cfg: DiffusionCollapseConfig) -> generations.Runs:
+    """Every regime and seed of ``cfg`` through the generation loop."""
+    return generations.run(cfg.experiment(), cfg)
