@@ -7,7 +7,7 @@ import torch
 
 from labkit import repro
 from labkit.config import ConfigError
-from labkit.memory import icl
+from labkit.memory import icl, icl_model
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _model(seed=0, d=16, heads=2, layers=2):
     torch.manual_seed(seed)
-    return icl.EnergyTransformer(d, heads, layers).eval()
+    return icl_model.EnergyTransformer(d, heads, layers).eval()
 
 
 def _rel_err(a, b):
@@ -32,7 +32,7 @@ def test_shapes():
 
 
 def test_mask_blocks_what_it_should():
-    mask = icl.candidate_mask(3, torch.tensor([0, 2]))
+    mask = icl_model.candidate_mask(3, torch.tensor([0, 2]))
     allowed = ~mask
     assert allowed[:3, :3].tolist() == [[True, False, False], [True, True, False], [True, True, True]]
     assert not allowed[:3, 3:].any()                                 # real tokens never see candidates
@@ -92,11 +92,11 @@ def test_langevin_keeps_shape_and_leaks_no_gradient():
     m = _model().train()
     x, neg = torch.randn(2, 5, 2), torch.rand(2, 10, 2) * 30 - 15
     prefix = torch.arange(5).repeat_interleave(2)
-    out = icl.langevin(m, x, neg, prefix, 3, 0.1, 0.01, torch.Generator().manual_seed(0))
+    out = icl_model.langevin(m, x, neg, prefix, 3, 0.1, 0.01, torch.Generator().manual_seed(0))
     assert out.shape == neg.shape and not out.requires_grad and out.grad_fn is None
     assert all(p.grad is None for p in m.parameters())
     assert not torch.equal(out, neg)
-    assert torch.equal(icl.langevin(m, x, neg, prefix, 0, 0.1, 0.01, torch.Generator()), neg)
+    assert torch.equal(icl_model.langevin(m, x, neg, prefix, 0, 0.1, 0.01, torch.Generator()), neg)
 
 
 def test_bounded_langevin_stays_in_the_box_the_normaliser_integrates():
@@ -105,16 +105,16 @@ def test_bounded_langevin_stays_in_the_box_the_normaliser_integrates():
         m.head.weight.mul_(1e4)                                           # steep energy: free chains fly off
     x, neg = torch.randn(2, 5, 2), torch.rand(2, 10, 2) * 30 - 15
     prefix = torch.arange(5).repeat_interleave(2)
-    free = icl.langevin(m, x, neg, prefix, 3, 0.1, 0.01, torch.Generator().manual_seed(0))
-    bounded = icl.langevin(m, x, neg, prefix, 3, 0.1, 0.01, torch.Generator().manual_seed(0), bound=15.0)
+    free = icl_model.langevin(m, x, neg, prefix, 3, 0.1, 0.01, torch.Generator().manual_seed(0))
+    bounded = icl_model.langevin(m, x, neg, prefix, 3, 0.1, 0.01, torch.Generator().manual_seed(0), bound=15.0)
     assert free.abs().max() > 15 and bounded.abs().max() <= 15
-    assert icl.InContextEnergyModel(bounded=True).chain_bound == 15.0
-    assert icl.InContextEnergyModel().chain_bound is None
+    assert icl_model.InContextEnergyModel(bounded=True).chain_bound == 15.0
+    assert icl_model.InContextEnergyModel().chain_bound is None
 
 
 def test_gradient_update_lowers_the_energy():
-    X, _ = icl.THREE_COMPONENTS.sample(16, 12, repro.rng(0))
-    est = icl.InContextEnergyModel(d_model=16, n_heads=2, n_layers=1, n_steps=3, batch_size=4, progress=False).fit(X)
+    X, _ = icl_model.THREE_COMPONENTS.sample(16, 12, repro.rng(0))
+    est = icl_model.InContextEnergyModel(d_model=16, n_heads=2, n_layers=1, n_steps=3, batch_size=4, progress=False).fit(X)
     mem = est.memory(X[0, :8], step_size=1e-3)
     q = repro.rng(1).uniform(-5, 5, (20, 2))
     assert mem.energy(q).shape == (20,) and mem.update(q).shape == q.shape
@@ -124,21 +124,21 @@ def test_gradient_update_lowers_the_energy():
 
 
 def test_fit_is_deterministic_and_loss_decreases():
-    X, _ = icl.THREE_COMPONENTS.sample(64, 16, repro.rng(0))
+    X, _ = icl_model.THREE_COMPONENTS.sample(64, 16, repro.rng(0))
     kw = dict(d_model=16, n_heads=2, n_layers=1, langevin_steps=3, n_steps=40, batch_size=8, progress=False)
-    a = icl.InContextEnergyModel(random_state=3, **kw).fit(X)
-    b = icl.InContextEnergyModel(random_state=3, **kw).fit(X)
+    a = icl_model.InContextEnergyModel(seed=3, **kw).fit(X)
+    b = icl_model.InContextEnergyModel(seed=3, **kw).fit(X)
     assert np.array_equal(a.loss_history_, b.loss_history_)
     q = repro.rng(2).normal(0, 5, (1, 30, 2))
     assert np.array_equal(a.energy(X[:1, :5], q), b.energy(X[:1, :5], q))
-    c = icl.InContextEnergyModel(random_state=4, **kw).fit(X)
+    c = icl_model.InContextEnergyModel(seed=4, **kw).fit(X)
     assert not np.array_equal(a.loss_history_, c.loss_history_)
     assert a.loss_history_[-10:].mean() < a.loss_history_[:5].mean()
 
 
 def test_energy_is_chunk_invariant_and_checks_shapes():
-    X, _ = icl.THREE_COMPONENTS.sample(8, 10, repro.rng(0))
-    est = icl.InContextEnergyModel(d_model=16, n_heads=2, n_layers=1, n_steps=2, batch_size=4, progress=False).fit(X)
+    X, _ = icl_model.THREE_COMPONENTS.sample(8, 10, repro.rng(0))
+    est = icl_model.InContextEnergyModel(d_model=16, n_heads=2, n_layers=1, n_steps=2, batch_size=4, progress=False).fit(X)
     q = repro.rng(1).normal(0, 5, (2, 50, 2))
     full = est.energy(X[:2, :4], q)
     est.chunk_size = 7
@@ -147,13 +147,13 @@ def test_energy_is_chunk_invariant_and_checks_shapes():
     with pytest.raises(ValueError, match="share B"):
         est.energy(X[:3, :4], q)
     with pytest.raises(RuntimeError, match="not fitted"):
-        icl.InContextEnergyModel().energy(X[:2, :4], q)
+        icl_model.InContextEnergyModel().energy(X[:2, :4], q)
     with pytest.raises(ValueError, match="shape"):
-        icl.InContextEnergyModel().fit(np.zeros((4, 2)))
+        icl_model.InContextEnergyModel().fit(np.zeros((4, 2)))
 
 
 def test_mixture_sampler_and_density():
-    fam = icl.MixtureFamily(3, 5.0, 0.33)
+    fam = icl_model.MixtureFamily(3, 5.0, 0.33)
     pts, means = fam.sample(4, 500, repro.rng(0))
     assert pts.shape == (4, 500, 2) and means.shape == (4, 3, 2)
     nearest = np.sqrt(((pts[:, :, None] - means[:, None]) ** 2).sum(-1)).min(-1)
@@ -173,7 +173,7 @@ def test_grid_normaliser_of_a_gaussian_energy():
 
 def _mixture_energy(means, std, offset=0.0):
     """-log p of an equal-weight isotropic mixture, shifted by ``offset`` (so log Z = -offset)."""
-    fam = icl.MixtureFamily(len(means), 1.0, std)
+    fam = icl_model.MixtureFamily(len(means), 1.0, std)
     return lambda x: -fam.log_density(np.asarray(x)[None], means[None])[0] + offset
 
 
@@ -198,8 +198,8 @@ def test_has_well_sees_one_well_per_cluster_and_not_a_broad_basin():
 
 
 def _tiny_fit(**kw):
-    X, _ = icl.THREE_COMPONENTS.sample(8, 10, repro.rng(0))
-    return icl.InContextEnergyModel(d_model=16, n_heads=2, n_layers=1, n_steps=2, batch_size=4, progress=False,
+    X, _ = icl_model.THREE_COMPONENTS.sample(8, 10, repro.rng(0))
+    return icl_model.InContextEnergyModel(d_model=16, n_heads=2, n_layers=1, n_steps=2, batch_size=4, progress=False,
                                     **kw).fit(X)
 
 
@@ -218,7 +218,7 @@ def test_sample_mse_is_the_squared_distance_of_langevin_samples_and_deterministi
 def test_evaluate_shapes_and_endpoints():
     cfg = icl.ICLEnergyConfig.from_params(scale="smoke")
     est = _tiny_fit()
-    e = icl.evaluate(est, icl.FIVE_COMPONENTS, cfg, repro.rng(1))
+    e = icl.evaluate(est, icl_model.FIVE_COMPONENTS, cfg, repro.rng(1))
     shape = (cfg.n_eval_mixtures, len(cfg.context_sizes))
     assert e.nll.shape == e.wells.shape == e.sample_mse.shape == shape and e.true_nll.shape == (shape[0],)
     assert e.context.shape == (shape[0], cfg.context_sizes[-1], 2) and e.means.shape == (shape[0], 5, 2)
@@ -240,18 +240,22 @@ def test_endpoint_paired_change_and_standard_error():
 def test_config_presets_and_validation():
     for scale in ("smoke", "quick", "paper"):
         cfg = icl.ICLEnergyConfig.from_params(scale=scale)
-        assert isinstance(cfg.estimator(0, progress=False), icl.InContextEnergyModel)
+        assert isinstance(cfg.estimator(0, progress=False), icl_model.InContextEnergyModel)
     for scale in ("quick", "paper"):                                   # the authors' small configuration
         cfg = icl.ICLEnergyConfig.from_params(scale=scale)
-        assert (cfg.d_model, cfg.n_heads, cfg.n_layers, cfg.langevin_steps) == (64, 8, 3, 7)
-        assert (cfg.step_size, cfg.noise_std, cfg.learning_rate, cfg.reg) == (0.1, 0.01, 1e-3, 1e-3)
+        r = cfg.recipe
+        assert (r.d_model, r.n_heads, r.n_layers, r.langevin_steps) == (64, 8, 3, 7)
+        assert (r.step_size, r.noise_std, r.learning_rate, r.reg) == (0.1, 0.01, 1e-3, 1e-3)
         assert cfg.n_seeds >= 3
     cfg = icl.ICLEnergyConfig.from_params(scale="quick")
-    assert cfg.estimator(0).random_state != cfg.estimator(1).random_state
+    assert cfg.estimator(0).seed != cfg.estimator(1).seed
     assert cfg.training_data(0).shape == (cfg.n_train_sequences, cfg.context_len, 2)
-    bad = [dict(n_heads=5), dict(n_seeds=1), dict(torch_threads=0), dict(context_sizes=(1, 2)),
+    streams = {cfg.estimator(i).seed for i in range(3)} | {int(cfg.eval_rng(0, 0, 0).integers(2**31)),
+                                                           int(repro.rng(cfg.seed).integers(2**31))}
+    assert len(streams) == 5                         # distinct streams: none is the bare seed's or another's, padded
+    bad = [dict(recipe=dict(n_heads=5)), dict(n_seeds=1), dict(torch_threads=0), dict(context_sizes=(1, 2)),
            dict(context_sizes=(0, 4, 2)), dict(context_sizes=(0, 64)), dict(landscape_lim=20.0),
-           dict(well_spacing=2.0), dict(step_size=0), dict(n_stepz=3)]
+           dict(well_spacing=2.0), dict(recipe=dict(step_size=0)), dict(recipe=dict(n_stepz=3)), dict(n_steps=3)]
     for params in bad:
         with pytest.raises(ConfigError):
             icl.ICLEnergyConfig.from_params(scale="quick", **params)
