@@ -26,15 +26,12 @@ Usage: ``python -m labkit.pipeline [--scale full] [--force] [--jobs 1] [--check]
 import argparse
 import ast
 import concurrent.futures
-import ctypes
 import fnmatch
 import json
 import multiprocessing
 import os
 import platform
-import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -43,24 +40,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jupyter_client.manager import AsyncKernelManager
-from traitlets import default
 
-from labkit import paths
+from labkit import kernel, paths
 from labkit.config import SCALES
 from labkit.manifest import Busy, NotPublished, exclusive, publish, recorded_inputs, sha256
-from labkit.repro import THREAD_VARS, thread_count
+from labkit.repro import thread_count
 
 __all__ = [
     "KERNEL", "BUSY", "Notebook", "discover", "code_cells", "declared_parameters", "labkit_modules",
     "input_components", "input_hash", "stale_reasons", "run",
 ]
 
-KERNEL = "labkit"
-START_TIMEOUT_S = 120
+KERNEL = kernel.KERNEL
 CELL_TIMEOUT_S = {"smoke": 600, "quick": 3600, "full": 3 * 3600, "paper": None}
 MAX_JOBS = 4  # kernels collide on ports beyond a few parallel workers
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 BUSY = os.EX_TEMPFAIL  # 75, sysexits.h: another pipeline is publishing to the same figures folder; try again later
 
 
@@ -231,91 +224,6 @@ def _cpu() -> dict[str, str]:
     return {"machine": platform.machine(), "vector_isa": isa}
 
 
-def _kernel_env(staging: Path, threads: int) -> dict[str, str]:
-    return {
-        "LABKIT_RUN_DIR": str(staging),
-        "LABKIT_HASHED": str(paths.LABKIT),
-        "LABKIT_THREADS": str(threads),
-        "LABKIT_HEADLESS": "1",                                  # explorers render once, statically
-        **{var: str(threads) for var in THREAD_VARS},
-        "PYTHONHASHSEED": "0",
-        "MPLBACKEND": "Agg",
-        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-    }
-
-
-def _die_with(parent: int) -> None:
-    """Pool initializer: this worker gets SIGKILL when ``parent`` dies (Linux's parent-death signal; ``parent``
-    forked it from the thread that runs the pool, which outlives the pool)."""
-    if sys.platform.startswith("linux"):
-        if ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL):
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent:  # it died before prctl took effect
-        os._exit(1)
-
-
-def _guard(parent: int, kernel_cmd: list[str]) -> int:
-    """Run the kernel as a child and guard its process group (a session of its own, made by jupyter_client for
-    this process): kill the whole group when ``parent`` dies; when the kernel exits, stop whatever it left running.
-    Returns the kernel's exit status."""
-    try:
-        parent_exit = os.pidfd_open(parent)  # readable once the parent has exited
-    except ProcessLookupError:
-        return 1
-    if os.getppid() != parent:
-        return 1
-    kernel = subprocess.Popen(kernel_cmd)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # interrupts are sent to the whole group: they are the kernel's
-    ready, _, _ = select.select([parent_exit, os.pidfd_open(kernel.pid)], [], [])
-    if parent_exit in ready:
-        os.killpg(0, signal.SIGKILL)  # this process included
-    code = kernel.wait()
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    os.killpg(0, signal.SIGTERM)
-    return code if code >= 0 else 128 - code
-
-
-class _GuardedKernelManager(AsyncKernelManager):
-    """Starts the kernel under :func:`_guard` (on Linux), watching the process that starts it, and talks to it over
-    CurveZMQ-encrypted sockets when libzmq and the kernelspec support them."""
-
-    @default("transport_encryption")
-    def _encrypted(self) -> str:
-        import zmq
-
-        return "auto" if zmq.has("curve") else "disabled"
-
-    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-        cmd = super().format_kernel_cmd(extra_arguments)
-        if not hasattr(os, "pidfd_open"):
-            return cmd
-        boot = (f"import sys; sys.path.insert(0, {str(paths.ROOT)!r}); from labkit.pipeline import _guard; "
-                "sys.exit(_guard(int(sys.argv[1]), sys.argv[2:]))")
-        return [sys.executable, "-I", "-c", boot, str(os.getpid()), *cmd]
-
-
-def _execute(nb_path: str, out_path: str, parameters: dict[str, Any], env: dict[str, str],
-             cell_timeout: int | None) -> dict[str, Any]:
-    """Run one notebook with papermill (in a worker process); return success or the failing cell."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
-    os.environ.update(env)
-    t0 = time.perf_counter()
-    try:
-        papermill.execute_notebook(
-            nb_path, out_path, parameters=parameters, kernel_name=KERNEL, start_timeout=START_TIMEOUT_S,
-            execution_timeout=cell_timeout, cwd=str(Path(nb_path).parent), progress_bar=False,
-            kernel_manager_class=_GuardedKernelManager,
-        )
-    except PapermillExecutionError as e:
-        first = next((ln for ln in e.source.splitlines() if ln.strip()), "")
-        return {"ok": False, "error": f"cell In [{e.exec_count}] (`{first.strip()}`) raised {e.ename}: {e.evalue}"}
-    except Exception as e:  # kernel died, timed out, could not start ...
-        return {"ok": False, "error": f"{type(e).__name__}: {e}"}
-    return {"ok": True, "wall_time_s": round(time.perf_counter() - t0, 2)}
-
-
 def _run_record(staging: Path) -> dict[str, Any]:
     """The kernel's ``record.json``; raises ValueError when another labkit than the hashed one wrote it."""
     path = staging / "record.json"
@@ -401,13 +309,13 @@ def _run_jobs(todo: list[_Job], scale: str, jobs: int, figures_dir: Path, build_
     workers = max(1, min(jobs, MAX_JOBS, len(todo)))
     try:
         with concurrent.futures.ProcessPoolExecutor(workers, multiprocessing.get_context("fork"),
-                                                    initializer=_die_with, initargs=(os.getpid(),)) as pool:
+                                                    initializer=kernel.die_with, initargs=(os.getpid(),)) as pool:
             futures = {}
             for job in todo:
                 staging = run_dir / job.notebook.name
                 staging.mkdir()
-                futures[pool.submit(_execute, str(job.notebook.path), str(staging / job.notebook.path.name),
-                                    job.components["parameters"], _kernel_env(staging, threads),
+                futures[pool.submit(kernel.execute, str(job.notebook.path), str(staging / job.notebook.path.name),
+                                    job.components["parameters"], kernel.kernel_env(staging, threads),
                                     CELL_TIMEOUT_S[scale])] = (job, staging)
             done = [_finish(*futures[future], future.result(), run_info, figures_dir, build_dir, echo)
                     for future in concurrent.futures.as_completed(futures)]
