@@ -15,7 +15,8 @@ is what the detectors and FACADE read.
 shuffling and dropout.
 """
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch

@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from labkit import kernel, paths
 from labkit.config import SCALES
 from labkit.manifest import Busy, NotPublished, exclusive, publish, recorded_inputs, sha256

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from labkit import paths, repro
-from labkit.config import NotebookConfig
 from labkit.atomic import atomic_target, atomic_write_text
+from labkit.config import NotebookConfig
 
 __all__ = ["Recorder", "jsonable", "pinned_packages"]
 

@@ -6,9 +6,22 @@ import numpy as np
 import pytest
 
 from labkit.collapse.config import LinearCollapseConfig
-from labkit.config import (ConfigError, Interval, NotebookConfig, Params, boolean, check_estimator_params, check_params,
-                           non_negative_real, optional, param, positive_float, positive_int, unit_interval,
-                           validate_params)
+from labkit.config import (
+    ConfigError,
+    Interval,
+    NotebookConfig,
+    Params,
+    boolean,
+    check_estimator_params,
+    check_params,
+    non_negative_real,
+    optional,
+    param,
+    positive_float,
+    positive_int,
+    unit_interval,
+    validate_params,
+)
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from torchvision.datasets import MNIST
 
-from labkit.data import DatasetUnavailable, download, images, molecules as M, text
-
+from labkit.data import DatasetUnavailable, download, images, text
+from labkit.data import molecules as M
 
 # ---- a local file server ------------------------------------------------------------------------------------------
 

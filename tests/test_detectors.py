@@ -9,12 +9,12 @@ from sklearn.neighbors import KernelDensity
 
 from labkit import repro
 from labkit.classifiers import MLP
-from labkit.detectors import (DeepKNN, Detector, KernelDensityUncertainty, LID, Mahalanobis, MaxSoftmax)
+from labkit.detectors import LID, DeepKNN, Detector, KernelDensityUncertainty, Mahalanobis, MaxSoftmax
 from labkit.detectors.base import hidden_features
 from labkit.detectors.config import DetectionConfig, train_calibration_test_split
 from labkit.detectors.density import kde_log_density, mc_dropout_uncertainty
-from labkit.detectors.lid import lid_mle
 from labkit.detectors.knn import nearest_distances
+from labkit.detectors.lid import lid_mle
 from labkit.detectors.mahalanobis import min_mahalanobis, tied_gaussian
 from labkit.detectors.metrics import detection_metrics, tpr_at_fpr
 from labkit.facade import Facade

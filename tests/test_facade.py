@@ -15,9 +15,14 @@ from labkit.config import ConfigError
 from labkit.facade import Facade
 from labkit.facade.circuits import BernoulliCircuits, edge_attributions, edge_slices, top_edges
 from labkit.facade.config import FacadeConfig
-from labkit.facade.geometry import (ClusterSubspaces, edge_contributions, log_radius_dimension, manifold_measures,
-                                    pseudo_class_geometry)
 from labkit.facade.experiment import AttackStats, FacadeResult, SeedRun
+from labkit.facade.geometry import (
+    ClusterSubspaces,
+    edge_contributions,
+    log_radius_dimension,
+    manifold_measures,
+    pseudo_class_geometry,
+)
 from labkit.facade.pseudoclasses import PseudoClasses, purity
 
 

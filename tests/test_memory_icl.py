@@ -9,7 +9,6 @@ from labkit import repro
 from labkit.config import ConfigError
 from labkit.memory import icl, icl_model
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

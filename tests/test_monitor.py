@@ -12,11 +12,29 @@ from labkit.classifiers import MLP, predict, train
 from labkit.config import ConfigError
 from labkit.data.images import digits, stratified_split
 from labkit.detectors.metrics import detection_metrics
-from labkit.monitor.evaluate import MONITORS, TASKS, AdaptiveRun, FilterRun, MonitorConfig, MonitorResult, \
-    MonitorRun, OrganismStats, monitor_scores
+from labkit.monitor.evaluate import (
+    MONITORS,
+    TASKS,
+    AdaptiveRun,
+    FilterRun,
+    MonitorConfig,
+    MonitorResult,
+    MonitorRun,
+    OrganismStats,
+    monitor_scores,
+)
 from labkit.monitor.filters import activation_clustering_scores, spectral_signature_scores
-from labkit.monitor.organisms import AdditiveTrigger, attack_success_rate, class_marker, corner_trigger, distil, \
-    mark, marker_reliance, poison, train_adaptive_backdoor
+from labkit.monitor.organisms import (
+    AdditiveTrigger,
+    attack_success_rate,
+    class_marker,
+    corner_trigger,
+    distil,
+    mark,
+    marker_reliance,
+    poison,
+    train_adaptive_backdoor,
+)
 
 SIZES = (64, 64, 32, 10)
 

@@ -9,7 +9,6 @@ from labkit import paths, pipeline
 from labkit.manifest import load_manifest
 from tests.conftest import FIXTURE_HEADER, plotting_notebook, write_notebook
 
-
 # --- what a notebook's inputs are -----------------------------------------------------------------
 
 def test_imports_are_traced_transitively_through_labkit():

@@ -8,8 +8,17 @@ code (``charlm``, ``vae``, ``diffusion``), so a notebook's input hash covers onl
 from dataclasses import dataclass
 
 from labkit.collapse.generations import REGIMES
-from labkit.config import ConfigError, NotebookConfig, non_negative_int, one_of, param, positive_float, positive_int, \
-    string, tuple_of
+from labkit.config import (
+    ConfigError,
+    NotebookConfig,
+    non_negative_int,
+    one_of,
+    param,
+    positive_float,
+    positive_int,
+    string,
+    tuple_of,
+)
 
 __all__ = ["LinearCollapseConfig", "GenerationsConfig"]
 

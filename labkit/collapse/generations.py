@@ -20,8 +20,9 @@ scale leaves one machine).
 
 import concurrent.futures
 import multiprocessing
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from tqdm.auto import tqdm

@@ -28,7 +28,7 @@ straightforward reference (one ``lstsq`` per seed and iteration on the explicitl
 consume the same random draws, so they agree to rounding error (tested), and the benchmark compares them.
 """
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 from tqdm.auto import tqdm

@@ -63,8 +63,8 @@ from torch.nn import functional as F
 
 from labkit import repro
 from labkit.collapse import generations
-from labkit.collapse.generations import Family
 from labkit.collapse.config import GenerationsConfig
+from labkit.collapse.generations import Family
 from labkit.config import Params, fraction, non_negative_int, param, positive_float, positive_int
 from labkit.data import images
 

@@ -61,7 +61,7 @@ def mnist(split: str = "train", cache_dir: Path | str | None = None) -> tuple[np
     of 1/255) and labels ``(n,)``. Files are cached in ``cache_dir/MNIST/raw`` (default ``build/data/mnist``)."""
     if split not in MNIST_SPLITS:
         raise ValueError(f"unknown MNIST split {split!r}; allowed: {', '.join(MNIST_SPLITS)}")
-    from torchvision.datasets import MNIST          # imported here: it costs seconds, and only MNIST needs it
+    from torchvision.datasets import MNIST  # imported here: it costs seconds, and only MNIST needs it
 
     root = Path(cache_dir) if cache_dir is not None else paths.BUILD / "data" / "mnist"
     try:

@@ -33,15 +33,29 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine, make_blobs
-from sklearn.metrics import (adjusted_mutual_info_score, adjusted_rand_score, normalized_mutual_info_score,
-                             silhouette_score)
+from sklearn.metrics import (
+    adjusted_mutual_info_score,
+    adjusted_rand_score,
+    normalized_mutual_info_score,
+    silhouette_score,
+)
 from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from labkit import repro
-from labkit.config import (ConfigError, Interval, NotebookConfig, fraction, non_negative_int, one_of, param,
-                           positive_float, positive_int, tuple_of)
+from labkit.config import (
+    ConfigError,
+    Interval,
+    NotebookConfig,
+    fraction,
+    non_negative_int,
+    one_of,
+    param,
+    positive_float,
+    positive_int,
+    tuple_of,
+)
 from labkit.memory.clam import ClAM
 from labkit.memory.crp import CRPMemory
 from labkit.memory.elbo import ELBOMemory, ELBOMixture, fixed_point_errors

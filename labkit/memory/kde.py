@@ -52,8 +52,17 @@ import numpy as np
 from scipy.special import lambertw, logsumexp
 
 from labkit import repro
-from labkit.config import (Check, ConfigError, NotebookConfig, non_negative_int, non_negative_real, param, positive_float,
-                           positive_int, tuple_of)
+from labkit.config import (
+    Check,
+    ConfigError,
+    NotebookConfig,
+    non_negative_int,
+    non_negative_real,
+    param,
+    positive_float,
+    positive_int,
+    tuple_of,
+)
 from labkit.memory.base import EnergyMemory
 
 __all__ = ["GaussianKDEMemory", "q_star", "alpha1", "ramsauer_exponent", "sphere_patterns", "retrieve",

@@ -40,16 +40,33 @@ from tqdm.auto import tqdm
 
 from labkit import repro
 from labkit.classifiers import MLP, predict, train
-from labkit.config import ConfigError, fraction, non_negative_int, non_negative_real, one_of, param, positive_float, \
-    positive_int, tuple_of, unit_interval
+from labkit.config import (
+    ConfigError,
+    fraction,
+    non_negative_int,
+    non_negative_real,
+    one_of,
+    param,
+    positive_float,
+    positive_int,
+    tuple_of,
+    unit_interval,
+)
 from labkit.data.images import digits, mnist
 from labkit.detectors import baselines
 from labkit.detectors.metrics import detection_metrics
 from labkit.facade import Facade
 from labkit.facade.config import FacadeDetectorConfig
 from labkit.monitor.filters import filter_scores
-from labkit.monitor.organisms import attack_success_rate, corner_trigger, distil, mark, marker_reliance, poison, \
-    train_adaptive_backdoor
+from labkit.monitor.organisms import (
+    attack_success_rate,
+    corner_trigger,
+    distil,
+    mark,
+    marker_reliance,
+    poison,
+    train_adaptive_backdoor,
+)
 from labkit.seeds import derived_seed
 from labkit.stats import mean_and_se
 

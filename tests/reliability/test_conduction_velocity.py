@@ -9,8 +9,12 @@ refused (ValueError / ImplausibleVelocityError with the diagnostics), never retu
 import numpy as np
 import pytest
 
-from labkit.rig.analysis.propagation import (MAX_FIT_RESIDUAL_MS, ImplausibleVelocityError, ImplausibleVelocityWarning,
-                                             conduction_velocity)
+from labkit.rig.analysis.propagation import (
+    MAX_FIT_RESIDUAL_MS,
+    ImplausibleVelocityError,
+    ImplausibleVelocityWarning,
+    conduction_velocity,
+)
 from labkit.rig.simulator.synthetic import FS, POS, record
 
 TOLERANCE = 0.05
