@@ -1,10 +1,11 @@
 """One notebook on a guarded kernel: what :mod:`labkit.pipeline` runs in each worker process.
 
 :func:`execute` runs a notebook with papermill on the project's registered kernel (explicit start and cell timeouts)
-in an environment of fixed thread counts, ``PYTHONHASHSEED`` and the Agg backend (:func:`kernel_env`). Nothing outlives
-the pipeline: a worker gets SIGKILL when the pipeline dies (:func:`die_with`, Linux's parent-death signal), and the
-kernel runs under :func:`guard`, which kills the kernel's whole process group when the worker dies and stops what the
-kernel left running when the kernel exits (:class:`GuardedKernelManager`, which also encrypts the kernel's sockets).
+in an environment of fixed thread counts, ``PYTHONHASHSEED``, the Agg backend and the repository root first on
+``PYTHONPATH`` (:func:`kernel_env`). Nothing outlives the pipeline: a worker gets SIGKILL when the pipeline dies
+(:func:`die_with`, Linux's parent-death signal), and the kernel runs under :func:`guard`, which kills the kernel's
+whole process group when the worker dies and stops what the kernel left running when the kernel exits
+(:class:`GuardedKernelManager`, which also encrypts the kernel's sockets).
 """
 
 import ctypes
@@ -33,7 +34,12 @@ _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def kernel_env(staging: Path, threads: int) -> dict[str, str]:
+    """The variables a kernel runs under. The repository root leads ``PYTHONPATH``: the kernel imports the labkit
+    the pipeline hashed, whichever labkit the venv's editable install points at (a worktree sharing another
+    checkout's venv)."""
+    pythonpath = [str(paths.ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     return {
+        "PYTHONPATH": os.pathsep.join(pythonpath),
         "LABKIT_RUN_DIR": str(staging),
         "LABKIT_HASHED": str(paths.LABKIT),
         "LABKIT_THREADS": str(threads),

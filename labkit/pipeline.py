@@ -18,7 +18,8 @@ at the published figures to its last publish, and a second run on the same folde
 pid of the first (``--check`` takes no lock). Nothing outlives the pipeline: its worker processes get SIGKILL when
 it dies (Linux's parent-death signal), and each kernel runs under a guard process that kills the kernel's whole
 process group (the kernel and everything it started) when the worker dies, and what the kernel left running when
-the kernel exits. A kernel that imports another labkit than the one hashed is refused.
+the kernel exits. The kernel imports the labkit it was hashed from (the repository root leads its
+``PYTHONPATH``); a kernel that imports another labkit all the same is refused.
 
 Usage: ``python -m labkit.pipeline [--scale full] [--force] [--jobs 1] [--check] [-p key=value] [NOTEBOOK ...]``.
 """

@@ -102,13 +102,14 @@ def test_scale_is_set_with_the_scale_option_only(sandbox):
     assert not sandbox.figures.exists() and not sandbox.build.exists()
 
 
-def test_a_kernel_that_imports_another_labkit_is_refused(sandbox, tmp_path, monkeypatch):
+def test_a_kernel_that_imports_another_labkit_is_refused(sandbox, tmp_path):
     other = tmp_path / "other-checkout"
     shutil.copytree(paths.LABKIT, other / "labkit", ignore=shutil.ignore_patterns("__pycache__"))
     for file in (paths.MATPLOTLIBRC, *paths.REQUIREMENTS):
         shutil.copy(file, other)
-    monkeypatch.setenv("PYTHONPATH", str(other))  # the kernel imports the copy; the pipeline hashed this checkout
-    plotting_notebook(sandbox.notebooks / "90_walk.ipynb", "90_walk")
+    # the notebook imports the copy; the pipeline hashed this checkout
+    write_notebook(sandbox.notebooks / "90_walk.ipynb", "scale = 'quick'\nseed = 0",
+                   f"import sys\nsys.path.insert(0, {str(other)!r})", FIXTURE_HEADER)
     assert sandbox.run() == 1
     assert "FAILED" in sandbox.output and f"imports labkit from {other / 'labkit'}" in sandbox.output
     assert f"hashed {paths.LABKIT}" in sandbox.output
