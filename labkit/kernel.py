@@ -22,6 +22,7 @@ from jupyter_client.manager import AsyncKernelManager
 from traitlets import default
 
 from labkit import paths
+from labkit.execution import Execution
 from labkit.repro import THREAD_VARS
 
 __all__ = ["KERNEL", "START_TIMEOUT_S", "kernel_env", "die_with", "guard", "GuardedKernelManager", "execute"]
@@ -33,18 +34,18 @@ START_TIMEOUT_S = 120
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
-def kernel_env(staging: Path, threads: int) -> dict[str, str]:
-    """The variables a kernel runs under. The repository root leads ``PYTHONPATH``: the kernel imports the labkit
-    the pipeline hashed, whichever labkit the venv's editable install points at (a worktree sharing another
-    checkout's venv)."""
+def kernel_env(staging: Path, settings: Execution) -> dict[str, str]:
+    """The variables a kernel runs under: its run folder, the execution ``settings`` and thread counts, and the
+    repository root first on ``PYTHONPATH``, so that the kernel imports the labkit the pipeline hashed whichever
+    labkit the venv's editable install points at (a worktree sharing another checkout's venv)."""
     pythonpath = [str(paths.ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     return {
         "PYTHONPATH": os.pathsep.join(pythonpath),
         "LABKIT_RUN_DIR": str(staging),
         "LABKIT_HASHED": str(paths.LABKIT),
-        "LABKIT_THREADS": str(threads),
+        **settings.environment(),
         "LABKIT_HEADLESS": "1",                                  # explorers render once, statically
-        **{var: str(threads) for var in THREAD_VARS},
+        **{var: str(settings.threads) for var in THREAD_VARS},
         "PYTHONHASHSEED": "0",
         "MPLBACKEND": "Agg",
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",

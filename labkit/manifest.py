@@ -128,7 +128,7 @@ def publish(notebook: str, record: dict[str, Any], staging: Path, figures_dir: P
             "claims": claims,
             "parameters": record["config"],
             "seed": record["config"].get("seed"),
-            "threads": record["threads"],
+            "execution": record["execution"],
             "package_versions": record["package_versions"],
             **run_info,
         })

@@ -21,7 +21,13 @@ process group (the kernel and everything it started) when the worker dies, and w
 the kernel exits. The kernel imports the labkit it was hashed from (the repository root leads its
 ``PYTHONPATH``); a kernel that imports another labkit all the same is refused.
 
-Usage: ``python -m labkit.pipeline [--scale full] [--force] [--jobs 1] [--check] [-p key=value] [NOTEBOOK ...]``.
+Where the work runs is not what it computes: the execution settings (:mod:`labkit.execution`: a Dask
+``--scheduler`` for the generation loops of 01b–01d, else a local pool of ``--workers``; ``$LABKIT_THREADS``) reach
+each kernel as environment variables, never as notebook parameters, so they are outside the input hash (moving a run
+to a cluster leaves its figures up to date) and each sidecar records them in its ``execution`` section.
+
+Usage: ``python -m labkit.pipeline [--scale full] [--force] [--jobs 1] [--check] [-p key=value]
+[--scheduler tcp://host:8786] [--workers 2] [NOTEBOOK ...]``.
 """
 
 import argparse
@@ -31,7 +37,6 @@ import fnmatch
 import json
 import multiprocessing
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -43,8 +48,8 @@ from typing import Any
 
 from labkit import kernel, paths
 from labkit.config import SCALES
+from labkit.execution import Execution, current
 from labkit.manifest import Busy, NotPublished, exclusive, publish, recorded_inputs, sha256
-from labkit.repro import thread_count
 
 __all__ = [
     "KERNEL", "BUSY", "Notebook", "discover", "code_cells", "declared_parameters", "labkit_modules",
@@ -211,19 +216,6 @@ def _git() -> dict[str, Any]:
         return {"git_commit": None, "git_dirty": None}
 
 
-def _cpu() -> dict[str, str]:
-    """The machine and its widest vector instruction set: torch's and MKL's kernels choose their code path by it,
-    so it sets the last bits of every trained model (README, "Reproducibility")."""
-    flags: set[str] = set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = set(next((line for line in f if line.startswith("flags")), ":").split(":", 1)[1].split())
-    except OSError:
-        pass
-    isa = next((name for name in ("avx512f", "avx2", "avx", "sse4_2") if name in flags), "unknown")
-    return {"machine": platform.machine(), "vector_isa": isa}
-
-
 def _run_record(staging: Path) -> dict[str, Any]:
     """The kernel's ``record.json``; raises ValueError when another labkit than the hashed one wrote it."""
     path = staging / "record.json"
@@ -262,10 +254,13 @@ def _stale(jobs: list[_Job], figures_dir: Path, force: bool, check_only: bool, e
 
 
 def run(scale: str = "full", *, force: bool = False, jobs: int = 1, patterns: list[str] | None = None,
-        parameters: dict[str, Any] | None = None, check_only: bool = False,
+        parameters: dict[str, Any] | None = None, execution: Execution | None = None, check_only: bool = False,
         notebooks_dir: Path = paths.NOTEBOOKS, figures_dir: Path | None = None, build_dir: Path = paths.BUILD,
         echo=print) -> int:
     """Bring the figures of the selected notebooks up to date; returns the process exit status.
+
+    ``parameters`` override the notebooks' parameters cells (and enter the input hash); ``execution`` says where the
+    kernels run their work (default: :func:`labkit.execution.current`) and does not.
 
     With ``check_only`` nothing runs: the status is 1 when any notebook is stale. Otherwise the run holds
     ``figures_dir``'s lock throughout; when another pipeline holds it, nothing runs, the refusal goes to stderr and
@@ -287,25 +282,27 @@ def run(scale: str = "full", *, force: bool = False, jobs: int = 1, patterns: li
         params = {"scale": scale, **(parameters or {})}
         unknown = sorted(set(params) - set(declared))
         if unknown:
-            raise SystemExit(f"{nb.name}: unknown parameter(s) {unknown}; allowed: {', '.join(declared)}")
+            options = [f"--{name}" for name in unknown if name in ("scheduler", "workers")]
+            hint = f" (use {', '.join(options)}: where the work runs is not a parameter)" if options else ""
+            raise SystemExit(f"{nb.name}: unknown parameter(s) {unknown}; allowed: {', '.join(declared)}{hint}")
         selected.append(_Job(nb, input_components(nb, params)))
     if check_only:
         return int(bool(_stale(selected, figures_dir, force, check_only, echo)))
     try:
         with exclusive(figures_dir):
             todo = _stale(selected, figures_dir, force, check_only, echo)
-            return _run_jobs(todo, scale, jobs, figures_dir, build_dir, echo) if todo else 0
+            return _run_jobs(todo, scale, jobs, execution or current(), figures_dir, build_dir, echo) if todo else 0
     except Busy as e:
         print(e, file=sys.stderr)
         return BUSY
 
 
-def _run_jobs(todo: list[_Job], scale: str, jobs: int, figures_dir: Path, build_dir: Path, echo) -> int:
+def _run_jobs(todo: list[_Job], scale: str, jobs: int, execution: Execution, figures_dir: Path, build_dir: Path,
+              echo) -> int:
     """Execute the notebooks, each in a staging folder of this run, and publish each success; 1 if any failed."""
-    threads = thread_count()
     (build_dir / "staging").mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%dT%H%M%S-"), dir=build_dir / "staging"))
-    run_info = {"run_id": run_dir.name, "scale": scale, **_git(), "cpu": _cpu()}
+    run_info = {"run_id": run_dir.name, "scale": scale, **_git()}
     workers = max(1, min(jobs, MAX_JOBS, len(todo)))
     try:
         with concurrent.futures.ProcessPoolExecutor(workers, multiprocessing.get_context("fork"),
@@ -315,7 +312,7 @@ def _run_jobs(todo: list[_Job], scale: str, jobs: int, figures_dir: Path, build_
                 staging = run_dir / job.notebook.name
                 staging.mkdir()
                 futures[pool.submit(kernel.execute, str(job.notebook.path), str(staging / job.notebook.path.name),
-                                    job.components["parameters"], kernel.kernel_env(staging, threads),
+                                    job.components["parameters"], kernel.kernel_env(staging, execution),
                                     CELL_TIMEOUT_S[scale])] = (job, staging)
             done = [_finish(*futures[future], future.result(), run_info, figures_dir, build_dir, echo)
                     for future in concurrent.futures.as_completed(futures)]
@@ -373,14 +370,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only report stale notebooks; exit 1 if any")
     parser.add_argument("-p", "--param", action="append", type=_parse_parameter, default=[],
                         help="notebook parameter override, key=python-literal")
+    parser.add_argument("--scheduler", help="a Dask scheduler address (tcp://host:8786) for the generation loops of "
+                        "01b-01d (default: $LABKIT_SCHEDULER, else a local process pool); not hashed")
+    parser.add_argument("--workers", type=int, help="processes of the local pool (default: $LABKIT_WORKERS, else 2); "
+                        "not hashed")
     parser.add_argument("--notebooks-dir", type=Path, default=paths.NOTEBOOKS, help="where the notebooks are")
     parser.add_argument("--figures-dir", type=Path, default=None,
                         help="where figures are published (default: $LABKIT_FIGURES_DIR or figures/)")
     parser.add_argument("--build-dir", type=Path, default=paths.BUILD, help="executed copies and staging")
     args = parser.parse_args(argv)
+    given = {"scheduler": args.scheduler, "workers": args.workers}
+    try:
+        execution = current().replace(**{name: value for name, value in given.items() if value is not None})
+    except ValueError as e:
+        parser.error(str(e))
     return run(args.scale, force=args.force, jobs=args.jobs, patterns=args.notebooks or None,
-               parameters=dict(args.param), check_only=args.check, notebooks_dir=args.notebooks_dir,
-               figures_dir=args.figures_dir, build_dir=args.build_dir)
+               parameters=dict(args.param), execution=execution, check_only=args.check,
+               notebooks_dir=args.notebooks_dir, figures_dir=args.figures_dir, build_dir=args.build_dir)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 A notebook creates one :class:`Recorder` from its config, saves each figure with :meth:`Recorder.save`
 and checks its paper's claims with :meth:`Recorder.check`. Everything goes to the run folder
 (``paths.run_dir()``): the PNGs and ``record.json`` (config, figures, captions, key numbers, claims with
-their measured values, thread counts, package versions and the labkit folder as the kernel sees them). Under the
+their measured values, the execution settings, thread pools, device and CPU (``labkit.execution.describe``),
+package versions and the labkit folder as the kernel sees them). Under the
 pipeline a Recorder refuses to start when the kernel imports another labkit than the one whose code the pipeline
 hashed (``$LABKIT_HASHED``): the recorded inputs would describe code that did not run. The pipeline then
 publishes the run: sidecars, ``figures/MANIFEST.json`` and the index (see ``labkit.manifest``). A failed claim
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from labkit import paths, repro
+from labkit import execution, paths, repro
 from labkit.atomic import atomic_target, atomic_write_text
 from labkit.config import NotebookConfig
 
@@ -64,7 +65,7 @@ class Recorder:
         self.dir.mkdir(parents=True, exist_ok=True)
         for stale in [*self.dir.glob("*.png"), self.dir / "record.json"]:
             stale.unlink(missing_ok=True)
-        self.threads = repro.setup()
+        repro.setup()
         self.figures: list[dict[str, Any]] = []
         self.claims: list[dict[str, Any]] = []
 
@@ -104,8 +105,6 @@ class Recorder:
         return bool(passed)
 
     def _write(self) -> None:
-        from threadpoolctl import threadpool_info
-
         versions = {}
         for name in pinned_packages():
             try:
@@ -116,8 +115,7 @@ class Recorder:
             "config": jsonable(self.config.to_dict()),
             "figures": self.figures,
             "claims": self.claims,
-            "threads": {"labkit": self.threads,
-                        "pools": sorted({(p["internal_api"], p["num_threads"]) for p in threadpool_info()})},
+            "execution": execution.describe(),
             "package_versions": versions,
             "labkit": str(paths.LABKIT),
         }

@@ -16,7 +16,7 @@ RECORD = {
                 {"name": "90_b", "file": "90_b.png", "caption": "B", "numbers": {}}],
     "claims": [{"claim": "about a", "passed": True, "figures": ["90_a"]},
                {"claim": "about all", "passed": False, "figures": []}],
-    "threads": {"labkit": 2, "pools": []},
+    "execution": {"scheduler": "", "workers": 2, "threads": 2, "pools": [], "device": None, "cpu": {}},
     "package_versions": {"numpy": "x"},
 }
 
@@ -167,7 +167,7 @@ def test_sidecar_holds_the_record_provenance_with_run_info_merged_in(tmp_path):
     sidecar = json.loads((figures / "90_b.json").read_text())
     assert sidecar == {"notebook": "nb/90.ipynb", "figure": "90_b.png", "caption": "B", "numbers": {},
                        "claims": [RECORD["claims"][1]], "parameters": RECORD["config"], "seed": 3,
-                       "threads": RECORD["threads"], "package_versions": RECORD["package_versions"], **run_info}
+                       "execution": RECORD["execution"], "package_versions": RECORD["package_versions"], **run_info}
     unseeded = {**RECORD, "config": {"scale": "smoke"}}
     publish("nb/90.ipynb", unseeded, _stage(tmp_path, ["90_a", "90_b"]), figures, {})
     assert json.loads((figures / "90_a.json").read_text())["seed"] is None

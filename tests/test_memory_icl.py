@@ -252,7 +252,7 @@ def test_config_presets_and_validation():
     streams = {cfg.estimator(i).seed for i in range(3)} | {int(cfg.eval_rng(0, 0, 0).integers(2**31)),
                                                            int(repro.rng(cfg.seed).integers(2**31))}
     assert len(streams) == 5                         # distinct streams: none is the bare seed's or another's, padded
-    bad = [dict(recipe=dict(n_heads=5)), dict(n_seeds=1), dict(torch_threads=0), dict(context_sizes=(1, 2)),
+    bad = [dict(recipe=dict(n_heads=5)), dict(n_seeds=1), dict(context_sizes=(1, 2)),
            dict(context_sizes=(0, 4, 2)), dict(context_sizes=(0, 64)), dict(landscape_lim=20.0),
            dict(well_spacing=2.0), dict(recipe=dict(step_size=0)), dict(recipe=dict(n_stepz=3)), dict(n_steps=3)]
     for params in bad:

@@ -1,11 +1,17 @@
 """The figure pipeline: input hashing, skip/rerun reasons, parameters, failure handling, determinism."""
 
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from labkit import paths, pipeline
+from labkit.execution import Execution
 from labkit.manifest import load_manifest
 from tests.conftest import FIXTURE_HEADER, plotting_notebook, write_notebook
 
@@ -73,15 +79,20 @@ def test_run_skip_and_rerun_with_reasons(sandbox):
     assert entry["file"] == "90_walk.png" and entry["sidecar"] == "90_walk.json"
     assert entry["claims"][0]["passed"] is True
     sidecar = json.loads((sandbox.figures / "90_walk.json").read_text())
-    for key in ("notebook", "parameters", "seed", "input_hash", "git_commit", "package_versions", "threads",
+    for key in ("notebook", "parameters", "seed", "input_hash", "git_commit", "package_versions", "execution",
                 "wall_time_s", "claims", "numbers"):
         assert key in sidecar, key
-    assert sidecar["threads"]["labkit"] == 2 and sidecar["package_versions"]["numpy"]
+    assert sidecar["execution"]["threads"] == 2 and sidecar["execution"]["scheduler"] == ""
+    assert sidecar["package_versions"]["numpy"]
     assert "90_walk.png" in (sandbox.figures / "index.html").read_text()
 
     assert sandbox.run() == 0
     assert "skip  90_walk: up to date" in sandbox.output and "done" not in sandbox.output
-    assert sandbox.run(force=True) == 0 and "forced" in sandbox.output
+    cluster = Execution(scheduler="tcp://cluster:8786", workers=3)
+    assert sandbox.run(execution=cluster) == 0 and "skip  90_walk: up to date" in sandbox.output   # not hashed
+    assert sandbox.run(force=True, execution=cluster) == 0 and "forced" in sandbox.output
+    sidecar = json.loads((sandbox.figures / "90_walk.json").read_text())
+    assert (sidecar["execution"]["scheduler"], sidecar["execution"]["workers"]) == ("tcp://cluster:8786", 3)
     assert sandbox.run(scale="quick") == 0 and "parameters changed" in sandbox.output
     assert sandbox.run(scale="quick", check_only=True) == 0
     (sandbox.figures / "90_walk.png").unlink()
@@ -92,6 +103,8 @@ def test_unknown_parameter_fails_before_any_computation(sandbox):
     plotting_notebook(sandbox.notebooks / "90_walk.ipynb", "90_walk")
     with pytest.raises(SystemExit, match=r"unknown parameter\(s\) \['n_seed'\]; allowed: scale, seed"):
         sandbox.run(parameters={"n_seed": 3})
+    with pytest.raises(SystemExit, match=r"\['scheduler'\]; allowed: scale, seed \(use --scheduler: where the work"):
+        sandbox.run(parameters={"scheduler": "tcp://host:8786"})
     assert not sandbox.figures.exists() and not sandbox.build.exists()
 
 
@@ -133,7 +146,8 @@ record = json.loads((rec.dir / "record.json").read_text())
 def test_bad_parameter_value_fails_in_the_config_cell(sandbox):
     plotting_notebook(sandbox.notebooks / "90_walk.ipynb", "90_walk")
     assert sandbox.run(parameters={"seed": -1}) == 1
-    assert "FAILED" in sandbox.output and "ConfigError" in sandbox.output and "allowed: an integer >= 0" in sandbox.output
+    assert "FAILED" in sandbox.output and "ConfigError" in sandbox.output
+    assert "allowed: an integer >= 0" in sandbox.output
     assert "cell In [" in sandbox.output
 
 
@@ -204,3 +218,96 @@ def test_cli_rejects_an_unknown_scale(capsys):
     with pytest.raises(SystemExit):
         pipeline.main(["--scale", "huge"])
     assert "invalid choice: 'huge'" in capsys.readouterr().err
+
+
+def test_cli_rejects_a_bad_execution_setting(capsys):
+    with pytest.raises(SystemExit):
+        pipeline.main(["--workers", "0", "--check"])
+    assert "bad value for 'workers': 0; allowed: an integer >= 1" in capsys.readouterr().err
+
+
+# --- the README's cluster recipe ------------------------------------------------------------------------
+
+CLUSTER_NOTEBOOK = """\
+import matplotlib.pyplot as plt
+import numpy as np
+from distributed import get_worker
+
+from labkit.collapse import generations
+from labkit.collapse.config import GenerationsConfig
+from labkit.provenance import Recorder
+
+cfg = GenerationsConfig.from_params(scale=scale, seed=seed, seeds=(0, 1), n_generations=2)
+rec = Recorder(cfg)
+
+
+class Toy:  # defined in the kernel: Dask sends it to the workers by value
+    def build(self):
+        def fit(train, seed):
+            return float(train.mean())
+
+        def sample(mu, like, seed):
+            return np.random.default_rng(seed).normal(mu, 1.0, len(like))
+
+        def evaluate(mu, held_out):
+            return {"loss": float(((held_out - mu) ** 2).mean())}
+
+        rng = np.random.default_rng(0)
+        family = generations.Family(fit, sample, evaluate, preview=lambda data: get_worker().address)
+        return family, rng.normal(0, 1, 20), rng.normal(0, 1, 200)
+
+
+runs = generations.run(Toy(), cfg)
+fig, ax = plt.subplots(figsize=(3, 2))
+for regime, losses in runs.table().items():
+    ax.plot(losses.mean(axis=0), label=regime)
+workers = sorted({g["preview"] for r in runs.results for g in r["generations"]})
+rec.save(fig, "90_cluster", caption="toy generations on a Dask cluster", numbers={"workers": workers})
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def dask_cluster():
+    """A ``dask scheduler`` and one ``dask worker --nthreads 1`` started as the README says, on a free local port;
+    yields the scheduler's and the worker's addresses and stops both."""
+    distributed = pytest.importorskip("distributed")
+    dask = Path(sys.executable).with_name("dask")
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    env = {**os.environ, "PYTHONPATH": str(paths.ROOT)}   # the workers import this checkout's labkit
+    quiet = dict(env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
+                                   "--no-dashboard"], **quiet)]
+    try:
+        processes.append(subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--no-dashboard"], **quiet))
+        with distributed.Client(address, timeout=60) as client:
+            client.wait_for_workers(1, timeout=60)
+            worker, = client.scheduler_info()["workers"]
+        yield address, worker
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def test_readme_cluster_recipe_runs_the_generations_on_the_scheduler(sandbox, dask_cluster, capsys):
+    address, worker = dask_cluster
+    write_notebook(sandbox.notebooks / "90_cluster.ipynb", 'scale = "quick"\nseed = 0', CLUSTER_NOTEBOOK)
+    argv = ["--scale", "smoke", "--scheduler", address, "--notebooks-dir", str(sandbox.notebooks),
+            "--figures-dir", str(sandbox.figures), "--build-dir", str(sandbox.build), "90_cluster"]
+    assert pipeline.main(argv) == 0, capsys.readouterr().out
+    sidecar = json.loads((sandbox.figures / "90_cluster.json").read_text())
+    assert sidecar["numbers"]["workers"] == [worker]               # every generation ran on the cluster's worker
+    assert sidecar["execution"]["scheduler"] == address
+    assert "scheduler" not in sidecar["parameters"] and address not in json.dumps(sidecar["inputs"])
+    assert pipeline.main([*argv[:2], *argv[4:]]) == 0                 # without the scheduler: still up to date
+    assert "skip  90_cluster: up to date" in capsys.readouterr().out

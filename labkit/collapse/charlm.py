@@ -33,7 +33,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from labkit import repro
+from labkit import execution
 from labkit.collapse import generations
 from labkit.collapse.charlm_model import CharLMConfig, CharTransformer
 from labkit.collapse.charlm_train import TrainRecipe, Vocabulary, chunks, evaluate, generate, iters_for_epochs, train
@@ -113,7 +113,7 @@ class CharLMExperiment:
         return CharTransformer(self.model, len(Vocabulary("".join(self.text())))).n_params()
 
     def fit(self, vocab_size: int, train_set: np.ndarray, seed: int) -> CharTransformer:
-        device = repro.torch_device()
+        device = execution.device()
         g = torch.Generator().manual_seed(seed)
         model = CharTransformer(self.model, vocab_size, generator=g).to(device)
         n_targets = train_set.shape[0] * (train_set.shape[1] - 1)

@@ -16,7 +16,6 @@ from labkit.config import (
     param,
     positive_float,
     positive_int,
-    string,
     tuple_of,
 )
 
@@ -71,17 +70,15 @@ class LinearCollapseConfig(NotebookConfig):
 
 @dataclass(frozen=True)
 class GenerationsConfig(NotebookConfig):
-    """Fields of a notebook that runs the generation loop: ``seeds`` (one run per regime and seed; at least 3
-    outside the smoke scale, so the claims can compare against a seed spread), ``regimes`` (must include replace
-    and accumulate, which the claims compare), ``scheduler`` (empty: a local process pool of ``workers``; else a
-    Dask scheduler address ``tcp://host:port``) and ``band``, the relative band, fixed before any run, within
-    which accumulate's held-out loss must stay of its generation-1 value."""
+    """The fields of a notebook that runs the generation loop. Where the runs go (a local pool or a Dask cluster) is
+    an execution setting, not a parameter (:mod:`labkit.execution`)."""
 
     n_generations: int = param(4, positive_int)
+    # one run per regime and seed; distinct, at least 3 (2 at the smoke scale) so the claims see a seed spread
     seeds: tuple = param((0, 1, 2), tuple_of(non_negative_int))
+    # must include replace and accumulate, which the claims compare
     regimes: tuple = param(REGIMES, tuple_of(one_of(*REGIMES)))
-    scheduler: str = param("", string)
-    workers: int = param(2, positive_int)
+    # fixed before any run: accumulate's held-out loss must stay within this relative band of its generation-1 value
     band: float = param(0.05, positive_float)
 
     def validate(self) -> None:

@@ -48,7 +48,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from labkit import repro
+from labkit import execution
 from labkit.collapse import generations
 from labkit.collapse.config import GenerationsConfig
 from labkit.collapse.diffusion_model import ConformerDiffusion, centre, centred_noise, graph_features
@@ -104,7 +104,7 @@ def _batch(g: dict, idx) -> dict:
 def fit(train: Conformers, seed: int, recipe: Recipe = Recipe()) -> ConformerDiffusion:
     """A fresh model trained by Adam (cosine learning-rate decay, gradient norm clipped at 1) for
     ``recipe.epochs`` epochs of minibatches of ``train``."""
-    device = repro.torch_device()
+    device = execution.device()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = ConformerDiffusion(recipe.hidden, recipe.layers, recipe.diffusion_steps).to(device)
@@ -310,10 +310,10 @@ class DiffusionCollapseConfig(GenerationsConfig):
       In a pilot before any collapse run at this scale (300 molecules outside both sets, 6 epochs) its median RMSD
       was 0.89 Å against ETKDG's 0.80 Å; a 4-layer EGNN of width 64 (4 epochs, learning rate 1e-3) reached 0.91 Å
       at twice the training and 1.5 times the sampling cost.
-    - ``paper`` for a GPU or a Dask cluster (``scheduler``): the paper trains GeoDiff (its graph field network,
-      5,000 diffusion steps) on GEOM-Drugs; the closest stand-in here is all QM9 sizes (≤ 9 heavy atoms), 50,000
-      training molecules, a 6-layer EGNN of width 128, 500 diffusion steps, 5 seeds and 10 generations
-      (``load_geom`` gives GEOM itself for users with the download)."""
+    - ``paper`` for a GPU or a Dask cluster (the pipeline's ``--scheduler``): the paper trains GeoDiff (its graph
+      field network, 5,000 diffusion steps) on GEOM-Drugs; the closest stand-in here is all QM9 sizes (≤ 9 heavy
+      atoms), 50,000 training molecules, a 6-layer EGNN of width 128, 500 diffusion steps, 5 seeds and 10
+      generations (``load_geom`` gives GEOM itself for users with the download)."""
 
     max_heavy_atoms: int = param(7, Interval(int, 2, 9, closed="both"))  # QM9: <= 9
     n_train: int = param(1000, positive_int)       # real training molecules

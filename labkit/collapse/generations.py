@@ -15,7 +15,8 @@ A model family is a :class:`Family` (fit / sample / evaluate / preview); an *exp
 ``build()`` returns ``(family, real_train, held_out)`` inside whichever process runs it, so only small configs travel
 (and generation 1's synthetic set, which every regime of a seed shares). :func:`run_all` runs every (regime, seed)
 through a local process pool, or through a Dask distributed cluster when given a scheduler address (how the paper
-scale leaves one machine).
+scale leaves one machine); :func:`run` takes them from the execution settings (:mod:`labkit.execution`), which are
+not the notebook's parameters.
 """
 
 import concurrent.futures
@@ -27,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
-from labkit import repro
+from labkit import execution, repro
 
 __all__ = ["REGIMES", "Family", "Experiment", "first_generation", "run_generations", "run_all", "Runs", "run",
            "metric_table", "preview_table", "summarise", "collapse_claims"]
@@ -167,7 +168,7 @@ def run_all(experiment: Experiment, regimes: Iterable[str], seeds: Iterable[int]
         if r not in REGIMES:
             raise ValueError(f"unknown regime {r!r}; allowed: {', '.join(REGIMES)}")
     regimes.sort(key=lambda r: r != "accumulate")
-    threads = max(1, repro.thread_count() // max(1, max_workers))
+    threads = max(1, execution.current().threads // max(1, max_workers))
     bar = tqdm(total=len(seeds) * (1 + len(regimes)), desc="generations")
     results = []
     if scheduler:
@@ -225,9 +226,11 @@ class Runs:
 
 def run(experiment: Experiment, cfg) -> Runs:
     """:func:`run_all` of ``experiment`` over the regimes, seeds and generations of ``cfg`` (a
-    ``labkit.collapse.config.GenerationsConfig``), on its executor."""
-    return Runs(experiment, run_all(experiment, cfg.regimes, cfg.seeds, cfg.n_generations, scheduler=cfg.scheduler,
-                                    max_workers=cfg.workers))
+    ``labkit.collapse.config.GenerationsConfig``), on the scheduler or local pool the execution settings name
+    (:func:`labkit.execution.current`)."""
+    where = execution.current()
+    return Runs(experiment, run_all(experiment, cfg.regimes, cfg.seeds, cfg.n_generations, scheduler=where.scheduler,
+                                    max_workers=where.workers))
 
 
 def _per_regime(results: list[dict], value: Callable[[dict], Any]) -> dict[str, np.ndarray]:

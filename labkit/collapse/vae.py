@@ -61,7 +61,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from labkit import repro
+from labkit import execution, repro
 from labkit.collapse import generations
 from labkit.collapse.config import GenerationsConfig
 from labkit.collapse.generations import Family
@@ -139,7 +139,7 @@ class VAERecipe(Params):
 def train_vae(x: np.ndarray, levels: int, recipe: VAERecipe, seed: int) -> VAE:
     """A fresh VAE trained by Adam on the mean −ELBO of minibatches for ``recipe.epochs`` passes over ``x``;
     deterministic given ``seed`` on a given device."""
-    device = repro.torch_device()
+    device = execution.device()
     hidden, latent, batch_size = recipe.hidden, recipe.latent, recipe.batch_size
     model = VAE(x.shape[1], hidden, latent)
     _init(model, torch.Generator().manual_seed(seed))

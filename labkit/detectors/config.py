@@ -9,8 +9,8 @@ run ``i`` has the seed ``derived_seed(seed, i)`` (:mod:`labkit.seeds`, :meth:`De
 Hyperparameters of the established detectors (``labkit.detectors.baselines``), fixed a priori from the literature or
 clean-data rules and never tuned on anomalous data: LID's ``lid_k`` (Ma et al.'s k = 20); deep kNN's ``knn_k``;
 ``mc_samples`` MC-dropout passes (Feinman et al.); thresholds at false-positive rate ``fpr``. FACADE's own
-hyperparameters live in ``labkit.facade.config``. ``threads``: torch/BLAS threads inside the experiments (1: the
-matrices are small, and one thread is several times faster than two on a busy 2-core machine).
+hyperparameters live in ``labkit.facade.config``. The experiments run on one torch/BLAS thread (the matrices are
+small, and one thread is several times faster than two on a busy 2-core machine): a speed choice, not a parameter.
 """
 
 from dataclasses import dataclass
@@ -56,7 +56,6 @@ class DetectionConfig(NotebookConfig):
     knn_k: int = param(10, positive_int)
     mc_samples: int = param(30, positive_int)
     fpr: float = param(0.05, fraction)
-    threads: int = param(1, positive_int)
 
     def validate(self) -> None:
         if self.n_seeds < 2:

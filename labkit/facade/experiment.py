@@ -119,7 +119,7 @@ def _attack(model, x, y, kind: str, eps: float, cfg, seed: int) -> tuple[np.ndar
 
 def run_seed(cfg, seed: int) -> SeedRun:
     """One run of the protocol with seed ``seed`` (module docstring)."""
-    with repro.threads(cfg.threads):
+    with repro.threads(1):   # small matrices (labkit.detectors.config)
         x, y = digits()
         train_idx, cal_idx, test_idx = cfg.split(y, derived_seed(seed, SPLIT))
         model = train(MLP(cfg.sizes, cfg.dropout), x[train_idx], y[train_idx], cfg.epochs, cfg.lr, cfg.batch_size,
@@ -229,7 +229,7 @@ class LambdaSweep:
 def lam_sweep(cfg, run: SeedRun) -> LambdaSweep:
     """FACADE at every λ of ``cfg.lam_sweep`` on one run's model and data (:meth:`Facade.with_resolution`)."""
     out = LambdaSweep(list(cfg.lam_sweep), [], [], {a: [] for a in run.adversarial})
-    with repro.threads(cfg.threads):
+    with repro.threads(1):   # small matrices (labkit.detectors.config)
         for lam in tqdm(cfg.lam_sweep, desc="λ sweep"):
             facade = run.facade if lam == run.facade.lam else run.facade.with_resolution(lam)
             clean = facade.score(run.x_test)

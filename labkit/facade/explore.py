@@ -21,7 +21,7 @@ from labkit.seeds import derived_seed
 __all__ = ["facade_explorer"]
 
 
-def facade_explorer(run: SeedRun, pgd_steps: int, fpr: float, threads: int | None = 1, eps: float = 0.1) -> Explorer:
+def facade_explorer(run: SeedRun, pgd_steps: int, fpr: float, eps: float = 0.1) -> Explorer:
     """The explorer over ``run`` (one run of :func:`labkit.facade.experiment.run_seed`: its model, FACADE and
     correctly classified clean test images; PGD starts from the run's own attack seed), starting at ``eps``."""
     model, facade, x = run.model, run.facade, run.x_test
@@ -36,7 +36,7 @@ def facade_explorer(run: SeedRun, pgd_steps: int, fpr: float, threads: int | Non
     }
 
     def draw(fig, eps, attack, score):
-        with repro.threads(threads):
+        with repro.threads(1):   # small matrices (labkit.detectors.config)
             adv = fgsm(model, x, y, eps) if attack == "FGSM" else pgd(model, x, y, eps, pgd_steps, None, pgd_seed)
             success = predict(model, adv) != y
             if not success.any():

@@ -25,7 +25,6 @@ from labkit.config import (
     ConfigError,
     NotebookConfig,
     non_negative_int,
-    optional,
     param,
     positive_float,
     positive_int,
@@ -217,8 +216,8 @@ class ICLEnergyConfig(NotebookConfig):
     The normaliser is integrated on an ``n_grid``² grid on ``[-grid_lim, grid_lim]²`` refined ``grid_refine``-fold
     where the mass is (:func:`adaptive_log_normaliser`); wells are looked for within ``well_radius`` of each true
     mean on a grid of ``well_spacing``; ``n_samples`` model samples per mixture give the sample MSE. Landscapes are
-    drawn on ``[-landscape_lim, landscape_lim]²``. ``torch_threads`` is the torch and BLAS pool size for training
-    and scoring (``None``: as ``repro.setup`` set it).
+    drawn on ``[-landscape_lim, landscape_lim]²``. Models train and score on one torch/BLAS thread (many tiny ops:
+    one thread is several times faster), a speed choice and not a parameter.
 
     Claims (thresholds fixed before the reported run): for each family, from n = 0 to the largest context, the
     held-out NLL falls, the share of true means with a well rises and the sample MSE falls, each paired change
@@ -231,7 +230,7 @@ class ICLEnergyConfig(NotebookConfig):
       recipe (3 negatives per token, 7 steps, α = 0.1, σ = 0.01, Adam 1e-3; chains confined to the box, see the
       module docstring; ``bounded=False`` is the authors' free chain), 3 training seeds of 4,000 steps of 8 fresh
       sequences each, on one CPU thread: 1/40 of the authors' training sequences.
-    - ``paper``, for a GPU (``labkit.repro.torch_device()``): the same model trained for the authors' 20 000 steps
+    - ``paper``, for a GPU (``labkit.execution.device()``): the same model trained for the authors' 20 000 steps
       of 64 sequences over 500 000 drawn sequences, more evaluation mixtures.
     """
 
@@ -240,7 +239,6 @@ class ICLEnergyConfig(NotebookConfig):
     recipe: ICLRecipe = param(ICLRecipe())
     context_len: int = param(35, positive_int)
     n_train_sequences: int = param(32_000, positive_int)
-    torch_threads: int | None = param(1, optional(positive_int))
     context_sizes: tuple = param((0, 1, 2, 4, 8, 16, 32), tuple_of(non_negative_int))
     n_eval_mixtures: int = param(8, positive_int)
     n_heldout: int = param(64, positive_int)
@@ -260,7 +258,7 @@ class ICLEnergyConfig(NotebookConfig):
                       recipe=dict(d_model=16, n_heads=2, n_layers=1, langevin_steps=2, n_steps=4, batch_size=4), context_sizes=(0, 1, 4, 16), n_eval_mixtures=2,
                       n_heldout=8, n_grid=24, grid_refine=2, well_spacing=0.25, n_samples=16, landscape_grid=24),
         "quick": {},
-        "paper": dict(recipe=dict(n_steps=20_000, batch_size=64), n_train_sequences=500_000, torch_threads=None,
+        "paper": dict(recipe=dict(n_steps=20_000, batch_size=64), n_train_sequences=500_000,
                       n_eval_seeds=3, n_eval_mixtures=32, n_heldout=256, n_samples=512, landscape_grid=200),
     }
 
@@ -283,7 +281,7 @@ class ICLEnergyConfig(NotebookConfig):
 
     def estimator(self, seed_index: int, progress: bool = True) -> InContextEnergyModel:
         """The unfitted model of training seed ``seed_index``."""
-        return InContextEnergyModel(**self.recipe.to_dict(), n_threads=self.torch_threads,
+        return InContextEnergyModel(**self.recipe.to_dict(), n_threads=1,
                                     seed=derived_seed(self.seed, seed_index, MODEL), progress=progress)
 
     def training_data(self, seed_index: int) -> np.ndarray:

@@ -57,7 +57,7 @@ from scipy.special import logsumexp
 from torch import nn
 from tqdm.auto import tqdm
 
-from labkit import repro
+from labkit import execution, repro
 from labkit.config import ConfigError, Params, boolean, non_negative_int, param, positive_float, positive_int
 from labkit.memory.base import EnergyMemory
 
@@ -212,7 +212,7 @@ class InContextEnergyModel:
         self.seed, self.progress = seed, progress
 
     def _device(self) -> torch.device:
-        return torch.device(self.device) if self.device else repro.torch_device()
+        return torch.device(self.device) if self.device else execution.device()
 
     def fit(self, X: np.ndarray) -> "InContextEnergyModel":
         X = np.asarray(X, dtype=np.float32)
