@@ -20,7 +20,8 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 figures: $(STAMP)
 	$(PY) -m labkit.pipeline --scale $(SCALE) --jobs $(JOBS) $(if $(filter 1,$(FORCE)),--force,) $(NOTEBOOKS)
 
-## test: unit tests plus smoke-scale runs of every notebook (and, with Chromium present, the live panel in a real browser)
+## test: unit tests plus smoke-scale runs of every notebook (and, with Chromium present, the live panel in a real browser),
+## in parallel (pytest-xdist, pyproject.toml)
 test: $(STAMP) browser
 	$(PY) -m pytest
 

@@ -16,7 +16,7 @@ for all points at once and only the clusters opened during the pass are checked 
 
 :math:`\lambda` sets the resolution: :math:`\lambda \to 0` gives one cluster per distinct point,
 :math:`\lambda \to \infty` one cluster. Users: ``labkit.facade.pseudoclasses`` (FACADE's pseudo-classes) and the
-small-variance limit of ``labkit.memory.crp.CRPMemory`` (tested in ``tests/test_memory_crp.py``).
+small-variance limit of ``labkit.memory.crp.CRPMemory`` (tested in ``tests/memory/test_crp.py``).
 """
 
 import numpy as np

@@ -1,4 +1,5 @@
-"""Shared fixtures: small notebooks written on the fly, a sandbox for pipeline runs, a small digits classifier, one thread."""
+"""Shared fixtures: small notebooks written on the fly, a sandbox for pipeline runs, a small digits classifier, one
+thread; and how pytest-xdist shares the tests out."""
 
 from pathlib import Path
 
@@ -60,6 +61,23 @@ class Sandbox:
     @property
     def output(self) -> str:
         return "\n".join(self.lines)
+
+
+#: tests spread one by one over the pytest-xdist workers: the notebook smoke runs, each in a sandbox of its own
+SPREAD = "tests/test_notebooks.py::test_runs_at_smoke_scale["
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's scheduler: the tests of one module run on one worker, in order (they share module fixtures such
+    as trained models, files and servers), except those of :data:`SPREAD`. (``--dist=loadgroup`` with
+    ``xdist_group`` marks would say the same, but pytest-xdist 3.8 cannot group under pytest 9.2.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return nodeid if nodeid.startswith(SPREAD) else nodeid.split("::", 1)[0]
+
+    return ByModule(config, log)
 
 
 @pytest.fixture

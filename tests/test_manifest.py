@@ -54,6 +54,19 @@ def test_republishing_removes_figures_the_notebook_no_longer_makes(tmp_path):
     assert not list(figures.glob(".*.tmp"))
 
 
+def test_republishing_replaces_the_figures_the_notebook_still_makes(tmp_path):
+    figures = tmp_path / "figures"
+    publish("nb/90.ipynb", RECORD, _stage(tmp_path, ["90_a", "90_b"]), figures, {"run_id": "old"})
+    staging = _stage(tmp_path, ["90_a", "90_b"])
+    (staging / "90_a.png").write_bytes(b"redrawn")
+    publish("nb/90.ipynb", RECORD, staging, figures, {"run_id": "new"})
+    entries = {e["file"]: e for e in load_manifest(figures)["figures"]}
+    assert (figures / "90_a.png").read_bytes() == b"redrawn"
+    assert entries["90_a.png"]["sha256"] == hashlib.sha256(b"redrawn").hexdigest()
+    assert {e["run_id"] for e in entries.values()} == {"new"}
+    assert json.loads((figures / "90_b.json").read_text())["run_id"] == "new"
+
+
 def test_a_file_that_is_not_the_one_committed_makes_its_notebook_stale(tmp_path):
     figures = tmp_path / "figures"
     publish("nb/90.ipynb", RECORD, _stage(tmp_path, ["90_a", "90_b"]), figures, {"inputs": {"code": "x"}})

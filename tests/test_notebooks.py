@@ -1,4 +1,5 @@
-"""Every numbered notebook: committed clean, runs at smoke scale, reproducible, and its published figures current."""
+"""Every numbered notebook: committed clean, runs at smoke scale (a representative few twice, byte for byte), and its
+published figures current."""
 
 import json
 
@@ -8,6 +9,9 @@ from labkit import paths, pipeline
 from labkit.manifest import load_manifest
 
 NOTEBOOKS = pipeline.discover()
+#: run twice, forced, to check byte-identical figures and claims: one of each kind of computation (numpy only; a
+#: torch generation loop in worker processes; torch in the kernel; the simulated rig)
+REPRODUCED = {"01a_collapse_linear", "01b_collapse_language_model", "04_facade", "05a_rig_mapping"}
 
 
 def test_there_are_notebooks():
@@ -24,7 +28,8 @@ def test_committed_without_outputs_and_on_the_project_kernel(nb):
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda nb: nb.name)
-def test_runs_at_smoke_scale_and_reproduces_byte_for_byte(nb, sandbox):
+def test_runs_at_smoke_scale(nb, sandbox):
+    """Every notebook runs; those of :data:`REPRODUCED` run twice and must give the same bytes and claims."""
     def run(force):
         code = pipeline.run("smoke", force=force, patterns=[nb.name], notebooks_dir=paths.NOTEBOOKS,
                             figures_dir=sandbox.figures, build_dir=sandbox.build, echo=sandbox.lines.append)
@@ -35,6 +40,8 @@ def test_runs_at_smoke_scale_and_reproduces_byte_for_byte(nb, sandbox):
 
     figures, claims = run(force=False)
     assert figures and claims, f"{nb.name} published no figure or checked no claim"
+    if nb.name not in REPRODUCED:
+        return
     again, claims_again = run(force=True)
     assert again == figures, "two forced runs gave different figure bytes"
     assert claims_again == claims, "two forced runs gave different claim values"

@@ -1,5 +1,5 @@
 """The character-level transformer family of notebook 01b, its offline text loader and its config, on tiny cases
-(the online TinyStories loader is tested in test_data_online.py)."""
+(the online TinyStories loader is tested in tests/data/test_download.py)."""
 
 import numpy as np
 import pytest

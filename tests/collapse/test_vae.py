@@ -1,5 +1,5 @@
 """The VAE family of notebook 01c and its offline data (real 8×8 digits), the model, its sampler and metrics, the loop
-wiring and the config. The online MNIST loader is tested in test_data_online.py."""
+wiring and the config. The online MNIST loader is tested in tests/data/test_download.py."""
 
 import math
 

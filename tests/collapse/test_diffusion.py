@@ -1,5 +1,5 @@
 """Conformer diffusion on QM9: the offline QM9 loader, the equivariant denoiser, fit / sample / evaluate, the experiment
-in the generation loop, and the notebook config. The online GEOM loader is tested in test_data_online.py."""
+in the generation loop, and the notebook config. The online GEOM loader is tested in tests/data/test_download.py."""
 
 import numpy as np
 import pytest
