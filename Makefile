@@ -14,7 +14,7 @@ export LABKIT_THREADS ?= 2
 export PYTHONHASHSEED := 0
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: figures test browser lab bench nbdime lock clean distclean
+.PHONY: figures test lint browser lab bench nbdime lock clean distclean
 
 ## figures: run every stale numbered notebook (SCALE=smoke|quick|full|paper, FORCE=1, JOBS=N, NOTEBOOKS="01a*")
 figures: $(STAMP)
@@ -24,6 +24,11 @@ figures: $(STAMP)
 ## in parallel (pytest-xdist, pyproject.toml)
 test: $(STAMP) browser
 	$(PY) -m pytest
+
+## lint: ruff's rules (pyproject.toml) and its formatting, checked, nothing rewritten
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 ## browser: Debian's Chromium for the real-browser test (installed when missing, as root with apt; else the test skips)
 browser:

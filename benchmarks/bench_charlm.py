@@ -94,7 +94,8 @@ def sampler_speed(model: charlm_model.CharTransformer, vocab: charlm_train.Vocab
     timings = {}
     for use_cache in (False, True):
         t0 = time.perf_counter()
-        out = charlm_train.generate(model, start, MODEL.block_size + 1, 1.0, torch.Generator().manual_seed(0), use_cache)
+        out = charlm_train.generate(model, start, MODEL.block_size + 1, 1.0, torch.Generator().manual_seed(0),
+                                    use_cache)
         timings[use_cache] = time.perf_counter() - t0
     made = SAMPLE_CHUNKS * MODEL.block_size
     print(f"sampling {SAMPLE_CHUNKS} chunks of {MODEL.block_size + 1} in parallel: re-running the prefix "
@@ -134,7 +135,8 @@ def main() -> None:
     first = results[0]
     print(f"window 0: training {first['train_s']:.1f} s, evaluation {first['eval_tokens_per_s']:,.0f} tokens/s")
     for phase in charlm_train.PHASES:
-        print(f"  {phase:<10}{first['phases'][phase]:>8.1f} s  {100 * first['phases'][phase] / first['train_s']:5.1f} %")
+        seconds = first["phases"][phase]
+        print(f"  {phase:<10}{seconds:>8.1f} s  {100 * seconds / first['train_s']:5.1f} %")
     model = charlm_model.CharTransformer(MODEL, len(vocab))
     model.load_state_dict(first["state"])
     sampler_speed(model, vocab, train_ids)

@@ -68,9 +68,9 @@ def main() -> None:
     for n_layer, n_head, n_embd in full.model_sizes:
         cfg = charlm_model.CharLMConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=full.block_size)
 
-        def make(compiled: bool = False):
+        def make(compiled: bool = False, cfg: charlm_model.CharLMConfig = cfg):
             model = charlm_model.CharTransformer(cfg, VOCAB, torch.Generator().manual_seed(0))
-            opt = charlm._optimizer(model, recipe)
+            opt = charlm_train._optimizer(model, recipe)
             return (torch.compile(model) if compiled else model), opt
 
         times: dict[str, float] = {}

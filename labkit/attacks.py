@@ -3,9 +3,9 @@ r"""White-box adversarial examples under an :math:`L_\infty` budget, within the 
 - FGSM (Goodfellow, Shlens & Szegedy 2015, "Explaining and harnessing adversarial examples"):
   :math:`x' = \mathrm{clip}_{[lo,hi]}\big(x + \epsilon\,\mathrm{sign}\,\nabla_x \ell(f(x), y)\big)`.
 - PGD-:math:`L_\infty` (Madry et al. 2018, "Towards deep learning models resistant to adversarial attacks"): start at a
-  uniform random point of the ε-ball, then ``steps`` times
-  :math:`x' \leftarrow \Pi_{B_\infty(x,\epsilon)\cap[lo,hi]}\big(x' + \alpha\,\mathrm{sign}\,\nabla_{x'} \ell(f(x'), y)\big)`,
-  and keep, per input, the iterate of largest loss (so PGD is never weaker than its own first steps).
+  uniform random point of the ε-ball, then ``steps`` times :math:`x' \leftarrow
+  \Pi_{B_\infty(x,\epsilon)\cap[lo,hi]}\big(x' + \alpha\,\mathrm{sign}\,\nabla_{x'} \ell(f(x'), y)\big)`, and keep,
+  per input, the iterate of largest loss (so PGD is never weaker than its own first steps).
 
 Both run the model in eval mode (no dropout) and return a new tensor with
 :math:`\|x'-x\|_\infty \le \epsilon` and :math:`lo \le x' \le hi` exactly.

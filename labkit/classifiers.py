@@ -3,7 +3,9 @@ r"""A small multilayer perceptron classifier that exposes what happens inside it
 The network is a stack of affine maps with ReLU and dropout between them (the pilot's 64-128-128-64-10 with
 dropout 0.1 on the 8×8 digits):
 
-.. math::  z^{(l)} = (W^{(l)} \odot G^{(l)})\, a^{(l-1)} + b^{(l)},\qquad a^{(l)} = \mathrm{ReLU}(z^{(l)}),\qquad a^{(0)} = x,
+.. math::
+
+   z^{(l)} = (W^{(l)} \odot G^{(l)})\, a^{(l-1)} + b^{(l)},\qquad a^{(l)} = \mathrm{ReLU}(z^{(l)}),\qquad a^{(0)} = x,
 
 and the logits are the last :math:`z^{(L)}`. The optional *gates* :math:`G^{(l)}` (all ones by default) multiply
 each weight, i.e. each edge of the computational graph; the derivative of any output with respect to a gate at
@@ -47,7 +49,8 @@ class MLP(nn.Module):
     def __init__(self, sizes: Sequence[int] = (64, 128, 128, 64, 10), dropout: float = 0.1):
         super().__init__()
         if len(sizes) < 3 or any(int(s) < 1 for s in sizes):
-            raise ValueError(f"sizes must list at least 3 positive layer widths (input, hidden..., classes), got {sizes!r}")
+            raise ValueError("sizes must list at least 3 positive layer widths (input, hidden..., classes), "
+                             f"got {sizes!r}")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
         self.sizes = tuple(int(s) for s in sizes)

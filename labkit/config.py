@@ -226,8 +226,8 @@ class Params:
         for key in keys:
             if key not in names:
                 hint = difflib.get_close_matches(key, names, n=1)
-                raise ConfigError(f"{cls.__name__}: unknown parameter {key!r}"
-                                  + (f" (did you mean {hint[0]!r}?)" if hint else "") + f"; allowed: {', '.join(names)}")
+                suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+                raise ConfigError(f"{cls.__name__}: unknown parameter {key!r}{suggestion}; allowed: {', '.join(names)}")
 
     def replace(self, **changes: Any) -> "Params":
         """A copy with ``changes`` applied (unknown names refused, values checked)."""

@@ -93,7 +93,8 @@ class Recorder:
         """
         unknown = set(figures or []) - {f["name"] for f in self.figures}
         if unknown:
-            raise ValueError(f"claim refers to unsaved figure(s) {sorted(unknown)}; saved: {[f['name'] for f in self.figures]}")
+            saved = [f["name"] for f in self.figures]
+            raise ValueError(f"claim refers to unsaved figure(s) {sorted(unknown)}; saved: {saved}")
         entry = {"claim": claim, "passed": bool(passed), "figures": list(figures or []), **jsonable(measured)}
         if known_failure and not passed:
             entry["known_failure"] = known_failure

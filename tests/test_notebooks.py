@@ -21,7 +21,8 @@ def test_there_are_notebooks():
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda nb: nb.name)
 def test_committed_without_outputs_and_on_the_project_kernel(nb):
     data = json.loads(nb.path.read_text())
-    dirty = [i for i, c in enumerate(data["cells"]) if c["cell_type"] == "code" and (c["outputs"] or c["execution_count"])]
+    dirty = [i for i, c in enumerate(data["cells"])
+             if c["cell_type"] == "code" and (c["outputs"] or c["execution_count"])]
     assert not dirty, f"{nb.name}: cells {dirty} have outputs or execution counts; clear them before committing"
     assert data["metadata"]["kernelspec"]["name"] == pipeline.KERNEL
     assert {"scale", "seed", "params"} <= set(pipeline.declared_parameters(nb.path))

@@ -4,8 +4,8 @@ Torch's CPU kernels are deterministic for a given thread count and instruction s
 split and rounded: with one thread instead of two, or on a CPU without AVX-512 (emulated here by capping torch's
 ATen dispatch, oneDNN and MKL at AVX2, as a machine that lacks AVX-512 would run), the last bits of a trained
 model differ. This checks both halves of the README's statement on 01b's own code path (a character transformer
-trained by ``charlm_train.train``, scored by ``charlm_train.evaluate``), each run in a fresh interpreter as the pipeline's
-kernels are.
+trained by ``charlm_train.train``, scored by ``charlm_train.evaluate``), each run in a fresh interpreter as the
+pipeline's kernels are.
 """
 
 import os
@@ -28,9 +28,10 @@ repro.setup()
 seed = int(sys.argv[1])
 train_text, held = text.train_val_split(text.shakespeare_text()[:60_000], 0.1)
 vocab = charlm_train.Vocabulary(train_text + held)
-model = charlm_model.CharTransformer(charlm_model.CharLMConfig(n_layer=2, n_head=4, n_embd=64, block_size=32), len(vocab),
-                               torch.Generator().manual_seed(seed))
-charlm_train.train(model, vocab.encode(train_text)[None], 100, charlm_train.TrainRecipe(batch_size=8, learning_rate=3e-3), seed)
+config = charlm_model.CharLMConfig(n_layer=2, n_head=4, n_embd=64, block_size=32)
+model = charlm_model.CharTransformer(config, len(vocab), torch.Generator().manual_seed(seed))
+recipe = charlm_train.TrainRecipe(batch_size=8, learning_rate=3e-3)
+charlm_train.train(model, vocab.encode(train_text)[None], 100, recipe, seed)
 print(repr(charlm_train.evaluate(model, vocab.encode(held))))
 """
 

@@ -121,6 +121,14 @@ def train(model: CharTransformer, data: np.ndarray, iters: int, recipe: TrainRec
     times = dict.fromkeys(PHASES, 0.0)
     model.train()
     clock = time.perf_counter()
+
+    def lap(phase: str) -> None:
+        """Charge the time since the last lap to ``phase``."""
+        nonlocal clock
+        now = time.perf_counter()
+        times[phase] += now - clock
+        clock = now
+
     for step in range(iters):
         rows = torch.randint(n_chunks, (recipe.batch_size, 1), generator=g, device=device)
         starts = torch.randint(chunk_len - block, (recipe.batch_size, 1), generator=g, device=device)
@@ -128,17 +136,17 @@ def train(model: CharTransformer, data: np.ndarray, iters: int, recipe: TrainRec
         x, y = window[:, :-1], window[:, 1:]
         for group in opt.param_groups:
             group["lr"] = recipe.lr(step, iters)
-        now = time.perf_counter(); times["data"] += now - clock; clock = now
+        lap("data")
         logits = model(x)
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
-        now = time.perf_counter(); times["forward"] += now - clock; clock = now
+        lap("forward")
         loss.backward()
-        now = time.perf_counter(); times["backward"] += now - clock; clock = now
+        lap("backward")
         nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
         losses[step] = loss.detach()
-        now = time.perf_counter(); times["optimizer"] += now - clock; clock = now
+        lap("optimizer")
     if phase_times is not None:
         for k, v in times.items():
             phase_times[k] = phase_times.get(k, 0.0) + v

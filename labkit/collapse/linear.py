@@ -5,7 +5,8 @@ Feng & Kempe 2024). One design :math:`X \in \mathbb{R}^{T\times d}` with iid :ma
 for all iterations of a seed; only the label noise is fresh.
 
 - Iteration 1 fits OLS to real labels :math:`y_1 = X w^* + E_1`, :math:`E_i \sim N(0, \sigma^2 I_T)`.
-- Iteration :math:`n \ge 2` labels the same :math:`X` with the previous model, :math:`y_n = X\hat w_{n-1} + E_n`, and fits
+- Iteration :math:`n \ge 2` labels the same :math:`X` with the previous model, :math:`y_n = X\hat w_{n-1} + E_n`, and
+  fits
 
   - ``replace``: OLS on :math:`(X, y_n)` only;
   - ``accumulate``: OLS on all data so far, :math:`([X;\dots;X], [y_1;\dots;y_n])`;

@@ -31,9 +31,10 @@ the model: it drops the pixel noise, so a next generation trained on means would
 a collapse the loop did not ask for.
 
 *Diversity.* A multinomial logistic regression trained once on the real training digits labels every synthetic
-image. With :math:`\pi_c` the share of class :math:`c`, the class entropy is :math:`H = -\sum_c \pi_c \ln \pi_c \le \ln 10`
-and the coverage is the fraction of the 10 classes with :math:`\pi_c \ge` ``coverage_share``; both are computed on
-each generation's synthetic set (the training data of the next generation under replace) in ``preview``.
+image. With :math:`\pi_c` the share of class :math:`c`, the class entropy is
+:math:`H = -\sum_c \pi_c \ln \pi_c \le \ln 10` and the coverage is the fraction of the 10 classes with
+:math:`\pi_c \ge` ``coverage_share``; both are computed on each generation's synthetic set (the training data of the
+next generation under replace) in ``preview``.
 
 *Competence (checked before collapse is claimed).* A collapse measured on a generator that never learned to draw
 digits is weak evidence, so generation 1 is held to an external anchor: the same real-data classifier. A sample is

@@ -3,7 +3,8 @@ samples from artifacts").
 
 - Kernel density (KD) of the last hidden layer's activations :math:`h`, against the clean training points
   :math:`X_{\hat y}` of the *predicted* class, with an isotropic Gaussian kernel of bandwidth :math:`\sigma`:
-  :math:`\log \hat p(h) = \mathrm{logsumexp}_i\big(-\|h - x_i\|^2 / 2\sigma^2\big) - \log n - \tfrac d2 \log(2\pi\sigma^2)`.
+  :math:`\log \hat p(h) = \mathrm{logsumexp}_i\big(-\|h - x_i\|^2 / 2\sigma^2\big) - \log n
+  - \tfrac d2 \log(2\pi\sigma^2)`.
   Low density = anomalous. Feinman et al. pick :math:`\sigma` per data set; here, fixed on clean data,
   :math:`\sigma` = the median distance from a clean point to its 10th nearest clean neighbour.
 - Bayesian uncertainty (BU) by Monte-Carlo dropout (Gal & Ghahramani 2016) over :math:`T` stochastic passes:
@@ -49,7 +50,8 @@ def mc_dropout_uncertainty(model: torch.nn.Module, x, n_samples: int = 30, seed:
 
 
 class KernelDensityUncertainty(Detector):
-    """KD of the predicted class in the last hidden layer and MC-dropout uncertainty; ``use`` ∈ {"kd+bu", "kd", "bu"}."""
+    """KD of the predicted class in the last hidden layer and MC-dropout uncertainty; ``use`` ∈ {"kd+bu", "kd",
+    "bu"}."""
 
     def __init__(self, use: str = "kd+bu", n_samples: int = 30, bandwidth: float | None = None, random_state: int = 0):
         self.use = use

@@ -1,6 +1,7 @@
 r"""Deep k-nearest-neighbour distance (Sun, Ming, Zhu & Li 2022, "Out-of-distribution detection with deep nearest
 neighbors"): with :math:`z = h/\|h\|` the unit-normalised penultimate activations, the score is the distance from
-:math:`z(x)` to its :math:`k`-th nearest clean training feature. Also home of the chunked neighbour search used by LID."""
+:math:`z(x)` to its :math:`k`-th nearest clean training feature. Also home of the chunked neighbour search used by
+LID."""
 
 import numpy as np
 import torch

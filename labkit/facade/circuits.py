@@ -5,7 +5,9 @@ discovery"; the linear approximation of ACDC, Conmy et al. 2023). For the affine
 :math:`z_j = \sum_i W_{ji} a_i + b_j`, the edge :math:`i\to j` carries :math:`W_{ji} a_i`; removing it changes
 the metric :math:`M` by, to first order,
 
-.. math::  s_{ij}(x) = W_{ji}\,a_i(x)\,\frac{\partial M}{\partial z_j}(x) = \frac{\partial M}{\partial g_{ji}}\Big|_{g=1},
+.. math::
+
+   s_{ij}(x) = W_{ji}\,a_i(x)\,\frac{\partial M}{\partial z_j}(x) = \frac{\partial M}{\partial g_{ji}}\Big|_{g=1},
 
 the derivative with respect to a multiplicative gate on the edge (``labkit.classifiers.MLP`` takes such gates).
 Here :math:`M` is the predicted class's logit. One backward pass gives all edges of all inputs at once.

@@ -177,9 +177,9 @@ class FacadeResult:
     def attack_summary(self) -> dict[str, AttackSummary]:
         """Every attack over all runs (:class:`AttackSummary`)."""
         return {a: AttackSummary(
-            accuracy_after_attack=float(self.mean_over_seeds(lambda r: r.adversarial_accuracy[a])),
-            success_rate=float(self.mean_over_seeds(lambda r: r.attacks[a].success_rate)),
-            mean_loss=float(self.mean_over_seeds(lambda r: r.attacks[a].mean_loss)),
+            accuracy_after_attack=float(self.mean_over_seeds(lambda r, a=a: r.adversarial_accuracy[a])),
+            success_rate=float(self.mean_over_seeds(lambda r, a=a: r.attacks[a].success_rate)),
+            mean_loss=float(self.mean_over_seeds(lambda r, a=a: r.attacks[a].mean_loss)),
             max_linf=max(r.attacks[a].max_linf for r in self.runs),
             min_pixel=min(r.attacks[a].min_pixel for r in self.runs),
             max_pixel=max(r.attacks[a].max_pixel for r in self.runs)) for a in self.attacks}
@@ -197,13 +197,13 @@ class FacadeResult:
 
     def accuracy_drop(self) -> dict[str, float]:
         """Per attack, the mean over runs of clean accuracy minus accuracy after the attack."""
-        return {a: float(self.mean_over_seeds(lambda r: r.clean_accuracy - r.adversarial_accuracy[a]))
+        return {a: float(self.mean_over_seeds(lambda r, a=a: r.clean_accuracy - r.adversarial_accuracy[a]))
                 for a in self.attacks}
 
     def pgd_minus_fgsm(self) -> dict[str, dict[str, float]]:
         """Per ε, the mean over runs of PGD's minus FGSM's success rate and mean loss."""
         return {f"ε={eps:g}": {k: float(self.mean_over_seeds(
-            lambda r: getattr(r.attacks[f"PGD ε={eps:g}"], k) - getattr(r.attacks[f"FGSM ε={eps:g}"], k)))
+            lambda r, eps=eps, k=k: getattr(r.attacks[f"PGD ε={eps:g}"], k) - getattr(r.attacks[f"FGSM ε={eps:g}"], k)))
             for k in ("success_rate", "mean_loss")} for eps in self.config.eps_values}
 
 

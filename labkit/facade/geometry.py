@@ -91,7 +91,7 @@ def class_trajectories(model, x, groups: np.ndarray, n_groups: int) -> dict:
     arrays ``(n_groups, L+1)``, NaN where a group has fewer than 3 members."""
     model.eval()
     reps = _representations(model.trace(as_tensor(x)))
-    out = {"log_radius": np.full((n_groups, len(reps)), np.nan), "log_dimension": np.full((n_groups, len(reps)), np.nan)}
+    out = {key: np.full((n_groups, len(reps)), np.nan) for key in ("log_radius", "log_dimension")}
     for g in range(n_groups):
         members = torch.as_tensor(np.asarray(groups) == g)
         if members.sum() >= 3:
@@ -102,8 +102,8 @@ def class_trajectories(model, x, groups: np.ndarray, n_groups: int) -> dict:
 
 
 def edge_contributions(model, x, groups: np.ndarray, n_groups: int) -> np.ndarray:
-    """Categorical distributions ``(n_groups, n_edges)`` over edges, :math:`p_{ge} \\propto |\\partial J_g/\\partial g_e|`;
-    uniform for a group with fewer than 3 members."""
+    """Categorical distributions ``(n_groups, n_edges)`` over edges,
+    :math:`p_{ge} \\propto |\\partial J_g/\\partial g_e|`; uniform for a group with fewer than 3 members."""
     model.eval()
     x = as_tensor(x)
     gates = [torch.ones_like(lin.weight, requires_grad=True) for lin in model.linears]

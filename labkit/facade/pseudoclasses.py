@@ -38,7 +38,8 @@ class PseudoClasses:
         self.random_state = random_state
 
     def fit(self, layers: list, outputs: np.ndarray, n_outputs: int) -> "PseudoClasses":
-        """``layers``: activations ``(n, d_l)`` per hidden layer; ``outputs``: predicted classes in ``[0, n_outputs)``."""
+        """``layers``: activations ``(n, d_l)`` per hidden layer; ``outputs``: predicted classes in
+        ``[0, n_outputs)``."""
         self.scales_ = [float(np.median(nearest_distances(h, h, self.k_scale, exclude_self=True)[:, -1]))
                         for h in layers]
         self.lambdas_ = [self.lam * s for s in self.scales_]

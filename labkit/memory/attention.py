@@ -17,7 +17,8 @@ from its power series in log space.
     1ᵀq̃ = 0   and   ‖q̃‖² = D:
 
 q̃ lies on the sphere of radius √D *inside the hyperplane 1^⊥*, a (D−2)-sphere in a p = D−1 dimensional space. With
-H the (D−1)×D Helmert matrix (orthonormal rows spanning 1^⊥) the coordinates u = H q̃ / √D lie on the unit S^{D−2} ⊂ R^{D−1}.
+H the (D−1)×D Helmert matrix (orthonormal rows spanning 1^⊥) the coordinates u = H q̃ / √D lie on the unit
+S^{D−2} ⊂ R^{D−1}.
 RMSNorm (ε = 0) maps x to q = γ ⊙ q̃ with q̃ = x / rms(x), ‖q̃‖² = D: the full sphere of radius √D, p = D, u = q̃ / √D.
 (With ε > 0 the radius shrinks to √D · s/√(s² + ε), which depends on the query: the identity below is exact for ε = 0.)
 
@@ -124,8 +125,8 @@ def vmf_log_density(u, mean, kappa) -> np.ndarray:
 def vmf_posterior(u, means, kappas, log_weights) -> np.ndarray:
     """Posterior p(i | u) of the mixture Σ_i π_i vMF(m_i, κ_i) by Bayes' rule.
 
-    ``u`` (..., p) unit vectors, ``means`` (N, p) unit vectors, ``kappas`` (N,), ``log_weights`` (N,) log π_i (normalised
-    here). Returns (..., N): exp(log π_i + log f(u; m_i, κ_i) − log Σ_j π_j f(u; m_j, κ_j)).
+    ``u`` (..., p) unit vectors, ``means`` (N, p) unit vectors, ``kappas`` (N,), ``log_weights`` (N,) log π_i
+    (normalised here). Returns (..., N): exp(log π_i + log f(u; m_i, κ_i) − log Σ_j π_j f(u; m_j, κ_j)).
     """
     u = np.asarray(u, dtype=float)
     log_pi = np.asarray(log_weights, dtype=float)
@@ -170,7 +171,8 @@ def sphere_point(query, norm: str = "layer") -> np.ndarray:
 
 @dataclass(frozen=True)
 class VMFMixture:
-    """Σ_i π_i vMF(m_i, κ_i) on the unit sphere S^{p−1}: ``means`` (N, p), ``kappas`` (N,), ``log_weights`` (N,) log π."""
+    """Σ_i π_i vMF(m_i, κ_i) on the unit sphere S^{p−1}: ``means`` (N, p), ``kappas`` (N,), ``log_weights`` (N,)
+    log π."""
 
     means: np.ndarray
     kappas: np.ndarray
@@ -185,7 +187,8 @@ class VMFMixture:
 
 
 def attention_vmf_mixture(keys, norm: str = "layer", gamma=None, delta=None) -> VMFMixture:
-    """The vMF mixture whose posterior at :func:`sphere_point` equals :func:`attention_weights` (ε = 0; see module doc)."""
+    """The vMF mixture whose posterior at :func:`sphere_point` equals :func:`attention_weights` (ε = 0; see the
+    module docstring)."""
     _check_norm(norm)
     keys = np.asarray(keys, dtype=float)
     D = keys.shape[-1]
@@ -295,7 +298,8 @@ def mean_shift_energies(dim: int, n_patterns: int, betas, n_queries: int, n_step
 # ------------------------------------------------------------------------------------ tokens clustering on the sphere
 
 def attention_step(x: np.ndarray, beta: float, alpha: float = 0.5) -> np.ndarray:
-    """One tied-weight layer on tokens ``x`` (..., n, d): x_i ← normalise((1−α) x_i + α Σ_j softmax_j(β x_iᵀx_j) x_j)."""
+    """One tied-weight layer on tokens ``x`` (..., n, d):
+    x_i ← normalise((1−α) x_i + α Σ_j softmax_j(β x_iᵀx_j) x_j)."""
     unit_interval.check("alpha", alpha, "attention_step")
     logits = beta * x @ np.swapaxes(x, -1, -2)
     w = np.exp(logits - logsumexp(logits, axis=-1, keepdims=True))

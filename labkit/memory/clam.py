@@ -129,7 +129,8 @@ class ClAM(ClusterMixin, BaseEstimator):
         memories = torch.nn.Parameter(torch.from_numpy(init.copy()))
         opt = torch.optim.Adam([memories], lr=self.learning_rate)
         self.loss_curve_ = []
-        for self.n_iter_ in range(1, self.max_iter + 1):
+        for n_iter in range(1, self.max_iter + 1):
+            self.n_iter_ = n_iter
             total = 0.0
             for idx in torch.randperm(len(data), generator=gen).split(self.batch_size):
                 x = data[idx]

@@ -194,7 +194,8 @@ class ELBOMixture(ClusterMixin, BaseEstimator):
         self.weights_ = np.full(self.n_components, 1.0 / self.n_components)
         self.lower_bounds_, self.converged_ = [], False
         v = np.zeros((X.shape[0], self.n_components))
-        for self.n_iter_ in range(1, self.max_iter + 1):
+        for n_iter in range(1, self.max_iter + 1):
+            self.n_iter_ = n_iter
             v, q, elbo = self._e_step(X, v, self.n_steps)
             self.lower_bounds_.append(elbo)
             if len(self.lower_bounds_) > 1 and elbo - self.lower_bounds_[-2] < self.em_tol:

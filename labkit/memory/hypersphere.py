@@ -33,10 +33,10 @@ __all__ = ["HypersphereAttentionConfig", "IdentityResult", "ClusterSummary", "su
 class HypersphereAttentionConfig(NotebookConfig):
     """Notebook 02d. ``id_*``: the vMF identity on random γ, δ, keys and queries (dimension ``id_dim``). Token dynamics:
     ``n_tokens`` uniform tokens on S^{d−1}, d ∈ {3, ``high_dim``}, layers x ← normalise((1−α)x + α·attention(x)) with
-    α = ``alpha`` (½ = the residual block x ← normalise(x + attention(x))), β ∈ ``betas``, depth ``n_layers``, ``n_seeds``
-    seeds; clusters = connected components at angle < ``cluster_angle`` rad. Claim thresholds are fixed here:
-    ``identity_tol`` (max relative error), ``energy_slack`` (largest rise of E per mean-shift step allowed, relative to
-    |E|: float rounding), ``monotone_slack`` (how far the seed-mean cluster count may rise above its
+    α = ``alpha`` (½ = the residual block x ← normalise(x + attention(x))), β ∈ ``betas``, depth ``n_layers``,
+    ``n_seeds`` seeds; clusters = connected components at angle < ``cluster_angle`` rad. Claim thresholds are fixed
+    here: ``identity_tol`` (max relative error), ``energy_slack`` (largest rise of E per mean-shift step allowed,
+    relative to |E|: float rounding), ``monotone_slack`` (how far the seed-mean cluster count may rise above its
     running minimum), ``few_clusters`` (seed-mean count at the final depth for the smallest β), ``movement_floor``
     (radians: a β counts in the claim that larger β keeps more clusters for longer only if its tokens' seed-mean
     displacement at the final depth is at least this; tokens that stay where they started keep their initial clusters

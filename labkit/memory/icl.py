@@ -255,7 +255,8 @@ class ICLEnergyConfig(NotebookConfig):
 
     SCALES: ClassVar[dict] = {
         "smoke": dict(n_seeds=2, n_eval_seeds=1, n_train_sequences=16,
-                      recipe=dict(d_model=16, n_heads=2, n_layers=1, langevin_steps=2, n_steps=4, batch_size=4), context_sizes=(0, 1, 4, 16), n_eval_mixtures=2,
+                      recipe=dict(d_model=16, n_heads=2, n_layers=1, langevin_steps=2, n_steps=4, batch_size=4),
+                      context_sizes=(0, 1, 4, 16), n_eval_mixtures=2,
                       n_heldout=8, n_grid=24, grid_refine=2, well_spacing=0.25, n_samples=16, landscape_grid=24),
         "quick": {},
         "paper": dict(recipe=dict(n_steps=20_000, batch_size=64), n_train_sequences=500_000,
@@ -286,7 +287,8 @@ class ICLEnergyConfig(NotebookConfig):
 
     def training_data(self, seed_index: int) -> np.ndarray:
         """The training sequences of training seed ``seed_index``: (n_train_sequences, context_len, 2)."""
-        return THREE_COMPONENTS.sample(self.n_train_sequences, self.context_len, repro.rng(self.seed, seed_index, DATA))[0]
+        rng = repro.rng(self.seed, seed_index, DATA)
+        return THREE_COMPONENTS.sample(self.n_train_sequences, self.context_len, rng)[0]
 
     def eval_rng(self, seed_index: int, eval_index: int, family_index: int) -> np.random.Generator:
         """The generator of one evaluation group's fresh mixtures."""

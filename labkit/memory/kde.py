@@ -66,8 +66,8 @@ from labkit.config import (
 from labkit.memory.base import EnergyMemory
 
 __all__ = ["GaussianKDEMemory", "q_star", "alpha1", "ramsauer_exponent", "sphere_patterns", "retrieve",
-           "capacity_trials", "CapacityCounts", "capacity_curve", "bootstrap_critical_n", "samples_per_point", "critical_n", "n_grid",
-           "capacity_sweep", "INDEPENDENT_CRITICAL_N", "KDECapacityConfig"]
+           "capacity_trials", "CapacityCounts", "capacity_curve", "bootstrap_critical_n", "samples_per_point",
+           "critical_n", "n_grid", "capacity_sweep", "INDEPENDENT_CRITICAL_N", "KDECapacityConfig"]
 
 #: N_c (50 % retrieved) at λ = 1 from an independent mean-shift check (a separate implementation, not this module):
 #: {d: (N_c, its rounding: half a unit of the last digit given)}. Earlier reference values of ln N_c / d (0.51 at
@@ -375,7 +375,8 @@ class KDECapacityConfig(NotebookConfig):
     bootstrap standard errors, ``ref_n_boot`` resamples of the trials, plus the independent value's own rounding,
     of the independent estimate; fixed before the reported run) and
     ``cliff_ratio`` (the fraction must fall from ≥ 0.95 to ≤ 0.05 within this factor in N at λ = 1, d = 16; the
-    independent check found a factor of about 3). Classical binary Hopfield: ``hop_neurons`` neurons, loads ``hop_loads``.
+    independent check found a factor of about 3). Classical binary Hopfield: ``hop_neurons`` neurons, loads
+    ``hop_loads``.
     paper: d up to 20 at both λ, more trials and queries (an hour-scale CPU run; a GPU port is not needed).
     """
 

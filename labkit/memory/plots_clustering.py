@@ -67,7 +67,8 @@ def alpha_figure(sweep: AlphaSweep, true_k: int, oracle: AlphaSweep | None = Non
             axes[0].errorbar(a, values.mean(0), yerr=values.std(0), marker=marker, ms=4, capsize=2, color=color,
                              ls=ls, alpha=alpha, label=label + suffix)
         axes[1].errorbar(a, run.ari.mean(0), yerr=run.ari.std(0), marker="o", ms=4, capsize=2, color="#2ca02c",
-                         ls=ls, alpha=alpha, label="median-heuristic width" if not suffix else "oracle width (ablation)")
+                         ls=ls, alpha=alpha,
+                         label="median-heuristic width" if not suffix else "oracle width (ablation)")
     axes[0].axhline(true_k, color="#d62728", ls=":", label=f"true clusters ({true_k})")
     axes[0].set(xscale="log", yscale="log", xlabel="CRP concentration α", ylabel="number of memories",
                 title="memories created vs α (blobs)")

@@ -44,7 +44,8 @@ def identity_figure(identity, tol: float):
         ax.hist(np.log10(np.maximum(r, 1e-18)), bins=bins, color=colors[norm], alpha=0.5,
                 label=f"{labels[norm]} (max {r.max():.1e})")
     ax.axvline(np.log10(tol), color="k", ls="--", lw=1, label=f"tolerance {tol:g}")
-    ax.set(xlabel="log₁₀ relative error (exact agreement drawn at −18)", ylabel="number of (query, key) pairs", title="(b) relative error")
+    ax.set(xlabel="log₁₀ relative error (exact agreement drawn at −18)", ylabel="number of (query, key) pairs",
+           title="(b) relative error")
     ax.legend(fontsize=8)
     ax = axes[2]
     for color, (beta, e) in zip(_beta_colors(energies), energies.items()):
@@ -58,8 +59,8 @@ def identity_figure(identity, tol: float):
 
 
 def trajectories_figure(trajectories: dict, labels: dict, title: str):
-    """Token trajectories on S² over depth, one 3-D panel per β: ``trajectories`` β → (depth + 1, n, 3); ``labels`` β → (n,)
-    final cluster of each token (colours). Start: grey dots; end: black crosses."""
+    """Token trajectories on S² over depth, one 3-D panel per β: ``trajectories`` β → (depth + 1, n, 3); ``labels``
+    β → (n,) final cluster of each token (colours). Start: grey dots; end: black crosses."""
     betas = list(trajectories)
     fig = plt.figure(figsize=(3.8 * len(betas), 4.3), layout="none")  # 3-D axes: placed by hand
     u, v = np.meshgrid(np.linspace(0, 2 * np.pi, 25), np.linspace(0, np.pi, 13))

@@ -252,28 +252,28 @@ class MonitorResult:
         backdoors' attack success and clean accuracy (per β)."""
         first = self.runs[0]
         return {
-            "clean accuracy": {k: self.summary(lambda r: r.accuracy[k]) for k in first.accuracy},
-            "attack success": {k: self.summary(lambda r: r.attack_success[k]) for k in first.attack_success},
-            "marker reliance": {k: self.summary(lambda r: r.marker_reliance[k]) for k in first.marker_reliance},
-            "adaptive attack success": {b: self.summary(lambda r: r.adaptive[b].attack_success)
+            "clean accuracy": {k: self.summary(lambda r, k=k: r.accuracy[k]) for k in first.accuracy},
+            "attack success": {k: self.summary(lambda r, k=k: r.attack_success[k]) for k in first.attack_success},
+            "marker reliance": {k: self.summary(lambda r, k=k: r.marker_reliance[k]) for k in first.marker_reliance},
+            "adaptive attack success": {b: self.summary(lambda r, b=b: r.adaptive[b].attack_success)
                                         for b in self.config.adaptive_betas},
-            "adaptive clean accuracy": {b: self.summary(lambda r: r.adaptive[b].accuracy)
+            "adaptive clean accuracy": {b: self.summary(lambda r, b=b: r.adaptive[b].accuracy)
                                         for b in self.config.adaptive_betas},
         }
 
     def auroc_table(self, metric: str = "auroc") -> dict[str, dict[str, tuple[float, float]]]:
         """``{monitor: {task: (mean, se)}}`` of ``metric`` (``"auroc"`` or ``"tpr_at_fpr"``)."""
-        return {m: {t: self.summary(lambda r: r.metrics[t][m][metric]) for t in TASKS} for m in MONITORS}
+        return {m: {t: self.summary(lambda r, t=t, m=m: r.metrics[t][m][metric]) for t in TASKS} for m in MONITORS}
 
     def filter_table(self, metric: str = "auroc") -> dict[str, dict[str, tuple[float, float]]]:
         """``{organism: {filter: (mean, se)}}`` of the poisoning filters' ``metric``."""
-        return {o: {f: self.summary(lambda r: getattr(r.filters[o][f], metric)) for f in fs}
+        return {o: {f: self.summary(lambda r, o=o, f=f: getattr(r.filters[o][f], metric)) for f in fs}
                 for o, fs in self.runs[0].filters.items()}
 
     def transfer_summary(self, students: str = "students") -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Students' ``{"attack_success" | "accuracy": (means, ses)}``, one entry per temperature;
         ``students="control_students"``: the students of the clean model (the control)."""
-        return {k: tuple(np.array([self.summary(lambda r: getattr(getattr(r, students)[t], k))
+        return {k: tuple(np.array([self.summary(lambda r, t=t, k=k: getattr(getattr(r, students)[t], k))
                                    for t in self.config.temperatures]).T)
                 for k in ("attack_success", "accuracy")}
 
@@ -281,22 +281,23 @@ class MonitorResult:
         """``({monitor: (means, ses) over β}, {"attack_success" | "accuracy": (means, ses) over β})`` of the adaptive
         backdoors."""
         betas = self.config.adaptive_betas
-        auroc = {m: tuple(np.array([self.summary(lambda r: r.adaptive[b].metrics[m]["auroc"]) for b in betas]).T)
+        auroc = {m: tuple(np.array([self.summary(lambda r, b=b, m=m: r.adaptive[b].metrics[m]["auroc"])
+                                    for b in betas]).T)
                  for m in MONITORS}
-        organism = {k: tuple(np.array([self.summary(lambda r: getattr(r.adaptive[b], k)) for b in betas]).T)
+        organism = {k: tuple(np.array([self.summary(lambda r, b=b, k=k: getattr(r.adaptive[b], k)) for b in betas]).T)
                     for k in ("attack_success", "accuracy")}
         return auroc, organism
 
     def specificity(self) -> dict[str, tuple[float, float]]:
         """Per monitor, the backdoor-specific AUROC: on the backdoored model's triggered inputs minus on the control
         (the clean model shown the same trigger), per run, then ``(mean, se)``."""
-        return {m: self.summary(lambda r: r.metrics["backdoor"][m]["auroc"]
+        return {m: self.summary(lambda r, m=m: r.metrics["backdoor"][m]["auroc"]
                                 - r.metrics["control: clean model + trigger"][m]["auroc"]) for m in MONITORS}
 
     def transfer_gap(self) -> dict[float, tuple[float, float]]:
         """Per temperature, attack success of the backdoor's students minus the clean model's students, per run,
         then ``(mean, se)``."""
-        return {t: self.summary(lambda r: r.students[t].attack_success - r.control_students[t].attack_success)
+        return {t: self.summary(lambda r, t=t: r.students[t].attack_success - r.control_students[t].attack_success)
                 for t in self.config.temperatures}
 
     def adaptive_drop(self, monitor: str) -> tuple[np.ndarray, float, float]:

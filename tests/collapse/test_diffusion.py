@@ -230,7 +230,8 @@ def test_config_presets_and_validation():
     assert exp.recipe == quick.recipe and exp.n_train == quick.n_train
     smoke = D.DiffusionCollapseConfig.from_params(scale="smoke", seeds=[4, 5])
     assert smoke.seeds == (4, 5)
-    bad = [({"max_heavy_atoms": 10}, r"an integer in \[2, 9\]"), ({"recipe": {"n_check": 10_000}}, "'recipe.n_check'"), ({"n_train_": 5}, "did you mean")]
+    bad = [({"max_heavy_atoms": 10}, r"an integer in \[2, 9\]"), ({"recipe": {"n_check": 10_000}}, "'recipe.n_check'"),
+           ({"n_train_": 5}, "did you mean")]
     for params, message in bad:
         with pytest.raises(ConfigError, match=message):
             D.DiffusionCollapseConfig.from_params(scale="quick", **params)

@@ -86,7 +86,8 @@ def test_dask_local_cluster_gives_the_same_results():
     from dask.distributed import LocalCluster
 
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
-        results = g.run_all(GaussianExperiment(), ["accumulate_subsample"], [0, 1], 3, scheduler=cluster.scheduler_address)
+        results = g.run_all(GaussianExperiment(), ["accumulate_subsample"], [0, 1], 3,
+                            scheduler=cluster.scheduler_address)
     assert results == g.run_all(GaussianExperiment(), ["accumulate_subsample"], [0, 1], 3, max_workers=1)
 
 

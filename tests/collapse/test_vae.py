@@ -151,7 +151,8 @@ def test_figures_draw_from_loop_results():
     fig = plots_vae.sample_grid_figure(results, 1, [1, 3], rng.random((16, 64)), "t")
     assert len(fig.axes) == 2 * 3
     ent = generations.preview_table(results, "class_entropy")
-    fig = plots_vae.diversity_figure(ent, generations.preview_table(results, "coverage"), 2.3, "t", confident=ent, real_confident=0.9)
+    fig = plots_vae.diversity_figure(ent, generations.preview_table(results, "coverage"), 2.3, "t", confident=ent,
+                                     real_confident=0.9)
     assert len(fig.axes) == 3 and fig.axes[2].get_title() == "confidently recognised samples"
     with pytest.raises(ValueError, match="seeds present: \\[0, 1\\]"):
         plots_vae.sample_grid_figure(results, 7, [1], rng.random((16, 64)), "t")

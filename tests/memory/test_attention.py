@@ -1,4 +1,5 @@
-"""Normalise-then-attend as vMF posterior inference; the vMF-KDE memory; token clustering on the sphere (labkit.memory.attention)."""
+"""Normalise-then-attend as vMF posterior inference; the vMF-KDE memory; token clustering on the sphere
+(labkit.memory.attention)."""
 
 import re
 

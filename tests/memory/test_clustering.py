@@ -319,7 +319,8 @@ def test_elbo_check_runs_the_dynamics_on_random_log_joints_and_the_most_uncertai
     p = memory.posterior()
     assert check.iris_index == int(np.argmax(scipy.stats.entropy(p, axis=1)))
     np.testing.assert_allclose(check.iris_posterior, p[check.iris_index], rtol=1e-12)
-    assert check.iris_log_evidence == pytest.approx(float(ELBOMemory(memory.log_joint[check.iris_index]).log_evidence()))
+    evidence = ELBOMemory(memory.log_joint[check.iris_index]).log_evidence()
+    assert check.iris_log_evidence == pytest.approx(float(evidence))
     assert check.iris["q"].shape == (cfg.demo_n_steps + 1, 3)
 
 

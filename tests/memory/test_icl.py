@@ -113,7 +113,8 @@ def test_bounded_langevin_stays_in_the_box_the_normaliser_integrates():
 
 def test_gradient_update_lowers_the_energy():
     X, _ = icl_model.THREE_COMPONENTS.sample(16, 12, repro.rng(0))
-    est = icl_model.InContextEnergyModel(d_model=16, n_heads=2, n_layers=1, n_steps=3, batch_size=4, progress=False).fit(X)
+    est = icl_model.InContextEnergyModel(d_model=16, n_heads=2, n_layers=1, n_steps=3, batch_size=4,
+                                         progress=False).fit(X)
     mem = est.memory(X[0, :8], step_size=1e-3)
     q = repro.rng(1).uniform(-5, 5, (20, 2))
     assert mem.energy(q).shape == (20,) and mem.update(q).shape == q.shape
@@ -137,7 +138,8 @@ def test_fit_is_deterministic_and_loss_decreases():
 
 def test_energy_is_chunk_invariant_and_checks_shapes():
     X, _ = icl_model.THREE_COMPONENTS.sample(8, 10, repro.rng(0))
-    est = icl_model.InContextEnergyModel(d_model=16, n_heads=2, n_layers=1, n_steps=2, batch_size=4, progress=False).fit(X)
+    est = icl_model.InContextEnergyModel(d_model=16, n_heads=2, n_layers=1, n_steps=2, batch_size=4,
+                                         progress=False).fit(X)
     q = repro.rng(1).normal(0, 5, (2, 50, 2))
     full = est.energy(X[:2, :4], q)
     est.chunk_size = 7

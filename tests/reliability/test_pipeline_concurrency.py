@@ -84,7 +84,7 @@ def test_pipelines_sharing_a_build_folder_keep_their_runs_apart(sandbox):
     folders = {seed: sandbox.figures.parent / f"figures-{seed}" for seed in SEEDS}
     for attempt in range(2):
         runs = {seed: _start(sandbox, seed, folders[seed]) for seed in SEEDS}
-        for seed, run in runs.items():
+        for run in runs.values():
             assert run.wait() == 0, run.stdout.read()
         for seed in SEEDS:
             published = _published(folders[seed])
