@@ -187,10 +187,10 @@ class CharLMCollapseConfig(GenerationsConfig):
     (see :class:`CharLMExperiment`; the previews cut both short):
 
     - ``smoke`` seconds: 2 seeds, 2 generations, a one-layer model on 24 k characters.
-    - ``quick`` a preview, ≈ 2 min on 2 CPU cores: 3 seeds, 4 generations, models of 0.06 M and 0.16 M parameters,
+    - ``quick`` a preview: 3 seeds, 4 generations, models of 0.06 M and 0.16 M parameters,
       the opening 45 k characters of the first play to train and 15 k of the held-out play, 3 epochs per generation,
       batches of 8 at learning rate 4e-3 → 4e-4. Its generation-1 models are not competent (≈ 2.4 nats/char).
-    - ``full`` the committed figures, ≈ 45 min on 2 CPU cores: 3 seeds, 4 generations, models of 0.11 M
+    - ``full`` the committed figures: 3 seeds, 4 generations, models of 0.11 M
       (2 layers × 4 heads × 64) and 0.81 M parameters (4 × 4 × 128, nanoGPT's ``train_shakespeare_char`` model),
       block 64; the first seven plays whole (0.94 M characters) to train and *The Winter's Tale* whole (0.15 M) held
       out; 1.5 epochs over each generation's training set (the paper's one epoch, scaled to where this model is

@@ -302,9 +302,9 @@ class DiffusionCollapseConfig(GenerationsConfig):
     held-out molecules; ``recipe`` is the model and its training (:class:`Recipe`).
 
     - ``smoke`` seconds: 2 seeds, 2 generations, a one-layer denoiser on 48 molecules.
-    - ``quick`` a preview, ≈ 3 min on 2 CPU cores: 3 seeds, 4 generations, QM9 molecules of ≤ 7 heavy atoms
+    - ``quick`` a preview: 3 seeds, 4 generations, QM9 molecules of ≤ 7 heavy atoms
       (1,000 train, 250 held out), a 3-layer EGNN of width 32, 50 diffusion steps, 40 epochs.
-    - ``full`` the committed figures, ≈ 20 min on 2 CPU cores: 3 seeds, 4 generations, QM9 molecules of every size
+    - ``full`` the committed figures: 3 seeds, 4 generations, QM9 molecules of every size
       (≤ 9 heavy atoms; 10,000 train, 1,000 held out, RMSDs on 300 of them), the same 3-layer EGNN of width 32,
       50 diffusion steps, 8 epochs (80,000 molecule passes per real-set generation against the preview's 40,000).
       In a pilot before any collapse run at this scale (300 molecules outside both sets, 6 epochs) its median RMSD

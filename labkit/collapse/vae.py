@@ -286,9 +286,9 @@ class VAECollapseConfig(GenerationsConfig):
     train / held-out split; ``recipe`` is the model and its training (:class:`VAERecipe`).
 
     Scales: ``smoke`` seconds (2 seeds, 2 generations, a tiny model); ``quick`` a preview (3 seeds, 8 generations,
-    256 hidden units, 8 latent dimensions, 60 epochs in minibatches of 256; ≈ 1 min on 2 CPU cores); ``full`` the
+    256 hidden units, 8 latent dimensions, 60 epochs in minibatches of 256); ``full`` the
     committed figures (3 seeds, 6 generations, 512 hidden units, 16 latent dimensions, 300 epochs in minibatches of
-    64 at learning rate 1e-3; ≈ 10 min): the recipe with the best −ELBO on a validation split of the training digits
+    64 at learning rate 1e-3): the recipe with the best −ELBO on a validation split of the training digits
     in pilots before any collapse run at this scale (118.8 nats at the quick recipe, 96.9 at this one with 400
     epochs; latent 2 / 4 / 8 with 512 units: 163.7 / 131.1 / 107.5); ``paper`` 10 seeds, 20 generations and
     a longer recipe at Kingma & Welling's MNIST sizes (500 hidden units, minibatches of 100) [assumed: the paper's

@@ -3,7 +3,8 @@
 
 Modules: ``base`` (the interface, activation capture), ``max_softmax`` (Hendrycks & Gimpel 2017), ``mahalanobis``
 (Lee et al. 2018), ``lid`` (Ma et al. 2018), ``density`` (Feinman et al. 2017), ``knn`` (deep kNN, Sun et al. 2022)
-and ``metrics`` (TPR at a fixed FPR, and AUROC via scikit-learn, for clean vs anomalous scores).
+``metrics`` (TPR at a fixed FPR, and AUROC via scikit-learn, for clean vs anomalous scores) and ``config`` (the
+classifier, split and detector fields that notebooks 03 and 04 share).
 """
 
 from labkit.detectors.base import Detector

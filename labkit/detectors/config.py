@@ -1,16 +1,12 @@
 """The protocol shared by the notebooks that train a digits classifier and fit detectors on its clean activations
 (03 monitoring, 04 FACADE): a frozen base config that each notebook's config extends, its seeds and its split.
 
-Classifier: an MLP of layer widths ``sizes`` with ``dropout``, ``epochs`` of Adam at ``lr`` in batches of
-``batch_size`` (``labkit.classifiers``), on a stratified subset of ``n_images`` images; ``held_out_fraction`` of
-them are held out and split into clean calibration and test (``test_fraction_of_held_out``):
-:func:`train_calibration_test_split`. ``n_seeds`` runs, at least 2 (the claims compare against a seed spread);
-run ``i`` has the seed ``derived_seed(seed, i)`` (:mod:`labkit.seeds`, :meth:`DetectionConfig.run_seeds`).
-Hyperparameters of the established detectors (``labkit.detectors.baselines``), fixed a priori from the literature or
-clean-data rules and never tuned on anomalous data: LID's ``lid_k`` (Ma et al.'s k = 20); deep kNN's ``knn_k``;
-``mc_samples`` MC-dropout passes (Feinman et al.); thresholds at false-positive rate ``fpr``. FACADE's own
-hyperparameters live in ``labkit.facade.config``. The experiments run on one torch/BLAS thread (the matrices are
-small, and one thread is several times faster than two on a busy 2-core machine): a speed choice, not a parameter.
+The classifier (``labkit.classifiers``) trains on a stratified subset of the digits, part of which is held out and
+split into clean calibration and test (:func:`train_calibration_test_split`); run ``i`` of ``n_seeds`` has the seed
+``derived_seed(seed, i)`` (:mod:`labkit.seeds`, :meth:`DetectionConfig.run_seeds`). The established detectors'
+hyperparameters (``labkit.detectors.baselines``) are fixed a priori from the literature or clean-data rules and
+never tuned on anomalous data; FACADE's own live in ``labkit.facade.config``. The experiments run on one torch/BLAS
+thread (the matrices are small): a speed choice, not a parameter.
 """
 
 from dataclasses import dataclass
@@ -43,19 +39,19 @@ def train_calibration_test_split(labels: np.ndarray, held_out_fraction: float, t
 class DetectionConfig(NotebookConfig):
     """The classifier, split, seed and baseline-detector fields of notebooks 03 and 04 (see the module docstring)."""
 
-    sizes: tuple = param((64, 128, 128, 64, 10), tuple_of(positive_int, min_len=3))
+    sizes: tuple = param((64, 128, 128, 64, 10), tuple_of(positive_int, min_len=3))  # the MLP's layer widths
     dropout: float = param(0.1, Interval(float, 0, 1, closed="left"))
-    epochs: int = param(60, positive_int)
+    epochs: int = param(60, positive_int)                     # of Adam
     lr: float = param(1e-3, positive_float)
     batch_size: int = param(64, positive_int)
-    n_images: int = param(1797, positive_int)
-    held_out_fraction: float = param(0.4, fraction)
-    test_fraction_of_held_out: float = param(0.625, fraction)
-    n_seeds: int = param(3, positive_int)
-    lid_k: int = param(20, positive_int)
-    knn_k: int = param(10, positive_int)
-    mc_samples: int = param(30, positive_int)
-    fpr: float = param(0.05, fraction)
+    n_images: int = param(1797, positive_int)                 # the stratified subset of the digits used
+    held_out_fraction: float = param(0.4, fraction)           # of those images, held out from training
+    test_fraction_of_held_out: float = param(0.625, fraction)  # of the held out, test; the rest clean calibration
+    n_seeds: int = param(3, positive_int)                     # runs; at least 2 (the claims compare with a seed spread)
+    lid_k: int = param(20, positive_int)                      # LID's neighbours (Ma et al.'s k = 20)
+    knn_k: int = param(10, positive_int)                      # deep kNN's neighbours
+    mc_samples: int = param(30, positive_int)                 # MC-dropout passes (Feinman et al.)
+    fpr: float = param(0.05, fraction)                        # detection thresholds at this false-positive rate
 
     def validate(self) -> None:
         if self.n_seeds < 2:

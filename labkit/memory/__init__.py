@@ -7,8 +7,9 @@ and exposes ``energy``, ``update`` (one retrieval step), ``retrieve`` (iterate t
 Modules: ``base`` (the shared interface); the reference points ``hopfield`` (classical binary and modern continuous
 Hopfield networks); ``kde`` (Gaussian-KDE memory and its capacity, notebook 02a); ``clam`` (ClAM), ``elbo`` (the ELBO
 memory and its mixture model), ``crp`` (Bayesian-nonparametric memory creation) and ``clustering`` (their comparison
-with standard clusterers, notebook 02b); ``icl`` (in-context learning of energy functions, notebook 02c);
-``attention`` (normalisation + attention as von Mises–Fisher posterior inference on the hypersphere, notebook 02d);
-``plots_kde``, ``plots_icl``, ``plots_sphere`` (those notebooks' figures). Each notebook's config sits at the end of
-the module it leans on.
+with standard clusterers, notebook 02b); ``icl_model`` (the in-context energy transformer and its training) and
+``icl`` (its evaluation, notebook 02c); ``attention`` (normalisation + attention as von Mises–Fisher posterior
+inference on the hypersphere) and ``hypersphere`` (notebook 02d's experiment); the explorers ``explore_kde`` (02a)
+and ``explore_sphere`` (02d); the figures ``plots_kde``, ``plots_clustering``, ``plots_icl`` and ``plots_sphere``.
+Each notebook's config sits in the module of its experiment.
 """

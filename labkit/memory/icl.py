@@ -208,16 +208,9 @@ MODEL, DATA, EVAL = 1, 2, 3
 
 @dataclass(frozen=True)
 class ICLEnergyConfig(NotebookConfig):
-    """Notebook 02c. ``recipe`` is the model and its training (:class:`~labkit.memory.icl_model.ICLRecipe`);
-    ``n_train_sequences``
-    training sequences of ``context_len`` points (each its own 3-component mixture) are drawn once per training
-    seed; ``n_seeds`` models are trained from seeds derived from ``seed``; each is evaluated (:func:`evaluate`) on
-    ``n_eval_seeds`` independent groups of ``n_eval_mixtures`` fresh mixtures of each family at ``context_sizes``.
-    The normaliser is integrated on an ``n_grid``² grid on ``[-grid_lim, grid_lim]²`` refined ``grid_refine``-fold
-    where the mass is (:func:`adaptive_log_normaliser`); wells are looked for within ``well_radius`` of each true
-    mean on a grid of ``well_spacing``; ``n_samples`` model samples per mixture give the sample MSE. Landscapes are
-    drawn on ``[-landscape_lim, landscape_lim]²``. Models train and score on one torch/BLAS thread (many tiny ops:
-    one thread is several times faster), a speed choice and not a parameter.
+    """Notebook 02c: models trained from seeds derived from ``seed``, each evaluated (:func:`evaluate`) on fresh
+    mixtures of each family. Models train and score on one torch/BLAS thread (many tiny ops), a speed choice and not
+    a parameter.
 
     Claims (thresholds fixed before the reported run): for each family, from n = 0 to the largest context, the
     held-out NLL falls, the share of true means with a well rises and the sample MSE falls, each paired change
@@ -234,24 +227,24 @@ class ICLEnergyConfig(NotebookConfig):
       of 64 sequences over 500 000 drawn sequences, more evaluation mixtures.
     """
 
-    n_seeds: int = param(3, positive_int)
-    n_eval_seeds: int = param(2, positive_int)
-    recipe: ICLRecipe = param(ICLRecipe())
-    context_len: int = param(35, positive_int)
-    n_train_sequences: int = param(32_000, positive_int)
-    context_sizes: tuple = param((0, 1, 2, 4, 8, 16, 32), tuple_of(non_negative_int))
-    n_eval_mixtures: int = param(8, positive_int)
-    n_heldout: int = param(64, positive_int)
-    grid_lim: float = param(15.0, positive_float)
-    n_grid: int = param(64, positive_int)
-    grid_refine: int = param(8, positive_int)
-    keep_nats: float = param(12.0, positive_float)
-    well_radius: float = param(1.0, positive_float)
-    well_spacing: float = param(0.05, positive_float)
-    n_samples: int = param(128, positive_int)
-    landscape_lim: float = param(10.0, positive_float)
-    landscape_grid: int = param(120, positive_int)
-    margin_se: float = param(3.0, positive_float)
+    n_seeds: int = param(3, positive_int)                   # training seeds (models)
+    n_eval_seeds: int = param(2, positive_int)              # independent evaluation groups per model
+    recipe: ICLRecipe = param(ICLRecipe())                  # the model and its training (icl_model.ICLRecipe)
+    context_len: int = param(35, positive_int)              # points per training sequence
+    n_train_sequences: int = param(32_000, positive_int)    # drawn once per training seed, each its own mixture
+    context_sizes: tuple = param((0, 1, 2, 4, 8, 16, 32), tuple_of(non_negative_int))  # where models are evaluated
+    n_eval_mixtures: int = param(8, positive_int)           # fresh mixtures of each family per evaluation group
+    n_heldout: int = param(64, positive_int)                # held-out points per mixture (the NLL)
+    grid_lim: float = param(15.0, positive_float)           # the normaliser is integrated on [-grid_lim, grid_lim]²
+    n_grid: int = param(64, positive_int)                   # on an n_grid² grid ...
+    grid_refine: int = param(8, positive_int)               # ... refined this many times where the mass is
+    keep_nats: float = param(12.0, positive_float)          # cells of mass within this many nats of the largest
+    well_radius: float = param(1.0, positive_float)         # wells are looked for within this of each true mean
+    well_spacing: float = param(0.05, positive_float)       # on a grid of this spacing
+    n_samples: int = param(128, positive_int)               # model samples per mixture (the sample MSE)
+    landscape_lim: float = param(10.0, positive_float)      # landscapes drawn on [-landscape_lim, landscape_lim]²
+    landscape_grid: int = param(120, positive_int)          # at this resolution
+    margin_se: float = param(3.0, positive_float)           # claims: changes must exceed this many standard errors
 
     SCALES: ClassVar[dict] = {
         "smoke": dict(n_seeds=2, n_eval_seeds=1, n_train_sequences=16,

@@ -39,8 +39,8 @@ load N_c is where the fraction retrieved first falls through ½, interpolated li
 Computation: all queries of a chunk move together (two BLAS matmuls and one exp per step); a query stops as soon
 as it has converged; queries are processed in chunks so that the (queries × N) weight matrix never exceeds
 ``max_elements`` numbers; the softmax subtracts each row's maximum (log-sum-exp), so it cannot overflow. The
-matmuls are skinny (inner dimension d), so BLAS runs single-threaded there: on the shared 2-core machine two BLAS
-threads made them 30–70× slower (benchmarks/bench_kde_capacity.py).
+matmuls are skinny (inner dimension d), so BLAS runs single-threaded there (benchmarks/bench_kde_capacity.py
+measures why).
 """
 
 import functools
@@ -215,7 +215,7 @@ def _descend(patterns, queries, beta, n_steps, tol, dtype, max_elements, leave_r
 
 @functools.cache
 def _blas():
-    """One thread-pool controller for the process (creating one costs ~1 ms; entering its limit ~15 µs)."""
+    """One thread-pool controller for the process (creating one is costly; entering its limit is cheap)."""
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
