@@ -4,7 +4,8 @@ Sub-packages, one role each, each importing only those listed before it (tests/r
 ``firmware`` (the wire protocol, the hard limits, the device's logic), ``simulator`` (the simulated worm, its
 camera, the simulated rig and the ``rigsim://`` pyserial handler, a simulator-free recording generator), ``host``
 (the driver, session folders, NWB), ``analysis`` (signal analysis, video tracking, blind validation),
-``experiments`` (notebook 05a's mapping session) and ``ui`` (the live panel of notebook 05b, the sweep explorer).
+``experiments`` (notebook 05a's mapping session, the closed-loop search and notebook 05c's evaluation of it) and
+``ui`` (the live panel of notebook 05b with its Auto-map, the sweep explorer).
 
 Importing ``labkit.rig`` registers the ``rigsim://`` pyserial URL handler (labkit.rig.simulator.protocol_rigsim),
 so ``Rig("rigsim://?seed=1")`` drives the simulator in-process, exactly as ``Rig("/dev/ttyACM0")`` drives a board.

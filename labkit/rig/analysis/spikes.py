@@ -58,8 +58,9 @@ def arrival_times(epochs_uv, times_ms, k: float = THRESHOLD_K, search_ms=(0.0, N
     """Arrival time (ms after the stimulus) of the first spike per trial and pair, NaN where none (module docstring).
 
     ``epochs_uv`` must be artefact-free and band-passed. ``search_ms`` = (start, stop); start may be one value per
-    trial and pair (e.g. after a first spike, to find the next; NaN: none). ``sigma`` (n_pairs,) or (n_trials, n_pairs) is the noise
-    level; default: the MAD estimate over the pre-stimulus part of all epochs (the whole epochs when there is none).
+    trial and pair (e.g. after a first spike, to find the next; NaN: none). ``sigma`` is the noise level, (n_pairs,),
+    (n_trials, n_pairs) or, where it changes within the epoch, (n_trials, n_window, n_pairs); default: the MAD
+    estimate over the pre-stimulus part of all epochs (the whole epochs when there is none).
     """
     e = epochs_3d("arrival_times", epochs_uv)
     t = epoch_times("arrival_times", times_ms, e)
@@ -67,10 +68,12 @@ def arrival_times(epochs_uv, times_ms, k: float = THRESHOLD_K, search_ms=(0.0, N
     if sigma is None:
         base = e[:, t < 0] if np.any(t < 0) else e
         sigma = pair_noise(base)
-    thr = positive_number("arrival_times", "k", k) * np.broadcast_to(np.asarray(sigma, dtype=float), e[:, 0].shape)
+    sigma = np.asarray(sigma, dtype=float)
+    thr = positive_number("arrival_times", "k", k) * np.broadcast_to(sigma if sigma.ndim == 3 else
+                                                                      np.expand_dims(sigma, -2), e.shape)
     lo = np.broadcast_to(np.asarray(search_ms[0], dtype=float), e[:, 0].shape)      # NaN: no search
     hi = t[-1] if search_ms[1] is None else search_ms[1]
-    over = (np.abs(e) > thr[:, None, :]) & (t[None, :, None] >= lo[:, None, :]) & (t <= hi)[None, :, None]
+    over = (np.abs(e) > thr) & (t[None, :, None] >= lo[:, None, :]) & (t <= hi)[None, :, None]
     found = over.any(axis=1)                                            # (n_trials, n_pairs)
     first = over.argmax(axis=1)
     m = max(3, int(round(peak_ms / dt)))
@@ -91,12 +94,14 @@ def arrival_times(epochs_uv, times_ms, k: float = THRESHOLD_K, search_ms=(0.0, N
 def count_spikes(trace_uv, times_ms, sigma, k: float = THRESHOLD_K, dead_ms: float = DEAD_MS,
                  window_ms=RESPONSE_MS) -> np.ndarray:
     """Distinct spikes per trial in (n_trials, n_window) band-passed traces: onsets of |x| > k σ inside
-    ``window_ms`` more than ``dead_ms`` apart (counted from the previous onset); σ a number or one per trial."""
+    ``window_ms`` more than ``dead_ms`` apart (counted from the previous onset); σ a number, one per trial or one per
+    trial and sample (n_trials, n_window)."""
     y = np.asarray(trace_uv, dtype=float)
     t = np.asarray(times_ms, dtype=float)
     if y.ndim != 2 or t.shape != (y.shape[1],):
         raise bad_value("count_spikes", "trace_uv", f"array of shape {y.shape}", f"(n_trials, {len(t)})")
-    thr = k * np.broadcast_to(np.asarray(sigma, dtype=float), (len(y),))[:, None]
+    sigma = np.asarray(sigma, dtype=float)
+    thr = k * np.broadcast_to(sigma if sigma.ndim == 2 else sigma.reshape(-1, 1), y.shape)
     over = (np.abs(y) > thr) & ((t >= window_ms[0]) & (t < window_ms[1]))[None]
     onset = over & ~np.concatenate([np.zeros((len(y), 1), bool), over[:, :-1]], axis=1)
     trial, col = np.nonzero(onset)

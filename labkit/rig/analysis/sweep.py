@@ -5,9 +5,12 @@ Steps (:func:`spike_analysis`): stimulus-locked epochs (labkit.rig.analysis.epoc
 template per volt from the *template* trials (V_pp within 1 mV of ``template_vpp``, below every fibre's threshold)
 scaled by each trial's measured V_pp and subtracted, the template kept for the longest measured pulse plus
 0.2 ms (ours; labkit.rig.analysis.cleaning); band-pass; first-spike arrival times at k σ, σ inflated by
-sqrt(1 + (V / V_template)² / n_templates) for the template's own noise, and per-trial velocities
+sqrt(1 + (V / V_template)² / n_templates) for the template's own noise where the template is non-zero (widened by
+``_FILTER_SPREAD_MS`` for the band-pass's spread; outside it the subtraction adds no noise), and per-trial velocities
 (labkit.rig.analysis.spikes, .propagation); the next spike after the first one's waveform (``dead_ms`` later) on the
-3 far pairs (the LGF when recruited; the fibres' spikes still overlap on the nearest pair); distinct spikes on the
+3 far pairs (the LGF when recruited; the fibres' spikes still overlap on the nearest pair); whether a spike slower
+than the first one is left once the first is cancelled between the two farthest pairs
+(labkit.rig.analysis.cancellation: the LGF behind the MGF, also where their spikes overlap); distinct spikes on the
 farthest pair; the compound response amplitude, peak-to-peak of the artefact-free ``amplitude_band_hz`` signal over
 0 to the window's end, mean over pairs (labkit.rig.analysis.response).
 
@@ -17,6 +20,7 @@ It is the code path that labkit.rig.analysis.validation checks blind, and that n
 
 import numpy as np
 
+from labkit.rig.analysis.cancellation import slower_spike_detected
 from labkit.rig.analysis.cleaning import artefact_template, subtract_artefact
 from labkit.rig.analysis.epochs import bandpass, epochs
 from labkit.rig.analysis.propagation import fibre_identity, fit_velocities
@@ -26,6 +30,7 @@ from labkit.rig.analysis.spikes import arrival_times, count_spikes, pair_noise
 __all__ = ["spike_analysis"]
 
 _ARTEFACT_MARGIN_MS = 0.2    # ours: the template is kept for the measured pulse duration plus this
+_FILTER_SPREAD_MS = 1.0      # ours: the band-pass spreads the template's noise by less than this beyond its end
 
 
 def spike_analysis(samples_uv, fs: float, positions_mm, stim_s, vpp, vpp_measured, period_ms, period_ms_measured,
@@ -39,31 +44,34 @@ def spike_analysis(samples_uv, fs: float, positions_mm, stim_s, vpp, vpp_measure
     e, t = epochs(samples_uv, fs, stim_s, cfg.window_ms)
     template_trial = np.isclose(vpp, cfg.template_vpp, atol=1e-3)          # requests travel as float32
     clean = np.empty_like(e)
-    n_templates = np.zeros(len(stim_s))
+    n_templates, support_ms = np.zeros(len(stim_s)), np.zeros(len(stim_s))
     for period in np.unique(period_ms):
         rows = period_ms == period
-        tpl = artefact_template(e[rows], vpp_measured[rows], template_trial[rows], t,
-                                duration_ms=period_ms_measured[rows].max() + _ARTEFACT_MARGIN_MS)
+        support_ms[rows] = period_ms_measured[rows].max() + _ARTEFACT_MARGIN_MS
+        tpl = artefact_template(e[rows], vpp_measured[rows], template_trial[rows], t, duration_ms=support_ms[rows][0])
         clean[rows] = subtract_artefact(e[rows], tpl, vpp_measured[rows])
         n_templates[rows] = template_trial[rows].sum()
     spikes = bandpass(clean, fs, cfg.band_hz, axis=1)
     sigma = pair_noise(spikes[:, t < 0])
-    # the template's noise, amplified by V / V_template, adds to the trial's (conservatively: over the whole epoch)
-    inflate = np.sqrt(1 + (vpp / cfg.template_vpp) ** 2 / n_templates)
-    arrivals = arrival_times(spikes, t, k=cfg.threshold_k, sigma=sigma[None, :] * inflate[:, None])
+    # the template's noise, amplified by V / V_template, adds to the trial's where the template was subtracted
+    near = (t[None, :] >= -_FILTER_SPREAD_MS) & (t[None, :] < support_ms[:, None] + _FILTER_SPREAD_MS)
+    inflate = np.where(near, np.sqrt(1 + (vpp / cfg.template_vpp) ** 2 / n_templates)[:, None], 1.0)
+    noise = sigma[None, None, :] * inflate[:, :, None]                      # (n_trials, n_window, n_pairs)
+    arrivals = arrival_times(spikes, t, k=cfg.threshold_k, sigma=noise)
     velocity = fit_velocities(pos, arrivals)
     # the next spike after the first one's waveform (LGF when recruited); the nearest pair is left out because the
     # two fibres' spikes still overlap there
     after = arrivals + cfg.dead_ms
     after[:, 0] = np.nan
-    second = arrival_times(spikes, t, k=cfg.threshold_k, sigma=sigma[None, :] * inflate[:, None],
-                           search_ms=(after, None))
+    second = arrival_times(spikes, t, k=cfg.threshold_k, sigma=noise, search_ms=(after, None))
     second_velocity = fit_velocities(pos, second)
-    count = count_spikes(spikes[:, :, -1], t, sigma[-1] * inflate, k=cfg.threshold_k, dead_ms=cfg.dead_ms,
+    slower = slower_spike_detected(spikes, t, pos, velocity, arrivals, noise, cfg.threshold_k)
+    count = count_spikes(spikes[:, :, -1], t, noise[:, :, -1], k=cfg.threshold_k, dead_ms=cfg.dead_ms,
                          window_ms=(0.0, cfg.window_ms[1]))
     compound = bandpass(clean, fs, cfg.amplitude_band_hz, axis=1)
     amplitude = response_amplitude(compound, t, (0.0, cfg.window_ms[1])).mean(axis=1)
     return {"t_ms": t, "spikes": spikes, "positions_mm": pos, "vpp": vpp, "period_ms": period_ms,
             "sweep": ~template_trial, "arrivals_ms": arrivals, "velocity_m_s": velocity,
             "fibre": fibre_identity(velocity), "second_arrivals_ms": second, "second_velocity_m_s": second_velocity,
-            "second_fibre": fibre_identity(second_velocity), "spike_count": count, "amplitude_uv": amplitude}
+            "second_fibre": fibre_identity(second_velocity), "slower_spike": slower, "spike_count": count,
+            "amplitude_uv": amplitude}

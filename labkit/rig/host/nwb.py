@@ -25,6 +25,11 @@ end, whether the session closed cleanly or was interrupted. What goes where in t
                                  spans the last sample interval, d / STIM_SAMPLES_PER_CYCLE); a pulse aborted at its
                                  start (d = 0) is one 0 V sample. The stimulator holds 0 V between pulses, so linear
                                  interpolation between samples is exact there. It is a reconstruction, not a recording.
+    intervals/trials             (search_trials.jsonl present: an Auto-map session, labkit.rig.host.search_log) one
+                                 row per trial of the closed-loop search: id = its number, start = the pulse onset,
+                                 stop = the end of the response window classified, and as columns the stimulus chosen
+                                 and delivered, whether it was a template pulse, whether the MGF / LGF fired and each
+                                 fibre's Rb, c and their standard errors after the trial (NaN while undefined)
     intervals/invalid_times      one row per gap of gaps.jsonl (samples lost in transit, stored as 0 in the recording)
     notes                        whether the session closed cleanly (closed.json present, no write error), its
                                  counters, the device info and, when any, the write error that stopped it and the
@@ -64,6 +69,7 @@ from pynwb.file import Subject
 from pynwb.image import ImageSeries
 
 from labkit.rig.host.recording import Pulse, SessionError, load_session
+from labkit.rig.host.search_log import FILE_NAME as SEARCH_FILE, TRIAL_COLUMNS, load_search_trials
 
 __all__ = ["STIM_SAMPLES_PER_CYCLE", "session_to_nwb", "validate_nwb"]
 
@@ -101,6 +107,9 @@ def session_to_nwb(session_dir: Path, nwb_path: Path, *, motion: dict[str, Any] 
     simulated = bool(device_info.get("simulated"))
     pulses = sorted(rec.pulses, key=lambda p: p.t_start_s)
     _check_waveforms(Path(session_dir) / "pulses.jsonl", pulses)
+    trials, skipped = load_search_trials(session_dir, crash_possible=not meta["closed_cleanly"])
+    if skipped:
+        meta["skipped_lines"][SEARCH_FILE] = skipped
     motion_parts = _motion_arrays(motion) if motion is not None else None
     video_parts = _video_parts(video, nwb_path.parent) if video is not None else None
 
@@ -117,6 +126,8 @@ def session_to_nwb(session_dir: Path, nwb_path: Path, *, motion: dict[str, Any] 
     _add_recording(nwbfile, meta, rec.electrode_positions_mm, device_info)
     _add_stimulus(nwbfile, pulses)
     _add_gaps(nwbfile, rec.gaps, rec.sample_rate_hz)
+    if trials:
+        _add_search_trials(nwbfile, trials)
     if motion_parts is not None:
         _add_motion(nwbfile, *motion_parts)
     if video_parts is not None:
@@ -245,6 +256,18 @@ def _add_stimulus(nwbfile: NWBFile, pulses: list[Pulse]) -> None:
     for name, (dtype, doc) in PULSE_COLUMNS.items():   # typed arrays: a table with no pulses still gets its columns
         table.add_column(name=name, description=doc, data=np.array([getattr(p, name) for p in pulses], dtype=dtype))
     nwbfile.add_time_intervals(table)
+
+
+def _add_search_trials(nwbfile: NWBFile, trials: list[dict[str, Any]]) -> None:
+    table = TimeIntervals(name="trials", description="the closed-loop search's trials (Auto-map, search_trials."
+                                                     "jsonl): start = pulse onset, stop = end of the response window "
+                                                     "classified; the state of the search right after each trial")
+    for t in trials:
+        table.add_row(start_time=t["t_start_s"], stop_time=t["t_stop_s"], id=t["trial"])
+    for name, (_, dtype, doc) in TRIAL_COLUMNS.items():
+        table.add_column(name=name, description=doc,
+                         data=np.array([np.nan if t[name] is None else t[name] for t in trials], dtype=dtype))
+    nwbfile.trials = table
 
 
 def _add_gaps(nwbfile: NWBFile, gaps: list[dict[str, int]], rate: float) -> None:

@@ -24,9 +24,9 @@ labkit.rig.ui.settings.clamp_stimulus. The host driver and the device check ever
 
 Threads. The Rig's reader thread fills its own ring buffer; an *acquisition* thread here copies what arrived
 every ``chunk_s`` (``Rig.read_since``) into the display's RingBuffer (labkit.rig.ui.display) and, with a camera, turns
-frames into the motion signal; a *stimulus* thread runs the pulse schedule. No thread here touches a widget:
-the view calls :meth:`RigController.snapshot` from the kernel's event loop. The recording is written by the
-Rig itself (its reader thread), independently of the display.
+frames into the motion signal; a *stimulus* thread runs the pulse schedule or Auto-map's search, never both
+(labkit.rig.ui.automap). No thread here touches a widget: the view calls :meth:`RigController.snapshot` from the
+kernel's event loop. The recording is written by the Rig itself (its reader thread), independently of the display.
 
 Display. :meth:`RigController.snapshot` decimates the newest ``window_s`` to pixel width (labkit.rig.ui.display).
 Sweeps. The acquisition thread also cuts ``sweep_window_ms`` around each echoed pulse out of the stream as soon as
@@ -210,8 +210,10 @@ class RigController:
         self._require_rig().disarm()
         self.message = "disarmed"
 
-    def start(self, record: bool = True) -> None:
-        """Start the pulse schedule (pulses only while armed) and, with ``record``, a new session folder."""
+    def start(self, record: bool = True, task=None) -> None:
+        """Start the pulse schedule (pulses only while armed) — or ``task(stop)`` in its place on the stimulus thread
+        (Auto-map's search, labkit.rig.ui.automap; :meth:`stop` sets ``stop`` and joins it: one stimulus thread at
+        a time) — and, with ``record``, a new session folder. Does nothing while running."""
         rig = self._require_rig()
         if self.state == "running":
             return
@@ -227,16 +229,27 @@ class RigController:
                 self._recording, self._recorded_motion = stack, []
                 self._session_first_pulse = len(self.pulses)
             self.sessions.append(SessionResult(folder))
-        self._run_stop.clear()
-        self._spawn("stimulate", self._stimulate_loop)
+        self._run_stop = threading.Event()       # a new one: a thread that outlived its join keeps its set event
+        self._spawn("stimulate", task or self._stimulate_loop, self._run_stop)
         self.state = "running"
         self.message = "running" + (" (recording)" if record else "") + ("" if self.armed else ": arm to stimulate")
 
+    def pulse(self, vpp: float, period_ms: float) -> Pulse:
+        """One pulse now through the driver (it checks the device's limits); its echo joins ``pulses`` like the
+        schedule's (counters, sweeps, the session). Auto-map's search sends its pulses here."""
+        try:
+            pulse = self._require_rig().stimulate(vpp, period_ms)
+        finally:
+            self._last_echo = time.monotonic()
+        with self._lock:
+            self.pulses.append(pulse)
+        return pulse
+
     def stop(self, on_device_stopped=None) -> SessionResult | None:
-        """The big stop: device STOP first (aborts a pulse, disarms, stops the stream), then close the recording
-        and write + validate its NWB file (also when STOP failed, e.g. on a lost link; the error is raised after).
-        ``on_device_stopped()`` is called as soon as STOP has been answered (or failed), before the NWB file is
-        written: a view shows the stop at once. Returns the session (None when nothing was recorded)."""
+        """The big stop: device STOP first (aborts a pulse, disarms, stops the stream), then join the stimulus
+        thread, close the recording and write + validate its NWB file (also when STOP failed, e.g. on a lost link;
+        the error is raised after). ``on_device_stopped()`` is called as soon as STOP has been answered (or failed),
+        before the NWB file is written: a view shows the stop at once. Returns the session (None if not recorded)."""
         self._run_stop.set()
         self._acq_stop.set()
         self.armed = False
@@ -245,11 +258,11 @@ class RigController:
         try:
             self.rig.stop()
         finally:
-            self._join("stimulate", timeout=self.rig.timeout_s + 1)
             self.state = "stopped"
             self.message = "STOP sent" + ("; writing the NWB file" if self._recording is not None else "")
             if on_device_stopped is not None:
                 on_device_stopped()
+            self._join("stimulate", timeout=self.rig.timeout_s + 1)    # Auto-map's search: within one trial
             session = self._finish_recording()
             if session is None:
                 self.message = "stopped"
@@ -380,10 +393,10 @@ class RigController:
                 "description": "longitudinal strain per body zone, tracked live from the simulated camera "
                                "(labkit.rig.analysis.tracking.SegmentTracker; NaN in frames it could not use)"}
 
-    def _stimulate_loop(self) -> None:
+    def _stimulate_loop(self, stop: threading.Event) -> None:
         rig = self.rig
         self._next_due = time.monotonic()
-        while not self._run_stop.wait(self._wait_s()):
+        while not stop.wait(self._wait_s()):
             now = time.monotonic()
             if not self.armed:
                 self._next_due = now                 # the first pulse after arming goes at once
@@ -394,10 +407,9 @@ class RigController:
             period = 1.0 / s.rate_hz
             self._next_due = self._next_due + period if self._next_due + period > now else now + period
             try:
-                pulse = rig.stimulate(s.vpp, s.period_ms)
+                self.pulse(s.vpp, s.period_ms)
             except RigError as e:
-                self._last_echo = time.monotonic()
-                if self._run_stop.is_set():
+                if stop.is_set():
                     return
                 if rig.failure is not None:             # nothing more can be delivered: say why once, and stop
                     self.armed = False
@@ -407,10 +419,6 @@ class RigController:
                 self.message = f"refused: {e}"
                 if e.code == ErrorCode.NOT_ARMED:       # e.g. the device's watchdog disarmed it
                     self.armed = False
-                continue
-            self._last_echo = time.monotonic()
-            with self._lock:
-                self.pulses.append(pulse)
 
     def _wait_s(self) -> float:
         """How long the schedule may sleep: until the next request is due, at most 10 ms (a STOP or an arm is seen

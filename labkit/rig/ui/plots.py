@@ -1,5 +1,6 @@
-"""The live panel's drawings: :class:`TracePlot` (the traces of the 4 pairs and the motion signal) and
-:class:`SweepPlot` (the stimulus-triggered sweeps), each a matplotlib figure on the Agg canvas encoded as PNG.
+"""The live panel's drawings: :class:`TracePlot` (the traces of the 4 pairs and the motion signal),
+:class:`SweepPlot` (the stimulus-triggered sweeps) and :class:`AutoMapPlot` (what Auto-map's search has chosen and
+learnt), each a matplotlib figure on the Agg canvas encoded as PNG.
 
 Drawing. The traces' lines are updated in place (``set_data``) and blitted over a saved background; the panel
 (labkit.rig.ui.panel) sends a PNG to an ``ipywidgets.Image`` at its refresh rate. This needs no extension beyond
@@ -12,9 +13,12 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from labkit.rig.experiments.search import SearchSpace
+from labkit.rig.experiments.strength_duration import FibreModel
+from labkit.rig.ui.automap import AutoMapView
 from labkit.rig.ui.display import WIDTH_PX, Snapshot, SweepView
 
-__all__ = ["TracePlot", "SweepPlot"]
+__all__ = ["TracePlot", "SweepPlot", "threshold_se_vpp", "AutoMapPlot"]
 
 HEIGHT_PX = 480                 # the panel's plots, pixels high
 
@@ -31,6 +35,12 @@ def _png(rgba: np.ndarray) -> bytes:
     """An RGBA canvas as PNG bytes (OpenCV, fast compression: the panel encodes one per tick)."""
     _, data = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
     return data.tobytes()
+
+
+def _figure_png(figure: Figure) -> bytes:
+    """The whole ``figure`` drawn and encoded (:func:`_png`): for the views redrawn whole."""
+    figure.canvas.draw()
+    return _png(np.asarray(figure.canvas.buffer_rgba()))
 
 
 class TracePlot:
@@ -145,5 +155,85 @@ class SweepPlot:
                              f"conduction velocity {cv}", fontsize=10)
 
     def png(self) -> bytes:
-        self.figure.canvas.draw()
-        return _png(np.asarray(self.figure.canvas.buffer_rgba()))
+        return _figure_png(self.figure)
+
+
+def threshold_se_vpp(model: FibreModel, period_ms) -> np.ndarray:
+    """Standard error of a fibre's fitted threshold V_th(T) at each period T (ms), by the delta method on the
+    weights' Laplace covariance Σ (labkit.rig.experiments.strength_duration):
+
+        V_th(T) = 2 Rb (1 + c / d), d = T / 2  =  -2 (w_1 + 2 w_2 / T) / w_0,
+        ∇_w V_th = (-V_th / w_0, -2 / w_0, -4 / (w_0 T)),    se = √(∇ᵀ Σ ∇);
+
+    NaN while the model is undefined."""
+    t = np.asarray(period_ms, dtype=float)
+    if not model.defined:
+        return np.full(t.shape, np.nan)
+    w0 = model.coef[0]
+    grad = np.stack([-model.threshold_vpp(t) / w0, np.full(t.shape, -2.0 / w0), -4.0 / (w0 * t)], axis=-1)
+    return np.sqrt(np.einsum("...i,ij,...j->...", grad, model.cov, grad))
+
+
+_FIBRE_COLOURS = {"MGF": "C0", "LGF": "C1"}
+_RESPONSES = {(False, False): ("no fibre fired", "0.45"), (True, False): ("MGF fired", "C0"),
+              (False, True): ("LGF fired", "C1"), (True, True): ("MGF + LGF fired", "C4")}
+
+
+class AutoMapPlot:
+    """Auto-map's view (labkit.rig.ui.automap), redrawn whole after each trial: the search space (period × V_pp, grey
+    bars), each chosen stimulus (filled = a fibre fired, coloured by which; open = none; grey crosses: the template
+    pulses; the newest ringed), each fibre's posterior threshold curve (the model's 50 % contour,
+    FibreModel.threshold_vpp) in a band of ± 2 standard errors (:func:`threshold_se_vpp`), and beside it Rb ± se and
+    c ± se per fibre and the pulses and charge used against the budget."""
+
+    def __init__(self, width_px: int = WIDTH_PX, height_px: int = HEIGHT_PX, dpi: int = 100):
+        self.figure = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi, layout="constrained")
+        FigureCanvasAgg(self.figure)
+        self.ax, self.side = self.figure.subplots(1, 2, width_ratios=(2.4, 1.0))
+
+    def update(self, view: AutoMapView | None, space: SearchSpace, title: str) -> None:
+        ax, side = self.ax, self.side
+        ax.clear()
+        side.clear()
+        side.axis("off")
+        periods, top = np.asarray(space.periods_ms, float), max(space.vpp_range) * 1.15
+        ax.set_xscale("log")
+        ax.set_xlim(periods.min() / 1.6, periods.max() * 1.6)
+        ax.set_ylim(0.0, top)
+        ax.vlines(periods, *sorted(space.vpp_range), color="0.9", lw=8, zorder=0, label="search space")
+        ax.set_xticks(periods, [f"{p:g}" for p in periods], minor=False)
+        ax.set_xticks([], minor=True)
+        ax.set_xlabel("pulse period (ms, log scale)")
+        ax.set_ylabel("stimulus amplitude (V peak-to-peak)")
+        ax.grid(alpha=0.3)
+        self.figure.suptitle(title, fontsize=10)
+        if view is None:
+            side.text(0.0, 1.0, "no trial yet", va="top", fontsize=9)
+            return
+        t = np.geomspace(*ax.get_xlim(), 80)
+        for fibre, model in view.models.items():
+            if model.defined:
+                colour, curve, se = _FIBRE_COLOURS[fibre], model.threshold_vpp(t), threshold_se_vpp(model, t)
+                ax.fill_between(t, curve - 2 * se, curve + 2 * se, color=colour, alpha=0.15, lw=0)
+                ax.plot(t, curve, color=colour, lw=1.6, label=f"{fibre} threshold ± 2 se")
+        n_done = len(view.mgf)
+        ax.plot(view.period_ms[view.template], view.vpp[view.template], "x", color="0.5", ms=5, label="template pulse")
+        chosen = ~view.template[:n_done]
+        for (mgf, lgf), (label, colour) in _RESPONSES.items():
+            hit = chosen & (view.mgf == mgf) & (view.lgf == lgf)
+            if hit.any():
+                ax.plot(view.period_ms[:n_done][hit], view.vpp[:n_done][hit], "o", ms=6, mec=colour,
+                        mfc=colour if (mgf or lgf) else "none", label=f"{label} ({hit.sum()})")
+        ax.plot(view.period_ms[-1:], view.vpp[-1:], "o", ms=13, mfc="none", mec="k", mew=1.2, label="newest pulse")
+        lines = []
+        for fibre, (rb, c, se_rb, se_c) in view.estimates.items():
+            lines += [f"{fibre}: not defined yet" if not np.isfinite(rb) else
+                      f"{fibre}:\n  Rb = {rb:.3f} ± {se_rb:.3f} V\n  c  = {c:.3f} ± {se_c:.3f} ms"]
+        b = view.budget
+        lines += [f"pulses {len(view.vpp)} / {b.max_pulses}", f"charge {view.charge_v_ms:.1f} / "
+                  f"{b.max_charge_v_ms:g} V·ms"]
+        side.text(0.0, 1.0, "\n".join(lines), va="top", fontsize=9, family="monospace")
+        side.legend(*ax.get_legend_handles_labels(), loc="lower left", fontsize=7, frameon=False)
+
+    def png(self) -> bytes:
+        return _figure_png(self.figure)

@@ -5,7 +5,8 @@ import pytest
 from pynwb import NWBHDF5IO
 
 from labkit.rig.host.nwb import STIM_SAMPLES_PER_CYCLE, session_to_nwb, validate_nwb
-from labkit.rig.host.recording import Pulse, SessionWriter, load_session
+from labkit.rig.host.recording import Pulse, SessionError, SessionWriter, load_session
+from labkit.rig.host.search_log import TRIAL_COLUMNS, SearchTrialWriter, load_search_trials
 
 FS = 2000.0
 SCALE = 0.195
@@ -110,6 +111,7 @@ def test_full_session_validates_and_round_trips(tmp_path):
         np.testing.assert_array_equal(video.timestamps[:], frames)
 
         assert f.subject.species == "Lumbricus terrestris" and f.subject.description == "simulated"
+        assert f.trials is None                                            # no search: no trials table
     assert sorted(p.name for p in out.parent.iterdir()) == ["worm.nwb"]
 
 
@@ -171,3 +173,57 @@ def test_bad_inputs_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such NWB file"):
         validate_nwb(tmp_path / "a.nwb")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+
+
+def _search_trial(k: int, p: Pulse, estimate: float) -> dict:
+    """Trial k of a search on pulse ``p``: the MGF fired from trial 1 on; estimates NaN (undefined) on trial 0."""
+    return {"trial": k, "t_start_s": p.t_start_s, "t_stop_s": p.t_start_s + 0.02, "vpp_requested": p.vpp_requested,
+            "period_ms_requested": p.period_ms_requested, "vpp_measured": p.vpp_measured,
+            "period_ms_measured": p.period_ms_measured, "template": k == 0, "mgf_fired": k > 0, "lgf_fired": False,
+            **{f"{f}_{key}": estimate for f in ("mgf", "lgf")
+               for key in ("rheobase_v", "rheobase_se_v", "chronaxie_ms", "chronaxie_se_ms")}}
+
+
+def test_search_trials_become_the_nwb_trials_table(tmp_path):
+    session = _session(tmp_path / "s")
+    writer = SearchTrialWriter(session)
+    trials = [_search_trial(k, p, float("nan") if k == 0 else 1.0 + k / 10) for k, p in enumerate(PULSES)]
+    for trial in trials:
+        writer.write(trial)
+    writer.close()
+    assert '"mgf_rheobase_v": null' in (session / "search_trials.jsonl").read_text().splitlines()[0]
+    out = session_to_nwb(session, tmp_path / "s.nwb")
+    assert validate_nwb(out) == []
+    with NWBHDF5IO(str(out), "r") as io:
+        table = io.read().trials.to_dataframe()
+    assert list(table.index) == [0, 1, 2] and set(TRIAL_COLUMNS) <= set(table.columns)
+    np.testing.assert_allclose(table["start_time"], [p.t_start_s for p in PULSES])
+    np.testing.assert_allclose(table["stop_time"], [p.t_start_s + 0.02 for p in PULSES])
+    for name in ("vpp_requested", "period_ms_requested", "vpp_measured", "period_ms_measured"):
+        np.testing.assert_allclose(table[name], [getattr(p, name) for p in PULSES])
+    assert list(table["template"]) == [True, False, False] and list(table["mgf_fired"]) == [False, True, True]
+    assert np.isnan(table["mgf_rheobase_v"].iloc[0]) and list(table["lgf_chronaxie_se_ms"])[1:] == [1.1, 1.2]
+
+
+def test_search_trial_lines_are_checked_on_writing_and_reading(tmp_path):
+    session = _session(tmp_path / "s", close=False)                  # an interrupted session
+    writer = SearchTrialWriter(session)
+    with pytest.raises(SessionError, match="'vpp_requested' must be a finite number > 0, got -1"):
+        writer.write(_search_trial(0, PULSES[0], 1.0) | {"vpp_requested": -1})
+    writer.write(_search_trial(0, PULSES[0], 1.0))
+    writer.close()
+    with pytest.raises(FileExistsError, match="one search per session folder"):
+        SearchTrialWriter(session)
+    path = session / "search_trials.jsonl"
+    with open(path, "a") as f:
+        f.write('{"trial": 1, "t_sta')                               # torn by a crash: skipped silently
+    out = session_to_nwb(session, tmp_path / "s.nwb")
+    assert validate_nwb(out) == []
+    with NWBHDF5IO(str(out), "r") as io:
+        f = io.read()
+        assert len(f.trials) == 1 and "Skipped unreadable search_trials.jsonl line 2" in f.notes
+    path.write_text(json.dumps(_search_trial(1, PULSES[1], 1.0)) + "\n" + json.dumps(_search_trial(1, PULSES[2], 1.0))
+                    + "\n")
+    with pytest.raises(SessionError, match=r"search_trials.jsonl, line 2: 'trial' must increase"):
+        load_search_trials(session, crash_possible=False)
+    assert load_search_trials(tmp_path, crash_possible=False) == ([], [])   # no search: nothing

@@ -3,7 +3,8 @@ headless Chromium (Debian's `chromium`) driven by Playwright. Notebook 05b on th
 Run All the panel shows the settings in force; disconnect and reconnect; Arm and Start, the traces update at the
 refresh rate measured; the voltage typed in, clamped when over the limit; the sweep view fills; STOP is shown
 within 200 ms and writes a valid NWB file (that re-running the cell leaves one stream is unit-tested: a second
-kernel client to count streams hung here). Notebook 01a: a slider of
+kernel client to count streams hung here); Arm and Auto-map: the search's trials are counted and drawn, and STOP ends
+it (its NWB file has a trials table). Notebook 01a: a slider of
 its explorer redraws the figure, and saving keeps no outputs on disk.
 
 Skipped (with the reason) only when no Chromium binary is found (`chromium` on PATH, or $LABKIT_CHROMIUM); with
@@ -239,14 +240,34 @@ def test_panel_in_jupyterlab_start_traces_voltage_stop_records(lab, tmp_path):
                   "STOP to write a valid NWB file", page, shot)
         assert stop_feedback_s < 0.2, f"STOP shown {stop_feedback_s * 1e3:.0f} ms after the click"
 
+        started = time.monotonic()                                  # Auto-map: the closed-loop search, then STOP
+        page.locator(".labkit-rig-arm").click()
+        _wait_for(lambda: "ARMED" in _text(page, ".labkit-rig-indicators"), 20, "ARMED", page, shot)
+        src = page.locator("img.labkit-rig-traces").get_attribute("src")
+        page.locator(".labkit-rig-automap").click()
+        _wait_for(lambda: _text(page, ".labkit-rig-automap-state") == "running", 20, "Auto-map running", page, shot)
+        _wait_for(lambda: int(_text(page, ".labkit-rig-automap-trials")) >= 2, 20, "two Auto-map trials", page, shot)
+        _wait_for(lambda: page.locator(".labkit-rig-automap-drawn").count()
+                  and int(_text(page, ".labkit-rig-automap-drawn")) >= 2, 20, "two stimuli drawn", page, shot)
+        assert page.locator("img.labkit-rig-traces").get_attribute("src") != src       # the Auto-map view
+        page.locator(".labkit-rig-panel").screenshot(path=str(tmp_path / "panel-automap.png"))
+        page.locator(".labkit-rig-stop").click()
+        _wait_for(lambda: _text(page, ".labkit-rig-automap-state") == "stopped"
+                  and _text(page, ".labkit-rig-state") == "stopped", 20, "Auto-map stopped", page, shot)
+        _wait_for(lambda: "valid NWB" in page.locator(".labkit-rig-status").inner_text(), 30,
+                  "the Auto-map session's valid NWB file", page, shot)
+        (tmp_path / "automap_s.txt").write_text(f"{time.monotonic() - started:.1f}\n")
+
 
     nwb_files = sorted((run_dir / "rig-sessions").glob("session-*.nwb"))
-    assert len(nwb_files) == 2, nwb_files          # the scripted session's, and the one recorded from the browser
+    assert len(nwb_files) == 3, nwb_files          # the scripted session's, and the two recorded from the browser
     from pynwb import NWBHDF5IO
 
-    with NWBHDF5IO(str(nwb_files[-1]), "r") as io_:
+    with NWBHDF5IO(str(nwb_files[1]), "r") as io_:
         vpp = list(io_.read().intervals["delivered_pulses"]["vpp_requested"].data[:])
     assert 5.5 in [round(v, 3) for v in vpp], vpp
+    with NWBHDF5IO(str(nwb_files[2]), "r") as io_:
+        assert len(io_.read().trials) >= 2                     # Auto-map's trials
 
 
 @pytest.mark.parametrize("lab", ["01a_collapse_linear.ipynb"], indirect=True)
