@@ -53,7 +53,7 @@ def works_between(start: int, stop: int) -> list[str]:
     """Names of the works whose text overlaps characters ``[start, stop)`` of ``shakespeare_text()``."""
     names, offset = [], 0
     for path in text.shakespeare_files():
-        end = offset + len(path.read_text(encoding="ascii").strip()) + 2       # the joining blank line
+        end = offset + len(path.read_text(encoding="ascii").strip()) + 2  # the joining blank line
         if offset < stop and end > start:
             names.append(path.name.removesuffix("_gut.txt"))
         offset = end
@@ -62,7 +62,7 @@ def works_between(start: int, stop: int) -> list[str]:
 
 def window_data(index: int) -> tuple[charlm_train.Vocabulary, np.ndarray, np.ndarray]:
     """Vocabulary, training ids ``(1, n)`` and held-out ids of window ``index``."""
-    corpus = text.shakespeare_text()[index * WINDOW_CHARS:(index + 1) * WINDOW_CHARS]
+    corpus = text.shakespeare_text()[index * WINDOW_CHARS : (index + 1) * WINDOW_CHARS]
     train_text, val_text = text.train_val_split(corpus, VAL_FRACTION)
     vocab = charlm_train.Vocabulary(corpus)
     return vocab, vocab.encode(train_text)[None, :], vocab.encode(val_text)
@@ -81,56 +81,77 @@ def fit_window(index: int, iters: int) -> dict:
     held_out = charlm_train.evaluate(model, val_ids)
     eval_s = time.perf_counter() - t0
     cut = index * WINDOW_CHARS + train_ids.shape[1]
-    return {"index": index, "held_out": held_out, "seen": charlm_train.evaluate(model, train_ids[0, -len(val_ids):]),
-            "train_loss": float(losses[-100:].mean()), "train_s": train_s, "phases": phases,
-            "tokens_per_s": iters * RECIPE.batch_size * MODEL.block_size / train_s,
-            "eval_tokens_per_s": len(val_ids) / eval_s, "tail": works_between(cut, cut + len(val_ids)),
-            "state": model.state_dict()}
+    return {
+        "index": index,
+        "held_out": held_out,
+        "seen": charlm_train.evaluate(model, train_ids[0, -len(val_ids) :]),
+        "train_loss": float(losses[-100:].mean()),
+        "train_s": train_s,
+        "phases": phases,
+        "tokens_per_s": iters * RECIPE.batch_size * MODEL.block_size / train_s,
+        "eval_tokens_per_s": len(val_ids) / eval_s,
+        "tail": works_between(cut, cut + len(val_ids)),
+        "state": model.state_dict(),
+    }
 
 
 def sampler_speed(model: charlm_model.CharTransformer, vocab: charlm_train.Vocabulary, train_ids: np.ndarray) -> None:
     """Key/value-cache sampling against re-running the model on the whole prefix (same draws)."""
-    start = torch.as_tensor(train_ids[0, :SAMPLE_CHUNKS * 7:7])
+    start = torch.as_tensor(train_ids[0, : SAMPLE_CHUNKS * 7 : 7])
     timings = {}
     for use_cache in (False, True):
         t0 = time.perf_counter()
-        out = charlm_train.generate(model, start, MODEL.block_size + 1, 1.0, torch.Generator().manual_seed(0),
-                                    use_cache)
+        out = charlm_train.generate(
+            model, start, MODEL.block_size + 1, 1.0, torch.Generator().manual_seed(0), use_cache
+        )
         timings[use_cache] = time.perf_counter() - t0
     made = SAMPLE_CHUNKS * MODEL.block_size
-    print(f"sampling {SAMPLE_CHUNKS} chunks of {MODEL.block_size + 1} in parallel: re-running the prefix "
-          f"{made / timings[False]:,.0f} tokens/s, key/value cache {made / timings[True]:,.0f} tokens/s "
-          f"({timings[False] / timings[True]:.1f}x)")
+    print(
+        f"sampling {SAMPLE_CHUNKS} chunks of {MODEL.block_size + 1} in parallel: re-running the prefix "
+        f"{made / timings[False]:,.0f} tokens/s, key/value cache {made / timings[True]:,.0f} tokens/s "
+        f"({timings[False] / timings[True]:.1f}x)"
+    )
     print("sample:", repr(vocab.decode(out[0])))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iters", type=int, default=ITERS)
-    parser.add_argument("--windows", type=int, default=WINDOWS, choices=range(1, WINDOWS + 1),
-                        help=f"how many of the {WINDOWS} windows to train (the target needs all {WINDOWS})")
+    parser.add_argument(
+        "--windows",
+        type=int,
+        default=WINDOWS,
+        choices=range(1, WINDOWS + 1),
+        help=f"how many of the {WINDOWS} windows to train (the target needs all {WINDOWS})",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="processes, one thread each")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's top operators")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
     vocab, train_ids, _ = window_data(0)
-    print(f"model {MODEL.name}: {charlm_model.CharTransformer(MODEL, len(vocab)).n_params():,} parameters; "
-          f"{args.windows} window(s) of {WINDOW_CHARS:,} characters, last {VAL_FRACTION:.0%} held out; "
-          f"{args.iters} steps of {RECIPE.batch_size} × {MODEL.block_size}; {args.jobs} process(es) × 1 thread")
+    print(
+        f"model {MODEL.name}: {charlm_model.CharTransformer(MODEL, len(vocab)).n_params():,} parameters; "
+        f"{args.windows} window(s) of {WINDOW_CHARS:,} characters, last {VAL_FRACTION:.0%} held out; "
+        f"{args.iters} steps of {RECIPE.batch_size} × {MODEL.block_size}; {args.jobs} process(es) × 1 thread"
+    )
     with ProcessPoolExecutor(args.jobs) as pool:
         results = list(pool.map(fit_window, range(args.windows), [args.iters] * args.windows))
 
     print(f"{'window':>6} {'held-out':>9} {'seen':>7} {'train':>7} {'tokens/s':>9}  held-out tail")
     for r in results:
-        print(f"{r['index']:>6} {r['held_out']:>9.4f} {r['seen']:>7.4f} {r['train_loss']:>7.3f} "
-              f"{r['tokens_per_s']:>9,.0f}  {', '.join(r['tail'])}")
+        print(
+            f"{r['index']:>6} {r['held_out']:>9.4f} {r['seen']:>7.4f} {r['train_loss']:>7.3f} "
+            f"{r['tokens_per_s']:>9,.0f}  {', '.join(r['tail'])}"
+        )
     held_out = np.array([r["held_out"] for r in results])
     verdict = "meets" if held_out.mean() <= TARGET else "MISSES"
-    print(f"held-out loss over {len(held_out)} window(s): mean {held_out.mean():.4f} nats/char "
-          f"({held_out.mean() / np.log(2):.3f} bits/char), range {held_out.min():.4f}–{held_out.max():.4f} — "
-          f"{verdict} the target ≤ {TARGET} (reference ≈ 1.88)"
-          + ("" if args.windows == WINDOWS else f"; the target is judged on all {WINDOWS} windows"))
+    print(
+        f"held-out loss over {len(held_out)} window(s): mean {held_out.mean():.4f} nats/char "
+        f"({held_out.mean() / np.log(2):.3f} bits/char), range {held_out.min():.4f}–{held_out.max():.4f} — "
+        f"{verdict} the target ≤ {TARGET} (reference ≈ 1.88)"
+        + ("" if args.windows == WINDOWS else f"; the target is judged on all {WINDOWS} windows")
+    )
 
     first = results[0]
     print(f"window 0: training {first['train_s']:.1f} s, evaluation {first['eval_tokens_per_s']:,.0f} tokens/s")

@@ -49,7 +49,7 @@ def _steps(model, opt, batch: int, steps: int, autocast: bool = False) -> float:
 def _tokens_per_s(make, batch: int, steps: int, repeats: int, threads: int = 1, autocast: bool = False) -> float:
     torch.set_num_threads(threads)
     model, opt = make()
-    _steps(model, opt, batch, 3, autocast)                                       # warm-up (and compile)
+    _steps(model, opt, batch, 3, autocast)  # warm-up (and compile)
     seconds = statistics.median(_steps(model, opt, batch, steps, autocast) for _ in range(repeats))
     torch.set_num_threads(1)
     return batch * BLOCK * steps / seconds
@@ -63,8 +63,10 @@ def main() -> None:
     torch.set_num_threads(1)
     full = charlm.CharLMCollapseConfig.from_params(scale="full")
     recipe = full.recipe
-    print(f"torch {torch.__version__}; mkldnn bf16 {torch.backends.mkldnn.is_available()}; "
-          f"full recipe: batches of {recipe.batch_size}, block {full.block_size}")
+    print(
+        f"torch {torch.__version__}; mkldnn bf16 {torch.backends.mkldnn.is_available()}; "
+        f"full recipe: batches of {recipe.batch_size}, block {full.block_size}"
+    )
     for n_layer, n_head, n_embd in full.model_sizes:
         cfg = charlm_model.CharLMConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=full.block_size)
 
@@ -77,8 +79,10 @@ def main() -> None:
         data = np.random.default_rng(0).integers(VOCAB, size=(2000, BLOCK + 1))
         charlm_train.train(make()[0], data, 20 * args.steps // 20 or 1, recipe, 0, phase_times=times)
         total = sum(times.values())
-        print(f"\n{cfg.name} ({make()[0].n_params():,} parameters): phases "
-              + ", ".join(f"{k} {v / total:.0%}" for k, v in times.items()))
+        print(
+            f"\n{cfg.name} ({make()[0].n_params():,} parameters): phases "
+            + ", ".join(f"{k} {v / total:.0%}" for k, v in times.items())
+        )
         base = _tokens_per_s(make, recipe.batch_size, args.steps, args.repeats)
         print(f"  eager, batch {recipe.batch_size}, 1 thread: {base:,.0f} tokens/s (the baseline)")
         start = time.perf_counter()
@@ -90,8 +94,10 @@ def main() -> None:
         for batch in (16, 32):
             print(f"  batch {batch}: {_tokens_per_s(make, batch, args.steps, args.repeats) / base:.2f}×")
         print(f"  2 threads: {_tokens_per_s(make, recipe.batch_size, args.steps, args.repeats, threads=2) / base:.2f}×")
-        print(f"  bf16 autocast: "
-              f"{_tokens_per_s(make, recipe.batch_size, args.steps, args.repeats, autocast=True) / base:.2f}×")
+        print(
+            f"  bf16 autocast: "
+            f"{_tokens_per_s(make, recipe.batch_size, args.steps, args.repeats, autocast=True) / base:.2f}×"
+        )
 
 
 if __name__ == "__main__":

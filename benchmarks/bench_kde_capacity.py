@@ -61,12 +61,15 @@ def main() -> None:
     repro.setup()
 
     stored = kde.sphere_patterns(max(args.n), D, repro.rng(0, D, 0))
-    variants = {"fast float32 + ball stop": (np.float32, True), "fast float64 + ball stop": (np.float64, True),
-                "fast float32, to fixed point": (np.float32, False)}
+    variants = {
+        "fast float32 + ball stop": (np.float32, True),
+        "fast float64 + ball stop": (np.float64, True),
+        "fast float32, to fixed point": (np.float32, False),
+    }
     times = {name: 0.0 for name in ["plain per-query loop (float64)", *variants]}
     verdicts = {name: [] for name in times}
     for n in args.n:
-        patterns, queries = stored[:n], stored[:args.queries]
+        patterns, queries = stored[:n], stored[: args.queries]
         with threadpool_limits(1, user_api="blas"):
             t0 = time.perf_counter()
             verdicts["plain per-query loop (float64)"].append(plain_loop(patterns, queries))
@@ -82,13 +85,15 @@ def main() -> None:
     total = len(args.n) * args.queries
     base = times["plain per-query loop (float64)"]
     reference = np.concatenate(verdicts["plain per-query loop (float64)"])
-    print(f"KDE capacity sweep, λ = {LAM:g}, d = {D}, N = {args.n}, {args.queries} queries each "
-          f"({total} pattern-retrievals); fraction retrieved per N: "
-          f"{[float(v.mean()) for v in verdicts['plain per-query loop (float64)']]}")
+    print(
+        f"KDE capacity sweep, λ = {LAM:g}, d = {D}, N = {args.n}, {args.queries} queries each "
+        f"({total} pattern-retrievals); fraction retrieved per N: "
+        f"{[float(v.mean()) for v in verdicts['plain per-query loop (float64)']]}"
+    )
     for name, t in times.items():
         agree = np.mean(np.concatenate(verdicts[name]) == reference)
         print(f"  {name:<32}{total / t:>10,.0f} retrievals/s  {base / t:>6.1f}x   (verdicts agree: {agree:.1%})")
-    x, p = stored[:args.queries].astype(np.float32), stored.astype(np.float32)
+    x, p = stored[: args.queries].astype(np.float32), stored.astype(np.float32)
     matmul = {}
     for threads in (1, 2):
         with threadpool_limits(threads, user_api="blas"):
@@ -96,8 +101,10 @@ def main() -> None:
             for _ in range(20):
                 x @ p.T
             matmul[threads] = (time.perf_counter() - t0) / 20
-    print(f"one ({args.queries} × {D}) @ ({D} × {len(p)}) float32 matmul: 1 BLAS thread {1e3 * matmul[1]:.2f} ms, "
-          f"2 threads {1e3 * matmul[2]:.2f} ms ({matmul[2] / matmul[1]:.1f}x slower)")
+    print(
+        f"one ({args.queries} × {D}) @ ({D} × {len(p)}) float32 matmul: 1 BLAS thread {1e3 * matmul[1]:.2f} ms, "
+        f"2 threads {1e3 * matmul[2]:.2f} ms ({matmul[2] / matmul[1]:.1f}x slower)"
+    )
 
 
 if __name__ == "__main__":

@@ -31,10 +31,10 @@ def naive_decode(wire: bytes) -> list[int]:
     out: list[int] = []
     frame, code, remaining = bytearray(), 0, 0
     for byte in wire:
-        if byte == 0:                                   # delimiter: one frame complete
+        if byte == 0:  # delimiter: one frame complete
             body, crc = frame[:-2], frame[-2] | frame[-1] << 8
             c = 0xFFFF
-            for b in body:                              # bitwise CRC-16/CCITT-FALSE
+            for b in body:  # bitwise CRC-16/CCITT-FALSE
                 c ^= b << 8
                 for _ in range(8):
                     c = ((c << 1) ^ 0x1021) & 0xFFFF if c & 0x8000 else (c << 1) & 0xFFFF
@@ -44,7 +44,7 @@ def naive_decode(wire: bytes) -> list[int]:
                     (raw,) = struct.unpack_from("<H", body, HEADER.size + 15 + 2 * i)
                     out.append((raw ^ 0x8000) - 65536 if raw < 0x8000 else raw ^ 0x8000)
             frame, code, remaining = bytearray(), 0, 0
-        elif remaining == 0:                            # a COBS code byte
+        elif remaining == 0:  # a COBS code byte
             if code not in (0, 0xFF):
                 frame.append(0)
             code, remaining = byte, byte - 1
@@ -65,21 +65,27 @@ def bench_decode(n_frames: int = 400) -> None:
     for _ in range(3):
         dec = FrameDecoder()
         t0 = time.perf_counter()
-        got = sum(len(f.msg.counts) * 4 for i in range(0, len(wire), 4096) for f in dec.feed(wire[i:i + 4096]))
+        got = sum(len(f.msg.counts) * 4 for i in range(0, len(wire), 4096) for f in dec.feed(wire[i : i + 4096]))
         best = min(best, time.perf_counter() - t0)
     assert got == samples and dec.bad_frames == 0
     t0 = time.perf_counter()
-    reference = naive_decode(b"".join(frames[: n_frames // 10]))          # a tenth: it is slow
+    reference = naive_decode(b"".join(frames[: n_frames // 10]))  # a tenth: it is slow
     naive = (time.perf_counter() - t0) * 10
     assert reference == np.concatenate(blocks[: n_frames // 10]).ravel().tolist(), "decoders disagree"
     rate = samples / best
-    print(f"decode: {rate / 1e6:.2f} M samples/s ({rate / REAL_TIME_SAMPLES_S:.0f}x real time at 4 x 30 kS/s); "
-          f"naive per-byte decoder {samples / naive / 1e6:.3f} M samples/s; ratio {naive / best:.0f}x")
+    print(
+        f"decode: {rate / 1e6:.2f} M samples/s ({rate / REAL_TIME_SAMPLES_S:.0f}x real time at 4 x 30 kS/s); "
+        f"naive per-byte decoder {samples / naive / 1e6:.3f} M samples/s; ratio {naive / best:.0f}x"
+    )
 
 
 def bench_link(seconds: float, n_pulses: int) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "labkit.rig.simulator.sim", "--pty", "--seed", "0"], cwd=paths.ROOT,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labkit.rig.simulator.sim", "--pty", "--seed", "0"],
+        cwd=paths.ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         port = proc.stdout.readline().strip()
         with Rig(port) as rig:
@@ -90,9 +96,11 @@ def bench_link(seconds: float, n_pulses: int) -> None:
             cpu1, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - wall0
             cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
             c = rig.counters
-            print(f"streaming {int(seconds)} s over {port}: {received} samples x 4 channels, frames lost "
-                  f"{c['lost_frames']}, bad frames {c['bad_frames']}, samples lost {c['samples_lost']}; "
-                  f"host CPU {100 * cpu / wall:.1f}% of one core")
+            print(
+                f"streaming {int(seconds)} s over {port}: {received} samples x 4 channels, frames lost "
+                f"{c['lost_frames']}, bad frames {c['bad_frames']}, samples lost {c['samples_lost']}; "
+                f"host CPU {100 * cpu / wall:.1f}% of one core"
+            )
             rig.arm()
             for period in (0.5, 3.0):
                 latencies = []

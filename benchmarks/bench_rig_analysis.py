@@ -40,6 +40,7 @@ def _best_rate(fn, n_items: float, repeats: int = 3) -> float:
 
 # ---- 1. tracking ---------------------------------------------------------------------------------------------
 
+
 def naive_lengths(frame: np.ndarray, n_zones: int) -> np.ndarray | None:
     """SegmentTracker's zone lengths, one pixel and one column at a time (None when the frame is not usable)."""
     h, w = frame.shape[:2]
@@ -107,12 +108,15 @@ def bench_tracking(n_frames: int) -> None:
             np.testing.assert_allclose(a, b, atol=1e-3, err_msg="trackers disagree")
     usable = np.mean([r.ok for r in results])
     verdict = "met" if rate >= 100 else "NOT met"
-    print(f"tracking 640x160, one core: {rate:.0f} frames/s (requirement >= 100: {verdict}); "
-          f"naive per-pixel loop {naive_rate:.2f} frames/s; ratio {rate / naive_rate:.0f}x; "
-          f"MJPG decode {decode:.0f} frames/s; usable frames {usable:.1%} of {len(frames)}")
+    print(
+        f"tracking 640x160, one core: {rate:.0f} frames/s (requirement >= 100: {verdict}); "
+        f"naive per-pixel loop {naive_rate:.2f} frames/s; ratio {rate / naive_rate:.0f}x; "
+        f"MJPG decode {decode:.0f} frames/s; usable frames {usable:.1%} of {len(frames)}"
+    )
 
 
 # ---- 2. analysis ---------------------------------------------------------------------------------------------
+
 
 def naive_arrivals(x, fs, stim, vpp, quiet, window_ms, band_hz, k, sigma, duration_ms):
     """Epochs, artefact template, subtraction, band-pass and first-spike arrival: per trial, pair and sample."""
@@ -155,7 +159,7 @@ def bench_analysis(seconds: int) -> None:
     worm = Earthworm(fs_hz=fs, seed=0)
     g = np.random.default_rng(0)
     stim = 0.5 + np.arange(seconds - 1, dtype=float)
-    vpp = np.where(np.arange(len(stim)) % 3 == 0, 1.8, g.choice([3.0, 4.0, 5.0, 6.0], len(stim)))   # 1.8 V: quiet
+    vpp = np.where(np.arange(len(stim)) % 3 == 0, 1.8, g.choice([3.0, 4.0, 5.0, 6.0], len(stim)))  # 1.8 V: quiet
     for s, v in zip(stim, vpp):
         worm.deliver(float(s), float(v), 3.0)
     x = worm.acquire(0, int(seconds * fs))
@@ -171,16 +175,18 @@ def bench_analysis(seconds: int) -> None:
 
     _, _, velocity = fast(len(stim))
     rate = _best_rate(lambda: fast(len(stim)), seconds)
-    n = 10                                         # the naive loop gets 10 pulses (10 s of recording)
+    n = 10  # the naive loop gets 10 pulses (10 s of recording)
     arrivals, sigma, _ = fast(n)
     t0 = time.perf_counter()
     naive = naive_arrivals(x, fs, stim[:n], vpp[:n], vpp[:n] == 1.8, window, band, k, sigma, duration)
     naive_rate = n / (time.perf_counter() - t0)
     same = np.isclose(naive, arrivals, rtol=0, atol=1e-6) | (np.isnan(naive) & np.isnan(arrivals))
-    assert same.mean() >= 0.95, f"analyses disagree on {np.mean(~same):.0%} of the arrivals"   # rounding at threshold
-    print(f"analysis (epochs, artefact template, band-pass, arrivals, velocity): {rate:.0f} s of 4-pair 30 kS/s "
-          f"recording per s ({seconds} s, {len(stim)} pulses, median velocity {np.nanmedian(velocity):.2f} m/s); "
-          f"naive per-sample loop {naive_rate:.2f} s/s; ratio {rate / naive_rate:.0f}x")
+    assert same.mean() >= 0.95, f"analyses disagree on {np.mean(~same):.0%} of the arrivals"  # rounding at threshold
+    print(
+        f"analysis (epochs, artefact template, band-pass, arrivals, velocity): {rate:.0f} s of 4-pair 30 kS/s "
+        f"recording per s ({seconds} s, {len(stim)} pulses, median velocity {np.nanmedian(velocity):.2f} m/s); "
+        f"naive per-sample loop {naive_rate:.2f} s/s; ratio {rate / naive_rate:.0f}x"
+    )
 
 
 def main() -> None:

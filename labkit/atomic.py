@@ -18,7 +18,7 @@ def _read_umask() -> int:
     return mask
 
 
-_UMASK = _read_umask()      # read once, at import: os.umask can only be read by setting it, which races threads
+_UMASK = _read_umask()  # read once, at import: os.umask can only be read by setting it, which races threads
 
 
 def _fsync(path) -> None:
@@ -41,9 +41,9 @@ def atomic_target(path: Path) -> Iterator[Path]:
     try:
         yield Path(tmp)
         _fsync(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)    # mkstemp makes 0600 files; publish with the usual permissions
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; publish with the usual permissions
         os.replace(tmp, path)
-        _fsync(path.parent)               # the rename itself survives a power loss
+        _fsync(path.parent)  # the rename itself survives a power loss
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

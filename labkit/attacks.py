@@ -49,8 +49,17 @@ def fgsm(model: nn.Module, x, y, eps: float, lo: float = 0.0, hi: float = 1.0) -
 
 
 @validate_params(eps=non_negative_real, steps=positive_int)
-def pgd(model: nn.Module, x, y, eps: float, steps: int = 20, step_size: float | None = None, seed: int = 0,
-        lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:
+def pgd(
+    model: nn.Module,
+    x,
+    y,
+    eps: float,
+    steps: int = 20,
+    step_size: float | None = None,
+    seed: int = 0,
+    lo: float = 0.0,
+    hi: float = 1.0,
+) -> torch.Tensor:
     """Projected signed-gradient ascent with a random start; ``step_size`` defaults to ``2.5·eps/steps`` (Madry et al.).
     Returns, per input, the iterate with the largest loss."""
     _pixel_range(lo, hi)

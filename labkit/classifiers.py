@@ -49,8 +49,9 @@ class MLP(nn.Module):
     def __init__(self, sizes: Sequence[int] = (64, 128, 128, 64, 10), dropout: float = 0.1):
         super().__init__()
         if len(sizes) < 3 or any(int(s) < 1 for s in sizes):
-            raise ValueError("sizes must list at least 3 positive layer widths (input, hidden..., classes), "
-                             f"got {sizes!r}")
+            raise ValueError(
+                f"sizes must list at least 3 positive layer widths (input, hidden..., classes), got {sizes!r}"
+            )
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
         self.sizes = tuple(int(s) for s in sizes)
@@ -83,7 +84,7 @@ def train(model: MLP, x, y, epochs: int = 150, lr: float = 1e-3, batch_size: int
     purposes); torch's global generator is restored afterwards."""
     init = torch.Generator().manual_seed(derived_seed(seed, 0))
     with torch.no_grad():
-        for lin in model.linears:                       # PyTorch's default init, drawn from our generator
+        for lin in model.linears:  # PyTorch's default init, drawn from our generator
             bound = 1 / np.sqrt(lin.in_features)
             lin.weight.uniform_(-bound, bound, generator=init)
             lin.bias.uniform_(-bound, bound, generator=init)
@@ -92,7 +93,7 @@ def train(model: MLP, x, y, epochs: int = 150, lr: float = 1e-3, batch_size: int
     model.train()
     gen = torch.Generator().manual_seed(derived_seed(seed, 1))
     with torch.random.fork_rng():
-        torch.manual_seed(derived_seed(seed, 2))        # dropout masks
+        torch.manual_seed(derived_seed(seed, 2))  # dropout masks
         for _ in range(epochs):
             order = torch.randperm(len(x), generator=gen)
             for idx in order.split(batch_size):

@@ -46,10 +46,27 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 __all__ = [
-    "SCALES", "ConfigError", "Check", "Interval", "one_of", "tuple_of", "optional",
-    "positive_int", "non_negative_int", "positive_float", "non_negative_real", "fraction", "unit_interval",
-    "boolean", "string",
-    "param", "check_params", "validate_params", "check_estimator_params", "Params", "NotebookConfig",
+    "SCALES",
+    "ConfigError",
+    "Check",
+    "Interval",
+    "one_of",
+    "tuple_of",
+    "optional",
+    "positive_int",
+    "non_negative_int",
+    "positive_float",
+    "non_negative_real",
+    "fraction",
+    "unit_interval",
+    "boolean",
+    "string",
+    "param",
+    "check_params",
+    "validate_params",
+    "check_estimator_params",
+    "Params",
+    "NotebookConfig",
 ]
 
 SCALES = ("smoke", "quick", "full", "paper")
@@ -72,8 +89,9 @@ class Check:
     def check(self, name: str, value: Any, where: str = "") -> Any:
         """``value`` when it passes; otherwise :class:`ConfigError` naming ``where``, ``name`` and what is allowed."""
         if not self.test(value):
-            raise ConfigError(f"{where + ': ' if where else ''}bad value for {name!r}: {value!r}; "
-                              f"allowed: {self.allowed}")
+            raise ConfigError(
+                f"{where + ': ' if where else ''}bad value for {name!r}: {value!r}; allowed: {self.allowed}"
+            )
         return value
 
 
@@ -104,9 +122,11 @@ class Interval(Check):
         is_kind = _is_int if kind is int else _is_real
 
         def test(v: Any) -> bool:
-            return (is_kind(v)
-                    and (low is None or (low <= v if left else low < v))
-                    and (high is None or (v <= high if right else v < high)))
+            return (
+                is_kind(v)
+                and (low is None or (low <= v if left else low < v))
+                and (high is None or (v <= high if right else v < high))
+            )
 
         super().__init__(test, self._words(left, right))
 
@@ -130,8 +150,10 @@ def one_of(*choices: Any) -> Check:
 
 def tuple_of(item: Check, *, min_len: int = 1) -> Check:
     """A tuple (or list, converted in a :class:`Params`) of at least ``min_len`` items, each passing ``item``."""
-    return Check(lambda v: isinstance(v, (tuple, list)) and len(v) >= min_len and all(item.test(x) for x in v),
-                 f"a list of at least {min_len} item(s), each {item.allowed}")
+    return Check(
+        lambda v: isinstance(v, (tuple, list)) and len(v) >= min_len and all(item.test(x) for x in v),
+        f"a list of at least {min_len} item(s), each {item.allowed}",
+    )
 
 
 def optional(check: Check) -> Check:
@@ -213,8 +235,10 @@ class Params:
             if check is not None:
                 check.check(f.name, value, type(self).__name__)
             elif isinstance(f.default, Params) and not isinstance(value, type(f.default)):
-                raise ConfigError(f"{type(self).__name__}: bad value for {f.name!r}: {value!r}; allowed: a "
-                                  f"{type(f.default).__name__} or a dict of its fields")
+                raise ConfigError(
+                    f"{type(self).__name__}: bad value for {f.name!r}: {value!r}; allowed: a "
+                    f"{type(f.default).__name__} or a dict of its fields"
+                )
         self.validate()
 
     def validate(self) -> None:
@@ -243,7 +267,7 @@ class NotebookConfig(Params):
     """Base of every notebook's configuration: a scale preset plus validated overrides."""
 
     scale: str = param("full", one_of(*SCALES))  # smoke | quick | full | paper (see the module docstring)
-    seed: int = param(0, non_negative_int)       # the root of every random stream of the notebook
+    seed: int = param(0, non_negative_int)  # the root of every random stream of the notebook
 
     SCALES: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {}, "quick": {}, "paper": {}}
 

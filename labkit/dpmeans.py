@@ -46,7 +46,7 @@ def dp_means(x: np.ndarray, lam: float, max_iter: int = 50, seed: int = 0) -> tu
     labels = np.full(len(x), -1)
     for _ in range(max_iter):
         near, dist = nearest_centroid(x, centroids)
-        new = []                                           # clusters opened in this pass
+        new = []  # clusters opened in this pass
         for i in order[dist[order] > lam]:
             if new:
                 gap = np.linalg.norm(x[new] - x[i], axis=1)

@@ -27,8 +27,10 @@ __all__ = ["VARIABLES", "scheduler_address", "Execution", "current", "device", "
 #: the environment variable that carries each setting into a kernel
 VARIABLES = {"scheduler": "LABKIT_SCHEDULER", "workers": "LABKIT_WORKERS", "threads": "LABKIT_THREADS"}
 
-scheduler_address = Check(lambda v: isinstance(v, str) and (v == "" or re.fullmatch(r"[a-z]+://\S+", v) is not None),
-                          "empty (a local process pool) or a Dask scheduler address such as 'tcp://host:8786'")
+scheduler_address = Check(
+    lambda v: isinstance(v, str) and (v == "" or re.fullmatch(r"[a-z]+://\S+", v) is not None),
+    "empty (a local process pool) or a Dask scheduler address such as 'tcp://host:8786'",
+)
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,8 @@ class Execution(Params):
     """The execution settings (see the module docstring)."""
 
     scheduler: str = param("", scheduler_address)  # a Dask scheduler address; empty: a local process pool
-    workers: int = param(2, positive_int)          # processes of the local pool (with no scheduler)
-    threads: int = param(2, positive_int)          # BLAS/OpenMP/torch threads of the kernel, shared by its workers
+    workers: int = param(2, positive_int)  # processes of the local pool (with no scheduler)
+    threads: int = param(2, positive_int)  # BLAS/OpenMP/torch threads of the kernel, shared by its workers
 
     def environment(self) -> dict[str, str]:
         """The variables that carry these settings into a kernel."""

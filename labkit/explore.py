@@ -36,8 +36,14 @@ def headless() -> bool:
 class Explorer:
     """``controls`` (name → ipywidget with a ``value``) redraw the figure through ``draw(fig, **values)``."""
 
-    def __init__(self, controls: dict[str, w.ValueWidget], draw: Callable[..., None], *, title: str = "",
-                 figsize: tuple[float, float] = (10.0, 4.0)):
+    def __init__(
+        self,
+        controls: dict[str, w.ValueWidget],
+        draw: Callable[..., None],
+        *,
+        title: str = "",
+        figsize: tuple[float, float] = (10.0, 4.0),
+    ):
         self.controls, self.draw, self.title, self.figsize = controls, draw, title, figsize
         self.figure: Figure | None = None
         self.redraws = 0
@@ -48,8 +54,9 @@ class Explorer:
             control.add_class(f"labkit-explore-{name.replace('_', '-')}")
         self.image.add_class("labkit-explore-figure")
         self.status.add_class("labkit-explore-status")
-        self.widget = w.VBox([w.HBox(list(controls.values()), layout=w.Layout(flex_flow="row wrap")),
-                              self.status, self.image])
+        self.widget = w.VBox(
+            [w.HBox(list(controls.values()), layout=w.Layout(flex_flow="row wrap")), self.status, self.image]
+        )
         self.redraw()
 
     @property

@@ -44,7 +44,7 @@ def kernel_env(staging: Path, settings: Execution) -> dict[str, str]:
         "LABKIT_RUN_DIR": str(staging),
         "LABKIT_HASHED": str(paths.LABKIT),
         **settings.environment(),
-        "LABKIT_HEADLESS": "1",                                  # explorers render once, statically
+        "LABKIT_HEADLESS": "1",  # explorers render once, statically
         **{var: str(settings.threads) for var in THREAD_VARS},
         "PYTHONHASHSEED": "0",
         "MPLBACKEND": "Agg",
@@ -97,13 +97,16 @@ class GuardedKernelManager(AsyncKernelManager):
         cmd = super().format_kernel_cmd(extra_arguments)
         if not hasattr(os, "pidfd_open"):
             return cmd
-        boot = (f"import sys; sys.path.insert(0, {str(paths.ROOT)!r}); from labkit.kernel import guard; "
-                "sys.exit(guard(int(sys.argv[1]), sys.argv[2:]))")
+        boot = (
+            f"import sys; sys.path.insert(0, {str(paths.ROOT)!r}); from labkit.kernel import guard; "
+            "sys.exit(guard(int(sys.argv[1]), sys.argv[2:]))"
+        )
         return [sys.executable, "-I", "-c", boot, str(os.getpid()), *cmd]
 
 
-def execute(nb_path: str, out_path: str, parameters: dict[str, Any], env: dict[str, str],
-             cell_timeout: int | None) -> dict[str, Any]:
+def execute(
+    nb_path: str, out_path: str, parameters: dict[str, Any], env: dict[str, str], cell_timeout: int | None
+) -> dict[str, Any]:
     """Run one notebook with papermill (in a worker process); return success or the failing cell."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -112,8 +115,14 @@ def execute(nb_path: str, out_path: str, parameters: dict[str, Any], env: dict[s
     t0 = time.perf_counter()
     try:
         papermill.execute_notebook(
-            nb_path, out_path, parameters=parameters, kernel_name=KERNEL, start_timeout=START_TIMEOUT_S,
-            execution_timeout=cell_timeout, cwd=str(Path(nb_path).parent), progress_bar=False,
+            nb_path,
+            out_path,
+            parameters=parameters,
+            kernel_name=KERNEL,
+            start_timeout=START_TIMEOUT_S,
+            execution_timeout=cell_timeout,
+            cwd=str(Path(nb_path).parent),
+            progress_bar=False,
             kernel_manager_class=GuardedKernelManager,
         )
     except PapermillExecutionError as e:

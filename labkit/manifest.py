@@ -27,8 +27,7 @@ from typing import Any
 from labkit import paths
 from labkit.atomic import atomic_write_bytes, atomic_write_text
 
-__all__ = ["Busy", "NotPublished", "exclusive", "load_manifest", "recorded_inputs", "publish", "sha256",
-           "write_index"]
+__all__ = ["Busy", "NotPublished", "exclusive", "load_manifest", "recorded_inputs", "publish", "sha256", "write_index"]
 
 LOCK = ".pipeline.lock"
 
@@ -62,8 +61,10 @@ def exclusive(figures_dir: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode().strip() or "unknown"
-            raise Busy(f"another pipeline (pid {holder}) is publishing to {figures_dir}; "
-                       "wait for it to finish (or stop it), then run again") from None
+            raise Busy(
+                f"another pipeline (pid {holder}) is publishing to {figures_dir}; "
+                "wait for it to finish (or stop it), then run again"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         for debris in figures_dir.glob(".*.tmp"):
@@ -99,8 +100,9 @@ def recorded_inputs(notebook: str, figures_dir: Path) -> dict[str, Any]:
     return json.loads((figures_dir / entries[0]["sidecar"]).read_text())["inputs"]
 
 
-def publish(notebook: str, record: dict[str, Any], staging: Path, figures_dir: Path,
-            run_info: dict[str, Any]) -> list[dict[str, Any]]:
+def publish(
+    notebook: str, record: dict[str, Any], staging: Path, figures_dir: Path, run_info: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Publish one successful run's figures into ``figures_dir`` with their sidecars; update manifest and index.
 
     ``record`` is the run's ``record.json`` (see ``labkit.provenance``); ``run_info`` holds what only the
@@ -120,24 +122,36 @@ def publish(notebook: str, record: dict[str, Any], staging: Path, figures_dir: P
     entries = []
     for fig in record["figures"]:
         claims = [c for c in record["claims"] if not c["figures"] or fig["name"] in c["figures"]]
-        sidecar = _dump({
-            "notebook": notebook,
-            "figure": fig["file"],
-            "caption": fig["caption"],
-            "numbers": fig["numbers"],
-            "claims": claims,
-            "parameters": record["config"],
-            "seed": record["config"].get("seed"),
-            "execution": record["execution"],
-            "package_versions": record["package_versions"],
-            **run_info,
-        })
+        sidecar = _dump(
+            {
+                "notebook": notebook,
+                "figure": fig["file"],
+                "caption": fig["caption"],
+                "numbers": fig["numbers"],
+                "claims": claims,
+                "parameters": record["config"],
+                "seed": record["config"].get("seed"),
+                "execution": record["execution"],
+                "package_versions": record["package_versions"],
+                **run_info,
+            }
+        )
         png = (staging / fig["file"]).read_bytes()
         atomic_write_bytes(figures_dir / fig["file"], png)
         atomic_write_text(figures_dir / f"{fig['name']}.json", sidecar)
-        entries.append({"file": fig["file"], "notebook": notebook, "sidecar": f"{fig['name']}.json",
-                        "caption": fig["caption"], "scale": run_info.get("scale"), "run_id": run_info.get("run_id"),
-                        "sha256": sha256(png), "sidecar_sha256": sha256(sidecar), "claims": claims})
+        entries.append(
+            {
+                "file": fig["file"],
+                "notebook": notebook,
+                "sidecar": f"{fig['name']}.json",
+                "caption": fig["caption"],
+                "scale": run_info.get("scale"),
+                "run_id": run_info.get("run_id"),
+                "sha256": sha256(png),
+                "sidecar_sha256": sha256(sidecar),
+                "claims": claims,
+            }
+        )
 
     keep = [e for e in manifest["figures"] if e["notebook"] != notebook]
     manifest = {"figures": sorted(keep + entries, key=lambda e: (e["notebook"], e["file"]))}
@@ -200,22 +214,26 @@ def write_index(figures_dir: Path) -> None:
         return "nb-" + Path(notebook).stem
 
     passed, known, failed = tally([c for cs in claims.values() for c in cs])
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>labkit figures</title><style>",
-             "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}",
-             "img{max-width:100%;border:1px solid #ddd}table{border-collapse:collapse;margin:.5em 0 1.5em}",
-             "td,th{border:1px solid #ccc;padding:3px 8px;font-size:90%;text-align:left;vertical-align:top}",
-             ".pass{color:#1a7f37}.fail{color:#cf222e;font-weight:bold}.known{color:#9a6700;font-weight:bold}",
-             "</style></head><body><h1>Figures</h1>",
-             "<p>Regenerated by <code>make figures</code>; each figure has a JSON sidecar with its provenance.</p>",
-             f"<p><b>Claims:</b> <span class='pass'>{passed} passed</span> · <span class='known'>{known} failed as "
-             f"documented findings</span> · <span class='fail'>{failed} failed</span> (of {passed + known + failed})"
-             "</p><h2>Contents</h2><ul>"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>labkit figures</title><style>",
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}",
+        "img{max-width:100%;border:1px solid #ddd}table{border-collapse:collapse;margin:.5em 0 1.5em}",
+        "td,th{border:1px solid #ccc;padding:3px 8px;font-size:90%;text-align:left;vertical-align:top}",
+        ".pass{color:#1a7f37}.fail{color:#cf222e;font-weight:bold}.known{color:#9a6700;font-weight:bold}",
+        "</style></head><body><h1>Figures</h1>",
+        "<p>Regenerated by <code>make figures</code>; each figure has a JSON sidecar with its provenance.</p>",
+        f"<p><b>Claims:</b> <span class='pass'>{passed} passed</span> · <span class='known'>{known} failed as "
+        f"documented findings</span> · <span class='fail'>{failed} failed</span> (of {passed + known + failed})"
+        "</p><h2>Contents</h2><ul>",
+    ]
     for notebook, figs in notebooks.items():
         p, k, f = tally(claims[notebook])
         links = ", ".join(f"<a href='#{esc(e['file'])}'>{esc(Path(e['file']).stem)}</a>" for e in figs)
-        parts.append(f"<li><a href='#{anchor(notebook)}'>{esc(Path(notebook).stem)}</a> — claims {p} passed"
-                     f"{f', {k} documented failures' if k else ''}{f', {f} failed' if f else ''}<br>"
-                     f"<small>{links}</small></li>")
+        parts.append(
+            f"<li><a href='#{anchor(notebook)}'>{esc(Path(notebook).stem)}</a> — claims {p} passed"
+            f"{f', {k} documented failures' if k else ''}{f', {f} failed' if f else ''}<br>"
+            f"<small>{links}</small></li>"
+        )
     parts.append("</ul>")
     for notebook, figs in notebooks.items():
         parts.append(f"<h2 id='{anchor(notebook)}'>{esc(Path(notebook).stem)}</h2>")
@@ -223,24 +241,33 @@ def write_index(figures_dir: Path) -> None:
         if claims[notebook]:
             parts.append("<table><tr><th>#</th><th>claim</th><th>result</th><th>measured</th></tr>")
             for c in claims[notebook]:
-                measured = ", ".join(f"{k} = {_number(v)}" for k, v in c.items()
-                                     if k not in ("claim", "passed", "figures", "known_failure"))
+                measured = ", ".join(
+                    f"{k} = {_number(v)}"
+                    for k, v in c.items()
+                    if k not in ("claim", "passed", "figures", "known_failure")
+                )
                 if c["passed"]:
                     verdict = "<span class='pass'>passed</span>"
                 elif "known_failure" in c:
-                    verdict = (f"<span class='known'>failed (documented)</span><br><small>"
-                               f"{esc(c['known_failure'])}</small>")
+                    verdict = (
+                        f"<span class='known'>failed (documented)</span><br><small>{esc(c['known_failure'])}</small>"
+                    )
                 else:
                     verdict = "<span class='fail'>FAILED</span>"
-                parts.append(f"<tr><td>{number[c['claim']]}</td><td>{esc(c['claim'])}</td><td>{verdict}</td>"
-                             f"<td>{esc(measured)}</td></tr>")
+                parts.append(
+                    f"<tr><td>{number[c['claim']]}</td><td>{esc(c['claim'])}</td><td>{verdict}</td>"
+                    f"<td>{esc(measured)}</td></tr>"
+                )
             parts.append("</table>")
         for e in figs:
             about = ", ".join(f"#{number[c['claim']]}" for c in e["claims"])
-            parts.append(f"<h3 id='{esc(e['file'])}'>{esc(e['file'])}</h3>"
-                         f"<img src='{esc(e['file'])}' alt='{esc(e['caption'])}'>")
-            parts.append(f"<p>{esc(e['caption'])}<br><small>scale: {esc(str(e.get('scale')))} · "
-                         f"{f'claims {about} · ' if about else ''}"
-                         f"provenance: <a href='{esc(e['sidecar'])}'>{esc(e['sidecar'])}</a></small></p>")
+            parts.append(
+                f"<h3 id='{esc(e['file'])}'>{esc(e['file'])}</h3><img src='{esc(e['file'])}' alt='{esc(e['caption'])}'>"
+            )
+            parts.append(
+                f"<p>{esc(e['caption'])}<br><small>scale: {esc(str(e.get('scale')))} · "
+                f"{f'claims {about} · ' if about else ''}"
+                f"provenance: <a href='{esc(e['sidecar'])}'>{esc(e['sidecar'])}</a></small></p>"
+            )
     parts.append("</body></html>\n")
     atomic_write_text(figures_dir / "index.html", "\n".join(parts))

@@ -9,8 +9,15 @@ import os
 from pathlib import Path
 
 __all__ = [
-    "ROOT", "LABKIT", "NOTEBOOKS", "BUILD", "FIGURES", "MATPLOTLIBRC", "REQUIREMENTS",
-    "figures_dir", "run_dir",
+    "ROOT",
+    "LABKIT",
+    "NOTEBOOKS",
+    "BUILD",
+    "FIGURES",
+    "MATPLOTLIBRC",
+    "REQUIREMENTS",
+    "figures_dir",
+    "run_dir",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

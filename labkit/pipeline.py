@@ -52,8 +52,17 @@ from labkit.execution import Execution, current
 from labkit.manifest import Busy, NotPublished, exclusive, publish, recorded_inputs, sha256
 
 __all__ = [
-    "KERNEL", "BUSY", "Notebook", "discover", "code_cells", "declared_parameters", "labkit_modules",
-    "input_components", "input_hash", "stale_reasons", "run",
+    "KERNEL",
+    "BUSY",
+    "Notebook",
+    "discover",
+    "code_cells",
+    "declared_parameters",
+    "labkit_modules",
+    "input_components",
+    "input_hash",
+    "stale_reasons",
+    "run",
 ]
 
 KERNEL = kernel.KERNEL
@@ -210,6 +219,7 @@ def stale_reasons(current: dict[str, Any], recorded: dict[str, Any]) -> list[str
 def _git() -> dict[str, Any]:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=paths.ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
     try:
         return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain"))}
     except (subprocess.CalledProcessError, FileNotFoundError):
@@ -223,8 +233,10 @@ def _run_record(staging: Path) -> dict[str, Any]:
         return {"figures": [], "claims": []}
     record = json.loads(path.read_text())
     if record.get("labkit") != str(paths.LABKIT):
-        raise ValueError(f"its run record was made by {record.get('labkit') or 'an unknown labkit'}, but the "
-                         f"pipeline hashed {paths.LABKIT}: its figures would describe code that did not run")
+        raise ValueError(
+            f"its run record was made by {record.get('labkit') or 'an unknown labkit'}, but the "
+            f"pipeline hashed {paths.LABKIT}: its figures would describe code that did not run"
+        )
     return record
 
 
@@ -240,23 +252,38 @@ def _stale(jobs: list[_Job], figures_dir: Path, force: bool, check_only: bool, e
     todo = []
     for job in jobs:
         try:
-            job.reasons = ["forced (FORCE=1)"] if force else \
-                stale_reasons(job.components, recorded_inputs(job.notebook.key, figures_dir))
+            job.reasons = (
+                ["forced (FORCE=1)"]
+                if force
+                else stale_reasons(job.components, recorded_inputs(job.notebook.key, figures_dir))
+            )
         except NotPublished as e:
             job.reasons = [str(e)]
         if job.reasons:
             echo(f"{'stale' if check_only else 'run '}  {job.notebook.name}: " + "; ".join(job.reasons))
             todo.append(job)
         else:
-            echo(f"skip  {job.notebook.name}: up to date "
-                 f"(inputs {input_hash(job.components)} unchanged since its figures were made)")
+            echo(
+                f"skip  {job.notebook.name}: up to date "
+                f"(inputs {input_hash(job.components)} unchanged since its figures were made)"
+            )
     return todo
 
 
-def run(scale: str = "full", *, force: bool = False, jobs: int = 1, patterns: list[str] | None = None,
-        parameters: dict[str, Any] | None = None, execution: Execution | None = None, check_only: bool = False,
-        notebooks_dir: Path = paths.NOTEBOOKS, figures_dir: Path | None = None, build_dir: Path = paths.BUILD,
-        echo=print) -> int:
+def run(
+    scale: str = "full",
+    *,
+    force: bool = False,
+    jobs: int = 1,
+    patterns: list[str] | None = None,
+    parameters: dict[str, Any] | None = None,
+    execution: Execution | None = None,
+    check_only: bool = False,
+    notebooks_dir: Path = paths.NOTEBOOKS,
+    figures_dir: Path | None = None,
+    build_dir: Path = paths.BUILD,
+    echo=print,
+) -> int:
     """Bring the figures of the selected notebooks up to date; returns the process exit status.
 
     ``parameters`` override the notebooks' parameters cells (and enter the input hash); ``execution`` says where the
@@ -269,8 +296,10 @@ def run(scale: str = "full", *, force: bool = False, jobs: int = 1, patterns: li
     if scale not in SCALES:
         raise SystemExit(f"unknown scale {scale!r}; allowed: {', '.join(SCALES)}")
     if "scale" in (parameters or {}):
-        raise SystemExit(f"-p scale={parameters['scale']}: set the scale with --scale (it also sets the cell "
-                         "timeout, where the executed copy goes and the scale the sidecars record)")
+        raise SystemExit(
+            f"-p scale={parameters['scale']}: set the scale with --scale (it also sets the cell "
+            "timeout, where the executed copy goes and the scale the sidecars record)"
+        )
     figures_dir = Path(figures_dir or paths.figures_dir())
     notebooks = discover(notebooks_dir, patterns)
     if not notebooks:
@@ -297,43 +326,62 @@ def run(scale: str = "full", *, force: bool = False, jobs: int = 1, patterns: li
         return BUSY
 
 
-def _run_jobs(todo: list[_Job], scale: str, jobs: int, execution: Execution, figures_dir: Path, build_dir: Path,
-              echo) -> int:
+def _run_jobs(
+    todo: list[_Job], scale: str, jobs: int, execution: Execution, figures_dir: Path, build_dir: Path, echo
+) -> int:
     """Execute the notebooks, each in a staging folder of this run, and publish each success; 1 if any failed."""
     (build_dir / "staging").mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%dT%H%M%S-"), dir=build_dir / "staging"))
     run_info = {"run_id": run_dir.name, "scale": scale, **_git()}
     workers = max(1, min(jobs, MAX_JOBS, len(todo)))
     try:
-        with concurrent.futures.ProcessPoolExecutor(workers, multiprocessing.get_context("fork"),
-                                                    initializer=kernel.die_with, initargs=(os.getpid(),)) as pool:
+        with concurrent.futures.ProcessPoolExecutor(
+            workers, multiprocessing.get_context("fork"), initializer=kernel.die_with, initargs=(os.getpid(),)
+        ) as pool:
             futures = {}
             for job in todo:
                 staging = run_dir / job.notebook.name
                 staging.mkdir()
-                futures[pool.submit(kernel.execute, str(job.notebook.path), str(staging / job.notebook.path.name),
-                                    job.components["parameters"], kernel.kernel_env(staging, execution),
-                                    CELL_TIMEOUT_S[scale])] = (job, staging)
-            done = [_finish(*futures[future], future.result(), run_info, figures_dir, build_dir, echo)
-                    for future in concurrent.futures.as_completed(futures)]
+                futures[
+                    pool.submit(
+                        kernel.execute,
+                        str(job.notebook.path),
+                        str(staging / job.notebook.path.name),
+                        job.components["parameters"],
+                        kernel.kernel_env(staging, execution),
+                        CELL_TIMEOUT_S[scale],
+                    )
+                ] = (job, staging)
+            done = [
+                _finish(*futures[future], future.result(), run_info, figures_dir, build_dir, echo)
+                for future in concurrent.futures.as_completed(futures)
+            ]
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     return 0 if all(done) else 1
 
 
-def _finish(job: _Job, staging: Path, result: dict[str, Any], run_info: dict[str, Any], figures_dir: Path,
-            build_dir: Path, echo) -> bool:
+def _finish(
+    job: _Job, staging: Path, result: dict[str, Any], run_info: dict[str, Any], figures_dir: Path, build_dir: Path, echo
+) -> bool:
     """Keep the executed copy, then publish a successful run or say why not; False when the notebook failed."""
     out = build_dir / "executed" / run_info["scale"] / job.notebook.path.name
     out.parent.mkdir(parents=True, exist_ok=True)
     if (staging / out.name).exists():
         os.replace(staging / out.name, out)
     if not result["ok"]:
-        echo(f"FAILED {job.notebook.key}: {result['error']}\n       executed copy: {_rel(out)}; "
-             "its published figures are left as they were")
+        echo(
+            f"FAILED {job.notebook.key}: {result['error']}\n       executed copy: {_rel(out)}; "
+            "its published figures are left as they were"
+        )
         return False
-    run_info = {**run_info, "input_hash": input_hash(job.components), "inputs": job.components,
-                "wall_time_s": result["wall_time_s"], "executed_notebook": _rel(out)}
+    run_info = {
+        **run_info,
+        "input_hash": input_hash(job.components),
+        "inputs": job.components,
+        "wall_time_s": result["wall_time_s"],
+        "executed_notebook": _rel(out),
+    }
     try:
         record = _run_record(staging)
         entries = publish(job.notebook.key, record, staging, figures_dir, run_info)
@@ -342,8 +390,10 @@ def _finish(job: _Job, staging: Path, result: dict[str, Any], run_info: dict[str
         return False
     claims = record["claims"]
     failed = [c["claim"] for c in claims if not c["passed"]]
-    echo(f"done  {job.notebook.name}: {len(entries)} figure(s) in {result['wall_time_s']:.1f} s; "
-         f"claims {len(claims) - len(failed)}/{len(claims)} passed")
+    echo(
+        f"done  {job.notebook.name}: {len(entries)} figure(s) in {result['wall_time_s']:.1f} s; "
+        f"claims {len(claims) - len(failed)}/{len(claims)} passed"
+    )
     for c in claims:
         if not c["passed"]:
             known = f" (known not to reproduce: {c['known_failure']})" if "known_failure" in c else ""
@@ -368,15 +418,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="re-run even when up to date")
     parser.add_argument("--jobs", type=int, default=1, help=f"parallel notebooks (at most {MAX_JOBS})")
     parser.add_argument("--check", action="store_true", help="only report stale notebooks; exit 1 if any")
-    parser.add_argument("-p", "--param", action="append", type=_parse_parameter, default=[],
-                        help="notebook parameter override, key=python-literal")
-    parser.add_argument("--scheduler", help="a Dask scheduler address (tcp://host:8786) for the generation loops of "
-                        "01b-01d (default: $LABKIT_SCHEDULER, else a local process pool); not hashed")
-    parser.add_argument("--workers", type=int, help="processes of the local pool (default: $LABKIT_WORKERS, else 2); "
-                        "not hashed")
+    parser.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        type=_parse_parameter,
+        default=[],
+        help="notebook parameter override, key=python-literal",
+    )
+    parser.add_argument(
+        "--scheduler",
+        help="a Dask scheduler address (tcp://host:8786) for the generation loops of "
+        "01b-01d (default: $LABKIT_SCHEDULER, else a local process pool); not hashed",
+    )
+    parser.add_argument(
+        "--workers", type=int, help="processes of the local pool (default: $LABKIT_WORKERS, else 2); not hashed"
+    )
     parser.add_argument("--notebooks-dir", type=Path, default=paths.NOTEBOOKS, help="where the notebooks are")
-    parser.add_argument("--figures-dir", type=Path, default=None,
-                        help="where figures are published (default: $LABKIT_FIGURES_DIR or figures/)")
+    parser.add_argument(
+        "--figures-dir",
+        type=Path,
+        default=None,
+        help="where figures are published (default: $LABKIT_FIGURES_DIR or figures/)",
+    )
     parser.add_argument("--build-dir", type=Path, default=paths.BUILD, help="executed copies and staging")
     args = parser.parse_args(argv)
     given = {"scheduler": args.scheduler, "workers": args.workers}
@@ -384,9 +448,18 @@ def main(argv: list[str] | None = None) -> int:
         execution = current().replace(**{name: value for name, value in given.items() if value is not None})
     except ValueError as e:
         parser.error(str(e))
-    return run(args.scale, force=args.force, jobs=args.jobs, patterns=args.notebooks or None,
-               parameters=dict(args.param), execution=execution, check_only=args.check,
-               notebooks_dir=args.notebooks_dir, figures_dir=args.figures_dir, build_dir=args.build_dir)
+    return run(
+        args.scale,
+        force=args.force,
+        jobs=args.jobs,
+        patterns=args.notebooks or None,
+        parameters=dict(args.param),
+        execution=execution,
+        check_only=args.check,
+        notebooks_dir=args.notebooks_dir,
+        figures_dir=args.figures_dir,
+        build_dir=args.build_dir,
+    )
 
 
 if __name__ == "__main__":

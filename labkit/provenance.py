@@ -41,7 +41,7 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
-        return float(f"{float(value):.10g}") if np.isfinite(value) else None     # JSON has no NaN or infinity
+        return float(f"{float(value):.10g}") if np.isfinite(value) else None  # JSON has no NaN or infinity
     return value
 
 
@@ -57,9 +57,11 @@ class Recorder:
     def __init__(self, config: NotebookConfig):
         hashed = os.environ.get("LABKIT_HASHED")
         if hashed and Path(hashed) != paths.LABKIT:
-            raise RuntimeError(f"this kernel imports labkit from {paths.LABKIT}, but the pipeline hashed {hashed}: "
-                               "its figures would be recorded against code that did not run; make the kernel import "
-                               "that checkout (check PYTHONPATH, editable installs and the kernelspec)")
+            raise RuntimeError(
+                f"this kernel imports labkit from {paths.LABKIT}, but the pipeline hashed {hashed}: "
+                "its figures would be recorded against code that did not run; make the kernel import "
+                "that checkout (check PYTHONPATH, editable installs and the kernelspec)"
+            )
         self.config = config
         self.dir = paths.run_dir()
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -82,8 +84,9 @@ class Recorder:
         self._write()
         return path
 
-    def check(self, claim: str, passed: bool, figures: list[str] | None = None, known_failure: str = "",
-              **measured: Any) -> bool:
+    def check(
+        self, claim: str, passed: bool, figures: list[str] | None = None, known_failure: str = "", **measured: Any
+    ) -> bool:
         """Record a claim, whether it held, and the measured values behind the verdict.
 
         ``figures`` names the figures the claim is about (default: all figures of the notebook).

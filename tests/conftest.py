@@ -32,7 +32,9 @@ def write_notebook(path: Path, parameters: str, *cells: str) -> Path:
 
 def plotting_notebook(path: Path, name: str, extra: str = "") -> Path:
     """A tiny notebook that draws seeded random numbers, saves one figure and checks one claim."""
-    body = FIXTURE_HEADER + f"""
+    body = (
+        FIXTURE_HEADER
+        + f"""
 x = np.random.default_rng(cfg.seed).standard_normal(50)
 fig, ax = plt.subplots(figsize=(3, 2))
 ax.plot(np.cumsum(x))
@@ -41,6 +43,7 @@ ax.set_ylabel("sum")
 rec.save(fig, {name!r}, caption="a seeded random walk", numbers={{"last": x.sum()}})
 rec.check("the walk is finite", bool(np.isfinite(x.sum())), last=x.sum())
 {extra}"""
+    )
     return write_notebook(path, 'scale = "quick"\nseed = 0', body)
 
 
@@ -55,8 +58,13 @@ class Sandbox:
     def run(self, **kwargs) -> int:
         self.lines = []
         kwargs.setdefault("scale", "smoke")
-        return pipeline.run(notebooks_dir=self.notebooks, figures_dir=self.figures, build_dir=self.build,
-                            echo=self.lines.append, **kwargs)
+        return pipeline.run(
+            notebooks_dir=self.notebooks,
+            figures_dir=self.figures,
+            build_dir=self.build,
+            echo=self.lines.append,
+            **kwargs,
+        )
 
     @property
     def output(self) -> str:

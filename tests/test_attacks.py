@@ -46,7 +46,7 @@ def test_fgsm_is_one_signed_step_and_zero_eps_is_identity(setup):
     assert torch.equal(fgsm(model, x, y, 0.0), torch.as_tensor(x))
     adv = fgsm(model, x, y, 0.1)
     moved = (adv - torch.as_tensor(x)).abs()
-    inside = (torch.as_tensor(x) > 0.1) & (torch.as_tensor(x) < 0.9)     # no clipping there
+    inside = (torch.as_tensor(x) > 0.1) & (torch.as_tensor(x) < 0.9)  # no clipping there
     assert torch.allclose(moved[inside & (moved > 0)], torch.tensor(0.1), atol=1e-6)
 
 

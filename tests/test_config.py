@@ -82,12 +82,16 @@ def test_linear_config_cross_field_checks():
 
 # ------------------------------------------------------------------------------------------- constraints and their uses
 
-@pytest.mark.parametrize("closed, inside, outside, words", [
-    ("neither", [0.5, 1e-12], [0, 1, -1], "a number in (0, 1)"),
-    ("left", [0, 0.0, 0.999], [1, -1e-12], "a number in [0, 1)"),
-    ("right", [1, 1.0, 1e-9], [0, 1.5], "a number in (0, 1]"),
-    ("both", [0, 1, 0.5], [-0.1, 1.1], "a number in [0, 1]"),
-])
+
+@pytest.mark.parametrize(
+    "closed, inside, outside, words",
+    [
+        ("neither", [0.5, 1e-12], [0, 1, -1], "a number in (0, 1)"),
+        ("left", [0, 0.0, 0.999], [1, -1e-12], "a number in [0, 1)"),
+        ("right", [1, 1.0, 1e-9], [0, 1.5], "a number in (0, 1]"),
+        ("both", [0, 1, 0.5], [-0.1, 1.1], "a number in [0, 1]"),
+    ],
+)
 def test_interval_ends(closed, inside, outside, words):
     check = Interval(float, 0, 1, closed=closed)
     assert check.allowed == words
@@ -125,7 +129,7 @@ def test_check_returns_the_value_or_names_where_what_and_what_is_allowed():
     assert positive_int.check("n", 3) == 3
     with pytest.raises(ConfigError, match=re.escape("f: bad value for 'n': True; allowed: an integer >= 1")):
         positive_int.check("n", True, "f")
-    with pytest.raises(TypeError):                      # a ConfigError is a TypeError too (a value of a wrong type)
+    with pytest.raises(TypeError):  # a ConfigError is a TypeError too (a value of a wrong type)
         positive_int.check("n", "3")
 
 
@@ -147,8 +151,9 @@ class _Estimator:
 
 def test_check_estimator_params_checks_every_declared_parameter():
     check_estimator_params(_Estimator())
-    with pytest.raises(ConfigError, match=re.escape("_Estimator: bad value for 'rate': 2.0; allowed: a number in "
-                                                    "(0, 1]")):
+    with pytest.raises(
+        ConfigError, match=re.escape("_Estimator: bad value for 'rate': 2.0; allowed: a number in (0, 1]")
+    ):
         check_estimator_params(_Estimator(rate=2.0))
 
 

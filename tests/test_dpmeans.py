@@ -15,8 +15,8 @@ def _objective(x, centroids, labels, lam):
 
 def test_dp_means_limits():
     x = repro.rng(0).standard_normal((60, 3))
-    assert len(dp_means(x, 1e-9)[0]) == 60                         # λ → 0: one cluster per point
-    centroids, labels = dp_means(x, 1e9)                           # λ → ∞: one cluster, the mean
+    assert len(dp_means(x, 1e-9)[0]) == 60  # λ → 0: one cluster per point
+    centroids, labels = dp_means(x, 1e9)  # λ → ∞: one cluster, the mean
     assert len(centroids) == 1 and np.all(labels == 0)
     np.testing.assert_allclose(centroids[0], x.mean(axis=0))
 
@@ -27,11 +27,11 @@ def test_dp_means_finds_separated_blobs_and_is_a_fixed_point():
     x = np.concatenate([c + 0.3 * g.standard_normal((50, 2)) for c in centres])
     centroids, labels = dp_means(x, 3.0)
     assert len(centroids) == 4
-    assert all(len(np.unique(labels[i * 50:(i + 1) * 50])) == 1 for i in range(4))
+    assert all(len(np.unique(labels[i * 50 : (i + 1) * 50])) == 1 for i in range(4))
     d = np.linalg.norm(x[:, None] - centroids[None], axis=2)
-    np.testing.assert_array_equal(labels, d.argmin(axis=1))       # every point at its nearest centroid
-    assert d.min(axis=1).max() <= 3.0                             # and within λ of it
-    for c in range(len(centroids)):                                # every centroid is its members' mean
+    np.testing.assert_array_equal(labels, d.argmin(axis=1))  # every point at its nearest centroid
+    assert d.min(axis=1).max() <= 3.0  # and within λ of it
+    for c in range(len(centroids)):  # every centroid is its members' mean
         np.testing.assert_allclose(centroids[c], x[labels == c].mean(axis=0))
     with pytest.raises(ValueError, match="lam"):
         dp_means(x, -1.0)
@@ -52,7 +52,7 @@ def test_dp_means_is_seeded():
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
     others = [dp_means(x, 1.0, seed=s)[1] for s in range(8, 12)]
-    assert any(len(o) != len(a[1]) or not np.array_equal(o, a[1]) for o in others)   # the order matters
+    assert any(len(o) != len(a[1]) or not np.array_equal(o, a[1]) for o in others)  # the order matters
 
 
 def test_nearest_centroid():

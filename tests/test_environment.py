@@ -26,7 +26,9 @@ def test_environment_yml_pins_equal_requirements_txt():
 
 def test_lock_pins_every_direct_dependency_at_the_same_version():
     req = _direct_pins()
-    lock = {k.lower().replace("_", "-"): v for k, v in _pins(ln for ln in paths.REQUIREMENTS[1].read_text().splitlines()
-                                                             if "==" in ln).items()}
+    lock = {
+        k.lower().replace("_", "-"): v
+        for k, v in _pins(ln for ln in paths.REQUIREMENTS[1].read_text().splitlines() if "==" in ln).items()
+    }
     for name, version in req.items():
         assert lock.get(name.lower().replace("_", "-")) == version, name

@@ -58,7 +58,7 @@ def test_linear_explorer_draws_the_closed_forms_and_names_an_impossible_setting(
     assert np.allclose(lines["replace: theory"], linear.theory(20, 60, 0.5, 12, "replace") / c)
     assert np.allclose(lines["accumulate: theory"], linear.theory(20, 60, 0.5, 12, "accumulate") / c)
     figure = e.figure
-    e.set(T=21)                                                       # T <= d + 1: refused, figure kept
+    e.set(T=21)  # T <= d + 1: refused, figure kept
     assert e.figure is figure and "need T &gt; d + 1" in e.status.value
     e.set(T=200, regimes="all three", show="simulation", log_y=True)
     labels = [c.get_label() for c in e.figure.axes[0].containers]

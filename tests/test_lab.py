@@ -19,12 +19,24 @@ TOKEN = "labkit-lab-test"
 
 
 def _notebook():
-    return {"cells": [{"cell_type": "code", "execution_count": 3, "metadata": {"tags": ["parameters"]},
-                       "outputs": [{"output_type": "stream", "name": "stdout", "text": "hi\n"}], "source": "x = 1"},
-                      {"cell_type": "markdown", "metadata": {}, "source": "# t"}],
-            "metadata": {"kernelspec": {"name": "labkit", "display_name": "Python (labkit)", "language": "python"},
-                         "widgets": {"state": {}}},
-            "nbformat": 4, "nbformat_minor": 5}
+    return {
+        "cells": [
+            {
+                "cell_type": "code",
+                "execution_count": 3,
+                "metadata": {"tags": ["parameters"]},
+                "outputs": [{"output_type": "stream", "name": "stdout", "text": "hi\n"}],
+                "source": "x = 1",
+            },
+            {"cell_type": "markdown", "metadata": {}, "source": "# t"},
+        ],
+        "metadata": {
+            "kernelspec": {"name": "labkit", "display_name": "Python (labkit)", "language": "python"},
+            "widgets": {"state": {}},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
 
 
 def test_the_hook_strips_notebooks_under_notebooks_only():
@@ -40,9 +52,12 @@ def test_the_hook_strips_notebooks_under_notebooks_only():
 
 
 def _api(base, path, method="GET", body=None):
-    request = urllib.request.Request(f"{base}{path}?token={TOKEN}", method=method,
-                                     data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{base}{path}?token={TOKEN}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as r:
         return json.loads(r.read() or b"null")
 
@@ -68,14 +83,31 @@ def server(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "JUPYTER_CONFIG_PATH": str(paths.ROOT / "jupyter_config"), "PYTHONPATH": str(paths.ROOT),
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_PATH": str(paths.ROOT / "jupyter_config"),
+        "PYTHONPATH": str(paths.ROOT),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+    }
     log = tmp_path / "server.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "jupyter", "server", "--allow-root", f"--port={port}",
-                                 "--ServerApp.ip=127.0.0.1", f"--ServerApp.token={TOKEN}",
-                                 f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0"],
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jupyter",
+                "server",
+                "--allow-root",
+                f"--port={port}",
+                "--ServerApp.ip=127.0.0.1",
+                f"--ServerApp.token={TOKEN}",
+                f"--ServerApp.root_dir={root}",
+                "--ServerApp.port_retries=0",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 40
@@ -98,18 +130,18 @@ def test_a_saved_notebook_keeps_no_outputs_and_the_kernel_is_labkit_and_encrypte
     _api(base, "/api/contents/scratch.ipynb", "PUT", {"type": "notebook", "content": _notebook()})
     saved = json.loads((root / "notebooks" / "01a.ipynb").read_text())
     assert saved["cells"][0]["outputs"] == [] and saved["cells"][0]["execution_count"] is None
-    assert json.loads((root / "scratch.ipynb").read_text())["cells"][0]["outputs"]   # outside notebooks/: as is
+    assert json.loads((root / "scratch.ipynb").read_text())["cells"][0]["outputs"]  # outside notebooks/: as is
     assert _api(base, "/api/kernelspecs")["default"] == "labkit"
     kernel = _api(base, "/api/kernels", "POST", {})
     try:
         assert kernel["name"] == "labkit"
         connection = _connection_file(root.parent / "runtime")
         assert json.loads(connection.read_text()).get("curve_secretkey"), "no CurveZMQ key was provisioned"
-        client = BlockingKernelClient(connection_file=str(connection))      # talks to it over the same keys
+        client = BlockingKernelClient(connection_file=str(connection))  # talks to it over the same keys
         client.load_connection_file()
         client.start_channels()
         try:
-            client.wait_for_ready(timeout=30)                           # IOPub subscribed before we execute
+            client.wait_for_ready(timeout=30)  # IOPub subscribed before we execute
             reply = client.execute_interactive("1 + 1", timeout=30)
         finally:
             client.stop_channels()

@@ -12,10 +12,14 @@ from labkit.manifest import Busy, NotPublished, exclusive, load_manifest, publis
 
 RECORD = {
     "config": {"scale": "smoke", "seed": 3},
-    "figures": [{"name": "90_a", "file": "90_a.png", "caption": "A <b>", "numbers": {"x": 1}},
-                {"name": "90_b", "file": "90_b.png", "caption": "B", "numbers": {}}],
-    "claims": [{"claim": "about a", "passed": True, "figures": ["90_a"]},
-               {"claim": "about all", "passed": False, "figures": []}],
+    "figures": [
+        {"name": "90_a", "file": "90_a.png", "caption": "A <b>", "numbers": {"x": 1}},
+        {"name": "90_b", "file": "90_b.png", "caption": "B", "numbers": {}},
+    ],
+    "claims": [
+        {"claim": "about a", "passed": True, "figures": ["90_a"]},
+        {"claim": "about all", "passed": False, "figures": []},
+    ],
     "execution": {"scheduler": "", "workers": 2, "threads": 2, "pools": [], "device": None, "cpu": {}},
     "package_versions": {"numpy": "x"},
 }
@@ -102,10 +106,19 @@ def test_one_publisher_at_a_time_and_the_lock_dies_with_its_holder(tmp_path):
         with pytest.raises(Busy, match=rf"another pipeline \(pid {os.getpid()}\) is publishing to {tmp_path}"):
             with exclusive(tmp_path):
                 pass
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from labkit.manifest import exclusive\n"
-                               "with exclusive(Path(sys.argv[1])):\n    print(flush=True); time.sleep(60)",
-                               str(tmp_path)], cwd=paths.ROOT, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; "
+            "from labkit.manifest import exclusive\n"
+            "with exclusive(Path(sys.argv[1])):\n    print(flush=True); time.sleep(60)",
+            str(tmp_path),
+        ],
+        cwd=paths.ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     holder.stdout.readline()
     with pytest.raises(Busy, match=rf"\(pid {holder.pid}\)"):
         with exclusive(tmp_path):
@@ -118,17 +131,31 @@ def test_one_publisher_at_a_time_and_the_lock_dies_with_its_holder(tmp_path):
 
 def test_index_summarises_claims_once_per_notebook_in_the_notebooks_order(tmp_path):
     figures = tmp_path / "figures"
-    record = {**RECORD, "claims": [{"claim": "about a", "passed": True, "figures": ["90_a"], "x": 0.123456789,
-                                    "big": 3350.24, "many": list(range(12))},
-                                   {"claim": "about all", "passed": False, "figures": [], "known_failure": "why"}]}
+    record = {
+        **RECORD,
+        "claims": [
+            {
+                "claim": "about a",
+                "passed": True,
+                "figures": ["90_a"],
+                "x": 0.123456789,
+                "big": 3350.24,
+                "many": list(range(12)),
+            },
+            {"claim": "about all", "passed": False, "figures": [], "known_failure": "why"},
+        ],
+    }
     publish("nb/90.ipynb", record, _stage(tmp_path, ["90_a", "90_b"]), figures, {"scale": "smoke"})
-    other = {**RECORD, "claims": [{"claim": "new", "passed": False, "figures": []}],
-             "figures": [{"name": "80_z", "file": "80_z.png", "caption": "Z", "numbers": {}}]}
+    other = {
+        **RECORD,
+        "claims": [{"claim": "new", "passed": False, "figures": []}],
+        "figures": [{"name": "80_z", "file": "80_z.png", "caption": "Z", "numbers": {}}],
+    }
     publish("nb/80.ipynb", other, _stage(tmp_path, ["80_z"]), figures, {"scale": "smoke"})
     page = (figures / "index.html").read_text()
     assert "1 passed</span>" in page and "1 failed as documented findings" in page and "1 failed</span>" in page
-    assert page.count("<td>about all</td>") == 1                      # once, though both figures carry it
-    assert page.index("id='nb-80'") < page.index("id='nb-90'")        # notebooks in their numbered order
+    assert page.count("<td>about all</td>") == 1  # once, though both figures carry it
+    assert page.index("id='nb-80'") < page.index("id='nb-90'")  # notebooks in their numbered order
     assert "x = 0.1235" in page and "big = 3,350" in page and "many = [0, 1, 2, 3, 4, 5, 6, 7, …]" in page
     assert "claims #1, #2" in page and "claims #2 ·" in page
 
@@ -139,48 +166,69 @@ def test_figures_are_listed_in_the_order_their_notebook_saves_them():
     files = ["01a_gaussian.png", "01a_grid.png", "01a_ratio.png", "01a_universal.png"]
     order = _figure_order("notebooks/01a_collapse_linear.ipynb", files)
     source = (paths.NOTEBOOKS / "01a_collapse_linear.ipynb").read_text()
-    assert order == sorted(files, key=lambda f: source.index(f"\\\"{f[:-4]}\\\""))
+    assert order == sorted(files, key=lambda f: source.index(f'\\"{f[:-4]}\\"'))
     assert _figure_order("notebooks/missing.ipynb", files[::-1]) == files
 
 
-@pytest.mark.parametrize("figures, match", [
-    ([], "nb/90_x.ipynb saved no figure: use labkit.provenance.Recorder.save"),
-    ([{"name": "80_a", "file": "80_a.png", "caption": "", "numbers": {}}], "figure '80_a' must start with '90_'"),
-    ([{"name": "900_a", "file": "900_a.png", "caption": "", "numbers": {}}], "figure '900_a' must start with '90_'"),
-    ([RECORD["figures"][0], {"name": "a", "file": "a.png", "caption": "", "numbers": {}}],
-     "figure 'a' must start with '90_'"),
-])
+@pytest.mark.parametrize(
+    "figures, match",
+    [
+        ([], "nb/90_x.ipynb saved no figure: use labkit.provenance.Recorder.save"),
+        ([{"name": "80_a", "file": "80_a.png", "caption": "", "numbers": {}}], "figure '80_a' must start with '90_'"),
+        (
+            [{"name": "900_a", "file": "900_a.png", "caption": "", "numbers": {}}],
+            "figure '900_a' must start with '90_'",
+        ),
+        (
+            [RECORD["figures"][0], {"name": "a", "file": "a.png", "caption": "", "numbers": {}}],
+            "figure 'a' must start with '90_'",
+        ),
+    ],
+)
 def test_publish_refuses_a_record_without_figures_or_with_a_foreign_name_before_writing(tmp_path, figures, match):
     target = tmp_path / "figures"
     staging = _stage(tmp_path, ["90_a", "80_a", "900_a", "a"])
     with pytest.raises(ValueError, match=match):
         publish("nb/90_x.ipynb", {**RECORD, "figures": figures}, staging, target, {})
-    assert not target.exists()                                       # nothing written, not even a manifest
+    assert not target.exists()  # nothing written, not even a manifest
 
 
 def test_claims_attach_to_the_figures_they_name_and_figure_free_claims_to_all(tmp_path):
     figures = tmp_path / "figures"
-    record = {**RECORD, "claims": [{"claim": "on b", "passed": True, "figures": ["90_b"]},
-                                   {"claim": "general", "passed": True, "figures": []},
-                                   {"claim": "on a and b", "passed": False, "figures": ["90_b", "90_a"]},
-                                   {"claim": "on a figure never saved", "passed": True, "figures": ["90_z"]}]}
+    record = {
+        **RECORD,
+        "claims": [
+            {"claim": "on b", "passed": True, "figures": ["90_b"]},
+            {"claim": "general", "passed": True, "figures": []},
+            {"claim": "on a and b", "passed": False, "figures": ["90_b", "90_a"]},
+            {"claim": "on a figure never saved", "passed": True, "figures": ["90_z"]},
+        ],
+    }
     entries = publish("nb/90.ipynb", record, _stage(tmp_path, ["90_a", "90_b"]), figures, {})
     claims = {e["file"]: [c["claim"] for c in e["claims"]] for e in entries}
     assert claims == {"90_a.png": ["general", "on a and b"], "90_b.png": ["on b", "general", "on a and b"]}
-    for e in entries:                                                # the sidecar carries the same claims, whole
+    for e in entries:  # the sidecar carries the same claims, whole
         assert json.loads((figures / e["sidecar"]).read_text())["claims"] == e["claims"]
     assert entries[1]["claims"][0] == record["claims"][0]
 
 
 def test_sidecar_holds_the_record_provenance_with_run_info_merged_in(tmp_path):
     figures = tmp_path / "figures"
-    run_info = {"run_id": "r-17", "inputs": {"code": "abc"}, "git_commit": "deadbeef", "wall_s": 1.5,
-                "scale": "smoke"}
+    run_info = {"run_id": "r-17", "inputs": {"code": "abc"}, "git_commit": "deadbeef", "wall_s": 1.5, "scale": "smoke"}
     publish("nb/90.ipynb", RECORD, _stage(tmp_path, ["90_a", "90_b"]), figures, run_info)
     sidecar = json.loads((figures / "90_b.json").read_text())
-    assert sidecar == {"notebook": "nb/90.ipynb", "figure": "90_b.png", "caption": "B", "numbers": {},
-                       "claims": [RECORD["claims"][1]], "parameters": RECORD["config"], "seed": 3,
-                       "execution": RECORD["execution"], "package_versions": RECORD["package_versions"], **run_info}
+    assert sidecar == {
+        "notebook": "nb/90.ipynb",
+        "figure": "90_b.png",
+        "caption": "B",
+        "numbers": {},
+        "claims": [RECORD["claims"][1]],
+        "parameters": RECORD["config"],
+        "seed": 3,
+        "execution": RECORD["execution"],
+        "package_versions": RECORD["package_versions"],
+        **run_info,
+    }
     unseeded = {**RECORD, "config": {"scale": "smoke"}}
     publish("nb/90.ipynb", unseeded, _stage(tmp_path, ["90_a", "90_b"]), figures, {})
     assert json.loads((figures / "90_a.json").read_text())["seed"] is None
@@ -199,31 +247,37 @@ def test_manifest_hashes_are_those_of_the_written_bytes_and_the_png_is_copied_ve
         assert e["sha256"] == hashlib.sha256(png).hexdigest()
         assert e["sidecar_sha256"] == hashlib.sha256((figures / e["sidecar"]).read_bytes()).hexdigest()
         assert (e["scale"], e["run_id"]) == ("quick", "r-1")
-    bare = publish("nb/90.ipynb", RECORD, staging, figures, {})    # run_info without scale or run id
+    bare = publish("nb/90.ipynb", RECORD, staging, figures, {})  # run_info without scale or run id
     assert [(e["scale"], e["run_id"]) for e in bare] == [(None, None)] * 2
 
 
 def test_manifest_stays_sorted_by_notebook_then_file_with_one_entry_per_figure(tmp_path):
     figures = tmp_path / "figures"
-    unsorted = [{"file": f, "notebook": nb, "sidecar": f[:-4] + ".json", "caption": "", "claims": []}
-                for nb, f in (("nb/95.ipynb", "95_b.png"), ("nb/10.ipynb", "10_z.png"), ("nb/95.ipynb", "95_a.png"))]
+    unsorted = [
+        {"file": f, "notebook": nb, "sidecar": f[:-4] + ".json", "caption": "", "claims": []}
+        for nb, f in (("nb/95.ipynb", "95_b.png"), ("nb/10.ipynb", "10_z.png"), ("nb/95.ipynb", "95_a.png"))
+    ]
     atomic_write_text(figures / "MANIFEST.json", json.dumps({"figures": unsorted}))
     reversed_record = {**RECORD, "figures": RECORD["figures"][::-1]}
-    for _ in range(2):                                                # republishing replaces, never duplicates
+    for _ in range(2):  # republishing replaces, never duplicates
         publish("nb/90.ipynb", reversed_record, _stage(tmp_path, ["90_a", "90_b"]), figures, {})
     assert [(e["notebook"], e["file"]) for e in load_manifest(figures)["figures"]] == [
-        ("nb/10.ipynb", "10_z.png"), ("nb/90.ipynb", "90_a.png"), ("nb/90.ipynb", "90_b.png"),
-        ("nb/95.ipynb", "95_a.png"), ("nb/95.ipynb", "95_b.png")]
+        ("nb/10.ipynb", "10_z.png"),
+        ("nb/90.ipynb", "90_a.png"),
+        ("nb/90.ipynb", "90_b.png"),
+        ("nb/95.ipynb", "95_a.png"),
+        ("nb/95.ipynb", "95_b.png"),
+    ]
 
 
 def test_a_publish_that_fails_half_way_leaves_the_old_manifest(tmp_path):
     figures = tmp_path / "figures"
     publish("nb/90.ipynb", RECORD, _stage(tmp_path, ["90_a", "90_b"]), figures, {"inputs": {"code": "old"}})
     before = (figures / "MANIFEST.json").read_bytes()
-    (tmp_path / "staging" / "90_b.png").unlink()                       # the second figure cannot be read
+    (tmp_path / "staging" / "90_b.png").unlink()  # the second figure cannot be read
     (tmp_path / "staging" / "90_a.png").write_bytes(b"new a")
     with pytest.raises(FileNotFoundError):
         publish("nb/90.ipynb", RECORD, tmp_path / "staging", figures, {"inputs": {"code": "new"}})
     assert (figures / "MANIFEST.json").read_bytes() == before
     with pytest.raises(NotPublished, match="90_a.png is not the file MANIFEST.json records"):
-        recorded_inputs("nb/90.ipynb", figures)                       # the half-written notebook reads as stale
+        recorded_inputs("nb/90.ipynb", figures)  # the half-written notebook reads as stale

@@ -21,8 +21,9 @@ def test_there_are_notebooks():
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda nb: nb.name)
 def test_committed_without_outputs_and_on_the_project_kernel(nb):
     data = json.loads(nb.path.read_text())
-    dirty = [i for i, c in enumerate(data["cells"])
-             if c["cell_type"] == "code" and (c["outputs"] or c["execution_count"])]
+    dirty = [
+        i for i, c in enumerate(data["cells"]) if c["cell_type"] == "code" and (c["outputs"] or c["execution_count"])
+    ]
     assert not dirty, f"{nb.name}: cells {dirty} have outputs or execution counts; clear them before committing"
     assert data["metadata"]["kernelspec"]["name"] == pipeline.KERNEL
     assert {"scale", "seed", "params"} <= set(pipeline.declared_parameters(nb.path))
@@ -31,13 +32,22 @@ def test_committed_without_outputs_and_on_the_project_kernel(nb):
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda nb: nb.name)
 def test_runs_at_smoke_scale(nb, sandbox):
     """Every notebook runs; those of :data:`REPRODUCED` run twice and must give the same bytes and claims."""
+
     def run(force):
-        code = pipeline.run("smoke", force=force, patterns=[nb.name], notebooks_dir=paths.NOTEBOOKS,
-                            figures_dir=sandbox.figures, build_dir=sandbox.build, echo=sandbox.lines.append)
+        code = pipeline.run(
+            "smoke",
+            force=force,
+            patterns=[nb.name],
+            notebooks_dir=paths.NOTEBOOKS,
+            figures_dir=sandbox.figures,
+            build_dir=sandbox.build,
+            echo=sandbox.lines.append,
+        )
         assert code == 0, sandbox.output
         entries = [e for e in load_manifest(sandbox.figures)["figures"] if e["notebook"] == nb.key]
-        return {e["file"]: (sandbox.figures / e["file"]).read_bytes() for e in entries}, \
-            [c for e in entries for c in e["claims"]]
+        return {e["file"]: (sandbox.figures / e["file"]).read_bytes() for e in entries}, [
+            c for e in entries for c in e["claims"]
+        ]
 
     figures, claims = run(force=False)
     assert figures and claims, f"{nb.name} published no figure or checked no claim"
@@ -61,6 +71,10 @@ def test_committed_figures_are_up_to_date():
 
 
 def test_committed_claims_pass_or_are_documented_as_not_reproducing():
-    failed = [(e["file"], c["claim"]) for e in load_manifest(paths.FIGURES)["figures"] for c in e["claims"]
-              if not c["passed"] and not c.get("known_failure")]
+    failed = [
+        (e["file"], c["claim"])
+        for e in load_manifest(paths.FIGURES)["figures"]
+        for c in e["claims"]
+        if not c["passed"] and not c.get("known_failure")
+    ]
     assert not failed, failed

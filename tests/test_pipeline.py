@@ -17,6 +17,7 @@ from tests.conftest import FIXTURE_HEADER, plotting_notebook, write_notebook
 
 # --- what a notebook's inputs are -----------------------------------------------------------------
 
+
 def test_imports_are_traced_transitively_through_labkit():
     found = pipeline.labkit_modules(["%matplotlib inline\nfrom labkit.collapse import linear\n"])
     assert {"labkit", "labkit.collapse", "labkit.collapse.linear", "labkit.repro", "labkit.paths"} <= set(found)
@@ -27,8 +28,12 @@ def test_the_rig_simulator_behind_rigsim_urls_is_an_input():
     """pyserial imports the rigsim:// handler by name at run time; the package imports it statically so that a
     change to the simulated device or worm makes every rig notebook stale."""
     found = pipeline.labkit_modules(["from labkit.rig.host.driver import Rig"])
-    assert {"labkit.rig.simulator.protocol_rigsim", "labkit.rig.simulator.sim", "labkit.rig.firmware.device",
-            "labkit.rig.simulator.worm"} <= set(found)
+    assert {
+        "labkit.rig.simulator.protocol_rigsim",
+        "labkit.rig.simulator.sim",
+        "labkit.rig.firmware.device",
+        "labkit.rig.simulator.worm",
+    } <= set(found)
 
 
 def test_attribute_imports_resolve_to_their_module():
@@ -41,7 +46,8 @@ def test_components_change_with_the_code_and_parameters(sandbox):
     base = pipeline.input_components(nb, {"scale": "smoke"})
     assert pipeline.stale_reasons(base, base) == []
     assert pipeline.stale_reasons(pipeline.input_components(nb, {"scale": "quick"}), base) == [
-        "parameters changed: {'scale': 'smoke'} -> {'scale': 'quick'}"]
+        "parameters changed: {'scale': 'smoke'} -> {'scale': 'quick'}"
+    ]
     plotting_notebook(nb.path, "90_walk", extra="print('changed')")
     assert pipeline.stale_reasons(pipeline.input_components(nb, {"scale": "smoke"}), base) == ["its code cells changed"]
 
@@ -70,17 +76,28 @@ def test_parameters_cell_must_hold_literals(sandbox):
 
 # --- runs ----------------------------------------------------------------------------------------------
 
+
 def test_run_skip_and_rerun_with_reasons(sandbox):
     plotting_notebook(sandbox.notebooks / "90_walk.ipynb", "90_walk")
     assert sandbox.run() == 0
     assert "run   90_walk: no published figures" in sandbox.output
     assert "done  90_walk: 1 figure(s)" in sandbox.output and "claims 1/1 passed" in sandbox.output
-    entry, = load_manifest(sandbox.figures)["figures"]
+    (entry,) = load_manifest(sandbox.figures)["figures"]
     assert entry["file"] == "90_walk.png" and entry["sidecar"] == "90_walk.json"
     assert entry["claims"][0]["passed"] is True
     sidecar = json.loads((sandbox.figures / "90_walk.json").read_text())
-    for key in ("notebook", "parameters", "seed", "input_hash", "git_commit", "package_versions", "execution",
-                "wall_time_s", "claims", "numbers"):
+    for key in (
+        "notebook",
+        "parameters",
+        "seed",
+        "input_hash",
+        "git_commit",
+        "package_versions",
+        "execution",
+        "wall_time_s",
+        "claims",
+        "numbers",
+    ):
         assert key in sidecar, key
     assert sidecar["execution"]["threads"] == 2 and sidecar["execution"]["scheduler"] == ""
     assert sidecar["package_versions"]["numpy"]
@@ -89,7 +106,7 @@ def test_run_skip_and_rerun_with_reasons(sandbox):
     assert sandbox.run() == 0
     assert "skip  90_walk: up to date" in sandbox.output and "done" not in sandbox.output
     cluster = Execution(scheduler="tcp://cluster:8786", workers=3)
-    assert sandbox.run(execution=cluster) == 0 and "skip  90_walk: up to date" in sandbox.output   # not hashed
+    assert sandbox.run(execution=cluster) == 0 and "skip  90_walk: up to date" in sandbox.output  # not hashed
     assert sandbox.run(force=True, execution=cluster) == 0 and "forced" in sandbox.output
     sidecar = json.loads((sandbox.figures / "90_walk.json").read_text())
     assert (sidecar["execution"]["scheduler"], sidecar["execution"]["workers"]) == ("tcp://cluster:8786", 3)
@@ -121,16 +138,25 @@ def test_a_kernel_that_imports_another_labkit_is_refused(sandbox, tmp_path):
     for file in (paths.MATPLOTLIBRC, *paths.REQUIREMENTS):
         shutil.copy(file, other)
     # the notebook imports the copy; the pipeline hashed this checkout
-    write_notebook(sandbox.notebooks / "90_walk.ipynb", "scale = 'quick'\nseed = 0",
-                   f"import sys\nsys.path.insert(0, {str(other)!r})", FIXTURE_HEADER)
+    write_notebook(
+        sandbox.notebooks / "90_walk.ipynb",
+        "scale = 'quick'\nseed = 0",
+        f"import sys\nsys.path.insert(0, {str(other)!r})",
+        FIXTURE_HEADER,
+    )
     assert sandbox.run() == 1
     assert "FAILED" in sandbox.output and f"imports labkit from {other / 'labkit'}" in sandbox.output
     assert f"hashed {paths.LABKIT}" in sandbox.output
     assert not (sandbox.figures / "90_walk.png").exists()
 
 
-@pytest.mark.parametrize("edit, said", [("record['labkit'] = '/elsewhere/labkit'", "made by /elsewhere/labkit"),
-                                        ("del record['labkit']", "made by an unknown labkit")])
+@pytest.mark.parametrize(
+    "edit, said",
+    [
+        ("record['labkit'] = '/elsewhere/labkit'", "made by /elsewhere/labkit"),
+        ("del record['labkit']", "made by an unknown labkit"),
+    ],
+)
 def test_a_run_record_of_another_labkit_is_not_published(sandbox, edit, said):
     forged = f"""
 record = json.loads((rec.dir / "record.json").read_text())
@@ -184,8 +210,11 @@ def test_figure_names_must_carry_the_notebook_id(sandbox):
 
 
 def test_a_failed_claim_is_published_and_reported(sandbox):
-    plotting_notebook(sandbox.notebooks / "90_walk.ipynb", "90_walk",
-                      extra="rec.check('two is three', 2 == 3, figures=['90_walk'], two=2)")
+    plotting_notebook(
+        sandbox.notebooks / "90_walk.ipynb",
+        "90_walk",
+        extra="rec.check('two is three', 2 == 3, figures=['90_walk'], two=2)",
+    )
     assert sandbox.run() == 0
     assert "claims 1/2 passed" in sandbox.output and "CLAIM FAILED: two is three" in sandbox.output
     claims = load_manifest(sandbox.figures)["figures"][0]["claims"]
@@ -194,9 +223,12 @@ def test_a_failed_claim_is_published_and_reported(sandbox):
 
 
 def test_a_claim_known_not_to_reproduce_stays_failed_with_its_explanation(sandbox):
-    plotting_notebook(sandbox.notebooks / "90_walk.ipynb", "90_walk",
-                      extra="rec.check('two is three', 2 == 3, known_failure='arithmetic', two=2)\n"
-                            "rec.check('two is two', 2 == 2, known_failure='unused when it passes')")
+    plotting_notebook(
+        sandbox.notebooks / "90_walk.ipynb",
+        "90_walk",
+        extra="rec.check('two is three', 2 == 3, known_failure='arithmetic', two=2)\n"
+        "rec.check('two is two', 2 == 2, known_failure='unused when it passes')",
+    )
     assert sandbox.run() == 0
     assert "claims 2/3 passed" in sandbox.output
     assert "CLAIM FAILED: two is three (known not to reproduce: arithmetic)" in sandbox.output
@@ -279,15 +311,18 @@ def dask_cluster():
     distributed = pytest.importorskip("distributed")
     dask = Path(sys.executable).with_name("dask")
     address = f"tcp://127.0.0.1:{_free_port()}"
-    env = {**os.environ, "PYTHONPATH": str(paths.ROOT)}   # the workers import this checkout's labkit
+    env = {**os.environ, "PYTHONPATH": str(paths.ROOT)}  # the workers import this checkout's labkit
     quiet = dict(env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
-                                   "--no-dashboard"], **quiet)]
+    processes = [
+        subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1], "--no-dashboard"], **quiet
+        )
+    ]
     try:
         processes.append(subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--no-dashboard"], **quiet))
         with distributed.Client(address, timeout=60) as client:
             client.wait_for_workers(1, timeout=60)
-            worker, = client.scheduler_info()["workers"]
+            (worker,) = client.scheduler_info()["workers"]
         yield address, worker
     finally:
         for process in reversed(processes):
@@ -302,12 +337,23 @@ def dask_cluster():
 def test_readme_cluster_recipe_runs_the_generations_on_the_scheduler(sandbox, dask_cluster, capsys):
     address, worker = dask_cluster
     write_notebook(sandbox.notebooks / "90_cluster.ipynb", 'scale = "quick"\nseed = 0', CLUSTER_NOTEBOOK)
-    argv = ["--scale", "smoke", "--scheduler", address, "--notebooks-dir", str(sandbox.notebooks),
-            "--figures-dir", str(sandbox.figures), "--build-dir", str(sandbox.build), "90_cluster"]
+    argv = [
+        "--scale",
+        "smoke",
+        "--scheduler",
+        address,
+        "--notebooks-dir",
+        str(sandbox.notebooks),
+        "--figures-dir",
+        str(sandbox.figures),
+        "--build-dir",
+        str(sandbox.build),
+        "90_cluster",
+    ]
     assert pipeline.main(argv) == 0, capsys.readouterr().out
     sidecar = json.loads((sandbox.figures / "90_cluster.json").read_text())
-    assert sidecar["numbers"]["workers"] == [worker]               # every generation ran on the cluster's worker
+    assert sidecar["numbers"]["workers"] == [worker]  # every generation ran on the cluster's worker
     assert sidecar["execution"]["scheduler"] == address
     assert "scheduler" not in sidecar["parameters"] and address not in json.dumps(sidecar["inputs"])
-    assert pipeline.main([*argv[:2], *argv[4:]]) == 0                 # without the scheduler: still up to date
+    assert pipeline.main([*argv[:2], *argv[4:]]) == 0  # without the scheduler: still up to date
     assert "skip  90_cluster: up to date" in capsys.readouterr().out

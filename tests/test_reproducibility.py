@@ -41,8 +41,9 @@ AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_C
 
 def _held_out_loss(seed: int, threads: int = 1, **env: str) -> float:
     run_env = {**os.environ, "PYTHONPATH": str(paths.ROOT), "LABKIT_THREADS": str(threads), **env}
-    out = subprocess.run([sys.executable, "-c", PROBE, str(seed)], env=run_env, capture_output=True, text=True,
-                         timeout=300, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(seed)], env=run_env, capture_output=True, text=True, timeout=300, check=True
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 

@@ -6,13 +6,13 @@ from scipy.stats import sem
 
 from labkit.stats import mean_and_se, zscores
 
-SAMPLES = [[1.0, 2.0], [3.0, 6.0], [5.0, 10.0]]   # 3 seeds × 2 quantities: sample std 2 and 4
+SAMPLES = [[1.0, 2.0], [3.0, 6.0], [5.0, 10.0]]  # 3 seeds × 2 quantities: sample std 2 and 4
 
 
 def test_mean_and_se_match_hand_computed_values():
     mean, se = mean_and_se(SAMPLES)
     np.testing.assert_allclose(mean, [3.0, 6.0])
-    np.testing.assert_allclose(se, [2 / np.sqrt(3), 4 / np.sqrt(3)])     # std(ddof=1) / sqrt(n), not ddof=0
+    np.testing.assert_allclose(se, [2 / np.sqrt(3), 4 / np.sqrt(3)])  # std(ddof=1) / sqrt(n), not ddof=0
 
 
 @pytest.mark.parametrize("shape", [(7,), (5, 3), (4, 2, 6)])
@@ -25,7 +25,7 @@ def test_mean_and_se_reduce_over_seeds_only_and_agree_with_scipy(shape):
 
 
 def test_integer_samples_give_float_results():
-    mean, se = mean_and_se(np.array([[1, 2], [2, 4]]))   # integer input is converted, not floor-divided
+    mean, se = mean_and_se(np.array([[1, 2], [2, 4]]))  # integer input is converted, not floor-divided
     assert mean.dtype == se.dtype == np.float64
     np.testing.assert_allclose(mean, [1.5, 3.0])
     np.testing.assert_allclose(se, [0.5, 1.0])
@@ -45,7 +45,7 @@ def test_zscores_match_hand_computed_values():
 
 def test_zscores_broadcast_expected_and_vanish_at_the_seed_mean():
     x = np.random.default_rng(0).normal(size=(10, 4, 3))
-    expected = np.array([0.5, -1.0, 2.0])                 # one value per last-axis quantity, broadcast over axis 1
+    expected = np.array([0.5, -1.0, 2.0])  # one value per last-axis quantity, broadcast over axis 1
     mean, se = x.mean(0), x.std(0, ddof=1) / np.sqrt(10)
     np.testing.assert_allclose(zscores(x, expected), (mean - expected) / se, rtol=1e-12)
     np.testing.assert_allclose(zscores(x, mean), 0.0, atol=1e-12)

@@ -42,8 +42,19 @@ from labkit.collapse.generations import Family
 from labkit.config import Check, ConfigError, param, positive_float, positive_int
 from labkit.data import text as text_data
 
-__all__ = ["COMPETENT_LOSS", "COMPETENT_WORD_FRACTION", "WORD", "words", "vocabulary", "real_word_fraction",
-           "HELD_OUT_PLAY", "CharLMExperiment", "sample_previews", "CharLMCollapseConfig", "run"]
+__all__ = [
+    "COMPETENT_LOSS",
+    "COMPETENT_WORD_FRACTION",
+    "WORD",
+    "words",
+    "vocabulary",
+    "real_word_fraction",
+    "HELD_OUT_PLAY",
+    "CharLMExperiment",
+    "sample_previews",
+    "CharLMCollapseConfig",
+    "run",
+]
 
 #: competence of a generation-1 model, fixed before any run (see the module docstring): held-out loss at most
 #: this (nats/char; nanoGPT's char recipe reaches ≈ 1.93 on this corpus) ...
@@ -105,8 +116,10 @@ class CharLMExperiment:
     def text(self) -> tuple[str, str]:
         """``(train_text, held_out_text)`` of the real corpus: disjoint plays."""
         training_plays = [name for name in text_data.shakespeare_plays() if name != HELD_OUT_PLAY]
-        return (text_data.play_corpus(training_plays, self.train_chars),
-                text_data.play_corpus([HELD_OUT_PLAY], self.held_out_chars))
+        return (
+            text_data.play_corpus(training_plays, self.train_chars),
+            text_data.play_corpus([HELD_OUT_PLAY], self.held_out_chars),
+        )
 
     def n_params(self) -> int:
         """Parameters of the model on this corpus's vocabulary."""
@@ -127,8 +140,10 @@ class CharLMExperiment:
         g = torch.Generator(device=device).manual_seed(seed)
         first = torch.as_tensor(like[:, 0], device=device)
         start = first[torch.randint(len(first), (len(first),), generator=g, device=device)]
-        parts = [generate(model, start[i:i + self.sample_batch], like.shape[1], self.temperature, g)
-                 for i in range(0, len(start), self.sample_batch)]
+        parts = [
+            generate(model, start[i : i + self.sample_batch], like.shape[1], self.temperature, g)
+            for i in range(0, len(start), self.sample_batch)
+        ]
         return torch.cat(parts).cpu().numpy()
 
     def evaluate(self, model: CharTransformer, held_out: np.ndarray) -> dict[str, float]:
@@ -140,8 +155,10 @@ class CharLMExperiment:
         of the word tokens of all its chunks (interior tokens, see :func:`real_word_fraction`) that occur in the
         training text."""
         rows = math.ceil(self.preview_chars / data.shape[1])
-        return {"text": vocab.decode(data[:rows])[:self.preview_chars],
-                "real_word_fraction": real_word_fraction([vocab.decode(row) for row in data], words_known)}
+        return {
+            "text": vocab.decode(data[:rows])[: self.preview_chars],
+            "real_word_fraction": real_word_fraction([vocab.decode(row) for row in data], words_known),
+        }
 
     def real_word_reference(self) -> float:
         """The control of ``real_word_fraction``: the held-out real text, cut into chunks of the synthetic chunks'
@@ -149,7 +166,7 @@ class CharLMExperiment:
         training text)."""
         train_text, held_text = self.text()
         size = self.model.block_size + 1
-        pieces = [held_text[i:i + size] for i in range(0, len(held_text) - size + 1, size)]
+        pieces = [held_text[i : i + size] for i in range(0, len(held_text) - size + 1, size)]
         return real_word_fraction(pieces, vocabulary(train_text))
 
     def build(self) -> tuple[Family, np.ndarray, np.ndarray]:
@@ -157,26 +174,32 @@ class CharLMExperiment:
         vocab = Vocabulary(train_text + held_text)
         known = vocabulary(train_text)
         real = chunks(vocab.encode(train_text), self.model.block_size + 1)
-        family = Family(fit=lambda train_set, seed: self.fit(len(vocab), train_set, seed), sample=self.sample,
-                        evaluate=self.evaluate, preview=lambda data: self.preview(vocab, known, data),
-                        last_sample_size=self.last_sample_chunks)
+        family = Family(
+            fit=lambda train_set, seed: self.fit(len(vocab), train_set, seed),
+            sample=self.sample,
+            evaluate=self.evaluate,
+            preview=lambda data: self.preview(vocab, known, data),
+            last_sample_size=self.last_sample_chunks,
+        )
         return family, real, vocab.encode(held_text)
 
 
 def sample_previews(results: list[dict], seed: int, generation: int) -> dict[str, str]:
     """``{regime: preview text}`` of the synthetic set of model ``generation`` in one seed's runs (``run_all``
     results)."""
-    return {res["regime"]: res["generations"][generation - 1]["preview"]["text"] for res in results
-            if res["seed"] == seed}
+    return {
+        res["regime"]: res["generations"][generation - 1]["preview"]["text"] for res in results if res["seed"] == seed
+    }
 
 
 def _is_size(v) -> bool:
-    return (isinstance(v, (tuple, list)) and len(v) == 3 and all(positive_int.test(x) for x in v)
-            and v[2] % v[1] == 0)
+    return isinstance(v, (tuple, list)) and len(v) == 3 and all(positive_int.test(x) for x in v) and v[2] % v[1] == 0
 
 
-_SIZES = Check(lambda v: isinstance(v, (tuple, list)) and len(v) >= 1 and all(_is_size(s) for s in v),
-               "a list of (n_layer, n_head, n_embd) triples of integers >= 1 with n_embd a multiple of n_head")
+_SIZES = Check(
+    lambda v: isinstance(v, (tuple, list)) and len(v) >= 1 and all(_is_size(s) for s in v),
+    "a list of (n_layer, n_head, n_embd) triples of integers >= 1 with n_embd a multiple of n_head",
+)
 
 
 @dataclass(frozen=True)
@@ -207,43 +230,70 @@ class CharLMCollapseConfig(GenerationsConfig):
     """
 
     model_sizes: tuple = param(((2, 2, 48), (3, 4, 64)), _SIZES)  # (n_layer, n_head, n_embd), each run
-    block_size: int = param(64, positive_int)           # context of every model, in characters
-    train_chars: int = param(45_000, positive_int)      # real training text (whole plays when they fit)
-    held_out_chars: int = param(15_000, positive_int)   # held-out real text (of HELD_OUT_PLAY)
-    epochs: float = param(3.0, positive_float)          # passes over each generation's training set
+    block_size: int = param(64, positive_int)  # context of every model, in characters
+    train_chars: int = param(45_000, positive_int)  # real training text (whole plays when they fit)
+    held_out_chars: int = param(15_000, positive_int)  # held-out real text (of HELD_OUT_PLAY)
+    epochs: float = param(3.0, positive_float)  # passes over each generation's training set
     recipe: TrainRecipe = param(TrainRecipe(batch_size=8, learning_rate=4e-3, min_lr=4e-4))  # the optimiser's
-    temperature: float = param(1.0, positive_float)     # sampling temperature of the synthetic sets
+    temperature: float = param(1.0, positive_float)  # sampling temperature of the synthetic sets
 
     SCALES: ClassVar[dict] = {
-        "smoke": dict(n_generations=2, seeds=(0, 1), model_sizes=((1, 2, 32),), block_size=32, train_chars=24_000,
-                      held_out_chars=6_000, epochs=1.0),
+        "smoke": dict(
+            n_generations=2,
+            seeds=(0, 1),
+            model_sizes=((1, 2, 32),),
+            block_size=32,
+            train_chars=24_000,
+            held_out_chars=6_000,
+            epochs=1.0,
+        ),
         "quick": {},
-        "full": dict(model_sizes=((2, 4, 64), (4, 4, 128)), train_chars=1_000_000, held_out_chars=200_000,
-                     epochs=1.5, recipe=dict(learning_rate=3e-3, min_lr=3e-4)),
-        "paper": dict(n_generations=5, model_sizes=((6, 6, 384), (8, 8, 512)), block_size=256,
-                      train_chars=5_000_000, held_out_chars=200_000, epochs=5.0,
-                      recipe=dict(batch_size=64, learning_rate=1e-3, min_lr=1e-4)),
+        "full": dict(
+            model_sizes=((2, 4, 64), (4, 4, 128)),
+            train_chars=1_000_000,
+            held_out_chars=200_000,
+            epochs=1.5,
+            recipe=dict(learning_rate=3e-3, min_lr=3e-4),
+        ),
+        "paper": dict(
+            n_generations=5,
+            model_sizes=((6, 6, 384), (8, 8, 512)),
+            block_size=256,
+            train_chars=5_000_000,
+            held_out_chars=200_000,
+            epochs=5.0,
+            recipe=dict(batch_size=64, learning_rate=1e-3, min_lr=1e-4),
+        ),
     }
 
     def validate(self) -> None:
         super().validate()
         if self.held_out_chars < 4 * (self.block_size + 1):
-            raise ConfigError(f"CharLMCollapseConfig: bad value for 'held_out_chars': {self.held_out_chars!r}; "
-                              f"allowed: at least 4 windows of block_size + 1 = {self.block_size + 1}")
+            raise ConfigError(
+                f"CharLMCollapseConfig: bad value for 'held_out_chars': {self.held_out_chars!r}; "
+                f"allowed: at least 4 windows of block_size + 1 = {self.block_size + 1}"
+            )
 
     def experiments(self) -> dict[str, CharLMExperiment]:
         """``{model name: experiment}``, one per model size, sharing data and recipe."""
         out = {}
         for n_layer, n_head, n_embd in self.model_sizes:
             model = CharLMConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=self.block_size)
-            out[model.name] = CharLMExperiment(model=model, recipe=self.recipe, epochs=self.epochs,
-                                               train_chars=self.train_chars, held_out_chars=self.held_out_chars,
-                                               temperature=self.temperature)
+            out[model.name] = CharLMExperiment(
+                model=model,
+                recipe=self.recipe,
+                epochs=self.epochs,
+                train_chars=self.train_chars,
+                held_out_chars=self.held_out_chars,
+                temperature=self.temperature,
+            )
         return out
 
 
 def run(cfg: CharLMCollapseConfig) -> dict[str, generations.Runs]:
     """Every model size through every regime and seed: ``{"<size> (<n> M parameters)": runs}``, in the order of
     ``cfg.model_sizes``."""
-    return {f"{name} ({exp.n_params() / 1e6:.2f} M parameters)": generations.run(exp, cfg)
-            for name, exp in cfg.experiments().items()}
+    return {
+        f"{name} ({exp.n_params() / 1e6:.2f} M parameters)": generations.run(exp, cfg)
+        for name, exp in cfg.experiments().items()
+    }

@@ -33,16 +33,17 @@ __all__ = ["CharLMConfig", "KVCache", "CausalSelfAttention", "Block", "CharTrans
 class CharLMConfig(Params):
     """Shape of the transformer."""
 
-    n_layer: int = param(4, positive_int)        # transformer blocks
-    n_head: int = param(4, positive_int)         # attention heads per block
-    n_embd: int = param(128, positive_int)       # channels (a multiple of n_head)
-    block_size: int = param(64, positive_int)    # context length in characters
+    n_layer: int = param(4, positive_int)  # transformer blocks
+    n_head: int = param(4, positive_int)  # attention heads per block
+    n_embd: int = param(128, positive_int)  # channels (a multiple of n_head)
+    block_size: int = param(64, positive_int)  # context length in characters
     dropout: float = param(0.0, Interval(float, 0, 1, closed="left"))  # on attention, residual, embedding outputs
 
     def validate(self) -> None:
         if self.n_embd % self.n_head:
-            raise ConfigError(f"CharLMConfig: bad value for 'n_embd': {self.n_embd!r}; allowed: a multiple of "
-                              f"n_head={self.n_head}")
+            raise ConfigError(
+                f"CharLMConfig: bad value for 'n_embd': {self.n_embd!r}; allowed: a multiple of n_head={self.n_head}"
+            )
 
     @property
     def name(self) -> str:
@@ -60,8 +61,8 @@ class KVCache:
     def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store the new positions' ``k``, ``v`` of ``layer``; return the keys and values of all positions."""
         end = self.length + k.shape[2]
-        self.kv[layer, 0, :, :, self.length:end] = k
-        self.kv[layer, 1, :, :, self.length:end] = v
+        self.kv[layer, 0, :, :, self.length : end] = k
+        self.kv[layer, 1, :, :, self.length : end] = v
         return self.kv[layer, 0, :, :, :end], self.kv[layer, 1, :, :, :end]
 
 
@@ -80,8 +81,7 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.extend(layer, k, v)
         # a single query at the newest position sees every cached key; T queries from position 0 need the mask
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, dropout_p=self.dropout if self.training else 0.0)
         return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, T, C)))
 
 
@@ -91,8 +91,12 @@ class Block(nn.Module):
         self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=False)
         self.attn = CausalSelfAttention(cfg)
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=False)
-        self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=False), nn.GELU(),
-                                 nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=False), nn.Dropout(cfg.dropout))
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=False),
+            nn.GELU(),
+            nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=False),
+            nn.Dropout(cfg.dropout),
+        )
 
     def forward(self, x: torch.Tensor, layer: int, cache: KVCache | None) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), layer, cache)
@@ -114,7 +118,7 @@ class CharTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=False)
         self.head = nn.Linear(cfg.n_embd, vocab_size, bias=False)
-        self.head.weight = self.wte.weight                                         # weight tying
+        self.head.weight = self.wte.weight  # weight tying
         for name, p in self.named_parameters():
             if p.dim() == 2:
                 std = 0.02 / math.sqrt(2 * cfg.n_layer) if name.endswith(("proj.weight", "mlp.2.weight")) else 0.02
@@ -128,8 +132,9 @@ class CharTransformer(nn.Module):
         B, T = idx.shape
         start = 0 if cache is None else cache.length
         if start + T > self.cfg.block_size:
-            raise ValueError(f"positions {start}..{start + T - 1} exceed the context of block_size="
-                             f"{self.cfg.block_size}")
+            raise ValueError(
+                f"positions {start}..{start + T - 1} exceed the context of block_size={self.cfg.block_size}"
+            )
         if start and T > 1:
             raise ValueError(f"with {start} cached positions, feed one position at a time, got {T}")
         x = self.drop(self.wte(idx) + self.wpe(torch.arange(start, start + T, device=idx.device)))

@@ -60,25 +60,27 @@ def chunks(ids: np.ndarray, chunk_len: int) -> np.ndarray:
     n = len(ids) // chunk_len
     if n < 1:
         raise ValueError(f"{len(ids)} ids are fewer than one chunk of {chunk_len}")
-    return ids[:n * chunk_len].reshape(n, chunk_len)
+    return ids[: n * chunk_len].reshape(n, chunk_len)
 
 
 @dataclass(frozen=True)
 class TrainRecipe(Params):
     """Optimiser settings (nanoGPT's ``train_shakespeare_char``, warm-up as a fraction of the run)."""
 
-    batch_size: int = param(12, positive_int)             # windows per step
-    learning_rate: float = param(1e-3, positive_float)    # peak learning rate, after the warm-up
-    min_lr: float = param(1e-4, positive_float)           # learning rate at the end of the cosine decay
+    batch_size: int = param(12, positive_int)  # windows per step
+    learning_rate: float = param(1e-3, positive_float)  # peak learning rate, after the warm-up
+    min_lr: float = param(1e-4, positive_float)  # learning rate at the end of the cosine decay
     warmup_fraction: float = param(0.05, Interval(float, 0, 1, closed="both"))  # share of steps in the warm-up
-    weight_decay: float = param(0.1, positive_float)      # AdamW's, on matrices only
+    weight_decay: float = param(0.1, positive_float)  # AdamW's, on matrices only
     betas: tuple = param((0.9, 0.99), tuple_of(unit_interval, min_len=2))  # AdamW's (β1, β2)
-    grad_clip: float = param(1.0, positive_float)         # largest gradient norm
+    grad_clip: float = param(1.0, positive_float)  # largest gradient norm
 
     def validate(self) -> None:
         if self.min_lr > self.learning_rate:
-            raise ConfigError(f"TrainRecipe: bad value for 'min_lr': {self.min_lr!r}; allowed: at most "
-                              f"learning_rate={self.learning_rate!r}")
+            raise ConfigError(
+                f"TrainRecipe: bad value for 'min_lr': {self.min_lr!r}; allowed: at most "
+                f"learning_rate={self.learning_rate!r}"
+            )
 
     def lr(self, step: int, iters: int) -> float:
         """Linear warm-up over ``warmup_fraction · iters`` steps, then cosine decay to ``min_lr`` at ``iters``."""
@@ -101,8 +103,14 @@ def _optimizer(model: nn.Module, recipe: TrainRecipe) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=recipe.learning_rate, betas=recipe.betas, fused=True)
 
 
-def train(model: CharTransformer, data: np.ndarray, iters: int, recipe: TrainRecipe, seed: int,
-          phase_times: dict[str, float] | None = None) -> np.ndarray:
+def train(
+    model: CharTransformer,
+    data: np.ndarray,
+    iters: int,
+    recipe: TrainRecipe,
+    seed: int,
+    phase_times: dict[str, float] | None = None,
+) -> np.ndarray:
     """Train ``model`` in place for ``iters`` AdamW steps on random windows of ``data`` (an int array
     ``(n_chunks, chunk_len)`` with ``chunk_len > block_size``; a single long text is ``(1, n)``). Returns the
     training loss of every step. ``phase_times``, if given, accumulates seconds per phase (data, forward,
@@ -115,7 +123,7 @@ def train(model: CharTransformer, data: np.ndarray, iters: int, recipe: TrainRec
     data_t = torch.as_tensor(data, dtype=torch.long, device=device)
     offsets = torch.arange(block + 1, device=device)
     g = torch.Generator(device=device).manual_seed(seed)
-    torch.manual_seed(seed)                                                        # dropout draws, if any
+    torch.manual_seed(seed)  # dropout draws, if any
     opt = _optimizer(model, recipe)
     losses = torch.empty(iters, device=device)
     times = dict.fromkeys(PHASES, 0.0)
@@ -163,20 +171,27 @@ def evaluate(model: CharTransformer, ids: np.ndarray, batch_windows: int = 256) 
     n = (len(ids) - 1) // block
     if n < 1:
         raise ValueError(f"a held-out text of {len(ids)} characters holds no window of {block + 1}")
-    ids_t = torch.as_tensor(ids[:n * block + 1], dtype=torch.long, device=device)
+    ids_t = torch.as_tensor(ids[: n * block + 1], dtype=torch.long, device=device)
     x, y = ids_t[:-1].view(n, block), ids_t[1:].view(n, block)
     model.eval()
     total = torch.zeros((), dtype=torch.float64, device=device)
     for i in range(0, n, batch_windows):
-        logits = model(x[i:i + batch_windows])
-        total += F.cross_entropy(logits.view(-1, logits.size(-1)), y[i:i + batch_windows].reshape(-1),
-                                 reduction="sum").double()
+        logits = model(x[i : i + batch_windows])
+        total += F.cross_entropy(
+            logits.view(-1, logits.size(-1)), y[i : i + batch_windows].reshape(-1), reduction="sum"
+        ).double()
     return float(total) / (n * block)
 
 
 @torch.inference_mode()
-def generate(model: CharTransformer, start: torch.Tensor, length: int, temperature: float,
-             generator: torch.Generator, use_cache: bool = True) -> torch.Tensor:
+def generate(
+    model: CharTransformer,
+    start: torch.Tensor,
+    length: int,
+    temperature: float,
+    generator: torch.Generator,
+    use_cache: bool = True,
+) -> torch.Tensor:
     """Sequences ``(B, length)`` that begin with the characters ``start`` ``(B,)`` and continue with draws from
     the model at ``temperature``, all ``B`` in parallel, one forward per character: with a key/value cache
     (``use_cache``), or by re-running the model on the whole prefix (same distribution, ~``length``/2 times
@@ -194,9 +209,9 @@ def generate(model: CharTransformer, start: torch.Tensor, length: int, temperatu
         if cache is None:
             logits = model(out[:, :t])[:, -1]
         else:
-            logits = model(out[:, t - 1:t], cache)[:, -1]
+            logits = model(out[:, t - 1 : t], cache)[:, -1]
             cache.length += 1
         cdf = torch.softmax(logits / temperature, dim=-1).cumsum(dim=-1)
         u = torch.rand((len(start), 1), generator=generator, device=start.device, dtype=cdf.dtype)
-        out[:, t] = torch.searchsorted(cdf, u * cdf[:, -1:])[:, 0]          # inverse-CDF draw of one character
+        out[:, t] = torch.searchsorted(cdf, u * cdf[:, -1:])[:, 0]  # inverse-CDF draw of one character
     return out

@@ -46,26 +46,44 @@ class LinearCollapseConfig(NotebookConfig):
     gauss_n_seeds: int = param(2000, positive_int)
 
     SCALES = {
-        "smoke": dict(d_values=(1, 10), T_values=(32, 100), sigma2_values=(1.0,), n_iter=10, n_seeds=10,
-                      ref_n_iter=20, ref_n_seeds=2000, ref_n_seeds_subsample=100, gauss_n_iter=30, gauss_n_seeds=200),
-        "quick": dict(n_iter=40, n_seeds=40, ref_n_iter=50, ref_n_seeds=10_000, ref_n_seeds_subsample=1000,
-                      gauss_n_seeds=1000),
+        "smoke": dict(
+            d_values=(1, 10),
+            T_values=(32, 100),
+            sigma2_values=(1.0,),
+            n_iter=10,
+            n_seeds=10,
+            ref_n_iter=20,
+            ref_n_seeds=2000,
+            ref_n_seeds_subsample=100,
+            gauss_n_iter=30,
+            gauss_n_seeds=200,
+        ),
+        "quick": dict(
+            n_iter=40, n_seeds=40, ref_n_iter=50, ref_n_seeds=10_000, ref_n_seeds_subsample=1000, gauss_n_seeds=1000
+        ),
         "paper": {},
     }
 
     def validate(self) -> None:
         if self.grid_sigma2 not in self.sigma2_values:
-            raise ConfigError(f"LinearCollapseConfig: bad value for 'grid_sigma2': {self.grid_sigma2!r}; "
-                              f"allowed: one of sigma2_values {self.sigma2_values}")
+            raise ConfigError(
+                f"LinearCollapseConfig: bad value for 'grid_sigma2': {self.grid_sigma2!r}; "
+                f"allowed: one of sigma2_values {self.sigma2_values}"
+            )
         if self.ref_T <= self.ref_d + 1:
-            raise ConfigError(f"LinearCollapseConfig: bad values for 'ref_T'/'ref_d': {self.ref_T}/{self.ref_d}; "
-                              "allowed: ref_T > ref_d + 1")
+            raise ConfigError(
+                f"LinearCollapseConfig: bad values for 'ref_T'/'ref_d': {self.ref_T}/{self.ref_d}; "
+                "allowed: ref_T > ref_d + 1"
+            )
         if min(self.n_seeds, self.ref_n_seeds, self.ref_n_seeds_subsample, self.gauss_n_seeds) < 2:
-            raise ConfigError("LinearCollapseConfig: every '*n_seeds' parameter must be >= 2 "
-                              "(standard errors need two seeds)")
+            raise ConfigError(
+                "LinearCollapseConfig: every '*n_seeds' parameter must be >= 2 (standard errors need two seeds)"
+            )
         if self.gauss_n_samples < 2:
-            raise ConfigError(f"LinearCollapseConfig: bad value for 'gauss_n_samples': {self.gauss_n_samples}; "
-                              "allowed: an integer >= 2")
+            raise ConfigError(
+                f"LinearCollapseConfig: bad value for 'gauss_n_samples': {self.gauss_n_samples}; "
+                "allowed: an integer >= 2"
+            )
 
 
 @dataclass(frozen=True)
@@ -84,8 +102,12 @@ class GenerationsConfig(NotebookConfig):
     def validate(self) -> None:
         name = type(self).__name__
         if len(set(self.seeds)) != len(self.seeds) or len(self.seeds) < (2 if self.scale == "smoke" else 3):
-            raise ConfigError(f"{name}: bad value for 'seeds': {self.seeds!r}; allowed: distinct seeds, at least 3 "
-                              "(2 at the smoke scale)")
+            raise ConfigError(
+                f"{name}: bad value for 'seeds': {self.seeds!r}; allowed: distinct seeds, at least 3 "
+                "(2 at the smoke scale)"
+            )
         if not {"replace", "accumulate"} <= set(self.regimes):
-            raise ConfigError(f"{name}: bad value for 'regimes': {self.regimes!r}; allowed: any of "
-                              f"{', '.join(REGIMES)}, including 'replace' and 'accumulate' (the claims compare them)")
+            raise ConfigError(
+                f"{name}: bad value for 'regimes': {self.regimes!r}; allowed: any of "
+                f"{', '.join(REGIMES)}, including 'replace' and 'accumulate' (the claims compare them)"
+            )

@@ -57,12 +57,26 @@ from labkit.config import ConfigError, Interval, Params, param, positive_float, 
 from labkit.data import molecules
 from labkit.data.molecules import ELEMENTS, Conformers
 
-__all__ = ["Recipe", "fit", "sample", "denoising_loss", "kabsch_rmsd", "evaluate", "rdkit_graph", "etkdg_coords",
-           "etkdg_rmsd", "ETKDG_SEED", "COMPETENT_RMSD_RATIO", "DiffusionExperiment", "DiffusionCollapseConfig", "run"]
+__all__ = [
+    "Recipe",
+    "fit",
+    "sample",
+    "denoising_loss",
+    "kabsch_rmsd",
+    "evaluate",
+    "rdkit_graph",
+    "etkdg_coords",
+    "etkdg_rmsd",
+    "ETKDG_SEED",
+    "COMPETENT_RMSD_RATIO",
+    "DiffusionExperiment",
+    "DiffusionCollapseConfig",
+    "run",
+]
 
-EVAL_SEED = 0                   # the fixed noise every model is scored on
-ETKDG_SEED = 42                 # randomSeed of every ETKDG embedding (the baseline is deterministic)
-COMPETENT_RMSD_RATIO = 1.5      # generation 1's median RMSD must be at most this times ETKDG's, fixed before any run
+EVAL_SEED = 0  # the fixed noise every model is scored on
+ETKDG_SEED = 42  # randomSeed of every ETKDG embedding (the baseline is deterministic)
+COMPETENT_RMSD_RATIO = 1.5  # generation 1's median RMSD must be at most this times ETKDG's, fixed before any run
 
 
 @dataclass(frozen=True)
@@ -72,14 +86,14 @@ class Recipe(Params):
     over whatever the data set is), a growing accumulated pool gets proportionally more steps (accumulate-subsample is
     the fixed-budget control)."""
 
-    hidden: int = param(32, positive_int)            # width of the EGNN layers
-    layers: int = param(3, positive_int)             # EGNN layers
-    diffusion_steps: int = param(50, positive_int)   # T, the noise levels of the sampler
-    epochs: int = param(40, positive_int)            # passes over whatever training set the regime gives
-    batch_size: int = param(64, positive_int)        # molecules per Adam step
-    lr: float = param(2e-3, positive_float)          # Adam's learning rate
-    eval_levels: int = param(10, positive_int)       # evenly spaced noise levels, one fixed draw each, of the loss
-    n_check: int = param(100, positive_int)          # first held-out graphs, one generated conformer each, for RMSDs
+    hidden: int = param(32, positive_int)  # width of the EGNN layers
+    layers: int = param(3, positive_int)  # EGNN layers
+    diffusion_steps: int = param(50, positive_int)  # T, the noise levels of the sampler
+    epochs: int = param(40, positive_int)  # passes over whatever training set the regime gives
+    batch_size: int = param(64, positive_int)  # molecules per Adam step
+    lr: float = param(2e-3, positive_float)  # Adam's learning rate
+    eval_levels: int = param(10, positive_int)  # evenly spaced noise levels, one fixed draw each, of the loss
+    n_check: int = param(100, positive_int)  # first held-out graphs, one generated conformer each, for RMSDs
 
 
 # ------------------------------------------------------------------------------------------------- graph inputs
@@ -100,6 +114,7 @@ def _batch(g: dict, idx) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ fit / sample
+
 
 def fit(train: Conformers, seed: int, recipe: Recipe = Recipe()) -> ConformerDiffusion:
     """A fresh model trained by Adam (cosine learning-rate decay, gradient norm clipped at 1) for
@@ -147,8 +162,9 @@ def sample(model: ConformerDiffusion, like: Conformers, seed: int, batch_size: i
 
 
 @torch.no_grad()
-def denoising_loss(model: ConformerDiffusion, data: Conformers, levels: int, seed: int = EVAL_SEED,
-                   batch_size: int = 1024) -> float:
+def denoising_loss(
+    model: ConformerDiffusion, data: Conformers, levels: int, seed: int = EVAL_SEED, batch_size: int = 1024
+) -> float:
     """:math:`L` on ``data`` at ``levels`` evenly spaced t in 1..T, one noise draw per (molecule, level), the
     draws fixed by ``seed``: the same numbers for every model, so losses compare across generations."""
     device = model.betas.device
@@ -156,7 +172,7 @@ def denoising_loss(model: ConformerDiffusion, data: Conformers, levels: int, see
     g = graph_features(data, device)
     ts = torch.linspace(1, model.steps, levels).round().long()
     total = 0.0
-    for t in ts:                                      # noise drawn on the CPU: identical on every device
+    for t in ts:  # noise drawn on the CPU: identical on every device
         eps = centred_noise(g["mask"].cpu(), gen).to(device)
         for start in range(0, len(data), batch_size):
             idx = slice(start, start + batch_size)
@@ -173,7 +189,7 @@ def kabsch_rmsd(coords: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> 
     p_centre, q_centre = (coords * m).sum(1, keepdims=True) / count, (reference * m).sum(1, keepdims=True) / count
     p, q = (coords - p_centre) * m, (reference - q_centre) * m
     u, _, vt = np.linalg.svd(p.transpose(0, 2, 1) @ q)
-    d = np.sign(np.linalg.det(u @ vt))                               # no reflections
+    d = np.sign(np.linalg.det(u @ vt))  # no reflections
     u[:, :, -1] *= d[:, None]
     aligned = (p @ (u @ vt) + q_centre) * m
     rmsd = np.sqrt((((aligned - reference) * m) ** 2).sum((1, 2)) / count[:, 0, 0])
@@ -189,9 +205,12 @@ def evaluate(model: ConformerDiffusion, held_out: Conformers, recipe: Recipe = R
     check = held_out[np.arange(min(recipe.n_check, len(held_out)))]
     generated = sample(model, check, EVAL_SEED)
     _, rmsd = kabsch_rmsd(generated.coords, check.coords, check.mask)
-    return {"loss": denoising_loss(model, held_out, recipe.eval_levels),
-            "bond_w1": float(wasserstein_distance(generated.bond_lengths(), check.bond_lengths())),
-            "rmsd": float(rmsd.mean()), "rmsd_median": float(np.median(rmsd))}
+    return {
+        "loss": denoising_loss(model, held_out, recipe.eval_levels),
+        "bond_w1": float(wasserstein_distance(generated.bond_lengths(), check.bond_lengths())),
+        "rmsd": float(rmsd.mean()),
+        "rmsd_median": float(np.median(rmsd)),
+    }
 
 
 # ------------------------------------------------------------------------------------------ ETKDG baseline
@@ -234,7 +253,7 @@ def etkdg_coords(data: Conformers, seed: int = ETKDG_SEED, mmff: bool = False) -
     ok = np.zeros(len(data), bool)
     for k in range(len(data)):
         mol, order = rdkit_graph(data, k)
-        with_h = Chem.AddHs(mol)                                   # hydrogens go after the heavy atoms
+        with_h = Chem.AddHs(mol)  # hydrogens go after the heavy atoms
         params = AllChem.ETKDGv3()
         params.randomSeed = seed
         if AllChem.EmbedMolecule(with_h, params) < 0:
@@ -242,7 +261,7 @@ def etkdg_coords(data: Conformers, seed: int = ETKDG_SEED, mmff: bool = False) -
             continue
         if mmff and AllChem.MMFFHasAllMoleculeParams(with_h):
             AllChem.MMFFOptimizeMolecule(with_h, maxIters=2000)
-        coords[k, :len(order)] = with_h.GetConformer().GetPositions()[order]
+        coords[k, : len(order)] = with_h.GetConformer().GetPositions()[order]
         ok[k] = True
     return coords, ok
 
@@ -258,6 +277,7 @@ def etkdg_rmsd(data: Conformers, seed: int = ETKDG_SEED, mmff: bool = False) -> 
 
 
 # ------------------------------------------------------------------------------------------------- experiment
+
 
 def _preview(data: Conformers, n: int) -> np.ndarray:
     return data.coords[:n].copy()
@@ -284,10 +304,14 @@ class DiffusionExperiment:
 
     def build(self) -> tuple[Family, Conformers, Conformers]:
         train, held_out = self.data()
-        family = Family(fit=partial(fit, recipe=self.recipe), sample=sample,
-                        evaluate=partial(evaluate, recipe=self.recipe),
-                        preview=partial(_preview, n=self.n_preview), concat=molecules.concat,
-                        last_sample_size=self.n_preview)
+        family = Family(
+            fit=partial(fit, recipe=self.recipe),
+            sample=sample,
+            evaluate=partial(evaluate, recipe=self.recipe),
+            preview=partial(_preview, n=self.n_preview),
+            concat=molecules.concat,
+            last_sample_size=self.n_preview,
+        )
         return family, train, held_out
 
 
@@ -295,6 +319,7 @@ class DiffusionExperiment:
 
 
 # ------------------------------------------------------------------------------------------------- config
+
 
 @dataclass(frozen=True)
 class DiffusionCollapseConfig(GenerationsConfig):
@@ -316,34 +341,61 @@ class DiffusionCollapseConfig(GenerationsConfig):
       generations (``load_geom`` gives GEOM itself for users with the download)."""
 
     max_heavy_atoms: int = param(7, Interval(int, 2, 9, closed="both"))  # QM9: <= 9
-    n_train: int = param(1000, positive_int)       # real training molecules
-    n_held_out: int = param(250, positive_int)     # real held-out molecules
+    n_train: int = param(1000, positive_int)  # real training molecules
+    n_held_out: int = param(250, positive_int)  # real held-out molecules
     recipe: Recipe = param(Recipe())
-    n_preview: int = param(3, positive_int)        # graphs whose generated conformers the figures show
+    n_preview: int = param(3, positive_int)  # graphs whose generated conformers the figures show
 
     SCALES = {
-        "smoke": dict(n_generations=2, seeds=(0, 1), n_train=48, n_held_out=24, n_preview=2,
-                      recipe=dict(hidden=8, layers=1, diffusion_steps=16, epochs=15, batch_size=16, eval_levels=3,
-                                  n_check=8)),
+        "smoke": dict(
+            n_generations=2,
+            seeds=(0, 1),
+            n_train=48,
+            n_held_out=24,
+            n_preview=2,
+            recipe=dict(hidden=8, layers=1, diffusion_steps=16, epochs=15, batch_size=16, eval_levels=3, n_check=8),
+        ),
         "quick": {},
-        "full": dict(max_heavy_atoms=9, n_train=10_000, n_held_out=1_000, n_preview=6,
-                     recipe=dict(epochs=8, n_check=300)),
-        "paper": dict(n_generations=10, seeds=(0, 1, 2, 3, 4), max_heavy_atoms=9, n_train=50_000, n_held_out=5_000,
-                      recipe=dict(hidden=128, layers=6, diffusion_steps=500, epochs=100, batch_size=128, lr=5e-4,
-                                  eval_levels=50, n_check=1000)),
+        "full": dict(
+            max_heavy_atoms=9, n_train=10_000, n_held_out=1_000, n_preview=6, recipe=dict(epochs=8, n_check=300)
+        ),
+        "paper": dict(
+            n_generations=10,
+            seeds=(0, 1, 2, 3, 4),
+            max_heavy_atoms=9,
+            n_train=50_000,
+            n_held_out=5_000,
+            recipe=dict(
+                hidden=128,
+                layers=6,
+                diffusion_steps=500,
+                epochs=100,
+                batch_size=128,
+                lr=5e-4,
+                eval_levels=50,
+                n_check=1000,
+            ),
+        ),
     }
 
     def validate(self) -> None:
         super().validate()
         if self.recipe.n_check > self.n_held_out or self.n_preview > self.n_train:
-            raise ConfigError("DiffusionCollapseConfig: 'recipe.n_check' must be <= 'n_held_out' and 'n_preview' <= "
-                              f"'n_train', got {self.recipe.n_check}/{self.n_held_out} and "
-                              f"{self.n_preview}/{self.n_train}")
+            raise ConfigError(
+                "DiffusionCollapseConfig: 'recipe.n_check' must be <= 'n_held_out' and 'n_preview' <= "
+                f"'n_train', got {self.recipe.n_check}/{self.n_held_out} and "
+                f"{self.n_preview}/{self.n_train}"
+            )
 
     def experiment(self) -> DiffusionExperiment:
-        return DiffusionExperiment(n_train=self.n_train, n_held_out=self.n_held_out,
-                                   max_heavy_atoms=self.max_heavy_atoms, seed=self.seed, recipe=self.recipe,
-                                   n_preview=self.n_preview)
+        return DiffusionExperiment(
+            n_train=self.n_train,
+            n_held_out=self.n_held_out,
+            max_heavy_atoms=self.max_heavy_atoms,
+            seed=self.seed,
+            recipe=self.recipe,
+            n_preview=self.n_preview,
+        )
 
 
 def run(cfg: DiffusionCollapseConfig) -> generations.Runs:

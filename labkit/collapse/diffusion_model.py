@@ -32,10 +32,10 @@ __all__ = ["graph_features", "centre", "centred_noise", "EGNNLayer", "Denoiser",
 MAX_HYDROGENS = 4
 
 
-N_HOPS = 4                      # hop-count classes 1, 2, 3, >= 4 (or disconnected)
+N_HOPS = 4  # hop-count classes 1, 2, 3, >= 4 (or disconnected)
 
 
-N_BOND_CODES = 5                # none, single, double, triple, aromatic
+N_BOND_CODES = 5  # none, single, double, triple, aromatic
 
 
 NODE_FEATURES = len(ELEMENTS) + MAX_HYDROGENS + 1
@@ -47,7 +47,7 @@ EDGE_FEATURES = N_BOND_CODES + N_HOPS
 TIME_FEATURES = 16
 
 
-COORDS_RANGE = 15.0             # Å: bound on the summed per-edge coordinate updates of all layers (EDM)
+COORDS_RANGE = 15.0  # Å: bound on the summed per-edge coordinate updates of all layers (EDM)
 
 
 def graph_features(data: Conformers, device=None) -> dict[str, torch.Tensor]:
@@ -56,19 +56,30 @@ def graph_features(data: Conformers, device=None) -> dict[str, torch.Tensor]:
     bonds = torch.as_tensor(data.bonds, dtype=torch.long, device=device)
     mask = torch.as_tensor(data.mask, device=device)
     adjacency = (bonds > 0).float()
-    hops = torch.full(bonds.shape, N_HOPS, dtype=torch.long, device=device)   # ">= N_HOPS" unless a walk is shorter
+    hops = torch.full(bonds.shape, N_HOPS, dtype=torch.long, device=device)  # ">= N_HOPS" unless a walk is shorter
     reach = adjacency
-    for k in range(1, N_HOPS):                       # the first k with a k-step walk from i to j
+    for k in range(1, N_HOPS):  # the first k with a k-step walk from i to j
         hops = torch.where((reach > 0) & (hops == N_HOPS), k, hops)
         reach = reach @ adjacency
-    edges = torch.cat([nn.functional.one_hot(bonds, N_BOND_CODES), nn.functional.one_hot(hops - 1, N_HOPS)],
-                      dim=-1).float()
+    edges = torch.cat(
+        [nn.functional.one_hot(bonds, N_BOND_CODES), nn.functional.one_hot(hops - 1, N_HOPS)], dim=-1
+    ).float()
     pair = (mask[:, :, None] & mask[:, None, :]) & ~torch.eye(mask.shape[1], dtype=torch.bool, device=device)
-    nodes = torch.cat([nn.functional.one_hot(torch.as_tensor(data.atoms, device=device), len(ELEMENTS)),
-                       nn.functional.one_hot(torch.as_tensor(data.n_hydrogens, device=device).clamp(max=MAX_HYDROGENS),
-                                             MAX_HYDROGENS + 1)], dim=-1).float()
-    return {"x": torch.as_tensor(data.coords, device=device), "mask": mask,
-            "nodes": nodes * mask[..., None], "edges": edges * pair[..., None]}
+    nodes = torch.cat(
+        [
+            nn.functional.one_hot(torch.as_tensor(data.atoms, device=device), len(ELEMENTS)),
+            nn.functional.one_hot(
+                torch.as_tensor(data.n_hydrogens, device=device).clamp(max=MAX_HYDROGENS), MAX_HYDROGENS + 1
+            ),
+        ],
+        dim=-1,
+    ).float()
+    return {
+        "x": torch.as_tensor(data.coords, device=device),
+        "mask": mask,
+        "nodes": nodes * mask[..., None],
+        "edges": edges * pair[..., None],
+    }
 
 
 def centre(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -95,16 +106,20 @@ class EGNNLayer(nn.Module):
         self.edge_rest = nn.Linear(1 + EDGE_FEATURES, hidden, bias=False)
         self.edge_out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
         self.coord = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 1, bias=False))
-        nn.init.xavier_uniform_(self.coord[-1].weight, gain=0.001)      # start near the identity map (EGNN)
+        nn.init.xavier_uniform_(self.coord[-1].weight, gain=0.001)  # start near the identity map (EGNN)
         self.node = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
 
     def forward(self, h, x, edges, pair, n_atoms):
-        diff = x[:, :, None] - x[:, None, :]                                        # (B, A, A, 3)
+        diff = x[:, :, None] - x[:, None, :]  # (B, A, A, 3)
         d2 = (diff**2).sum(-1, keepdim=True)
-        m = self.edge_out(self.edge_i(h)[:, :, None] + self.edge_j(h)[:, None, :]
-                          + self.edge_rest(torch.cat([d2, edges], dim=-1))) * pair
-        weight = self.coords_range * torch.tanh(self.coord(m))          # bounded: no runaway far from the data
-        step = diff / ((d2 + 1e-8).sqrt() + 1) * weight * pair             # 1e-8: finite gradients at d = 0
+        m = (
+            self.edge_out(
+                self.edge_i(h)[:, :, None] + self.edge_j(h)[:, None, :] + self.edge_rest(torch.cat([d2, edges], dim=-1))
+            )
+            * pair
+        )
+        weight = self.coords_range * torch.tanh(self.coord(m))  # bounded: no runaway far from the data
+        step = diff / ((d2 + 1e-8).sqrt() + 1) * weight * pair  # 1e-8: finite gradients at d = 0
         x = x + step.sum(2) / (n_atoms - 1).clamp(min=1)[:, None, None]
         h = h + self.node(torch.cat([h, m.sum(2)], dim=-1))
         return h, x
@@ -117,12 +132,15 @@ class Denoiser(nn.Module):
         super().__init__()
         self.embed = nn.Linear(NODE_FEATURES + TIME_FEATURES, hidden)
         self.layers = nn.ModuleList(EGNNLayer(hidden, COORDS_RANGE / layers) for _ in range(layers))
-        self.register_buffer("freqs", torch.exp(-math.log(1000.0) * torch.arange(TIME_FEATURES // 2) /
-                                                (TIME_FEATURES // 2)), persistent=False)
+        self.register_buffer(
+            "freqs",
+            torch.exp(-math.log(1000.0) * torch.arange(TIME_FEATURES // 2) / (TIME_FEATURES // 2)),
+            persistent=False,
+        )
 
     def forward(self, x_t, t_frac, nodes, edges, mask):
         """``x_t`` (B, A, 3) centred, ``t_frac`` (B,) = t/T in (0, 1]; returns centred ε̂ (B, A, 3)."""
-        angles = 1000.0 * t_frac[:, None] * self.freqs                                 # sinusoidal, (B, F/2)
+        angles = 1000.0 * t_frac[:, None] * self.freqs  # sinusoidal, (B, F/2)
         time = torch.cat([angles.sin(), angles.cos()], dim=-1)[:, None].expand(-1, x_t.shape[1], -1)
         m = mask[..., None].to(x_t.dtype)
         h = self.embed(torch.cat([nodes, time], dim=-1)) * m

@@ -48,7 +48,7 @@ def simulate_gaussian(dim: int, n_samples: int, n_iter: int, regime: str, n_seed
     if dim < 1 or n_samples < 2 or n_iter < 1 or n_seeds < 1:
         raise ValueError("need dim >= 1, n_samples >= 2, n_iter >= 1 and n_seeds >= 1")
     g = repro.rng(seed)
-    x = g.standard_normal((n_seeds, n_samples, dim))                  # real data: N(0, I)
+    x = g.standard_normal((n_seeds, n_samples, dim))  # real data: N(0, I)
     total, outer, count = np.zeros((n_seeds, dim)), np.zeros((n_seeds, dim, dim)), 0
     variance, mean_error = np.empty((n_seeds, n_iter)), np.empty((n_seeds, n_iter))
     for k in range(n_iter):
@@ -58,9 +58,9 @@ def simulate_gaussian(dim: int, n_samples: int, n_iter: int, regime: str, n_seed
         outer = outer + np.einsum("sni,snj->sij", x, x)
         count += n_samples
         mu = total / count
-        cov = outer / count - mu[:, :, None] * mu[:, None, :]         # MLE (1/N) covariance of the pool
+        cov = outer / count - mu[:, :, None] * mu[:, None, :]  # MLE (1/N) covariance of the pool
         variance[:, k] = np.trace(cov, axis1=1, axis2=2) / dim
         mean_error[:, k] = (mu**2).sum(axis=1)
         z = g.standard_normal((n_seeds, n_samples, dim))
-        x = mu[:, None, :] + z @ _sqrtm_psd(cov).transpose(0, 2, 1)   # next generation's synthetic data
+        x = mu[:, None, :] + z @ _sqrtm_psd(cov).transpose(0, 2, 1)  # next generation's synthetic data
     return {"variance_ratio": variance, "mean_error": mean_error}

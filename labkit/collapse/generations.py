@@ -30,8 +30,20 @@ from tqdm.auto import tqdm
 
 from labkit import execution, repro
 
-__all__ = ["REGIMES", "Family", "Experiment", "first_generation", "run_generations", "run_all", "Runs", "run",
-           "metric_table", "preview_table", "summarise", "collapse_claims"]
+__all__ = [
+    "REGIMES",
+    "Family",
+    "Experiment",
+    "first_generation",
+    "run_generations",
+    "run_all",
+    "Runs",
+    "run",
+    "metric_table",
+    "preview_table",
+    "summarise",
+    "collapse_claims",
+]
 
 REGIMES = ("replace", "accumulate", "accumulate_subsample")
 
@@ -87,8 +99,12 @@ def _generation(family: Family, train, real_train, held_out, n: int, seed: int, 
     synthetic = family.sample(model, like, sample_seed)
     if len(synthetic) != len(like):
         raise ValueError(f"Family.sample returned {len(synthetic)} items; the real set has {len(like)}")
-    return {"generation": n, "train_size": len(train), "metrics": metrics, "preview": family.preview(synthetic)}, \
-        synthetic
+    return {
+        "generation": n,
+        "train_size": len(train),
+        "metrics": metrics,
+        "preview": family.preview(synthetic),
+    }, synthetic
 
 
 def first_generation(family: Family, real_train, held_out, n_generations: int, seed: int) -> tuple[dict, Any]:
@@ -97,8 +113,15 @@ def first_generation(family: Family, real_train, held_out, n_generations: int, s
     return _generation(family, real_train, real_train, held_out, 1, seed, last=n_generations == 1)
 
 
-def run_generations(family: Family, real_train, held_out, regime: str, n_generations: int, seed: int,
-                    first: tuple[dict, Any] | None = None) -> dict:
+def run_generations(
+    family: Family,
+    real_train,
+    held_out,
+    regime: str,
+    n_generations: int,
+    seed: int,
+    first: tuple[dict, Any] | None = None,
+) -> dict:
     """Run ``n_generations`` model-fitting iterations under ``regime``; returns per-generation records.
 
     Record ``n`` (1-based) holds ``train_size`` (what model n was trained on), ``metrics`` (held-out real data)
@@ -145,16 +168,24 @@ def _first_task(experiment: Experiment, seed: int, n_generations: int, threads: 
     return first_generation(family, real_train, held_out, n_generations, seed)
 
 
-def _run_task(experiment: Experiment, regime: str, seed: int, n_generations: int, threads: int,
-              first: tuple[dict, Any]) -> dict:
+def _run_task(
+    experiment: Experiment, regime: str, seed: int, n_generations: int, threads: int, first: tuple[dict, Any]
+) -> dict:
     """Generations 2.. of one (regime, seed) in a worker, from the shared generation 1."""
     _limit_threads(threads)
     family, real_train, held_out = experiment.build()
     return run_generations(family, real_train, held_out, regime, n_generations, seed, first=first)
 
 
-def run_all(experiment: Experiment, regimes: Iterable[str], seeds: Iterable[int], n_generations: int, *,
-            scheduler: str = "", max_workers: int = 2) -> list[dict]:
+def run_all(
+    experiment: Experiment,
+    regimes: Iterable[str],
+    seeds: Iterable[int],
+    n_generations: int,
+    *,
+    scheduler: str = "",
+    max_workers: int = 2,
+) -> list[dict]:
     """Every (regime, seed) of ``experiment``, sorted by regime then seed.
 
     One task per seed trains generation 1 (the real-data model, shared by every regime of that seed); as soon as it
@@ -176,15 +207,18 @@ def run_all(experiment: Experiment, regimes: Iterable[str], seeds: Iterable[int]
 
         with Client(scheduler) as client:
             firsts = {s: client.submit(_first_task, experiment, s, n_generations, threads, pure=False) for s in seeds}
-            futures = [client.submit(_run_task, experiment, r, s, n_generations, threads, firsts[s], pure=False)
-                       for s in seeds for r in regimes]
+            futures = [
+                client.submit(_run_task, experiment, r, s, n_generations, threads, firsts[s], pure=False)
+                for s in seeds
+                for r in regimes
+            ]
             first_keys = {f.key for f in firsts.values()}
             for future in as_completed([*firsts.values(), *futures]):
                 if future.key not in first_keys:
                     results.append(future.result())
                 bar.update()
     else:
-        context = multiprocessing.get_context("spawn")          # torch is not fork-safe once threads exist
+        context = multiprocessing.get_context("spawn")  # torch is not fork-safe once threads exist
         with concurrent.futures.ProcessPoolExecutor(max_workers, mp_context=context) as pool:
             pending = {pool.submit(_first_task, experiment, s, n_generations, threads): s for s in seeds}
             runs = set()
@@ -193,8 +227,10 @@ def run_all(experiment: Experiment, regimes: Iterable[str], seeds: Iterable[int]
                 for future in done:
                     if future in pending:
                         seed = pending.pop(future)
-                        runs |= {pool.submit(_run_task, experiment, r, seed, n_generations, threads, future.result())
-                                 for r in regimes}
+                        runs |= {
+                            pool.submit(_run_task, experiment, r, seed, n_generations, threads, future.result())
+                            for r in regimes
+                        }
                     else:
                         runs.discard(future)
                         results.append(future.result())
@@ -229,8 +265,12 @@ def run(experiment: Experiment, cfg) -> Runs:
     ``labkit.collapse.config.GenerationsConfig``), on the scheduler or local pool the execution settings name
     (:func:`labkit.execution.current`)."""
     where = execution.current()
-    return Runs(experiment, run_all(experiment, cfg.regimes, cfg.seeds, cfg.n_generations, scheduler=where.scheduler,
-                                    max_workers=where.workers))
+    return Runs(
+        experiment,
+        run_all(
+            experiment, cfg.regimes, cfg.seeds, cfg.n_generations, scheduler=where.scheduler, max_workers=where.workers
+        ),
+    )
 
 
 def _per_regime(results: list[dict], value: Callable[[dict], Any]) -> dict[str, np.ndarray]:
@@ -271,8 +311,18 @@ def collapse_claims(table: dict[str, np.ndarray], band: float) -> dict[str, dict
     spread = float(max(np.ptp(rep[:, 0]), np.ptp(rep[:, -1])))
     acc_change = float(acc[:, -1].mean() / acc[:, 0].mean() - 1)
     return {
-        "replace": {"passed": bool(rep[:, -1].min() > rep[:, 0].max()), "first": float(rep[:, 0].mean()),
-                    "last": float(rep[:, -1].mean()), "rise": rise, "seed_spread": spread},
-        "accumulate": {"passed": bool(acc_change <= band), "first": float(acc[:, 0].mean()),
-                       "last": float(acc[:, -1].mean()), "relative_change": acc_change, "band": band},
+        "replace": {
+            "passed": bool(rep[:, -1].min() > rep[:, 0].max()),
+            "first": float(rep[:, 0].mean()),
+            "last": float(rep[:, -1].mean()),
+            "rise": rise,
+            "seed_spread": spread,
+        },
+        "accumulate": {
+            "passed": bool(acc_change <= band),
+            "first": float(acc[:, 0].mean()),
+            "last": float(acc[:, -1].mean()),
+            "relative_change": acc_change,
+            "band": band,
+        },
     }

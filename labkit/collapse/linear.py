@@ -64,8 +64,10 @@ def theory(d: int, T: int, sigma2: float, n_iter: int, regime: str) -> np.ndarra
     Closed forms exist for ``replace`` and ``accumulate``; ``accumulate_subsample`` has none (simulate it).
     """
     if regime == "accumulate_subsample":
-        raise ValueError("no closed form for 'accumulate_subsample'; theory() knows 'replace' and "
-                         "'accumulate' (simulate() runs all three)")
+        raise ValueError(
+            "no closed form for 'accumulate_subsample'; theory() knows 'replace' and "
+            "'accumulate' (simulate() runs all three)"
+        )
     n = np.arange(1, n_iter + 1, dtype=float)
     c = one_fit_error(d, T, sigma2)
     return c * n if regime == "replace" else c * np.cumsum(1.0 / n**2)
@@ -80,9 +82,12 @@ def _draws(seed: int, s: int, d: int, T: int, n_iter: int, regime: str, out=None
     X, w_star, noise = out if out is not None else (np.empty((T, d)), np.empty(d), np.empty((n_iter, T)))
     g.standard_normal(out=X)
     g.standard_normal(out=w_star)
-    g.standard_normal(out=noise)   # scaled by sigma where it is used
-    picks = [g.choice(n * T, size=T, replace=False) for n in range(1, n_iter + 1)] \
-        if regime == "accumulate_subsample" else None
+    g.standard_normal(out=noise)  # scaled by sigma where it is used
+    picks = (
+        [g.choice(n * T, size=T, replace=False) for n in range(1, n_iter + 1)]
+        if regime == "accumulate_subsample"
+        else None
+    )
     return X, w_star, noise, picks
 
 
@@ -101,16 +106,16 @@ def _simulate_chunk(seed: int, seeds: range, d: int, T: int, sigma2: float, n_it
     X, w_star, noise = np.empty((S, T, d)), np.empty((S, d)), np.empty((S, n_iter, T))  # noise: unit variance
     picks = [_draws(seed, s, d, T, n_iter, regime, out=(X[i], w_star[i], noise[i]))[3] for i, s in enumerate(seeds)]
     Xt = X.transpose(0, 2, 1)
-    P = np.linalg.inv(Xt @ X) @ Xt                             # X^+ = (X'X)^{-1} X', (S, d, T)
-    PE = sigma * (noise @ P.transpose(0, 2, 1))                # P E_n for every iteration, (S, n_iter, d)
+    P = np.linalg.inv(Xt @ X) @ Xt  # X^+ = (X'X)^{-1} X', (S, d, T)
+    PE = sigma * (noise @ P.transpose(0, 2, 1))  # P E_n for every iteration, (S, n_iter, d)
 
-    if regime == "replace":                                    # w_n = w_{n-1} + P E_n
+    if regime == "replace":  # w_n = w_{n-1} + P E_n
         err = np.cumsum(PE, axis=1)
         return np.einsum("snd,snd->sn", err, err)
 
     errors = np.empty((S, n_iter))
-    w_prev = w_star                                            # the labeller of iteration 1 is the truth
-    if regime == "accumulate":                                 # w_n = (1/n) sum_i P y_i, P y_i = w_{i-1} + P E_i
+    w_prev = w_star  # the labeller of iteration 1 is the truth
+    if regime == "accumulate":  # w_n = (1/n) sum_i P y_i, P y_i = w_{i-1} + P E_i
         total = np.zeros_like(w_star)
         for n in range(n_iter):
             total = total + w_prev + PE[:, n]
@@ -118,13 +123,13 @@ def _simulate_chunk(seed: int, seeds: range, d: int, T: int, sigma2: float, n_it
             errors[:, n] = ((w_prev - w_star) ** 2).sum(axis=1)
         return errors
 
-    labellers = np.empty((S, n_iter, d))                       # accumulate_subsample
+    labellers = np.empty((S, n_iter, d))  # accumulate_subsample
     rows = np.arange(S)[:, None]
     for n in range(n_iter):
         labellers[:, n] = w_prev
-        pick = np.stack([p[n] for p in picks])                 # (S, T) indices into the pool of (n+1)*T
-        it, t = pick // T, pick % T                            # which iteration's labels, which row of X
-        A = X[rows, t]                                         # (S, T, d)
+        pick = np.stack([p[n] for p in picks])  # (S, T) indices into the pool of (n+1)*T
+        it, t = pick // T, pick % T  # which iteration's labels, which row of X
+        A = X[rows, t]  # (S, T, d)
         y = np.einsum("std,std->st", A, labellers[rows, it]) + sigma * noise[rows, it, t]
         w_prev = _ols(A, y)
         errors[:, n] = ((w_prev - w_star) ** 2).sum(axis=1)
@@ -140,10 +145,12 @@ def simulate(d: int, T: int, sigma2: float, n_iter: int, regime: str, n_seeds: i
     """
     _enough_samples(d, T)
     chunk = max(1, 2_000_000 // (n_iter * T))
-    return np.concatenate([
-        _simulate_chunk(seed, range(start, min(start + chunk, n_seeds)), d, T, sigma2, n_iter, regime)
-        for start in range(0, n_seeds, chunk)
-    ])
+    return np.concatenate(
+        [
+            _simulate_chunk(seed, range(start, min(start + chunk, n_seeds)), d, T, sigma2, n_iter, regime)
+            for start in range(0, n_seeds, chunk)
+        ]
+    )
 
 
 @validate_params(**_ARGUMENTS)
@@ -167,21 +174,32 @@ def simulate_lstsq(d: int, T: int, sigma2: float, n_iter: int, regime: str, n_se
     return errors
 
 
-def sweep(d_values: Iterable[int], T_values: Iterable[int], sigma2_values: Iterable[float], n_iter: int,
-          n_seeds: int, seed: int, regimes: Iterable[str] = REGIMES) -> list[dict]:
+def sweep(
+    d_values: Iterable[int],
+    T_values: Iterable[int],
+    sigma2_values: Iterable[float],
+    n_iter: int,
+    n_seeds: int,
+    seed: int,
+    regimes: Iterable[str] = REGIMES,
+) -> list[dict]:
     """Simulate every (d, T, sigma2, regime) with T > d + 1 (the grid of arXiv 2410.16713, Fig. 2).
 
     Returns one dict per configuration: ``d, T, sigma2, regime, errors`` (n_seeds, n_iter) and ``theory``
     (n_iter,) or None. Each configuration has its own random stream derived from ``seed``.
     """
-    configs = [(d, T, s2, r) for d in d_values for T in T_values for s2 in sigma2_values for r in regimes
-               if T > d + 1]
+    configs = [(d, T, s2, r) for d in d_values for T in T_values for s2 in sigma2_values for r in regimes if T > d + 1]
     results = []
     for k, (d, T, s2, r) in enumerate(tqdm(configs, desc="linear sweep")):
         sub_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
-        results.append({
-            "d": d, "T": T, "sigma2": s2, "regime": r,
-            "errors": simulate(d, T, s2, n_iter, r, n_seeds, sub_seed),
-            "theory": theory(d, T, s2, n_iter, r) if r in _THEORY_REGIMES else None,
-        })
+        results.append(
+            {
+                "d": d,
+                "T": T,
+                "sigma2": s2,
+                "regime": r,
+                "errors": simulate(d, T, s2, n_iter, r, n_seeds, sub_seed),
+                "theory": theory(d, T, s2, n_iter, r) if r in _THEORY_REGIMES else None,
+            }
+        )
     return results

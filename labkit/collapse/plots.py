@@ -10,8 +10,15 @@ from matplotlib import cm, colors
 
 from labkit.stats import mean_and_se
 
-__all__ = ["REGIME_COLORS", "REGIME_LABELS", "grid_figure", "universal_figure",
-           "reference_figure", "gaussian_figure", "generations_figure"]
+__all__ = [
+    "REGIME_COLORS",
+    "REGIME_LABELS",
+    "grid_figure",
+    "universal_figure",
+    "reference_figure",
+    "gaussian_figure",
+    "generations_figure",
+]
 
 REGIME_COLORS = {"replace": "#d62728", "accumulate": "#1f77b4", "accumulate_subsample": "#9467bd"}
 REGIME_LABELS = {"replace": "replace", "accumulate": "accumulate", "accumulate_subsample": "accumulate-subsample"}
@@ -29,8 +36,14 @@ def grid_figure(results: list[dict], sigma2: float, regimes=("replace", "accumul
     d_values = sorted({r["d"] for r in rows})
     T_values = sorted({r["T"] for r in rows})
     norm = colors.LogNorm(min(T_values), max(T_values))
-    fig, axes = plt.subplots(len(d_values), len(regimes), figsize=(3.2 * len(regimes), 2.0 * len(d_values) + 0.6),
-                             sharex=True, sharey="row", squeeze=False)
+    fig, axes = plt.subplots(
+        len(d_values),
+        len(regimes),
+        figsize=(3.2 * len(regimes), 2.0 * len(d_values) + 0.6),
+        sharex=True,
+        sharey="row",
+        squeeze=False,
+    )
     for i, d in enumerate(d_values):
         for j, regime in enumerate(regimes):
             ax = axes[i, j]
@@ -49,8 +62,9 @@ def grid_figure(results: list[dict], sigma2: float, regimes=("replace", "accumul
                 ax.set_xlabel("model-fitting iteration n")
     sm = cm.ScalarMappable(norm=norm, cmap="viridis")
     fig.colorbar(sm, ax=axes, label="samples per iteration T", shrink=0.5)
-    fig.suptitle(f"Linear regression fit to its own predictions (σ² = {sigma2}); solid: simulation ± 2 SE, "
-                 "dashed: theory")
+    fig.suptitle(
+        f"Linear regression fit to its own predictions (σ² = {sigma2}); solid: simulation ± 2 SE, dashed: theory"
+    )
     return fig
 
 

@@ -21,12 +21,27 @@ def _panel(ax, label: str, body: str, color, width: int) -> None:
     for spine in ax.spines.values():
         spine.set_color(color)
     ax.set_title(label, fontsize=9, color=color, loc="left")
-    ax.text(0.03, 0.97, "\n".join(lines[:fit]), family="monospace", fontsize=fontsize, va="top", ha="left",
-            transform=ax.transAxes)
+    ax.text(
+        0.03,
+        0.97,
+        "\n".join(lines[:fit]),
+        family="monospace",
+        fontsize=fontsize,
+        va="top",
+        ha="left",
+        transform=ax.transAxes,
+    )
 
 
-def samples_figure(real: str, first: str, last: dict[str, str], n_last: int, title: str, width: int = 52,
-                   word_fractions: dict[str, float] | None = None):
+def samples_figure(
+    real: str,
+    first: str,
+    last: dict[str, str],
+    n_last: int,
+    title: str,
+    width: int = 52,
+    word_fractions: dict[str, float] | None = None,
+):
     """Monospace text panels. Left: a real excerpt, and the text sampled by model 1 (trained on real text, the same
     model in every regime). Right: the text sampled by model ``n_last`` of each regime (``last[regime]``).
     ``word_fractions``, if given, adds each panel's real-word fraction to its title: keys ``"real"`` (the held-out
@@ -40,14 +55,24 @@ def samples_figure(real: str, first: str, last: dict[str, str], n_last: int, tit
         return f"{text}; {'held-out text: ' if key == 'real' else ''}{fractions[key]:.0%} real words"
 
     fig = plt.figure(figsize=(9.2, 2.3 * n + 0.5))
-    grid = fig.add_gridspec(2 * n, 2, hspace=0.35, wspace=0.05, top=1 - 0.55 / (2.3 * n + 0.5), bottom=0.02,
-                            left=0.02, right=0.98)
+    grid = fig.add_gridspec(
+        2 * n, 2, hspace=0.35, wspace=0.05, top=1 - 0.55 / (2.3 * n + 0.5), bottom=0.02, left=0.02, right=0.98
+    )
     _panel(fig.add_subplot(grid[:n, 0]), label("real text (training corpus)", "real"), real, "0.3", width)
-    _panel(fig.add_subplot(grid[n:, 0]), label("sampled by model 1 (trained on real text; every regime)", "first"),
-           first, "0.3", width)
+    _panel(
+        fig.add_subplot(grid[n:, 0]),
+        label("sampled by model 1 (trained on real text; every regime)", "first"),
+        first,
+        "0.3",
+        width,
+    )
     for i, (regime, body) in enumerate(last.items()):
-        _panel(fig.add_subplot(grid[2 * i:2 * i + 2, 1]),
-               label(f"{REGIME_LABELS[regime]}: sampled by model {n_last}", regime), body, REGIME_COLORS[regime], width)
+        _panel(
+            fig.add_subplot(grid[2 * i : 2 * i + 2, 1]),
+            label(f"{REGIME_LABELS[regime]}: sampled by model {n_last}", regime),
+            body,
+            REGIME_COLORS[regime],
+            width,
+        )
     fig.suptitle(title)
     return fig
-

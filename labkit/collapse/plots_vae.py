@@ -16,12 +16,18 @@ def tile(batch: np.ndarray, n_cols: int = 4, side: int = 8, gap: int = 1) -> np.
     canvas = np.full((n_rows * step + gap, n_cols * step + gap), np.nan)
     for i, img in enumerate(batch):
         r, c = divmod(i, n_cols)
-        canvas[gap + r * step:gap + r * step + side, gap + c * step:gap + c * step + side] = img.reshape(side, side)
+        canvas[gap + r * step : gap + r * step + side, gap + c * step : gap + c * step + side] = img.reshape(side, side)
     return canvas
 
 
-def diversity_figure(entropy: dict[str, np.ndarray], coverage: dict[str, np.ndarray], real_entropy: float,
-                     title: str, confident: dict[str, np.ndarray], real_confident: float):
+def diversity_figure(
+    entropy: dict[str, np.ndarray],
+    coverage: dict[str, np.ndarray],
+    real_entropy: float,
+    title: str,
+    confident: dict[str, np.ndarray],
+    real_confident: float,
+):
     """Class entropy (left), class coverage (middle) and the share of samples the classifier recognises confidently
     (right; ``confident``, a table like ``entropy``) of each generation's synthetic set per regime: mean and min–max
     band over seeds; dashed: the real held-out digits (ln 10 ≈ 2.303 would be all classes equally often); dotted:
@@ -59,12 +65,17 @@ def sample_grid_figure(results: list[dict], seed: int, generations: list[int], r
     runs = [r for r in results if r["seed"] == seed]
     if not runs:
         raise ValueError(f"no run with seed {seed!r}; seeds present: {sorted({r['seed'] for r in results})}")
-    fig, axes = plt.subplots(len(runs), len(generations) + 1, figsize=(1.7 * (len(generations) + 1) + 0.9,
-                                                                       1.8 * len(runs) + 0.5), squeeze=False)
+    fig, axes = plt.subplots(
+        len(runs),
+        len(generations) + 1,
+        figsize=(1.7 * (len(generations) + 1) + 0.9, 1.8 * len(runs) + 0.5),
+        squeeze=False,
+    )
     cmap = plt.get_cmap("gray_r").with_extremes(bad="white")
     for i, run in enumerate(runs):
-        cells = [("real", real)] + [(f"generation {n}", run["generations"][n - 1]["preview"]["images"])
-                                    for n in generations]
+        cells = [("real", real)] + [
+            (f"generation {n}", run["generations"][n - 1]["preview"]["images"]) for n in generations
+        ]
         for j, (label, batch) in enumerate(cells):
             ax = axes[i, j]
             ax.imshow(tile(batch), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")

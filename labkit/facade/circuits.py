@@ -46,8 +46,10 @@ def edge_attributions(model, x) -> tuple[torch.Tensor, np.ndarray]:
     metric = trace.logits.gather(1, pred[:, None]).sum()
     grads = torch.autograd.grad(metric, trace.pre + [trace.logits])
     inputs = [as_tensor(x)] + trace.hidden
-    scores = [(g[:, :, None] * lin.weight[None] * a[:, None, :]).detach().flatten(1)
-              for g, lin, a in zip(grads, model.linears, inputs)]
+    scores = [
+        (g[:, :, None] * lin.weight[None] * a[:, None, :]).detach().flatten(1)
+        for g, lin, a in zip(grads, model.linears, inputs)
+    ]
     return torch.cat(scores, dim=1), pred.numpy()
 
 
@@ -61,7 +63,7 @@ def top_edges(scores: torch.Tensor, slices: list[slice], q: float) -> torch.Tens
     for sl in slices:
         block = magnitude[:, sl]
         k = math.ceil(q * block.shape[1])
-        kth = np.partition(block, block.shape[1] - k, axis=1)[:, block.shape[1] - k]      # k-th largest per row
+        kth = np.partition(block, block.shape[1] - k, axis=1)[:, block.shape[1] - k]  # k-th largest per row
         mask[:, sl] = (block >= kth[:, None]) & (block > 0)
     return torch.from_numpy(mask)
 
@@ -83,5 +85,5 @@ class BernoulliCircuits:
         """Circuit negative log-likelihood of every mask under its group's distribution."""
         p = torch.as_tensor(self.inclusion_)
         log_odds, log_off = torch.log(p) - torch.log1p(-p), torch.log1p(-p).sum(dim=1)
-        per_group = masks.double() @ log_odds.T + log_off[None]                      # (n, n_groups)
+        per_group = masks.double() @ log_odds.T + log_off[None]  # (n, n_groups)
         return -per_group.gather(1, torch.as_tensor(np.asarray(groups), dtype=torch.long)[:, None])[:, 0].numpy()

@@ -51,11 +51,16 @@ class FacadeConfig(FacadeDetectorConfig):
     def validate(self) -> None:
         super().validate()
         if not 200 <= self.n_images <= 1797:
-            raise ConfigError(f"FacadeConfig: bad value for 'n_images': {self.n_images}; allowed: 200 to 1797 "
-                              "(a stratified subset of the 1,797 digits)")
+            raise ConfigError(
+                f"FacadeConfig: bad value for 'n_images': {self.n_images}; allowed: 200 to 1797 "
+                "(a stratified subset of the 1,797 digits)"
+            )
         if self.lam not in self.lam_sweep:
-            raise ConfigError(f"FacadeConfig: bad value for 'lam': {self.lam!r}; allowed: one of lam_sweep "
-                              f"{self.lam_sweep}")
+            raise ConfigError(
+                f"FacadeConfig: bad value for 'lam': {self.lam!r}; allowed: one of lam_sweep {self.lam_sweep}"
+            )
         if any(e >= 1 for e in self.eps_values):
-            raise ConfigError(f"FacadeConfig: bad value for 'eps_values': {self.eps_values!r}; allowed: each < 1 "
-                              "(pixels lie in [0, 1])")
+            raise ConfigError(
+                f"FacadeConfig: bad value for 'eps_values': {self.eps_values!r}; allowed: each < 1 "
+                "(pixels lie in [0, 1])"
+            )

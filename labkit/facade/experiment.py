@@ -37,9 +37,25 @@ from labkit.facade.score import Facade
 from labkit.seeds import derived_seed
 from labkit.stats import mean_and_se
 
-__all__ = ["BASELINES", "FacadeConfig", "SPLIT", "TRAIN", "ATTACK", "DETECTORS", "FACADE", "AttackStats", "SeedRun",
-           "AttackSummary", "FacadeResult", "LambdaSweep", "attack_names", "detectors", "run_seed", "run",
-           "lam_sweep"]
+__all__ = [
+    "BASELINES",
+    "FacadeConfig",
+    "SPLIT",
+    "TRAIN",
+    "ATTACK",
+    "DETECTORS",
+    "FACADE",
+    "AttackStats",
+    "SeedRun",
+    "AttackSummary",
+    "FacadeResult",
+    "LambdaSweep",
+    "attack_names",
+    "detectors",
+    "run_seed",
+    "run",
+    "lam_sweep",
+]
 
 #: keys of the integer seeds inside one run: ``derived_seed(run seed, key)``
 SPLIT, TRAIN, ATTACK, DETECTORS, FACADE = range(5)
@@ -58,9 +74,9 @@ def detectors(cfg, seed: int) -> dict:
 class AttackStats:
     """One attack on one run's correctly classified test images."""
 
-    success_rate: float         # share whose prediction flipped
-    mean_loss: float            # mean cross-entropy of the true classes
-    max_linf: float             # largest |x' − x| over all pixels
+    success_rate: float  # share whose prediction flipped
+    mean_loss: float  # mean cross-entropy of the true classes
+    max_linf: float  # largest |x' − x| over all pixels
     min_pixel: float
     max_pixel: float
 
@@ -76,17 +92,17 @@ class SeedRun:
     clean_accuracy: float
     attacks: dict[str, AttackStats]
     adversarial_accuracy: dict[str, float]
-    scores: dict[str, dict[str, np.ndarray]]          # [detector][clean | attack]
-    metrics: dict[str, dict[str, dict[str, float]]]   # [detector][attack] = {"auroc", "tpr_at_fpr"}
-    raw: dict[str, dict[str, np.ndarray]]             # [clean | attack] = Facade.raw_terms
-    clean_fpr: float                                  # FACADE total on clean test inputs, at its threshold
+    scores: dict[str, dict[str, np.ndarray]]  # [detector][clean | attack]
+    metrics: dict[str, dict[str, dict[str, float]]]  # [detector][attack] = {"auroc", "tpr_at_fpr"}
+    raw: dict[str, dict[str, np.ndarray]]  # [clean | attack] = Facade.raw_terms
+    clean_fpr: float  # FACADE total on clean test inputs, at its threshold
     trajectories: dict[str, np.ndarray]
     pseudo_geometry: list[dict[str, np.ndarray]]
     model: MLP
     facade: Facade
-    adversarial: dict[str, np.ndarray]                # successful adversarial test inputs per attack
+    adversarial: dict[str, np.ndarray]  # successful adversarial test inputs per attack
     y_train: np.ndarray
-    x_test: np.ndarray                                # the correctly classified clean test images
+    x_test: np.ndarray  # the correctly classified clean test images
 
     def purity(self) -> np.ndarray:
         """Per hidden layer, the purity of FACADE's pseudo-classes of the training images with respect to their
@@ -112,22 +128,37 @@ def _attack(model, x, y, kind: str, eps: float, cfg, seed: int) -> tuple[np.ndar
     with torch.no_grad():
         loss = F.cross_entropy(model(adv), torch.as_tensor(y), reduction="none")
     success = predict(model, adv) != y
-    stats = AttackStats(float(success.mean()), float(loss.mean()), float((adv - torch.as_tensor(x)).abs().max()),
-                        float(adv.min()), float(adv.max()))
+    stats = AttackStats(
+        float(success.mean()),
+        float(loss.mean()),
+        float((adv - torch.as_tensor(x)).abs().max()),
+        float(adv.min()),
+        float(adv.max()),
+    )
     return adv.numpy(), success, stats
 
 
 def run_seed(cfg, seed: int) -> SeedRun:
     """One run of the protocol with seed ``seed`` (module docstring)."""
-    with repro.threads(1):   # small matrices (labkit.detectors.config)
+    with repro.threads(1):  # small matrices (labkit.detectors.config)
         x, y = digits()
         train_idx, cal_idx, test_idx = cfg.split(y, derived_seed(seed, SPLIT))
-        model = train(MLP(cfg.sizes, cfg.dropout), x[train_idx], y[train_idx], cfg.epochs, cfg.lr, cfg.batch_size,
-                      seed=derived_seed(seed, TRAIN))
+        model = train(
+            MLP(cfg.sizes, cfg.dropout),
+            x[train_idx],
+            y[train_idx],
+            cfg.epochs,
+            cfg.lr,
+            cfg.batch_size,
+            seed=derived_seed(seed, TRAIN),
+        )
         correct = predict(model, x[test_idx]) == y[test_idx]
         xt, yt = x[test_idx][correct], y[test_idx][correct]
-        attacked = {f"{kind} ε={eps:g}": _attack(model, xt, yt, kind, eps, cfg, derived_seed(seed, ATTACK))
-                    for kind in ("FGSM", "PGD") for eps in cfg.eps_values}
+        attacked = {
+            f"{kind} ε={eps:g}": _attack(model, xt, yt, kind, eps, cfg, derived_seed(seed, ATTACK))
+            for kind in ("FGSM", "PGD")
+            for eps in cfg.eps_values
+        }
         adv = {name: xa[success] for name, (xa, success, _) in attacked.items()}
         attacks = {name: stats for name, (_, _, stats) in attacked.items()}
 
@@ -136,7 +167,8 @@ def run_seed(cfg, seed: int) -> SeedRun:
             det.fit(model, x[train_idx], y[train_idx])
             scores[name] = {"clean": det.score(xt), **{a: det.score(xa) for a, xa in adv.items()}}
         facade = Facade(cfg.lam, cfg.q, cfg.k_scale, random_state=derived_seed(seed, FACADE)).fit(
-            model, x[train_idx], x_calibration=x[cal_idx])
+            model, x[train_idx], x_calibration=x[cal_idx]
+        )
         raw = {"clean": facade.raw_terms(xt), **{a: facade.raw_terms(xa) for a, xa in adv.items()}}
         facade_z = {k: facade.calibrated(r) for k, r in raw.items()}
         for term in ["total", *facade.terms]:
@@ -144,16 +176,28 @@ def run_seed(cfg, seed: int) -> SeedRun:
         metrics = {det: {a: detection_metrics(s["clean"], s[a], cfg.fpr) for a in adv} for det, s in scores.items()}
         trajectories = class_trajectories(model, x[train_idx], predict(model, x[train_idx]), cfg.sizes[-1])
         train_paths = facade.pseudo_.train_paths_
-        pseudo_geometry = [pseudo_class_geometry(h, train_paths[:, l], bandwidth=facade.pseudo_.scales_[l])
-                           for l, h in enumerate(hidden_features(model, x[train_idx])[0])]
+        pseudo_geometry = [
+            pseudo_class_geometry(h, train_paths[:, l], bandwidth=facade.pseudo_.scales_[l])
+            for l, h in enumerate(hidden_features(model, x[train_idx])[0])
+        ]
     clean_accuracy = float(correct.mean())
     return SeedRun(
-        seed=seed, clean_accuracy=clean_accuracy, attacks=attacks,
+        seed=seed,
+        clean_accuracy=clean_accuracy,
+        attacks=attacks,
         adversarial_accuracy={k: clean_accuracy * (1 - a.success_rate) for k, a in attacks.items()},
-        scores=scores, metrics=metrics, raw=raw,
+        scores=scores,
+        metrics=metrics,
+        raw=raw,
         clean_fpr=float(np.mean(facade_z["clean"]["total"] > facade.threshold_)),
-        trajectories=trajectories, pseudo_geometry=pseudo_geometry, model=model, facade=facade, adversarial=adv,
-        y_train=y[train_idx], x_test=xt)
+        trajectories=trajectories,
+        pseudo_geometry=pseudo_geometry,
+        model=model,
+        facade=facade,
+        adversarial=adv,
+        y_train=y[train_idx],
+        x_test=xt,
+    )
 
 
 @dataclass(frozen=True)
@@ -176,13 +220,17 @@ class FacadeResult:
 
     def attack_summary(self) -> dict[str, AttackSummary]:
         """Every attack over all runs (:class:`AttackSummary`)."""
-        return {a: AttackSummary(
-            accuracy_after_attack=float(self.mean_over_seeds(lambda r, a=a: r.adversarial_accuracy[a])),
-            success_rate=float(self.mean_over_seeds(lambda r, a=a: r.attacks[a].success_rate)),
-            mean_loss=float(self.mean_over_seeds(lambda r, a=a: r.attacks[a].mean_loss)),
-            max_linf=max(r.attacks[a].max_linf for r in self.runs),
-            min_pixel=min(r.attacks[a].min_pixel for r in self.runs),
-            max_pixel=max(r.attacks[a].max_pixel for r in self.runs)) for a in self.attacks}
+        return {
+            a: AttackSummary(
+                accuracy_after_attack=float(self.mean_over_seeds(lambda r, a=a: r.adversarial_accuracy[a])),
+                success_rate=float(self.mean_over_seeds(lambda r, a=a: r.attacks[a].success_rate)),
+                mean_loss=float(self.mean_over_seeds(lambda r, a=a: r.attacks[a].mean_loss)),
+                max_linf=max(r.attacks[a].max_linf for r in self.runs),
+                min_pixel=min(r.attacks[a].min_pixel for r in self.runs),
+                max_pixel=max(r.attacks[a].max_pixel for r in self.runs),
+            )
+            for a in self.attacks
+        }
 
     def metric_table(self, metric: str = "auroc") -> dict[str, dict[str, tuple[float, float]]]:
         """``{detector: {attack: (mean, standard error)}}`` of ``metric`` (``"auroc"`` or ``"tpr_at_fpr"``) over
@@ -197,14 +245,26 @@ class FacadeResult:
 
     def accuracy_drop(self) -> dict[str, float]:
         """Per attack, the mean over runs of clean accuracy minus accuracy after the attack."""
-        return {a: float(self.mean_over_seeds(lambda r, a=a: r.clean_accuracy - r.adversarial_accuracy[a]))
-                for a in self.attacks}
+        return {
+            a: float(self.mean_over_seeds(lambda r, a=a: r.clean_accuracy - r.adversarial_accuracy[a]))
+            for a in self.attacks
+        }
 
     def pgd_minus_fgsm(self) -> dict[str, dict[str, float]]:
         """Per ε, the mean over runs of PGD's minus FGSM's success rate and mean loss."""
-        return {f"ε={eps:g}": {k: float(self.mean_over_seeds(
-            lambda r, eps=eps, k=k: getattr(r.attacks[f"PGD ε={eps:g}"], k) - getattr(r.attacks[f"FGSM ε={eps:g}"], k)))
-            for k in ("success_rate", "mean_loss")} for eps in self.config.eps_values}
+        return {
+            f"ε={eps:g}": {
+                k: float(
+                    self.mean_over_seeds(
+                        lambda r, eps=eps, k=k: (
+                            getattr(r.attacks[f"PGD ε={eps:g}"], k) - getattr(r.attacks[f"FGSM ε={eps:g}"], k)
+                        )
+                    )
+                )
+                for k in ("success_rate", "mean_loss")
+            }
+            for eps in self.config.eps_values
+        }
 
 
 def run(cfg: FacadeConfig, progress: bool = True) -> FacadeResult:
@@ -229,7 +289,7 @@ class LambdaSweep:
 def lam_sweep(cfg, run: SeedRun) -> LambdaSweep:
     """FACADE at every λ of ``cfg.lam_sweep`` on one run's model and data (:meth:`Facade.with_resolution`)."""
     out = LambdaSweep(list(cfg.lam_sweep), [], [], {a: [] for a in run.adversarial})
-    with repro.threads(1):   # small matrices (labkit.detectors.config)
+    with repro.threads(1):  # small matrices (labkit.detectors.config)
         for lam in tqdm(cfg.lam_sweep, desc="λ sweep"):
             facade = run.facade if lam == run.facade.lam else run.facade.with_resolution(lam)
             clean = facade.score(run.x_test)

@@ -26,7 +26,7 @@ def facade_explorer(run: SeedRun, pgd_steps: int, fpr: float, eps: float = 0.1) 
     correctly classified clean test images; PGD starts from the run's own attack seed), starting at ``eps``."""
     model, facade, x = run.model, run.facade, run.x_test
     pgd_seed = derived_seed(run.seed, ATTACK)
-    y = predict(model, x)                                   # these images are all classified correctly
+    y = predict(model, x)  # these images are all classified correctly
     clean = facade.calibrated(facade.raw_terms(x))
     style = {"description_width": "70px"}
     controls = {
@@ -36,7 +36,7 @@ def facade_explorer(run: SeedRun, pgd_steps: int, fpr: float, eps: float = 0.1) 
     }
 
     def draw(fig, eps, attack, score):
-        with repro.threads(1):   # small matrices (labkit.detectors.config)
+        with repro.threads(1):  # small matrices (labkit.detectors.config)
             adv = fgsm(model, x, y, eps) if attack == "FGSM" else pgd(model, x, y, eps, pgd_steps, None, pgd_seed)
             success = predict(model, adv) != y
             if not success.any():

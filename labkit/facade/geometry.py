@@ -34,10 +34,17 @@ import torch
 from labkit.classifiers import as_tensor
 from labkit.detectors.density import kde_log_density
 
-__all__ = ["Manifold", "manifold_measures", "log_radius_dimension", "pseudo_class_geometry", "class_trajectories",
-           "edge_contributions", "ClusterSubspaces"]
+__all__ = [
+    "Manifold",
+    "manifold_measures",
+    "log_radius_dimension",
+    "pseudo_class_geometry",
+    "class_trajectories",
+    "edge_contributions",
+    "ClusterSubspaces",
+]
 
-_TINY = 1e-12                    # floor of a radius or residual scale (a collapsed layer has zero spread)
+_TINY = 1e-12  # floor of a radius or residual scale (a collapsed layer has zero spread)
 
 
 class Manifold(NamedTuple):
@@ -132,7 +139,7 @@ class ClusterSubspaces:
         self.radii_ = np.zeros(n_clusters)
         self.bases_ = [np.zeros((d, 0))] * n_clusters
         self.residual_ = np.zeros(n_clusters)
-        for c in range(n_clusters):                                   # a loop over clusters, not points
+        for c in range(n_clusters):  # a loop over clusters, not points
             members = h[labels == c]
             if not len(members):
                 continue
@@ -144,7 +151,7 @@ class ClusterSubspaces:
                 self.bases_[c] = np.linalg.svd(centred, full_matrices=False)[2][:k].T
             self.residual_[c] = np.mean(self._residual(centred, self.bases_[c]))
         positive = self.radii_[self.radii_ > 0]
-        self.floor_ = float(np.median(positive)) if len(positive) else 1.0      # for singletons
+        self.floor_ = float(np.median(positive)) if len(positive) else 1.0  # for singletons
         # a pseudo-class with at most k + 1 members lies inside its own subspace (in-sample residual ~ 0): use the
         # layer's median residual of the other pseudo-classes as its reference instead
         valid = self.residual_ > 1e-12 * self.floor_**2
@@ -158,7 +165,7 @@ class ClusterSubspaces:
     def relative_distance(self, h: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """``‖h − μ_c‖ / r_c`` (RMS radius, floored at the median radius for singletons)."""
         r = np.where(self.radii_[labels] > 0, self.radii_[labels], self.floor_)
-        return np.linalg.norm(h - self.means_[labels], axis=1) / np.maximum(r, _TINY)   # a dead layer: 0, not 0/0
+        return np.linalg.norm(h - self.means_[labels], axis=1) / np.maximum(r, _TINY)  # a dead layer: 0, not 0/0
 
     def relative_residual(self, h: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Off-subspace residual energy relative to the pseudo-class's mean residual over its members."""

@@ -28,7 +28,7 @@ def sankey_figure(true: np.ndarray, paths: np.ndarray, layer_names: list[str], t
     n_states = [int(columns[:, l].max()) + 1 for l in range(columns.shape[1])]
     orders = _node_order(columns, true, n_states)
     n = len(true)
-    tops = []                                   # top y of every node, per column
+    tops = []  # top y of every node, per column
     for l, k in enumerate(n_states):
         counts = np.bincount(columns[:, l], minlength=k)
         heights = counts[orders[l]] / n
@@ -52,10 +52,28 @@ def sankey_figure(true: np.ndarray, paths: np.ndarray, layer_names: list[str], t
             in_off[t] += h
             x0, x1 = l + width / 2, l + 1 - width / 2
             xm = (x0 + x1) / 2
-            verts = [(x0, y0), (xm, y0), (xm, y1), (x1, y1), (x1, y1 + h), (xm, y1 + h), (xm, y0 + h), (x0, y0 + h),
-                     (x0, y0)]
-            codes = [Path.MOVETO, Path.CURVE4, Path.CURVE4, Path.CURVE4, Path.LINETO, Path.CURVE4, Path.CURVE4,
-                     Path.CURVE4, Path.CLOSEPOLY]
+            verts = [
+                (x0, y0),
+                (xm, y0),
+                (xm, y1),
+                (x1, y1),
+                (x1, y1 + h),
+                (xm, y1 + h),
+                (xm, y0 + h),
+                (x0, y0 + h),
+                (x0, y0),
+            ]
+            codes = [
+                Path.MOVETO,
+                Path.CURVE4,
+                Path.CURVE4,
+                Path.CURVE4,
+                Path.LINETO,
+                Path.CURVE4,
+                Path.CURVE4,
+                Path.CURVE4,
+                Path.CLOSEPOLY,
+            ]
             ax.add_patch(PathPatch(Path(verts, codes), facecolor=_CLASS_COLOURS(c), alpha=0.45, lw=0))
     for l, k in enumerate(n_states):
         counts = np.bincount(columns[:, l], minlength=k)
@@ -84,8 +102,14 @@ def roc_figure(scores: dict, attacks: list[str], detectors: list[str], title: st
             s = scores[det]
             labels = np.r_[np.zeros(len(s["clean"])), np.ones(len(s[attack]))]
             fpr, tpr, _ = roc_curve(labels, np.r_[s["clean"], s[attack]], drop_intermediate=False)
-            ax.step(fpr, tpr, where="post", lw=2.2 if det.startswith("FACADE") else 1.2,
-                    color="k" if det.startswith("FACADE") else plt.get_cmap("tab10")(i), label=det)
+            ax.step(
+                fpr,
+                tpr,
+                where="post",
+                lw=2.2 if det.startswith("FACADE") else 1.2,
+                color="k" if det.startswith("FACADE") else plt.get_cmap("tab10")(i),
+                label=det,
+            )
         ax.plot([0, 1], [0, 1], ":", color="0.6", lw=1)
         ax.axvline(0.05, color="0.8", lw=0.8)
         ax.set_title(attack)
@@ -105,8 +129,15 @@ def table_figure(table: dict, attacks: list[str], title: str, metric: str = "AUR
     im = ax.imshow(mean, cmap="viridis", vmin=0.5 if metric == "AUROC" else 0, vmax=1, aspect="auto")
     for i in range(len(dets)):
         for j in range(len(attacks)):
-            ax.text(j, i, f"{mean[i, j]:.3f} ± {se[i, j]:.3f}", ha="center", va="center", fontsize=8,
-                    color="w" if mean[i, j] < 0.8 else "k")
+            ax.text(
+                j,
+                i,
+                f"{mean[i, j]:.3f} ± {se[i, j]:.3f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="w" if mean[i, j] < 0.8 else "k",
+            )
     ax.set_xticks(range(len(attacks)))
     ax.set_xticklabels(attacks)
     ax.set_yticks(range(len(dets)))
@@ -116,8 +147,13 @@ def table_figure(table: dict, attacks: list[str], title: str, metric: str = "AUR
     return fig
 
 
-_STAT_LABELS = {"path": "path NLL (nats)", "circuit": "circuit NLL (nats)", "radius": "Σ_l log(distance / radius)",
-                "residual": "Σ_l log(residual / pseudo-class residual)", "geometry": "−log geometry alignment"}
+_STAT_LABELS = {
+    "path": "path NLL (nats)",
+    "circuit": "circuit NLL (nats)",
+    "radius": "Σ_l log(distance / radius)",
+    "residual": "Σ_l log(residual / pseudo-class residual)",
+    "geometry": "−log geometry alignment",
+}
 
 
 def histogram_figure(raw: dict, attacks: list[str], terms: tuple, title: str):
@@ -153,8 +189,14 @@ def geometry_figure(trajectories: dict, pseudo_geometry: list, layer_names: list
         ax.set_title(f"class manifolds: {label.split(' (')[0]}")
     axes[1].legend(fontsize=6, ncol=2)
     for l, table in enumerate(pseudo_geometry):
-        axes[2].scatter(table["radius"], table["dimension"], s=4 + table["size"] / 3, alpha=0.6,
-                        color=plt.get_cmap("viridis")(l / max(len(pseudo_geometry) - 1, 1)), label=layer_names[l])
+        axes[2].scatter(
+            table["radius"],
+            table["dimension"],
+            s=4 + table["size"] / 3,
+            alpha=0.6,
+            color=plt.get_cmap("viridis")(l / max(len(pseudo_geometry) - 1, 1)),
+            label=layer_names[l],
+        )
     axes[2].set_xscale("log")
     axes[2].set_xlabel("radius R of the pseudo-class")
     axes[2].set_ylabel("dimension D of the pseudo-class")

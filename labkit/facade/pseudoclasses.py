@@ -40,11 +40,14 @@ class PseudoClasses:
     def fit(self, layers: list, outputs: np.ndarray, n_outputs: int) -> "PseudoClasses":
         """``layers``: activations ``(n, d_l)`` per hidden layer; ``outputs``: predicted classes in
         ``[0, n_outputs)``."""
-        self.scales_ = [float(np.median(nearest_distances(h, h, self.k_scale, exclude_self=True)[:, -1]))
-                        for h in layers]
+        self.scales_ = [
+            float(np.median(nearest_distances(h, h, self.k_scale, exclude_self=True)[:, -1])) for h in layers
+        ]
         self.lambdas_ = [self.lam * s for s in self.scales_]
-        fits = [dp_means(h, lam, self.max_iter, derived_seed(self.random_state, l))
-                for l, (h, lam) in enumerate(zip(layers, self.lambdas_))]
+        fits = [
+            dp_means(h, lam, self.max_iter, derived_seed(self.random_state, l))
+            for l, (h, lam) in enumerate(zip(layers, self.lambdas_))
+        ]
         self.centroids_ = [c for c, _ in fits]
         self.n_outputs_ = n_outputs
         paths = np.column_stack([lab for _, lab in fits] + [np.asarray(outputs)])
@@ -83,13 +86,13 @@ def purity(labels: np.ndarray, assignments: np.ndarray) -> np.ndarray:
     whatever its size). Returns a float for 1-D ``assignments``, else an array ``(L,)``."""
     labels, assignments = np.asarray(labels), np.asarray(assignments)
     if len(labels) != len(assignments) or assignments.ndim not in (1, 2):
-        raise ValueError(f"need n labels and assignments (n,) or (n, L), got shapes {labels.shape} and "
-                         f"{assignments.shape}")
+        raise ValueError(
+            f"need n labels and assignments (n,) or (n, L), got shapes {labels.shape} and {assignments.shape}"
+        )
     _, labels = np.unique(labels, return_inverse=True)
 
     def one(column):
-        return float(np.mean([np.bincount(labels[column == c]).max() / np.sum(column == c)
-                              for c in np.unique(column)]))
+        return float(np.mean([np.bincount(labels[column == c]).max() / np.sum(column == c) for c in np.unique(column)]))
 
     if assignments.ndim == 1:
         return one(assignments)

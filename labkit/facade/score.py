@@ -40,8 +40,17 @@ class Facade(Detector):
     ``random_state`` seeds the default calibration split (``derived_seed(random_state, 0)``) and the pseudo-classes
     (``derived_seed(random_state, 1)``)."""
 
-    def __init__(self, lam: float = 2.0, q: float = 0.05, k_scale: int = 10, terms: tuple = TERMS,
-                 calibration_fraction: float = 0.25, quantile: float = 0.95, chunk: int = 256, random_state: int = 0):
+    def __init__(
+        self,
+        lam: float = 2.0,
+        q: float = 0.05,
+        k_scale: int = 10,
+        terms: tuple = TERMS,
+        calibration_fraction: float = 0.25,
+        quantile: float = 0.95,
+        chunk: int = 256,
+        random_state: int = 0,
+    ):
         self.lam = lam
         self.q = q
         self.k_scale = k_scale
@@ -59,8 +68,7 @@ class Facade(Detector):
         x = np.asarray(x, dtype=np.float32)
         if x_calibration is None:
             labels = np.asarray(y) if y is not None else np.zeros(len(x), int)
-            fit_idx, cal_idx = stratified_split(labels, self.calibration_fraction,
-                                                derived_seed(self.random_state, 0))
+            fit_idx, cal_idx = stratified_split(labels, self.calibration_fraction, derived_seed(self.random_state, 0))
             x, x_calibration = x[fit_idx], x[cal_idx]
         self.model_ = model
         self.fit_data_, self.calibration_data_ = x, np.asarray(x_calibration, dtype=np.float32)
@@ -68,8 +76,12 @@ class Facade(Detector):
         pred = logits.argmax(axis=1)
         self.n_classes_ = logits.shape[1]
         self.slices_ = edge_slices(model)
-        masks = torch.cat([top_edges(edge_attributions(model, xc)[0], self.slices_, self.q)
-                           for xc in torch.as_tensor(x).split(self.chunk)])
+        masks = torch.cat(
+            [
+                top_edges(edge_attributions(model, xc)[0], self.slices_, self.q)
+                for xc in torch.as_tensor(x).split(self.chunk)
+            ]
+        )
         self.circuits_ = BernoulliCircuits(self.n_classes_).fit(masks, pred)
         self.edge_distribution_ = edge_contributions(model, x, pred, self.n_classes_)
         return self._fit_resolution(hidden, pred)
@@ -77,10 +89,12 @@ class Facade(Detector):
     def _fit_resolution(self, hidden: list, pred: np.ndarray) -> "Facade":
         """The λ-dependent parts (pseudo-classes, their subspaces) and the calibration."""
         self.pseudo_ = PseudoClasses(self.lam, self.k_scale, random_state=derived_seed(self.random_state, 1)).fit(
-            hidden, pred, self.n_classes_)
+            hidden, pred, self.n_classes_
+        )
         assign, _ = self.pseudo_.assign(hidden)
-        self.subspaces_ = [ClusterSubspaces().fit(h, assign[:, l], k)
-                           for l, (h, k) in enumerate(zip(hidden, self.pseudo_.n_states_))]
+        self.subspaces_ = [
+            ClusterSubspaces().fit(h, assign[:, l], k) for l, (h, k) in enumerate(zip(hidden, self.pseudo_.n_states_))
+        ]
         cal = self.raw_terms(self.calibration_data_)
         self.calibration_mean_ = {t: float(cal[t].mean()) for t in self.terms}
         self.calibration_std_ = {t: float(cal[t].std()) + 1e-12 for t in self.terms}
@@ -110,17 +124,24 @@ class Facade(Detector):
             scores, pc = edge_attributions(self.model_, xc)
             circuit.append(self.circuits_.nll(top_edges(scores, self.slices_, self.q), pc))
             magnitude = scores.abs().double()
-            per_group = magnitude @ edge_p.T                                  # (n, n_groups)
-            alignment = per_group[torch.arange(len(pc)), torch.as_tensor(pc)] * magnitude.shape[1] / (
-                magnitude.sum(dim=1) + 1e-300)
+            per_group = magnitude @ edge_p.T  # (n, n_groups)
+            alignment = (
+                per_group[torch.arange(len(pc)), torch.as_tensor(pc)]
+                * magnitude.shape[1]
+                / (magnitude.sum(dim=1) + 1e-300)
+            )
             geometry.append(-torch.log(alignment + 1e-300).numpy())
         return {
             "path": self.pseudo_.path_nll(assign, pred),
             "circuit": np.concatenate(circuit),
-            "radius": sum(np.log(s.relative_distance(h, assign[:, l]) + 1e-12)
-                          for l, (s, h) in enumerate(zip(self.subspaces_, hidden))),
-            "residual": sum(np.log(s.relative_residual(h, assign[:, l]) + 1e-12)
-                            for l, (s, h) in enumerate(zip(self.subspaces_, hidden))),
+            "radius": sum(
+                np.log(s.relative_distance(h, assign[:, l]) + 1e-12)
+                for l, (s, h) in enumerate(zip(self.subspaces_, hidden))
+            ),
+            "residual": sum(
+                np.log(s.relative_residual(h, assign[:, l]) + 1e-12)
+                for l, (s, h) in enumerate(zip(self.subspaces_, hidden))
+            ),
             "geometry": np.concatenate(geometry),
             "assignments": assign,
             "predictions": pred,

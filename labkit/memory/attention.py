@@ -66,11 +66,29 @@ from labkit.config import Interval, one_of, positive_float, unit_interval
 from labkit.memory.base import EnergyMemory
 
 __all__ = [
-    "NORMS", "log_bessel_iv", "log_vmf_normaliser", "vmf_log_density", "vmf_posterior",
-    "normalise", "attention_weights", "sphere_point", "VMFMixture", "attention_vmf_mixture", "NormIdentity",
-    "identity_check", "VMFKDEMemory", "mean_shift_energies", "attention_step", "token_dynamics",
-    "random_sphere_points", "cluster_labels", "cluster_count", "mean_displacement", "mean_pairwise_cosine",
-    "TokenClustering", "cluster_experiment",
+    "NORMS",
+    "log_bessel_iv",
+    "log_vmf_normaliser",
+    "vmf_log_density",
+    "vmf_posterior",
+    "normalise",
+    "attention_weights",
+    "sphere_point",
+    "VMFMixture",
+    "attention_vmf_mixture",
+    "NormIdentity",
+    "identity_check",
+    "VMFKDEMemory",
+    "mean_shift_energies",
+    "attention_step",
+    "token_dynamics",
+    "random_sphere_points",
+    "cluster_labels",
+    "cluster_count",
+    "mean_displacement",
+    "mean_pairwise_cosine",
+    "TokenClustering",
+    "cluster_experiment",
 ]
 
 NORMS = ("layer", "rms")
@@ -88,6 +106,7 @@ def _check_norm(norm: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- the vMF density
+
 
 def log_bessel_iv(nu: float, kappa) -> np.ndarray:
     """log I_ν(κ) for κ ≥ 0: log ive(ν, κ) + κ, or the power series in log space where ``ive`` underflows."""
@@ -136,6 +155,7 @@ def vmf_posterior(u, means, kappas, log_weights) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------- normalise-then-attend identity
+
 
 def _tensor(x) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x, dtype=float))
@@ -242,13 +262,15 @@ def identity_check(dim: int, n_keys: int, n_queries: int, seed: int) -> dict[str
             weights=attention_weights(queries, keys, norm, gamma, bias),
             posterior=mixture.posterior(u),
             log_density=mixture.log_likelihoods(u),
-            log_density_scipy=np.stack([vonmises_fisher(m, k).logpdf(u) for m, k in zip(mixture.means, mixture.kappas)],
-                                       axis=-1),
+            log_density_scipy=np.stack(
+                [vonmises_fisher(m, k).logpdf(u) for m, k in zip(mixture.means, mixture.kappas)], axis=-1
+            ),
         )
     return out
 
 
 # ------------------------------------------------------------------------------------------ the vMF-KDE energy memory
+
 
 class VMFKDEMemory(EnergyMemory):
     """vMF kernel density over stored unit ``patterns`` (N, d) with concentration ``beta``; update = pure attention.
@@ -297,6 +319,7 @@ def mean_shift_energies(dim: int, n_patterns: int, betas, n_queries: int, n_step
 
 # ------------------------------------------------------------------------------------ tokens clustering on the sphere
 
+
 def attention_step(x: np.ndarray, beta: float, alpha: float = 0.5) -> np.ndarray:
     """One tied-weight layer on tokens ``x`` (..., n, d):
     x_i ← normalise((1−α) x_i + α Σ_j softmax_j(β x_iᵀx_j) x_j)."""
@@ -333,7 +356,7 @@ def cluster_labels(x: np.ndarray, threshold: float) -> np.ndarray:
     upper = np.triu(np.ones((n, n), dtype=bool), k=1)  # each pair once; the graph is undirected
     labels, offset = [], 0
     for start in range(0, len(flat), _CLUSTER_CHUNK):
-        chunk = flat[start:start + _CLUSTER_CHUNK]
+        chunk = flat[start : start + _CLUSTER_CHUNK]
         b, i, j = np.nonzero((np.einsum("bid,bjd->bij", chunk, chunk) > np.cos(threshold)) & upper)
         graph = coo_matrix((np.ones(len(b)), (b * n + i, b * n + j)), shape=(len(chunk) * n,) * 2)
         k, lab = connected_components(graph, directed=False)
@@ -375,8 +398,9 @@ class TokenClustering:
     displacement: np.ndarray
 
 
-def cluster_experiment(dim: int, n_tokens: int, betas, n_layers: int, n_seeds: int, seed: int,
-                       threshold: float, alpha: float = 0.5) -> TokenClustering:
+def cluster_experiment(
+    dim: int, n_tokens: int, betas, n_layers: int, n_seeds: int, seed: int, threshold: float, alpha: float = 0.5
+) -> TokenClustering:
     """Cluster count, mean pairwise cosine and mean displacement (:func:`mean_displacement`) vs depth for each β, over
     seeds; the same initial tokens for every β (``repro.rng(seed, dim)``)."""
     x0 = random_sphere_points((n_seeds, n_tokens), dim, seed, dim)
@@ -394,8 +418,7 @@ def cluster_experiment(dim: int, n_tokens: int, betas, n_layers: int, n_seeds: i
                         x = attention_step(x, beta, alpha)
                         bar.update()
                     xs[k] = x
-                counts[b, :, start:start + len(xs)] = cluster_count(xs, threshold).T
-                cosine[b, :, start:start + len(xs)] = mean_pairwise_cosine(xs).T
-                displacement[b, :, start:start + len(xs)] = mean_displacement(xs, x0).T
+                counts[b, :, start : start + len(xs)] = cluster_count(xs, threshold).T
+                cosine[b, :, start : start + len(xs)] = mean_pairwise_cosine(xs).T
+                displacement[b, :, start : start + len(xs)] = mean_displacement(xs, x0).T
     return TokenClustering(dim, tuple(betas), np.arange(n_layers + 1), counts, cosine, displacement)
-

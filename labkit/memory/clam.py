@@ -92,12 +92,26 @@ class ClAM(ClusterMixin, BaseEstimator):
 
     #: what each parameter may be, checked at :meth:`fit` (``__init__`` only stores); plus n_clusters <= n_samples
     _parameter_constraints: ClassVar[dict[str, Check]] = {
-        "n_clusters": positive_int, "beta": positive_float, "n_steps": positive_int, "step_size": unit_interval,
-        "max_iter": positive_int, "learning_rate": positive_float, "batch_size": positive_int,
+        "n_clusters": positive_int,
+        "beta": positive_float,
+        "n_steps": positive_int,
+        "step_size": unit_interval,
+        "max_iter": positive_int,
+        "learning_rate": positive_float,
+        "batch_size": positive_int,
     }
 
-    def __init__(self, n_clusters: int = 8, beta: float = 1.0, n_steps: int = 10, step_size: float = 0.5,
-                 max_iter: int = 50, learning_rate: float = 0.05, batch_size: int = 256, random_state=None):
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        beta: float = 1.0,
+        n_steps: int = 10,
+        step_size: float = 0.5,
+        max_iter: int = 50,
+        learning_rate: float = 0.05,
+        batch_size: int = 256,
+        random_state=None,
+    ):
         self.n_clusters = n_clusters
         self.beta = beta
         self.n_steps = n_steps
@@ -116,7 +130,7 @@ class ClAM(ClusterMixin, BaseEstimator):
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
         check_estimator_params(self)
         Check(lambda k: k <= len(X), f"at most n_samples={len(X)}").check("n_clusters", self.n_clusters, "ClAM")
-        with repro.threads(1):   # many tiny ops: one thread is several times faster
+        with repro.threads(1):  # many tiny ops: one thread is several times faster
             self._fit(X, check_random_state(self.random_state))
         self.memory_ = ClAMMemory(self.cluster_centers_, self.beta, self.step_size)
         self.labels_ = self.predict(X)

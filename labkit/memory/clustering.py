@@ -60,10 +60,35 @@ from labkit.memory.clam import ClAM
 from labkit.memory.crp import CRPMemory
 from labkit.memory.elbo import ELBOMemory, ELBOMixture, fixed_point_errors
 
-__all__ = ["DATASETS", "METHODS", "ORACLE_ABLATIONS", "METRICS", "DATA", "FIT", "IDENTITY", "DEMO", "stream_seed",
-           "ClusteringConfig", "load_dataset", "oracle_beta", "median_beta", "make_methods", "scores", "compare",
-           "significantly_beaten", "summarise", "summary_table", "winners", "AlphaSweep", "alpha_sweep",
-           "FIXED_POINT_KEYS", "ELBOCheck", "elbo_check", "ClusteringResult", "run"]
+__all__ = [
+    "DATASETS",
+    "METHODS",
+    "ORACLE_ABLATIONS",
+    "METRICS",
+    "DATA",
+    "FIT",
+    "IDENTITY",
+    "DEMO",
+    "stream_seed",
+    "ClusteringConfig",
+    "load_dataset",
+    "oracle_beta",
+    "median_beta",
+    "make_methods",
+    "scores",
+    "compare",
+    "significantly_beaten",
+    "summarise",
+    "summary_table",
+    "winners",
+    "AlphaSweep",
+    "alpha_sweep",
+    "FIXED_POINT_KEYS",
+    "ELBOCheck",
+    "elbo_check",
+    "ClusteringResult",
+    "run",
+]
 
 DATASETS = ("iris", "wine", "breast_cancer", "digits", "blobs")
 METHODS = ("k-means", "GMM", "DP-GMM", "ClAM", "ELBO memory", "CRP memory")
@@ -122,20 +147,32 @@ class ClusteringConfig(NotebookConfig):
     significance: float = param(0.05, fraction)
 
     SCALES = {
-        "smoke": dict(datasets=("iris",), n_seeds=2, blobs_n=100, bgmm_max_iter=20, clam_max_iter=3,
-                      elbo_max_iter=10, alpha_values=(0.01, 1.0, 100.0), identity_n_points=20,
-                      identity_n_steps=500, demo_n_steps=500),
+        "smoke": dict(
+            datasets=("iris",),
+            n_seeds=2,
+            blobs_n=100,
+            bgmm_max_iter=20,
+            clam_max_iter=3,
+            elbo_max_iter=10,
+            alpha_values=(0.01, 1.0, 100.0),
+            identity_n_points=20,
+            identity_n_steps=500,
+            demo_n_steps=500,
+        ),
         "quick": {},
         "paper": dict(n_seeds=10, bgmm_max_iter=500, clam_max_iter=100, elbo_max_iter=300),
     }
 
     def validate(self) -> None:
         if list(self.alpha_values) != sorted(self.alpha_values):
-            raise ConfigError(f"ClusteringConfig: bad value for 'alpha_values': {self.alpha_values!r}; "
-                              "allowed: increasing")
+            raise ConfigError(
+                f"ClusteringConfig: bad value for 'alpha_values': {self.alpha_values!r}; allowed: increasing"
+            )
         if self.crp_alpha not in self.alpha_values:
-            raise ConfigError(f"ClusteringConfig: bad value for 'crp_alpha': {self.crp_alpha!r}; "
-                              f"allowed: one of alpha_values {self.alpha_values}")
+            raise ConfigError(
+                f"ClusteringConfig: bad value for 'crp_alpha': {self.crp_alpha!r}; "
+                f"allowed: one of alpha_values {self.alpha_values}"
+            )
         if self.n_seeds < 2:
             raise ConfigError(f"ClusteringConfig: bad value for 'n_seeds': {self.n_seeds}; allowed: >= 2 (spread)")
 
@@ -168,22 +205,36 @@ def make_methods(k: int, beta: float, cfg, seed: int) -> dict:
     return {
         "k-means": KMeans(k, n_init=cfg.n_init, random_state=seed),
         "GMM": GaussianMixture(k, n_init=cfg.n_init, random_state=seed),
-        "DP-GMM": BayesianGaussianMixture(n_components=cfg.bgmm_factor * k, n_init=cfg.n_init,
-                                          max_iter=cfg.bgmm_max_iter, random_state=seed,
-                                          weight_concentration_prior_type="dirichlet_process"),
+        "DP-GMM": BayesianGaussianMixture(
+            n_components=cfg.bgmm_factor * k,
+            n_init=cfg.n_init,
+            max_iter=cfg.bgmm_max_iter,
+            random_state=seed,
+            weight_concentration_prior_type="dirichlet_process",
+        ),
         "ClAM": ClAM(k, beta=beta, n_steps=cfg.clam_n_steps, max_iter=cfg.clam_max_iter, random_state=seed),
         "ELBO memory": ELBOMixture(k, n_steps=cfg.elbo_n_steps, max_iter=cfg.elbo_max_iter, random_state=seed),
-        "CRP memory": CRPMemory(alpha=cfg.crp_alpha, discount=cfg.crp_discount, beta=beta, rho=cfg.crp_rho,
-                                n_refine=cfg.crp_n_refine, random_state=seed),
+        "CRP memory": CRPMemory(
+            alpha=cfg.crp_alpha,
+            discount=cfg.crp_discount,
+            beta=beta,
+            rho=cfg.crp_rho,
+            n_refine=cfg.crp_n_refine,
+            random_state=seed,
+        ),
     }
 
 
 def scores(Z: np.ndarray, y: np.ndarray, labels: np.ndarray) -> dict:
     """ARI, AMI, NMI against ``y`` and the silhouette of ``labels`` on Z (NaN when it is undefined: 1 or n clusters)."""
     n_found = len(np.unique(labels))
-    return {"ARI": adjusted_rand_score(y, labels), "AMI": adjusted_mutual_info_score(y, labels),
-            "NMI": normalized_mutual_info_score(y, labels),
-            "silhouette": silhouette_score(Z, labels) if 1 < n_found < len(Z) else np.nan, "clusters": n_found}
+    return {
+        "ARI": adjusted_rand_score(y, labels),
+        "AMI": adjusted_mutual_info_score(y, labels),
+        "NMI": normalized_mutual_info_score(y, labels),
+        "silhouette": silhouette_score(Z, labels) if 1 < n_found < len(Z) else np.nan,
+        "clusters": n_found,
+    }
 
 
 def compare(cfg) -> list[dict]:
@@ -238,8 +289,11 @@ def summarise(rows: list[dict]) -> dict:
             for m, v in per_metric.items():
                 v = np.asarray(v, float)
                 ok = v[np.isfinite(v)]
-                per_metric[m] = (float(ok.mean()), float(ok.std(ddof=1)) if len(ok) > 1 else 0.0) if len(ok) else (
-                    float("nan"), float("nan"))
+                per_metric[m] = (
+                    (float(ok.mean()), float(ok.std(ddof=1)) if len(ok) > 1 else 0.0)
+                    if len(ok)
+                    else (float("nan"), float("nan"))
+                )
     return out
 
 
@@ -250,16 +304,19 @@ def summary_table(summary: dict) -> str:
     lines = []
     for ds, per_method in summary.items():
         lines += ["", ds, "  " + "method".ljust(12) + "".join(m.rjust(18) for m in columns)]
-        lines += ["  " + method.ljust(12)
-                  + "".join(f"{vals[m][0]:9.3f} ± {vals[m][1]:5.3f} ".rjust(18) for m in columns)
-                  for method, vals in per_method.items()]
+        lines += [
+            "  " + method.ljust(12) + "".join(f"{vals[m][0]:9.3f} ± {vals[m][1]:5.3f} ".rjust(18) for m in columns)
+            for method, vals in per_method.items()
+        ]
     return "\n".join(lines)
 
 
 def winners(summary: dict, metric: str = "ARI") -> dict:
     """The compared method (:data:`METHODS`, no ablation) with the highest mean ``metric`` on each data set."""
-    return {ds: max((m for m in per_method if m in METHODS), key=lambda m: per_method[m][metric][0])
-            for ds, per_method in summary.items()}
+    return {
+        ds: max((m for m in per_method if m in METHODS), key=lambda m: per_method[m][metric][0])
+        for ds, per_method in summary.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -279,8 +336,12 @@ class AlphaSweep:
     def summary(self) -> dict:
         """The aggregation over seeds recorded with the figure: mean and std of ``created``, means of ``kept`` and
         ARI."""
-        return {"created_mean": self.created.mean(0), "created_std": self.created.std(0),
-                "kept_mean": self.kept.mean(0), "ARI_mean": self.ari.mean(0)}
+        return {
+            "created_mean": self.created.mean(0),
+            "created_std": self.created.std(0),
+            "kept_mean": self.kept.mean(0),
+            "ARI_mean": self.ari.mean(0),
+        }
 
 
 def alpha_sweep(cfg, oracle: bool = False) -> AlphaSweep:
@@ -292,8 +353,14 @@ def alpha_sweep(cfg, oracle: bool = False) -> AlphaSweep:
         Z, y = load_dataset("blobs", cfg, stream_seed(cfg.seed, DATA, s))
         beta = oracle_beta(Z, y) if oracle else median_beta(Z)
         for j, alpha in enumerate(cfg.alpha_values):
-            est = CRPMemory(alpha=alpha, discount=cfg.crp_discount, beta=beta, rho=cfg.crp_rho,
-                            n_refine=cfg.crp_n_refine, random_state=stream_seed(cfg.seed, FIT, s)).fit(Z)
+            est = CRPMemory(
+                alpha=alpha,
+                discount=cfg.crp_discount,
+                beta=beta,
+                rho=cfg.crp_rho,
+                n_refine=cfg.crp_n_refine,
+                random_state=stream_seed(cfg.seed, FIT, s),
+            ).fit(Z)
             created[s, j], kept[s, j], ari[s, j] = est.n_created_, est.n_clusters_, adjusted_rand_score(y, est.labels_)
     return AlphaSweep(np.asarray(cfg.alpha_values, float), created, kept, ari)
 
@@ -320,8 +387,16 @@ class ELBOCheck:
         the KL identity on both, the end of the dynamics and its energy on the random log joints (the iris flower's
         are recorded, not tested: a vanishing component approaches its posterior only like 1/t)."""
         r, i = self.random, self.iris
-        return float(max(r["fixed_point_residual"], i["fixed_point_residual"], r["kl_identity_error"],
-                         i["kl_identity_error"], r["converged_error"], r["energy_gap"]))
+        return float(
+            max(
+                r["fixed_point_residual"],
+                i["fixed_point_residual"],
+                r["kl_identity_error"],
+                i["kl_identity_error"],
+                r["converged_error"],
+                r["energy_gap"],
+            )
+        )
 
     @property
     def max_energy_rise(self) -> float:
@@ -330,9 +405,12 @@ class ELBOCheck:
 
     def numbers(self) -> dict:
         """The key numbers recorded with the dynamics figure."""
-        return {"random_logits": {k: self.random[k] for k in FIXED_POINT_KEYS},
-                "iris_point": {k: self.iris[k] for k in FIXED_POINT_KEYS}, "iris_point_index": self.iris_index,
-                "iris_posterior": self.iris_posterior}
+        return {
+            "random_logits": {k: self.random[k] for k in FIXED_POINT_KEYS},
+            "iris_point": {k: self.iris[k] for k in FIXED_POINT_KEYS},
+            "iris_point_index": self.iris_index,
+            "iris_posterior": self.iris_posterior,
+        }
 
 
 def elbo_check(cfg) -> ELBOCheck:
@@ -340,13 +418,14 @@ def elbo_check(cfg) -> ELBOCheck:
     (K = 3) and ``cfg.demo_n_steps`` steps on the iris flower of largest posterior entropy."""
     log_joints = repro.rng(cfg.seed, IDENTITY, 0).normal(size=(cfg.identity_n_points, 3))
     random = fixed_point_errors(ELBOMemory(log_joints), cfg.identity_n_steps)
-    Z, _ = load_dataset("iris", cfg, seed=0)                        # bundled: the seed is not used
+    Z, _ = load_dataset("iris", cfg, seed=0)  # bundled: the seed is not used
     memory = ELBOMixture(3, random_state=stream_seed(cfg.seed, DEMO)).fit(Z).memory(Z)
     p = memory.posterior()
     i = int(np.argmax(-np.sum(p * np.log(np.maximum(p, 1e-300)), axis=1)))  # the largest posterior entropy
     demo = ELBOMemory(memory.log_joint[i])
-    return ELBOCheck(random, fixed_point_errors(demo, cfg.demo_n_steps), i, demo.posterior(),
-                     float(demo.log_evidence()))
+    return ELBOCheck(
+        random, fixed_point_errors(demo, cfg.demo_n_steps), i, demo.posterior(), float(demo.log_evidence())
+    )
 
 
 @dataclass(frozen=True)

@@ -80,23 +80,33 @@ def _log_joint(X, memories, counts, alpha, discount, beta, rho, with_new: bool =
 class CRPPredictiveMemory(EnergyMemory):
     """The Pitman–Yor predictive as a memory over (standardised) states v ∈ R^d: existing memories + a new one."""
 
-    def __init__(self, memories: np.ndarray, counts: np.ndarray, alpha: float = 1.0, discount: float = 0.0,
-                 beta: float = 1.0, rho: float = 0.5):
+    def __init__(
+        self,
+        memories: np.ndarray,
+        counts: np.ndarray,
+        alpha: float = 1.0,
+        discount: float = 0.0,
+        beta: float = 1.0,
+        rho: float = 0.5,
+    ):
         _check_prior(alpha, discount, beta, rho)
         self.memories = np.asarray(memories, dtype=float)
         self.counts = np.asarray(counts, dtype=float)
         if self.memories.ndim != 2 or len(self.memories) < 1:
             raise ValueError(f"memories must have shape (K, d) with K >= 1, got {self.memories.shape}")
         if self.counts.shape != (len(self.memories),) or np.any(self.counts <= discount):
-            raise ValueError(f"counts must have shape ({len(self.memories)},) with every count > discount={discount}, "
-                             f"got {self.counts!r}")
+            raise ValueError(
+                f"counts must have shape ({len(self.memories)},) with every count > discount={discount}, "
+                f"got {self.counts!r}"
+            )
         self.alpha, self.discount, self.beta, self.rho = float(alpha), float(discount), float(beta), float(rho)
 
     def _log_terms(self, v: np.ndarray) -> np.ndarray:
         v = np.asarray(v, dtype=float)
         flat = v.reshape(-1, v.shape[-1])
-        return _log_joint(flat, self.memories, self.counts, self.alpha, self.discount, self.beta,
-                          self.rho).reshape(*v.shape[:-1], -1)
+        return _log_joint(flat, self.memories, self.counts, self.alpha, self.discount, self.beta, self.rho).reshape(
+            *v.shape[:-1], -1
+        )
 
     def energy(self, v: np.ndarray) -> np.ndarray:
         return -logsumexp(self._log_terms(v), axis=-1) / self.beta
@@ -107,7 +117,7 @@ class CRPPredictiveMemory(EnergyMemory):
         v = np.asarray(v, dtype=float)
         r = softmax(self._log_terms(v), axis=-1)
         precision = np.full(r.shape[-1], 2 * self.beta)
-        precision[len(self.memories):] = 1 / (1 / (2 * self.beta) + 1 / (2 * self.rho))
+        precision[len(self.memories) :] = 1 / (1 / (2 * self.beta) + 1 / (2 * self.rho))
         means = np.concatenate([self.memories, np.zeros((r.shape[-1] - len(self.memories), v.shape[-1]))])
         w = r * precision
         return (w @ means) / w.sum(axis=-1, keepdims=True)
@@ -137,8 +147,17 @@ class CRPMemory(ClusterMixin, BaseEstimator):
     (:class:`CRPPredictiveMemory` over standardised states).
     """
 
-    def __init__(self, alpha: float = 1.0, discount: float = 0.0, beta: float = 1.0, rho: float = 0.5,
-                 n_refine: int = 0, n_steps: int = 50, step_size: float = 1.0, random_state=None):
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        discount: float = 0.0,
+        beta: float = 1.0,
+        rho: float = 0.5,
+        n_refine: int = 0,
+        n_steps: int = 50,
+        step_size: float = 1.0,
+        random_state=None,
+    ):
         self.alpha = alpha
         self.discount = discount
         self.beta = beta
@@ -163,12 +182,12 @@ class CRPMemory(ClusterMixin, BaseEstimator):
         order = check_random_state(self.random_state).permutation(len(Z))
         memories, counts = Z[order[:1]].copy(), np.ones(1)
         for i in order[1:]:
-            z = Z[i:i + 1]
+            z = Z[i : i + 1]
             q = self._assign(z, memories, counts, with_new=True)[0]
             if len(q) > len(memories) and q.argmax() == len(memories):
                 memories, counts = np.vstack([memories, z]), np.append(counts, 1.0)
                 continue
-            w = q[:len(memories)] / q[:len(memories)].sum()
+            w = q[: len(memories)] / q[: len(memories)].sum()
             counts = counts + w
             memories = memories + (w / counts)[:, None] * (z - memories)
         self.n_created_ = len(memories)

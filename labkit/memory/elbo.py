@@ -49,8 +49,10 @@ class ELBOMemory(EnergyMemory):
     def __init__(self, log_joint: np.ndarray, step_size: float = 1.0, max_halvings: int = 40):
         log_joint = np.asarray(log_joint, dtype=float)
         if log_joint.ndim < 1 or log_joint.shape[-1] < 1 or not np.all(np.isfinite(log_joint)):
-            raise ValueError(f"log_joint must be a finite array of shape (..., K) with K >= 1, got shape "
-                             f"{log_joint.shape} with {np.sum(~np.isfinite(log_joint))} non-finite values")
+            raise ValueError(
+                f"log_joint must be a finite array of shape (..., K) with K >= 1, got shape "
+                f"{log_joint.shape} with {np.sum(~np.isfinite(log_joint))} non-finite values"
+            )
         positive_float.check("step_size", step_size, "ELBOMemory")
         self.log_joint = log_joint
         self.step_size = float(step_size)
@@ -129,7 +131,8 @@ def fixed_point_errors(memory: ELBOMemory, n_steps: int) -> dict:
         "converged_error": np.max(np.abs(q[-1] - p).max(axis=-1) / p.max(axis=-1)),
         "energy_gap": np.max(np.abs(energy[-1] + log_px) / scale),
         "max_energy_rise": np.max(np.diff(energy, axis=0) / (np.abs(energy[0]) + 1)),
-        "q": q, "energy": energy,
+        "q": q,
+        "energy": energy,
     }
 
 
@@ -154,12 +157,26 @@ class ELBOMixture(ClusterMixin, BaseEstimator):
 
     #: what each parameter may be, checked at :meth:`fit` (``__init__`` only stores); plus n_components <= n_samples
     _parameter_constraints: ClassVar[dict[str, Check]] = {
-        "n_components": positive_int, "n_steps": positive_int, "step_size": positive_float, "tol": non_negative_real,
-        "max_iter": positive_int, "em_tol": non_negative_real, "reg_covar": non_negative_real,
+        "n_components": positive_int,
+        "n_steps": positive_int,
+        "step_size": positive_float,
+        "tol": non_negative_real,
+        "max_iter": positive_int,
+        "em_tol": non_negative_real,
+        "reg_covar": non_negative_real,
     }
 
-    def __init__(self, n_components: int = 3, n_steps: int = 20, step_size: float = 1.0, tol: float = 1e-6,
-                 max_iter: int = 100, em_tol: float = 1e-4, reg_covar: float = 1e-6, random_state=None):
+    def __init__(
+        self,
+        n_components: int = 3,
+        n_steps: int = 20,
+        step_size: float = 1.0,
+        tol: float = 1e-6,
+        max_iter: int = 100,
+        em_tol: float = 1e-4,
+        reg_covar: float = 1e-6,
+        random_state=None,
+    ):
         self.n_components = n_components
         self.n_steps = n_steps
         self.step_size = step_size
@@ -187,8 +204,9 @@ class ELBOMixture(ClusterMixin, BaseEstimator):
     def fit(self, X, y=None):
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
         check_estimator_params(self)
-        Check(lambda k: k <= len(X), f"at most n_samples={len(X)}").check("n_components", self.n_components,
-                                                                          "ELBOMixture")
+        Check(lambda k: k <= len(X), f"at most n_samples={len(X)}").check(
+            "n_components", self.n_components, "ELBOMixture"
+        )
         self.means_, _ = kmeans_plusplus(X, self.n_components, random_state=self.random_state)
         self.variances_ = np.full(self.n_components, X.var(axis=0).mean() + self.reg_covar)
         self.weights_ = np.full(self.n_components, 1.0 / self.n_components)

@@ -30,8 +30,13 @@ def kde_explorer(lam: float = 1.0, d: int = 8, n_patterns: int = 12, n_trials: i
         ax_a, ax_e, ax_f = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1.1, 1]})
         lams = np.geomspace(0.1, 4.0, 120)
         ax_a.plot(lams, [kde.alpha1(x) for x in lams], color="tab:blue", label="α₁(λ) (Lucibello–Mézard)")
-        ax_a.plot(lams, [kde.ramsauer_exponent(x) for x in lams], color="tab:gray", ls="--",
-                  label="Ramsauer et al., worst case")
+        ax_a.plot(
+            lams,
+            [kde.ramsauer_exponent(x) for x in lams],
+            color="tab:gray",
+            ls="--",
+            label="Ramsauer et al., worst case",
+        )
         ax_a.plot([lam], [kde.alpha1(lam)], "o", color="tab:blue")
         ax_a.set_xscale("log")
         ax_a.set_xlabel("λ = 1/σ²")

@@ -16,8 +16,15 @@ from labkit.memory import attention
 __all__ = ["sphere_explorer"]
 
 
-def sphere_explorer(beta: float = 9.0, depth: int = 30, n_tokens: int = 32, alpha: float = 0.5,
-                    cluster_angle: float = 0.1, max_depth: int = 300, seed: int = 0) -> Explorer:
+def sphere_explorer(
+    beta: float = 9.0,
+    depth: int = 30,
+    n_tokens: int = 32,
+    alpha: float = 0.5,
+    cluster_angle: float = 0.1,
+    max_depth: int = 300,
+    seed: int = 0,
+) -> Explorer:
     """The explorer, starting at ``beta``, ``depth``, ``n_tokens`` and ``alpha`` (tokens in 3 dimensions)."""
     style = {"description_width": "80px"}
     controls = {
@@ -30,13 +37,13 @@ def sphere_explorer(beta: float = 9.0, depth: int = 30, n_tokens: int = 32, alph
 
     def draw(fig, beta, depth, n_tokens, alpha, draw):
         x0 = attention.random_sphere_points((n_tokens,), 3, draw)
-        xs = attention.token_dynamics(x0, beta, max_depth, alpha)                # (max_depth + 1, n, 3)
+        xs = attention.token_dynamics(x0, beta, max_depth, alpha)  # (max_depth + 1, n, 3)
         labels = attention.cluster_labels(xs[depth], cluster_angle)
         ax3 = fig.add_subplot(1, 2, 1, projection="3d")
         u, v = np.meshgrid(np.linspace(0, 2 * np.pi, 24), np.linspace(0, np.pi, 12))
         ax3.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.85", lw=0.4)
         for i in range(n_tokens):
-            ax3.plot(*xs[:depth + 1, i].T, color="0.6", lw=0.6)
+            ax3.plot(*xs[: depth + 1, i].T, color="0.6", lw=0.6)
         ax3.scatter(*xs[depth].T, c=labels, cmap="tab10", s=25, depthshade=False)
         ax3.scatter(*x0.T, c="k", s=4, marker=".", label="start")
         ax3.set_box_aspect((1, 1, 1))
@@ -61,5 +68,6 @@ def sphere_explorer(beta: float = 9.0, depth: int = 30, n_tokens: int = 32, alph
         ax.set_title(f"β = {beta:.3g}, α = {alpha:g}, {n_tokens} tokens on S²")
         ax.grid(alpha=0.3)
 
-    return Explorer(controls, draw, title="Explore: normalise + attention clusters tokens on the sphere",
-                    figsize=(11.0, 4.6))
+    return Explorer(
+        controls, draw, title="Explore: normalise + attention clusters tokens on the sphere", figsize=(11.0, 4.6)
+    )

@@ -30,8 +30,14 @@ from scipy.special import erf, logsumexp, softmax
 from labkit import repro
 from labkit.memory.base import EnergyMemory
 
-__all__ = ["BinaryHopfield", "ModernHopfield", "random_binary_patterns", "binary_capacity_curve", "ags_overlap",
-           "ags_alpha_c"]
+__all__ = [
+    "BinaryHopfield",
+    "ModernHopfield",
+    "random_binary_patterns",
+    "binary_capacity_curve",
+    "ags_overlap",
+    "ags_alpha_c",
+]
 
 
 class BinaryHopfield(EnergyMemory):
@@ -48,8 +54,10 @@ class BinaryHopfield(EnergyMemory):
     def fit(self, patterns: np.ndarray) -> "BinaryHopfield":
         patterns = np.asarray(patterns, dtype=float)
         if patterns.ndim != 2 or patterns.size == 0 or not np.all(np.abs(patterns) == 1):
-            raise ValueError(f"patterns must be a non-empty (P, n) array of ±1, got shape {patterns.shape} "
-                             f"with values {np.unique(patterns)[:5]}")
+            raise ValueError(
+                f"patterns must be a non-empty (P, n) array of ±1, got shape {patterns.shape} "
+                f"with values {np.unique(patterns)[:5]}"
+            )
         n = patterns.shape[1]
         weights = patterns.T @ patterns / n
         np.fill_diagonal(weights, 0.0)
@@ -110,8 +118,12 @@ def _ags_gap(y: float, alpha: float) -> float:
 
 def ags_alpha_c() -> float:
     """The AGS critical load: max_y [(erf y − (2/√π) y e^{−y²}) / (√2 y)]² ≈ 0.1379."""
-    res = minimize_scalar(lambda y: -(erf(y) - 2 / np.sqrt(np.pi) * y * np.exp(-y * y)) / (np.sqrt(2) * y),
-                          bounds=(0.5, 3.0), method="bounded", options={"xatol": 1e-10})
+    res = minimize_scalar(
+        lambda y: -(erf(y) - 2 / np.sqrt(np.pi) * y * np.exp(-y * y)) / (np.sqrt(2) * y),
+        bounds=(0.5, 3.0),
+        method="bounded",
+        options={"xatol": 1e-10},
+    )
     return float(res.fun**2)
 
 
@@ -121,8 +133,9 @@ def ags_overlap(alpha: float) -> float:
         raise ValueError(f"alpha must be > 0, got {alpha!r}")
     if alpha > ags_alpha_c():
         return float("nan")
-    y_peak = minimize_scalar(lambda y: -_ags_gap(y, alpha), bounds=(0.5, 3.0), method="bounded",
-                             options={"xatol": 1e-10}).x
+    y_peak = minimize_scalar(
+        lambda y: -_ags_gap(y, alpha), bounds=(0.5, 3.0), method="bounded", options={"xatol": 1e-10}
+    ).x
     if _ags_gap(y_peak, alpha) <= 0:  # α within rounding of α_c: the two roots have merged at the peak
         return float(erf(y_peak))
     return float(erf(brentq(_ags_gap, y_peak, 10.0, args=(alpha,))))

@@ -25,8 +25,14 @@ from labkit.config import ConfigError, NotebookConfig, param, positive_float, po
 from labkit.memory import attention
 from labkit.memory.attention import NormIdentity, TokenClustering
 
-__all__ = ["HypersphereAttentionConfig", "IdentityResult", "ClusterSummary", "summarise_clusters",
-           "HypersphereResult", "run"]
+__all__ = [
+    "HypersphereAttentionConfig",
+    "IdentityResult",
+    "ClusterSummary",
+    "summarise_clusters",
+    "HypersphereResult",
+    "run",
+]
 
 
 @dataclass(frozen=True)
@@ -63,19 +69,24 @@ class HypersphereAttentionConfig(NotebookConfig):
     movement_floor: float = param(0.1, positive_float)
 
     SCALES = {
-        "smoke": dict(id_n_keys=16, id_n_queries=32, n_tokens=12, n_layers=30, n_seeds=3, energy_n_queries=8,
-                      energy_n_steps=10),
+        "smoke": dict(
+            id_n_keys=16, id_n_queries=32, n_tokens=12, n_layers=30, n_seeds=3, energy_n_queries=8, energy_n_steps=10
+        ),
         "quick": {},
         "paper": dict(id_n_keys=512, id_n_queries=4096, n_tokens=256, n_layers=5000, n_seeds=100),
     }
 
     def validate(self) -> None:
         if list(self.betas) != sorted(set(self.betas)):
-            raise ConfigError(f"HypersphereAttentionConfig: bad value for 'betas': {self.betas!r}; "
-                              "allowed: strictly increasing values")
+            raise ConfigError(
+                f"HypersphereAttentionConfig: bad value for 'betas': {self.betas!r}; "
+                "allowed: strictly increasing values"
+            )
         if self.n_seeds < 2:
-            raise ConfigError(f"HypersphereAttentionConfig: bad value for 'n_seeds': {self.n_seeds}; "
-                              "allowed: an integer >= 2 (bands need two seeds)")
+            raise ConfigError(
+                f"HypersphereAttentionConfig: bad value for 'n_seeds': {self.n_seeds}; "
+                "allowed: an integer >= 2 (bands need two seeds)"
+            )
         if self.id_dim < 3 or self.high_dim < 3 or self.n_tokens < 2:
             raise ConfigError("HypersphereAttentionConfig: 'id_dim' and 'high_dim' must be >= 3 and 'n_tokens' >= 2")
 
@@ -100,11 +111,13 @@ class IdentityResult:
 
     def numbers(self) -> dict:
         """The key numbers recorded with the identity figure."""
-        return {"max_rel_error_layer": self.norms["layer"].max_rel_error,
-                "max_rel_error_rms": self.norms["rms"].max_rel_error,
-                "max_rel_error_logpdf_vs_scipy": self.max_rel_error_scipy,
-                "max_relative_energy_rise": self.max_energy_rise,
-                "min_attention_weight": float(min(v.weights.min() for v in self.norms.values()))}
+        return {
+            "max_rel_error_layer": self.norms["layer"].max_rel_error,
+            "max_rel_error_rms": self.norms["rms"].max_rel_error,
+            "max_rel_error_logpdf_vs_scipy": self.max_rel_error_scipy,
+            "max_relative_energy_rise": self.max_energy_rise,
+            "min_attention_weight": float(min(v.weights.min() for v in self.norms.values())),
+        }
 
 
 @dataclass(frozen=True)
@@ -140,13 +153,16 @@ class ClusterSummary:
 
 def summarise_clusters(result: TokenClustering) -> ClusterSummary:
     """The cross-seed aggregation of ``result`` (formulas in the module doc)."""
-    mean = result.counts.mean(axis=1)                                        # (β, depth)
+    mean = result.counts.mean(axis=1)  # (β, depth)
     return ClusterSummary(
-        betas=result.betas, initial_clusters=mean[:, 0], final_clusters=mean[:, -1],
+        betas=result.betas,
+        initial_clusters=mean[:, 0],
+        final_clusters=mean[:, -1],
         depth_averaged_clusters=mean.mean(axis=1),
         max_rise_above_running_min=(mean - np.minimum.accumulate(mean, axis=1)).max(axis=1),
         final_mean_cosine=result.cosine.mean(axis=1)[:, -1],
-        final_displacement_rad=result.displacement.mean(axis=1)[:, -1])
+        final_displacement_rad=result.displacement.mean(axis=1)[:, -1],
+    )
 
 
 @dataclass(frozen=True)
@@ -163,8 +179,10 @@ class HypersphereResult:
 
     def trajectory_numbers(self) -> dict:
         """Number of clusters at the final depth of the S² draw, per β."""
-        return {f"clusters_at_final_depth_beta_{beta:g}": len(np.unique(labels))
-                for beta, labels in self.final_labels.items()}
+        return {
+            f"clusters_at_final_depth_beta_{beta:g}": len(np.unique(labels))
+            for beta, labels in self.final_labels.items()
+        }
 
     @functools.cached_property
     def low_summary(self) -> ClusterSummary:
@@ -184,11 +202,17 @@ def run(cfg: HypersphereAttentionConfig) -> HypersphereResult:
     """Every measurement of notebook 02d at ``cfg`` (see the module doc)."""
     identity = IdentityResult(
         attention.identity_check(cfg.id_dim, cfg.id_n_keys, cfg.id_n_queries, cfg.seed),
-        attention.mean_shift_energies(cfg.id_dim, cfg.id_n_keys, cfg.betas, cfg.energy_n_queries, cfg.energy_n_steps,
-                                      cfg.seed))
+        attention.mean_shift_energies(
+            cfg.id_dim, cfg.id_n_keys, cfg.betas, cfg.energy_n_queries, cfg.energy_n_steps, cfg.seed
+        ),
+    )
     x0 = attention.random_sphere_points((cfg.n_tokens,), 3, cfg.seed, 3)
     paths = {beta: attention.token_dynamics(x0, beta, cfg.n_layers, cfg.alpha) for beta in cfg.betas}
     final_labels = {beta: attention.cluster_labels(xs[-1], cfg.cluster_angle) for beta, xs in paths.items()}
-    low, high = (attention.cluster_experiment(d, cfg.n_tokens, cfg.betas, cfg.n_layers, cfg.n_seeds, cfg.seed,
-                                              cfg.cluster_angle, cfg.alpha) for d in (3, cfg.high_dim))
+    low, high = (
+        attention.cluster_experiment(
+            d, cfg.n_tokens, cfg.betas, cfg.n_layers, cfg.n_seeds, cfg.seed, cfg.cluster_angle, cfg.alpha
+        )
+        for d in (3, cfg.high_dim)
+    )
     return HypersphereResult(identity, paths, final_labels, low, high)

@@ -40,9 +40,23 @@ from labkit.memory.icl_model import (
 )
 from labkit.seeds import derived_seed
 
-__all__ = ["square_grid", "grid_log_normaliser", "adaptive_log_normaliser", "has_well", "sample_mse",
-           "ContextEvaluation", "evaluate", "Endpoint", "endpoints", "landscapes", "ICLEnergyConfig", "FAMILIES",
-           "METRICS", "ICLResult", "run"]
+__all__ = [
+    "square_grid",
+    "grid_log_normaliser",
+    "adaptive_log_normaliser",
+    "has_well",
+    "sample_mse",
+    "ContextEvaluation",
+    "evaluate",
+    "Endpoint",
+    "endpoints",
+    "landscapes",
+    "ICLEnergyConfig",
+    "FAMILIES",
+    "METRICS",
+    "ICLResult",
+    "run",
+]
 
 
 # ---------------------------------------------------------------------------------------------------------- data
@@ -52,6 +66,7 @@ __all__ = ["square_grid", "grid_log_normaliser", "adaptive_log_normaliser", "has
 
 
 # ---------------------------------------------------------------------------------------------------- evaluation
+
 
 def square_grid(lim: float, n_grid: int) -> tuple[np.ndarray, float]:
     """Cell centres of an ``n_grid`` × ``n_grid`` grid on :math:`[-lim, lim]^2` as (n_grid², 2) and the cell area."""
@@ -66,8 +81,9 @@ def grid_log_normaliser(grid_energy: np.ndarray, cell_area: float) -> np.ndarray
     return logsumexp(-grid_energy, axis=-1) + math.log(cell_area)
 
 
-def adaptive_log_normaliser(energy: Callable[[np.ndarray], np.ndarray], lim: float, n_coarse: int, refine: int,
-                            keep_nats: float) -> float:
+def adaptive_log_normaliser(
+    energy: Callable[[np.ndarray], np.ndarray], lim: float, n_coarse: int, refine: int, keep_nats: float
+) -> float:
     r""":math:`\log Z = \log \int_{[-lim, lim]^2} e^{-E(x)}\,dx` by the midpoint rule on an ``n_coarse`` ×
     ``n_coarse`` grid whose cells near the mass are split into ``refine`` × ``refine`` sub-cells.
 
@@ -86,8 +102,9 @@ def adaptive_log_normaliser(energy: Callable[[np.ndarray], np.ndarray], lim: flo
     return float(logsumexp(np.concatenate([log_mass[~split], -energy(sub_cells) + math.log(sub_area)])))
 
 
-def has_well(energy: Callable[[np.ndarray], np.ndarray], centres: np.ndarray, radius: float,
-             spacing: float) -> np.ndarray:
+def has_well(
+    energy: Callable[[np.ndarray], np.ndarray], centres: np.ndarray, radius: float, spacing: float
+) -> np.ndarray:
     r"""Whether :math:`E` has a local minimum within ``radius`` of each centre (K, 2) → (K,) bool: the lowest energy
     on a grid of ``spacing`` inside the disc is below the lowest on its boundary circle (a continuous function
     lower inside a disc than anywhere on its rim has a minimum inside). One broad basin spanning several clusters
@@ -98,13 +115,18 @@ def has_well(energy: Callable[[np.ndarray], np.ndarray], centres: np.ndarray, ra
     disc = disc[(disc**2).sum(-1) < radius**2]
     angle = np.linspace(0.0, 2 * np.pi, max(16, int(np.ceil(2 * np.pi * radius / spacing))), endpoint=False)
     rim = radius * np.stack([np.cos(angle), np.sin(angle)], axis=-1)
-    points = np.concatenate([centres[:, None] + disc[None], centres[:, None] + rim[None]], axis=1)   # (K, P, 2)
+    points = np.concatenate([centres[:, None] + disc[None], centres[:, None] + rim[None]], axis=1)  # (K, P, 2)
     e = energy(points.reshape(-1, 2)).reshape(len(centres), -1)
-    return e[:, :len(disc)].min(axis=1) < e[:, len(disc):].min(axis=1)
+    return e[:, : len(disc)].min(axis=1) < e[:, len(disc) :].min(axis=1)
 
 
-def sample_mse(estimator: "InContextEnergyModel", context: np.ndarray, means: np.ndarray, n_samples: int,
-               generator: torch.Generator) -> np.ndarray:
+def sample_mse(
+    estimator: "InContextEnergyModel",
+    context: np.ndarray,
+    means: np.ndarray,
+    n_samples: int,
+    generator: torch.Generator,
+) -> np.ndarray:
     r"""The authors' sampling metric: draw ``n_samples`` points per context (B, n, 2) with the model's own sampler
     (uniform on :math:`[-\text{init\_range}, \text{init\_range}]^2`, then the training recipe's Langevin steps)
     and return each batch row's mean squared distance to the nearest true mean (B,). The true mixture's own
@@ -113,12 +135,25 @@ def sample_mse(estimator: "InContextEnergyModel", context: np.ndarray, means: np
     model = estimator.model_
     device = next(model.parameters()).device
     ctx = torch.as_tensor(np.asarray(context, dtype=np.float32), device=device)
-    init = (torch.rand((len(ctx), n_samples, ctx.shape[2]), generator=generator, device=device) * 2 - 1)
+    init = torch.rand((len(ctx), n_samples, ctx.shape[2]), generator=generator, device=device) * 2 - 1
     prefix = torch.full((n_samples,), ctx.shape[1], dtype=torch.long, device=device)
     with repro.threads(estimator.n_threads):
-        samples = langevin(model, ctx, init * estimator.init_range, prefix, estimator.langevin_steps,
-                           estimator.step_size, estimator.noise_std, generator,
-                           estimator.chain_bound).cpu().double().numpy()
+        samples = (
+            langevin(
+                model,
+                ctx,
+                init * estimator.init_range,
+                prefix,
+                estimator.langevin_steps,
+                estimator.step_size,
+                estimator.noise_std,
+                generator,
+                estimator.chain_bound,
+            )
+            .cpu()
+            .double()
+            .numpy()
+        )
     sq = ((samples[:, :, None, :] - means[:, None, :, :]) ** 2).sum(-1).min(-1)
     return sq.mean(axis=1)
 
@@ -127,38 +162,48 @@ def sample_mse(estimator: "InContextEnergyModel", context: np.ndarray, means: np
 class ContextEvaluation:
     """One trained model on ``B`` fresh mixtures of one family, at each of ``S`` context sizes."""
 
-    context_sizes: np.ndarray    # (S,)
-    nll: np.ndarray              # (B, S) held-out NLL, nats per point, with the adaptive normaliser
-    sample_mse: np.ndarray       # (B, S) mean squared distance of model samples to the nearest true mean
-    wells: np.ndarray            # (B, S) fraction of the mixture's true means with a well of E within well_radius
-    true_nll: np.ndarray         # (B,) the true mixture's NLL of the same held-out points (the floor)
-    true_sample_mse: float       # 2σ², the true mixture's own sample MSE
-    context: np.ndarray          # (B, n_max, 2)
-    means: np.ndarray            # (B, K, 2)
+    context_sizes: np.ndarray  # (S,)
+    nll: np.ndarray  # (B, S) held-out NLL, nats per point, with the adaptive normaliser
+    sample_mse: np.ndarray  # (B, S) mean squared distance of model samples to the nearest true mean
+    wells: np.ndarray  # (B, S) fraction of the mixture's true means with a well of E within well_radius
+    true_nll: np.ndarray  # (B,) the true mixture's NLL of the same held-out points (the floor)
+    true_sample_mse: float  # 2σ², the true mixture's own sample MSE
+    context: np.ndarray  # (B, n_max, 2)
+    means: np.ndarray  # (B, K, 2)
 
 
-def evaluate(estimator: "InContextEnergyModel", family: MixtureFamily, cfg: "ICLEnergyConfig",
-             rng: np.random.Generator) -> ContextEvaluation:
+def evaluate(
+    estimator: "InContextEnergyModel", family: MixtureFamily, cfg: "ICLEnergyConfig", rng: np.random.Generator
+) -> ContextEvaluation:
     r"""Score ``cfg.n_eval_mixtures`` fresh mixtures of ``family`` at every ``cfg.context_sizes``: the first n points
     of each sequence are the context, ``cfg.n_heldout`` more points of the same mixture are scored
     (:math:`\text{nll} = \overline{E(x_h \mid x_{<n})} + \log Z(x_{<n})`, :func:`adaptive_log_normaliser`), wells are
     looked for at the true means (:func:`has_well`) and the model's samples are drawn (:func:`sample_mse`)."""
     sizes = tuple(cfg.context_sizes)
     points, means = family.sample(cfg.n_eval_mixtures, max(sizes) + cfg.n_heldout, rng)
-    context, heldout = points[:, :max(sizes)], points[:, max(sizes):]
+    context, heldout = points[:, : max(sizes)], points[:, max(sizes) :]
     generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
     shape = (len(points), len(sizes))
     nll, wells, mse = np.empty(shape), np.empty(shape), np.empty(shape)
-    for j, n in enumerate(tqdm(sizes, desc=f"{family.n_components}-component mixtures", leave=False,
-                               disable=not estimator.progress)):
+    for j, n in enumerate(
+        tqdm(sizes, desc=f"{family.n_components}-component mixtures", leave=False, disable=not estimator.progress)
+    ):
         for b in range(len(points)):
             memory = estimator.memory(context[b, :n])
             log_z = adaptive_log_normaliser(memory.energy, cfg.grid_lim, cfg.n_grid, cfg.grid_refine, cfg.keep_nats)
             nll[b, j] = memory.energy(heldout[b]).mean() + log_z
             wells[b, j] = has_well(memory.energy, means[b], cfg.well_radius, cfg.well_spacing).mean()
         mse[:, j] = sample_mse(estimator, context[:, :n], means, cfg.n_samples, generator)
-    return ContextEvaluation(np.array(sizes), nll, mse, wells, -family.log_density(heldout, means).mean(axis=1),
-                             2 * family.component_std**2, context, means)
+    return ContextEvaluation(
+        np.array(sizes),
+        nll,
+        mse,
+        wells,
+        -family.log_density(heldout, means).mean(axis=1),
+        2 * family.component_std**2,
+        context,
+        means,
+    )
 
 
 @dataclass(frozen=True)
@@ -166,8 +211,8 @@ class Endpoint:
     """A metric at n = 0 and at the largest context, per training seed (averaged over its evaluation groups),
     with the paired change and its standard error over training seeds."""
 
-    first: np.ndarray     # (n_seeds,)
-    last: np.ndarray      # (n_seeds,)
+    first: np.ndarray  # (n_seeds,)
+    last: np.ndarray  # (n_seeds,)
 
     @property
     def change(self) -> float:
@@ -178,24 +223,29 @@ class Endpoint:
         return float((self.last - self.first).std(ddof=1) / math.sqrt(len(self.first)))
 
     def as_dict(self) -> dict[str, float]:
-        return {"first": float(self.first.mean()), "last": float(self.last.mean()), "change": self.change,
-                "se": self.se}
+        return {
+            "first": float(self.first.mean()),
+            "last": float(self.last.mean()),
+            "change": self.change,
+            "se": self.se,
+        }
 
 
 def endpoints(evaluations: list[list[ContextEvaluation]], metric: str) -> Endpoint:
     """``evaluations[seed][group]`` → the :class:`Endpoint` of ``metric`` (``nll``, ``sample_mse`` or ``wells``)."""
-    per_seed = np.array([np.mean([getattr(e, metric).mean(axis=0) for e in groups], axis=0)
-                         for groups in evaluations])                                   # (n_seeds, S)
+    per_seed = np.array(
+        [np.mean([getattr(e, metric).mean(axis=0) for e in groups], axis=0) for groups in evaluations]
+    )  # (n_seeds, S)
     return Endpoint(per_seed[:, 0], per_seed[:, -1])
 
 
-def landscapes(estimator: InContextEnergyModel, context: np.ndarray, context_sizes: tuple[int, ...], lim: float,
-               n_grid: int) -> np.ndarray:
+def landscapes(
+    estimator: InContextEnergyModel, context: np.ndarray, context_sizes: tuple[int, ...], lim: float, n_grid: int
+) -> np.ndarray:
     r""":math:`E(x \mid x_{<n})` on the ``n_grid`` × ``n_grid`` grid of :func:`square_grid` for each n in
     ``context_sizes``, the context being the first n rows of ``context`` (n_max, 2) → (len(sizes), n_grid, n_grid)."""
     grid, _ = square_grid(lim, n_grid)
-    return np.stack([estimator.energy(context[None, :n], grid[None])[0].reshape(n_grid, n_grid)
-                     for n in context_sizes])
+    return np.stack([estimator.energy(context[None, :n], grid[None])[0].reshape(n_grid, n_grid) for n in context_sizes])
 
 
 # -------------------------------------------------------------------------------------------------------- config
@@ -227,56 +277,84 @@ class ICLEnergyConfig(NotebookConfig):
       of 64 sequences over 500 000 drawn sequences, more evaluation mixtures.
     """
 
-    n_seeds: int = param(3, positive_int)                   # training seeds (models)
-    n_eval_seeds: int = param(2, positive_int)              # independent evaluation groups per model
-    recipe: ICLRecipe = param(ICLRecipe())                  # the model and its training (icl_model.ICLRecipe)
-    context_len: int = param(35, positive_int)              # points per training sequence
-    n_train_sequences: int = param(32_000, positive_int)    # drawn once per training seed, each its own mixture
+    n_seeds: int = param(3, positive_int)  # training seeds (models)
+    n_eval_seeds: int = param(2, positive_int)  # independent evaluation groups per model
+    recipe: ICLRecipe = param(ICLRecipe())  # the model and its training (icl_model.ICLRecipe)
+    context_len: int = param(35, positive_int)  # points per training sequence
+    n_train_sequences: int = param(32_000, positive_int)  # drawn once per training seed, each its own mixture
     context_sizes: tuple = param((0, 1, 2, 4, 8, 16, 32), tuple_of(non_negative_int))  # where models are evaluated
-    n_eval_mixtures: int = param(8, positive_int)           # fresh mixtures of each family per evaluation group
-    n_heldout: int = param(64, positive_int)                # held-out points per mixture (the NLL)
-    grid_lim: float = param(15.0, positive_float)           # the normaliser is integrated on [-grid_lim, grid_lim]²
-    n_grid: int = param(64, positive_int)                   # on an n_grid² grid ...
-    grid_refine: int = param(8, positive_int)               # ... refined this many times where the mass is
-    keep_nats: float = param(12.0, positive_float)          # cells of mass within this many nats of the largest
-    well_radius: float = param(1.0, positive_float)         # wells are looked for within this of each true mean
-    well_spacing: float = param(0.05, positive_float)       # on a grid of this spacing
-    n_samples: int = param(128, positive_int)               # model samples per mixture (the sample MSE)
-    landscape_lim: float = param(10.0, positive_float)      # landscapes drawn on [-landscape_lim, landscape_lim]²
-    landscape_grid: int = param(120, positive_int)          # at this resolution
-    margin_se: float = param(3.0, positive_float)           # claims: changes must exceed this many standard errors
+    n_eval_mixtures: int = param(8, positive_int)  # fresh mixtures of each family per evaluation group
+    n_heldout: int = param(64, positive_int)  # held-out points per mixture (the NLL)
+    grid_lim: float = param(15.0, positive_float)  # the normaliser is integrated on [-grid_lim, grid_lim]²
+    n_grid: int = param(64, positive_int)  # on an n_grid² grid ...
+    grid_refine: int = param(8, positive_int)  # ... refined this many times where the mass is
+    keep_nats: float = param(12.0, positive_float)  # cells of mass within this many nats of the largest
+    well_radius: float = param(1.0, positive_float)  # wells are looked for within this of each true mean
+    well_spacing: float = param(0.05, positive_float)  # on a grid of this spacing
+    n_samples: int = param(128, positive_int)  # model samples per mixture (the sample MSE)
+    landscape_lim: float = param(10.0, positive_float)  # landscapes drawn on [-landscape_lim, landscape_lim]²
+    landscape_grid: int = param(120, positive_int)  # at this resolution
+    margin_se: float = param(3.0, positive_float)  # claims: changes must exceed this many standard errors
 
     SCALES: ClassVar[dict] = {
-        "smoke": dict(n_seeds=2, n_eval_seeds=1, n_train_sequences=16,
-                      recipe=dict(d_model=16, n_heads=2, n_layers=1, langevin_steps=2, n_steps=4, batch_size=4),
-                      context_sizes=(0, 1, 4, 16), n_eval_mixtures=2,
-                      n_heldout=8, n_grid=24, grid_refine=2, well_spacing=0.25, n_samples=16, landscape_grid=24),
+        "smoke": dict(
+            n_seeds=2,
+            n_eval_seeds=1,
+            n_train_sequences=16,
+            recipe=dict(d_model=16, n_heads=2, n_layers=1, langevin_steps=2, n_steps=4, batch_size=4),
+            context_sizes=(0, 1, 4, 16),
+            n_eval_mixtures=2,
+            n_heldout=8,
+            n_grid=24,
+            grid_refine=2,
+            well_spacing=0.25,
+            n_samples=16,
+            landscape_grid=24,
+        ),
         "quick": {},
-        "paper": dict(recipe=dict(n_steps=20_000, batch_size=64), n_train_sequences=500_000,
-                      n_eval_seeds=3, n_eval_mixtures=32, n_heldout=256, n_samples=512, landscape_grid=200),
+        "paper": dict(
+            recipe=dict(n_steps=20_000, batch_size=64),
+            n_train_sequences=500_000,
+            n_eval_seeds=3,
+            n_eval_mixtures=32,
+            n_heldout=256,
+            n_samples=512,
+            landscape_grid=200,
+        ),
     }
 
     def validate(self) -> None:
         if self.n_seeds < 2:
-            raise ConfigError(f"ICLEnergyConfig: bad value for 'n_seeds': {self.n_seeds!r}; allowed: at least 2 "
-                              "training seeds (the claims use the standard error over training seeds)")
+            raise ConfigError(
+                f"ICLEnergyConfig: bad value for 'n_seeds': {self.n_seeds!r}; allowed: at least 2 "
+                "training seeds (the claims use the standard error over training seeds)"
+            )
         if list(self.context_sizes) != sorted(set(self.context_sizes)) or self.context_sizes[0] != 0:
-            raise ConfigError(f"ICLEnergyConfig: bad value for 'context_sizes': {self.context_sizes!r}; allowed: "
-                              "strictly increasing sizes starting at 0")
+            raise ConfigError(
+                f"ICLEnergyConfig: bad value for 'context_sizes': {self.context_sizes!r}; allowed: "
+                "strictly increasing sizes starting at 0"
+            )
         if self.context_sizes[-1] > self.context_len:
-            raise ConfigError(f"ICLEnergyConfig: bad value for 'context_sizes': {self.context_sizes!r}; allowed: "
-                              f"sizes up to context_len={self.context_len} (the trained sequence length)")
+            raise ConfigError(
+                f"ICLEnergyConfig: bad value for 'context_sizes': {self.context_sizes!r}; allowed: "
+                f"sizes up to context_len={self.context_len} (the trained sequence length)"
+            )
         if self.landscape_lim > self.grid_lim:
-            raise ConfigError(f"ICLEnergyConfig: bad value for 'landscape_lim': {self.landscape_lim!r}; allowed: at "
-                              f"most grid_lim={self.grid_lim}")
+            raise ConfigError(
+                f"ICLEnergyConfig: bad value for 'landscape_lim': {self.landscape_lim!r}; allowed: at "
+                f"most grid_lim={self.grid_lim}"
+            )
         if self.well_spacing >= self.well_radius:
-            raise ConfigError(f"ICLEnergyConfig: bad value for 'well_spacing': {self.well_spacing!r}; allowed: "
-                              f"less than well_radius={self.well_radius}")
+            raise ConfigError(
+                f"ICLEnergyConfig: bad value for 'well_spacing': {self.well_spacing!r}; allowed: "
+                f"less than well_radius={self.well_radius}"
+            )
 
     def estimator(self, seed_index: int, progress: bool = True) -> InContextEnergyModel:
         """The unfitted model of training seed ``seed_index``."""
-        return InContextEnergyModel(**self.recipe.to_dict(), n_threads=1,
-                                    seed=derived_seed(self.seed, seed_index, MODEL), progress=progress)
+        return InContextEnergyModel(
+            **self.recipe.to_dict(), n_threads=1, seed=derived_seed(self.seed, seed_index, MODEL), progress=progress
+        )
 
     def training_data(self, seed_index: int) -> np.ndarray:
         """The training sequences of training seed ``seed_index``: (n_train_sequences, context_len, 2)."""
@@ -292,8 +370,11 @@ class ICLEnergyConfig(NotebookConfig):
 FAMILIES = {"3 components (training family)": THREE_COMPONENTS, "5 components (unseen family)": FIVE_COMPONENTS}
 
 #: the claimed metrics, their direction (−1: should fall with context, +1: should rise) and their words
-METRICS = {"nll": (-1, "held-out NLL"), "wells": (+1, "share of true means with a well"),
-           "sample_mse": (-1, "sample MSE to the nearest true mean")}
+METRICS = {
+    "nll": (-1, "held-out NLL"),
+    "wells": (+1, "share of true means with a well"),
+    "sample_mse": (-1, "sample MSE to the nearest true mean"),
+}
 
 
 @dataclass(frozen=True)
@@ -311,7 +392,11 @@ def run(cfg: ICLEnergyConfig, progress: bool = True) -> ICLResult:
     """Train ``cfg.n_seeds`` models and evaluate each on ``cfg.n_eval_seeds`` groups of fresh mixtures of every
     family in :data:`FAMILIES`."""
     models = [cfg.estimator(i, progress).fit(cfg.training_data(i)) for i in range(cfg.n_seeds)]
-    evaluations = {label: [[evaluate(m, family, cfg, cfg.eval_rng(i, j, k)) for j in range(cfg.n_eval_seeds)]
-                           for i, m in enumerate(models)]
-                   for k, (label, family) in enumerate(FAMILIES.items())}
+    evaluations = {
+        label: [
+            [evaluate(m, family, cfg, cfg.eval_rng(i, j, k)) for j in range(cfg.n_eval_seeds)]
+            for i, m in enumerate(models)
+        ]
+        for k, (label, family) in enumerate(FAMILIES.items())
+    }
     return ICLResult(models, evaluations)

@@ -61,8 +61,18 @@ from labkit import execution, repro
 from labkit.config import ConfigError, Params, boolean, non_negative_int, param, positive_float, positive_int
 from labkit.memory.base import EnergyMemory
 
-__all__ = ["MixtureFamily", "THREE_COMPONENTS", "FIVE_COMPONENTS", "candidate_mask", "EnergyTransformer", "langevin",
-           "contrastive_divergence_loss", "ICLRecipe", "InContextEnergyModel", "InContextEnergy"]
+__all__ = [
+    "MixtureFamily",
+    "THREE_COMPONENTS",
+    "FIVE_COMPONENTS",
+    "candidate_mask",
+    "EnergyTransformer",
+    "langevin",
+    "contrastive_divergence_loss",
+    "ICLRecipe",
+    "InContextEnergyModel",
+    "InContextEnergy",
+]
 
 
 @dataclass(frozen=True)
@@ -83,7 +93,8 @@ class MixtureFamily:
         means = rng.normal(0.0, self.prior_std, (n_mixtures, self.n_components, 2))
         labels = rng.integers(0, self.n_components, (n_mixtures, n_points))
         points = np.take_along_axis(means, labels[..., None], axis=1) + rng.normal(
-            0.0, self.component_std, (n_mixtures, n_points, 2))
+            0.0, self.component_std, (n_mixtures, n_points, 2)
+        )
         return points.astype(np.float32), means.astype(np.float32)
 
     def log_density(self, x: np.ndarray, means: np.ndarray) -> np.ndarray:
@@ -93,10 +104,10 @@ class MixtureFamily:
         return logsumexp(-sq / (2 * s2), axis=-1) - math.log(self.n_components * 2 * math.pi * s2)
 
 
-THREE_COMPONENTS = MixtureFamily(3, 5.0, 0.33)   # the training family
+THREE_COMPONENTS = MixtureFamily(3, 5.0, 0.33)  # the training family
 
 
-FIVE_COMPONENTS = MixtureFamily(5, 4.5, 0.13)    # the paper's out-of-distribution evaluation family
+FIVE_COMPONENTS = MixtureFamily(5, 4.5, 0.13)  # the paper's out-of-distribution evaluation family
 
 
 def candidate_mask(n_real: int, prefix_lens: torch.Tensor) -> torch.Tensor:
@@ -119,32 +130,51 @@ class EnergyTransformer(nn.Module):
     def __init__(self, d_model: int = 64, n_heads: int = 8, n_layers: int = 3, dim: int = 2):
         super().__init__()
         self.embed = nn.Linear(dim, d_model)
-        layer = nn.TransformerEncoderLayer(d_model, n_heads, dim_feedforward=4 * d_model, dropout=0.0,
-                                           activation="gelu", batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            d_model,
+            n_heads,
+            dim_feedforward=4 * d_model,
+            dropout=0.0,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.head = nn.Linear(d_model, 1)
 
-    def forward(self, x: torch.Tensor, candidates: torch.Tensor | None = None,
-                prefix_lens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, x: torch.Tensor, candidates: torch.Tensor | None = None, prefix_lens: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(energies of x (B, T), energies of the candidates (B, M) or None)``."""
         n_real = x.shape[1]
         if candidates is None:
             tokens, mask = x, candidate_mask(n_real, torch.zeros(0, dtype=torch.long, device=x.device))
         else:
             if prefix_lens is None or prefix_lens.shape != candidates.shape[1:2]:
-                raise ValueError(f"prefix_lens must have shape ({candidates.shape[1]},), got "
-                                 f"{None if prefix_lens is None else tuple(prefix_lens.shape)}")
+                raise ValueError(
+                    f"prefix_lens must have shape ({candidates.shape[1]},), got "
+                    f"{None if prefix_lens is None else tuple(prefix_lens.shape)}"
+                )
             if prefix_lens.numel() and not 0 <= int(prefix_lens.min()) <= int(prefix_lens.max()) <= n_real:
-                raise ValueError(f"prefix_lens must lie in [0, {n_real}], got "
-                                 f"{int(prefix_lens.min())}..{int(prefix_lens.max())}")
+                raise ValueError(
+                    f"prefix_lens must lie in [0, {n_real}], got {int(prefix_lens.min())}..{int(prefix_lens.max())}"
+                )
             tokens, mask = torch.cat([x, candidates], dim=1), candidate_mask(n_real, prefix_lens)
         energy = self.head(self.encoder(self.embed(tokens), mask=mask)).squeeze(-1)
         return energy[:, :n_real], (None if candidates is None else energy[:, n_real:])
 
 
-def langevin(model: EnergyTransformer, x: torch.Tensor, negatives: torch.Tensor, prefix_lens: torch.Tensor,
-             n_steps: int, step_size: float, noise_std: float, generator: torch.Generator,
-             bound: float | None = None) -> torch.Tensor:
+def langevin(
+    model: EnergyTransformer,
+    x: torch.Tensor,
+    negatives: torch.Tensor,
+    prefix_lens: torch.Tensor,
+    n_steps: int,
+    step_size: float,
+    noise_std: float,
+    generator: torch.Generator,
+    bound: float | None = None,
+) -> torch.Tensor:
     """Refine ``negatives`` (B, M, dim) by ``n_steps`` of :math:`x \\leftarrow x + σε`,
     :math:`x \\leftarrow x − α∇E` at their positions, each step projected onto :math:`[-\\text{bound},
     \\text{bound}]^{dim}` when ``bound`` is given; returns a detached tensor of the same shape (no graph, no
@@ -171,24 +201,25 @@ class ICLRecipe(Params):
     """The architecture and training recipe of :class:`InContextEnergyModel` (notebook 02c's ``recipe``; the defaults
     are the authors' small configuration with 4,000 steps of 8 sequences and chains confined to the box)."""
 
-    d_model: int = param(64, positive_int)            # width of the transformer
-    n_heads: int = param(8, positive_int)             # attention heads (a divisor of d_model)
-    n_layers: int = param(3, positive_int)            # encoder layers
-    n_negatives: int = param(3, positive_int)         # Langevin negatives per real token
-    init_range: float = param(15.0, positive_float)   # negatives start uniform on [-init_range, init_range]^2
+    d_model: int = param(64, positive_int)  # width of the transformer
+    n_heads: int = param(8, positive_int)  # attention heads (a divisor of d_model)
+    n_layers: int = param(3, positive_int)  # encoder layers
+    n_negatives: int = param(3, positive_int)  # Langevin negatives per real token
+    init_range: float = param(15.0, positive_float)  # negatives start uniform on [-init_range, init_range]^2
     langevin_steps: int = param(7, non_negative_int)  # Langevin steps per negative
-    step_size: float = param(0.1, positive_float)     # α of the Langevin gradient step
-    noise_std: float = param(0.01, positive_float)    # σ of the Langevin noise
-    reg: float = param(1e-3, positive_float)          # λ of the energy-magnitude regulariser
+    step_size: float = param(0.1, positive_float)  # α of the Langevin gradient step
+    noise_std: float = param(0.01, positive_float)  # σ of the Langevin noise
+    reg: float = param(1e-3, positive_float)  # λ of the energy-magnitude regulariser
     learning_rate: float = param(1e-3, positive_float)  # Adam's
-    bounded: bool = param(True, boolean)              # chains projected onto the initialisation box
-    n_steps: int = param(4000, positive_int)          # Adam steps
-    batch_size: int = param(8, positive_int)          # sequences per step
+    bounded: bool = param(True, boolean)  # chains projected onto the initialisation box
+    n_steps: int = param(4000, positive_int)  # Adam steps
+    batch_size: int = param(8, positive_int)  # sequences per step
 
     def validate(self) -> None:
         if self.d_model % self.n_heads:
-            raise ConfigError(f"ICLRecipe: bad value for 'n_heads': {self.n_heads!r}; allowed: a divisor of "
-                              f"d_model={self.d_model}")
+            raise ConfigError(
+                f"ICLRecipe: bad value for 'n_heads': {self.n_heads!r}; allowed: a divisor of d_model={self.d_model}"
+            )
 
 
 class InContextEnergyModel:
@@ -198,11 +229,27 @@ class InContextEnergyModel:
     on minibatches of ``batch_size`` sequences (a fresh shuffle of ``X`` whenever it is used up). Learned
     attributes: ``model_`` (the :class:`EnergyTransformer`), ``loss_history_`` (the loss per step)."""
 
-    def __init__(self, d_model: int = 64, n_heads: int = 8, n_layers: int = 3, n_negatives: int = 3,
-                 init_range: float = 15.0, langevin_steps: int = 7, step_size: float = 0.1, noise_std: float = 0.01,
-                 reg: float = 1e-3, learning_rate: float = 1e-3, n_steps: int = 1000, batch_size: int = 32,
-                 bounded: bool = False, chunk_size: int = 128, n_threads: int | None = None,
-                 device: str | None = None, seed: int = 0, progress: bool = True):
+    def __init__(
+        self,
+        d_model: int = 64,
+        n_heads: int = 8,
+        n_layers: int = 3,
+        n_negatives: int = 3,
+        init_range: float = 15.0,
+        langevin_steps: int = 7,
+        step_size: float = 0.1,
+        noise_std: float = 0.01,
+        reg: float = 1e-3,
+        learning_rate: float = 1e-3,
+        n_steps: int = 1000,
+        batch_size: int = 32,
+        bounded: bool = False,
+        chunk_size: int = 128,
+        n_threads: int | None = None,
+        device: str | None = None,
+        seed: int = 0,
+        progress: bool = True,
+    ):
         self.d_model, self.n_heads, self.n_layers = d_model, n_heads, n_layers
         self.n_negatives, self.init_range = n_negatives, init_range
         self.langevin_steps, self.step_size, self.noise_std = langevin_steps, step_size, noise_std
@@ -231,18 +278,19 @@ class InContextEnergyModel:
         order_rng = repro.rng(self.seed, 1)
         opt = torch.optim.Adam(self.model_.parameters(), lr=self.learning_rate)
         T, K = X.shape[1], self.n_negatives
-        prefix = torch.arange(T, device=device).repeat_interleave(K)        # negative (n, k) scores x_n's slot
+        prefix = torch.arange(T, device=device).repeat_interleave(K)  # negative (n, k) scores x_n's slot
         data, order, pos = torch.from_numpy(X).to(device), order_rng.permutation(len(X)), 0
         self.loss_history_ = np.empty(self.n_steps)
         self.model_.train()
         for step in tqdm(range(self.n_steps), desc="contrastive divergence", disable=not self.progress):
             if pos + self.batch_size > len(order):
                 order, pos = order_rng.permutation(len(X)), 0
-            x = data[torch.from_numpy(order[pos:pos + self.batch_size]).to(device)]
+            x = data[torch.from_numpy(order[pos : pos + self.batch_size]).to(device)]
             pos += self.batch_size
             neg = (torch.rand((len(x), T * K, X.shape[2]), generator=gen, device=device) * 2 - 1) * self.init_range
-            neg = langevin(self.model_, x, neg, prefix, self.langevin_steps, self.step_size, self.noise_std, gen,
-                           self.chain_bound)
+            neg = langevin(
+                self.model_, x, neg, prefix, self.langevin_steps, self.step_size, self.noise_std, gen, self.chain_bound
+            )
             e_pos, e_neg = self.model_(x, neg, prefix)
             loss = contrastive_divergence_loss(e_pos, e_neg, self.reg)
             opt.zero_grad(set_to_none=True)
@@ -268,12 +316,13 @@ class InContextEnergyModel:
         ctx = torch.as_tensor(np.asarray(context, dtype=np.float32), device=device)
         q = torch.as_tensor(np.asarray(queries, dtype=np.float32), device=device)
         if ctx.ndim != 3 or q.ndim != 3 or len(ctx) != len(q):
-            raise ValueError(f"context (B, n, dim) and queries (B, Q, dim) must share B, got {tuple(ctx.shape)} "
-                             f"and {tuple(q.shape)}")
+            raise ValueError(
+                f"context (B, n, dim) and queries (B, Q, dim) must share B, got {tuple(ctx.shape)} and {tuple(q.shape)}"
+            )
         out = []
         with torch.no_grad(), repro.threads(self.n_threads):
             for start in range(0, q.shape[1], self.chunk_size):
-                chunk = q[:, start:start + self.chunk_size]
+                chunk = q[:, start : start + self.chunk_size]
                 prefix = torch.full((chunk.shape[1],), ctx.shape[1], dtype=torch.long, device=device)
                 out.append(self.model_(ctx, chunk, prefix)[1])
         return torch.cat(out, dim=1).cpu().double().numpy() if out else np.zeros((len(q), 0))

@@ -65,9 +65,24 @@ from labkit.config import (
 )
 from labkit.memory.base import EnergyMemory
 
-__all__ = ["GaussianKDEMemory", "q_star", "alpha1", "ramsauer_exponent", "sphere_patterns", "retrieve",
-           "capacity_trials", "CapacityCounts", "capacity_curve", "bootstrap_critical_n", "samples_per_point",
-           "critical_n", "n_grid", "capacity_sweep", "INDEPENDENT_CRITICAL_N", "KDECapacityConfig"]
+__all__ = [
+    "GaussianKDEMemory",
+    "q_star",
+    "alpha1",
+    "ramsauer_exponent",
+    "sphere_patterns",
+    "retrieve",
+    "capacity_trials",
+    "CapacityCounts",
+    "capacity_curve",
+    "bootstrap_critical_n",
+    "samples_per_point",
+    "critical_n",
+    "n_grid",
+    "capacity_sweep",
+    "INDEPENDENT_CRITICAL_N",
+    "KDECapacityConfig",
+]
 
 #: N_c (50 % retrieved) at λ = 1 from an independent mean-shift check (a separate implementation, not this module):
 #: {d: (N_c, its rounding: half a unit of the last digit given)}. Earlier reference values of ln N_c / d (0.51 at
@@ -182,8 +197,16 @@ def sphere_patterns(n: int, d: int, rng: np.random.Generator, dtype=np.float64) 
     return x.astype(dtype, copy=False)
 
 
-def retrieve(patterns, queries, beta: float, n_steps: int, *, tol: float = 1e-4, dtype=np.float64,
-             max_elements: int = MAX_ELEMENTS) -> np.ndarray:
+def retrieve(
+    patterns,
+    queries,
+    beta: float,
+    n_steps: int,
+    *,
+    tol: float = 1e-4,
+    dtype=np.float64,
+    max_elements: int = MAX_ELEMENTS,
+) -> np.ndarray:
     """Mean-shift fixed points reached from ``queries`` (q, d) on the KDE of ``patterns`` (N, d), β = 1/σ².
 
     Each query iterates x ← Σ_n softmax_n(β(xᵀx_n − ½‖x_n‖²)) x_n until it moves by at most ``tol`` (max-abs) or
@@ -224,7 +247,7 @@ def _blas():
 def _descend_chunks(patterns, half_sq, queries, out, left, chunk, beta, n_steps, tol, leave_radius) -> None:
     """The loop of :func:`_descend`, writing the final states into ``out`` and the leavers into ``left``."""
     for start in range(0, len(out), chunk):
-        x, x0, gone = out[start:start + chunk], queries[start:start + chunk], left[start:start + chunk]  # views
+        x, x0, gone = out[start : start + chunk], queries[start : start + chunk], left[start : start + chunk]  # views
         active = np.arange(len(x))
         for _ in range(n_steps):
             x_next = _mean_shift(patterns, half_sq, x[active], beta)
@@ -236,10 +259,22 @@ def _descend_chunks(patterns, half_sq, queries, out, left, chunk, beta, n_steps,
                 break
 
 
-def capacity_trials(d: int, lam: float, n_patterns, n_trials: int, seed: int, *, n_queries: int = 64,
-                    min_samples: int = 0, radius: float = 0.1, n_steps: int = 200, tol: float = 1e-4,
-                    dtype=np.float32, max_elements: int = MAX_ELEMENTS,
-                    progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def capacity_trials(
+    d: int,
+    lam: float,
+    n_patterns,
+    n_trials: int,
+    seed: int,
+    *,
+    n_queries: int = 64,
+    min_samples: int = 0,
+    radius: float = 0.1,
+    n_steps: int = 200,
+    tol: float = 1e-4,
+    dtype=np.float32,
+    max_elements: int = MAX_ELEMENTS,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Stored patterns retrieved and queried, per trial and N: ``(hits, queries)``, arrays of shape
     (trials, len(n_patterns)) with zeros where a trial did not test that N.
 
@@ -252,13 +287,17 @@ def capacity_trials(d: int, lam: float, n_patterns, n_trials: int, seed: int, *,
     state.
     """
     n_patterns = np.asarray(n_patterns)
-    if n_patterns.ndim != 1 or n_patterns.size == 0 or not np.issubdtype(n_patterns.dtype, np.integer) \
-            or n_patterns.min() < 1:
+    if (
+        n_patterns.ndim != 1
+        or n_patterns.size == 0
+        or not np.issubdtype(n_patterns.dtype, np.integer)
+        or n_patterns.min() < 1
+    ):
         raise ValueError(f"n_patterns must be a non-empty 1-D sequence of integers >= 1, got {n_patterns!r}")
     for name, value in (("d", d), ("n_trials", n_trials), ("n_queries", n_queries)):
         positive_int.check(name, value)
     non_negative_int.check("min_samples", min_samples)
-    positive_float.check("radius", radius)                   # a fraction of the pattern norm √d
+    positive_float.check("radius", radius)  # a fraction of the pattern norm √d
     from tqdm.auto import tqdm
 
     per_trial = np.minimum(n_queries, n_patterns)
@@ -270,8 +309,16 @@ def capacity_trials(d: int, lam: float, n_patterns, n_trials: int, seed: int, *,
         todo = np.flatnonzero(trials > trial)
         stored = sphere_patterns(int(n_patterns[todo].max()), d, repro.rng(seed, d, trial), dtype)
         for k in todo:
-            _, left = _descend(stored[:n_patterns[k]], stored[:per_trial[k]], lam, n_steps, tol, dtype,
-                               max_elements, radius * np.sqrt(d))
+            _, left = _descend(
+                stored[: n_patterns[k]],
+                stored[: per_trial[k]],
+                lam,
+                n_steps,
+                tol,
+                dtype,
+                max_elements,
+                radius * np.sqrt(d),
+            )
             hits[trial, k] = np.sum(~left)
             bar.update()
     bar.close()
@@ -307,12 +354,12 @@ def bootstrap_critical_n(counts: CapacityCounts, n_boot: int, seed: int, level: 
     positive_int.check("n_boot", n_boot)
     n_patterns = counts.n_patterns
     hits, queries = np.asarray(counts.hits, dtype=float), np.asarray(counts.queries)
-    trials = (queries > 0).sum(axis=0)                                # (len(n),), trials 0..trials-1 tested each N
+    trials = (queries > 0).sum(axis=0)  # (len(n),), trials 0..trials-1 tested each N
     rows, cols = np.arange(len(hits))[:, None], np.arange(hits.shape[1])
     rng = repro.rng(seed)
     out = np.empty(n_boot)
     for b in range(n_boot):
-        pick = (rng.random(len(hits))[:, None] * trials).astype(int)        # a row of each column's own trials
+        pick = (rng.random(len(hits))[:, None] * trials).astype(int)  # a row of each column's own trials
         keep = rows < trials
         fraction = (hits[pick, cols] * keep).sum(axis=0) / (queries[pick, cols] * keep).sum(axis=0)
         out[b] = critical_n(n_patterns, fraction, level)
@@ -348,8 +395,9 @@ def n_grid(d: int, lo: float, hi: float, n_points: int, n_max: int) -> np.ndarra
     return np.unique(np.clip(np.round(np.exp(u * d)), 1, n_max).astype(int))
 
 
-def capacity_sweep(lambdas, dims, *, u_lo: float, u_margin: float, n_points: int, n_max: int, n_trials: int,
-                   seed: int, **curve_kwargs) -> dict:
+def capacity_sweep(
+    lambdas, dims, *, u_lo: float, u_margin: float, n_points: int, n_max: int, n_trials: int, seed: int, **curve_kwargs
+) -> dict:
     """:func:`capacity_trials` for every (λ, d), on the grid ln N / d ∈ [u_lo, α₁(λ) + u_margin] (:func:`n_grid`).
 
     Returns {(λ, d): :class:`CapacityCounts`}; ``curve_kwargs`` go to :func:`capacity_trials`.
@@ -399,21 +447,42 @@ class KDECapacityConfig(NotebookConfig):
     hop_trials: int = param(4, positive_int)
 
     SCALES = {
-        "smoke": dict(dims=(4, 8, 12, 16), n_points=6, n_trials=1, n_queries=16, min_samples=16, n_max=8000,
-                      n_steps=100,
-                      hop_neurons=100, hop_loads=(0.05, 0.1, 0.2, 0.3), hop_trials=1),
+        "smoke": dict(
+            dims=(4, 8, 12, 16),
+            n_points=6,
+            n_trials=1,
+            n_queries=16,
+            min_samples=16,
+            n_max=8000,
+            n_steps=100,
+            hop_neurons=100,
+            hop_loads=(0.05, 0.1, 0.2, 0.3),
+            hop_trials=1,
+        ),
         "quick": {},
-        "paper": dict(dims=(4, 6, 8, 10, 12, 14, 16, 18, 20), n_points=48, n_max=400_000, n_trials=20,
-                      n_queries=128, hop_neurons=2000, hop_trials=10),
+        "paper": dict(
+            dims=(4, 6, 8, 10, 12, 14, 16, 18, 20),
+            n_points=48,
+            n_max=400_000,
+            n_trials=20,
+            n_queries=128,
+            hop_neurons=2000,
+            hop_trials=10,
+        ),
     }
 
     def validate(self) -> None:
         if 1.0 not in self.lambdas:
-            raise ConfigError(f"KDECapacityConfig: bad value for 'lambdas': {self.lambdas!r}; allowed: a list that "
-                              "contains 1.0 (the claims are checked at λ = 1)")
+            raise ConfigError(
+                f"KDECapacityConfig: bad value for 'lambdas': {self.lambdas!r}; allowed: a list that "
+                "contains 1.0 (the claims are checked at λ = 1)"
+            )
         if len(self.dims) < 2 or list(self.dims) != sorted(set(self.dims)):
-            raise ConfigError(f"KDECapacityConfig: bad value for 'dims': {self.dims!r}; allowed: at least two "
-                              "strictly increasing dimensions")
+            raise ConfigError(
+                f"KDECapacityConfig: bad value for 'dims': {self.dims!r}; allowed: at least two "
+                "strictly increasing dimensions"
+            )
         if self.n_points < 3:
-            raise ConfigError(f"KDECapacityConfig: bad value for 'n_points': {self.n_points!r}; "
-                              "allowed: an integer >= 3")
+            raise ConfigError(
+                f"KDECapacityConfig: bad value for 'n_points': {self.n_points!r}; allowed: an integer >= 3"
+            )

@@ -7,8 +7,12 @@ from labkit.memory.clustering import METHODS, METRICS, ORACLE_ABLATIONS, AlphaSw
 
 __all__ = ["elbo_dynamics_figure", "comparison_figure", "alpha_figure"]
 
-_COLORS = dict(zip(METHODS + ORACLE_ABLATIONS, ("#7f7f7f", "#1f77b4", "#17becf", "#d62728", "#ff7f0e", "#2ca02c",
-                                               "#f4a3a3", "#a6d8a6")))
+_COLORS = dict(
+    zip(
+        METHODS + ORACLE_ABLATIONS,
+        ("#7f7f7f", "#1f77b4", "#17becf", "#d62728", "#ff7f0e", "#2ca02c", "#f4a3a3", "#a6d8a6"),
+    )
+)
 
 
 def elbo_dynamics_figure(q: np.ndarray, energy: np.ndarray, posterior: np.ndarray, log_evidence: float):
@@ -16,16 +20,24 @@ def elbo_dynamics_figure(q: np.ndarray, energy: np.ndarray, posterior: np.ndarra
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     t = np.arange(1, len(q) + 1)
     for k in range(q.shape[1]):
-        line, = axes[0].plot(t, q[:, k], lw=1.5, label=f"q_{k + 1}(t)")
+        (line,) = axes[0].plot(t, q[:, k], lw=1.5, label=f"q_{k + 1}(t)")
         axes[0].axhline(posterior[k], color=line.get_color(), ls="--", lw=1)
-    axes[0].set(xscale="log", xlabel="dynamics step t + 1 (Euler, η = dt/τ)", ylabel="assignment q_k",
-                title="ELBO memory: q(t) → posterior p(z | x) (dashed)")
+    axes[0].set(
+        xscale="log",
+        xlabel="dynamics step t + 1 (Euler, η = dt/τ)",
+        ylabel="assignment q_k",
+        title="ELBO memory: q(t) → posterior p(z | x) (dashed)",
+    )
     axes[0].legend(fontsize=8)
     gap = np.maximum(energy + log_evidence, 1e-17)
     axes[1].plot(t, gap, color="k", lw=1.5)
-    axes[1].set(xscale="log", yscale="log", xlabel="dynamics step t + 1",
-                ylabel="E(v_t) + log p(x) = KL(q_t ‖ p)  [nats]",
-                title="negative ELBO decreases to −log p(x)")
+    axes[1].set(
+        xscale="log",
+        yscale="log",
+        xlabel="dynamics step t + 1",
+        ylabel="E(v_t) + log p(x) = KL(q_t ‖ p)  [nats]",
+        title="negative ELBO decreases to −log p(x)",
+    )
     return fig
 
 
@@ -41,8 +53,17 @@ def comparison_figure(summary: dict, metrics=METRICS):
         for i, method in enumerate(methods):
             mean = [summary[ds][method][metric][0] for ds in datasets]
             std = [summary[ds][method][metric][1] for ds in datasets]
-            ax.bar(x + (i - (len(methods) - 1) / 2) * width, mean, width, yerr=std, color=_COLORS[method],
-                   label=method, capsize=2, error_kw={"lw": 0.8}, hatch="//" if method in ORACLE_ABLATIONS else None)
+            ax.bar(
+                x + (i - (len(methods) - 1) / 2) * width,
+                mean,
+                width,
+                yerr=std,
+                color=_COLORS[method],
+                label=method,
+                capsize=2,
+                error_kw={"lw": 0.8},
+                hatch="//" if method in ORACLE_ABLATIONS else None,
+            )
         ax.set_ylabel(metric)
         ax.axhline(0, color="k", lw=0.5)
         ax.grid(axis="y", alpha=0.3)
@@ -61,19 +82,50 @@ def alpha_figure(sweep: AlphaSweep, true_k: int, oracle: AlphaSweep | None = Non
     a = sweep.alpha
     runs = [(sweep, "", 1.0, "-")] + ([(oracle, " (oracle width)", 0.45, "--")] if oracle is not None else [])
     for run, suffix, alpha, ls in runs:
-        for key, label, color, marker in (("created", "opened while streaming", "#2ca02c", "o"),
-                                          ("kept", "kept after refinement", "k", "s")):
+        for key, label, color, marker in (
+            ("created", "opened while streaming", "#2ca02c", "o"),
+            ("kept", "kept after refinement", "k", "s"),
+        ):
             values = getattr(run, key)
-            axes[0].errorbar(a, values.mean(0), yerr=values.std(0), marker=marker, ms=4, capsize=2, color=color,
-                             ls=ls, alpha=alpha, label=label + suffix)
-        axes[1].errorbar(a, run.ari.mean(0), yerr=run.ari.std(0), marker="o", ms=4, capsize=2, color="#2ca02c",
-                         ls=ls, alpha=alpha,
-                         label="median-heuristic width" if not suffix else "oracle width (ablation)")
+            axes[0].errorbar(
+                a,
+                values.mean(0),
+                yerr=values.std(0),
+                marker=marker,
+                ms=4,
+                capsize=2,
+                color=color,
+                ls=ls,
+                alpha=alpha,
+                label=label + suffix,
+            )
+        axes[1].errorbar(
+            a,
+            run.ari.mean(0),
+            yerr=run.ari.std(0),
+            marker="o",
+            ms=4,
+            capsize=2,
+            color="#2ca02c",
+            ls=ls,
+            alpha=alpha,
+            label="median-heuristic width" if not suffix else "oracle width (ablation)",
+        )
     axes[0].axhline(true_k, color="#d62728", ls=":", label=f"true clusters ({true_k})")
-    axes[0].set(xscale="log", yscale="log", xlabel="CRP concentration α", ylabel="number of memories",
-                title="memories created vs α (blobs)")
+    axes[0].set(
+        xscale="log",
+        yscale="log",
+        xlabel="CRP concentration α",
+        ylabel="number of memories",
+        title="memories created vs α (blobs)",
+    )
     axes[0].legend(fontsize=7)
-    axes[1].set(xscale="log", xlabel="CRP concentration α", ylabel="ARI vs true labels",
-                title="clustering quality vs α", ylim=(-0.05, 1.05))
+    axes[1].set(
+        xscale="log",
+        xlabel="CRP concentration α",
+        ylabel="ARI vs true labels",
+        title="clustering quality vs α",
+        ylim=(-0.05, 1.05),
+    )
     axes[1].legend(fontsize=7)
     return fig

@@ -17,8 +17,15 @@ def landscape_figure(rows: list[dict], lim: float, title: str):
     Each row is ``{"label", "energies" (n_sizes, G, G), "context_sizes", "context" (n_max, 2), "means" (K, 2)}``;
     the colour scale (nats above the minimum) is shared by all panels and clipped at its 95th percentile."""
     n_cols = len(rows[0]["context_sizes"])
-    fig, axes = plt.subplots(len(rows), n_cols, figsize=(2.1 * n_cols + 0.8, 2.3 * len(rows) + 0.6),
-                             squeeze=False, sharex=True, sharey=True, layout="constrained")
+    fig, axes = plt.subplots(
+        len(rows),
+        n_cols,
+        figsize=(2.1 * n_cols + 0.8, 2.3 * len(rows) + 0.6),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+        layout="constrained",
+    )
     shifted = [r["energies"] - r["energies"].min(axis=(1, 2), keepdims=True) for r in rows]
     top = float(np.percentile(np.concatenate([s.ravel() for s in shifted]), 95))
     levels = np.linspace(0.0, top, 16)
@@ -30,10 +37,26 @@ def landscape_figure(rows: list[dict], lim: float, title: str):
             ax = axes[i, j]
             cs = ax.contourf(axis, axis, np.minimum(rel[j], top), levels=levels, cmap="viridis")
             ctx = row["context"][:n]
-            ax.scatter(ctx[:, 0], ctx[:, 1], s=9, c="white", edgecolors="black", linewidths=0.4, zorder=3,
-                       label="context points")
-            ax.scatter(row["means"][:, 0], row["means"][:, 1], marker="x", s=22, c="red", linewidths=1.0, zorder=4,
-                       label="true means")
+            ax.scatter(
+                ctx[:, 0],
+                ctx[:, 1],
+                s=9,
+                c="white",
+                edgecolors="black",
+                linewidths=0.4,
+                zorder=3,
+                label="context points",
+            )
+            ax.scatter(
+                row["means"][:, 0],
+                row["means"][:, 1],
+                marker="x",
+                s=22,
+                c="red",
+                linewidths=1.0,
+                zorder=4,
+                label="true means",
+            )
             ax.set_xlim(-lim, lim)
             ax.set_ylim(-lim, lim)
             ax.set_aspect("equal")
@@ -54,17 +77,20 @@ def curves_figure(evaluations: dict, title: str):
     """Held-out NLL, share of true means with a well and sample MSE vs context size, per family: mean ± 1 standard
     error over training seeds (band), each training seed thin (its evaluation groups averaged); dotted: the true
     mixtures' values. ``evaluations[family][seed][group]`` are :class:`~labkit.memory.icl.ContextEvaluation`."""
-    panels = (("nll", "held-out NLL  (nats per point)", "NLL of held-out points of the same mixture"),
-              ("wells", "share of true means with a well", "Wells at the true clusters"),
-              ("sample_mse", "sample MSE to nearest true mean", "Model samples (Langevin) vs the true means"))
+    panels = (
+        ("nll", "held-out NLL  (nats per point)", "NLL of held-out points of the same mixture"),
+        ("wells", "share of true means with a well", "Wells at the true clusters"),
+        ("sample_mse", "sample MSE to nearest true mean", "Model samples (Langevin) vs the true means"),
+    )
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), layout="constrained")
     for color, (label, per_seed) in zip(FAMILY_COLORS, evaluations.items()):
         sizes = per_seed[0][0].context_sizes
         x = np.arange(len(sizes))
         short = label.split(" (")[0]
         for ax, (key, _, _) in zip(axes, panels):
-            seed_means = np.array([np.mean([getattr(e, key).mean(axis=0) for e in groups], axis=0)
-                                   for groups in per_seed])
+            seed_means = np.array(
+                [np.mean([getattr(e, key).mean(axis=0) for e in groups], axis=0) for groups in per_seed]
+            )
             mean, se = mean_and_se(seed_means)
             ax.plot(x, seed_means.T, color=color, lw=0.6, alpha=0.4)
             ax.fill_between(x, mean - se, mean + se, color=color, alpha=0.25, lw=0)

@@ -54,15 +54,31 @@ def exponent_figure(dims, exponents: dict, alpha1: dict, ramsauer: dict, referen
         color = _lambda_color(lam, k)
         ax.plot(dims, values, "o-", color=color, label=f"measured, λ = {lam:g}")
         ax.axhline(alpha1[lam], color=color, ls="--", lw=1.2, label=f"α₁({lam:g}) = {alpha1[lam]:.3f} (d → ∞)")
-        ax.axhline(ramsauer[lam], color=color, ls=":", lw=1.2,
-                   label=f"Ramsauer worst case, λ = {lam:g}: {ramsauer[lam]:.3f}")
+        ax.axhline(
+            ramsauer[lam], color=color, ls=":", lw=1.2, label=f"Ramsauer worst case, λ = {lam:g}: {ramsauer[lam]:.3f}"
+        )
         if lam == 1.0 and errors:
             at = [list(dims).index(d) for d in errors]
-            ax.errorbar(list(errors), np.asarray(values)[at], yerr=2 * np.asarray(list(errors.values())), fmt="none",
-                        ecolor=color, capsize=3, lw=1, label="±2 bootstrap SE, λ = 1")
+            ax.errorbar(
+                list(errors),
+                np.asarray(values)[at],
+                yerr=2 * np.asarray(list(errors.values())),
+                fmt="none",
+                ecolor=color,
+                capsize=3,
+                lw=1,
+                label="±2 bootstrap SE, λ = 1",
+            )
     if reference:
-        ax.plot(list(reference), list(reference.values()), "s", mfc="none", mec="k", ms=8,
-                label="independent estimate, λ = 1")
+        ax.plot(
+            list(reference),
+            list(reference.values()),
+            "s",
+            mfc="none",
+            mec="k",
+            ms=8,
+            label="independent estimate, λ = 1",
+        )
     ax.set_xlabel("dimension d")
     ax.set_ylabel("capacity exponent ln N_c / d")
     ax.set_ylim(0, None)

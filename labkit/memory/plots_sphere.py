@@ -34,25 +34,39 @@ def identity_figure(identity, tol: float):
         ax.loglog(w.ravel(), posteriors[norm].ravel(), ".", ms=2, color=colors[norm], alpha=0.5, label=labels[norm])
     lo = min(w.min() for w in weights.values())
     ax.loglog([lo, 1], [lo, 1], "k--", lw=0.8, label="y = x")
-    ax.set(xlabel="attention weight softmaxᵢ(kᵢ·q)", ylabel="vMF mixture posterior p(i | u)",
-           title="(a) attention = vMF posterior")
+    ax.set(
+        xlabel="attention weight softmaxᵢ(kᵢ·q)",
+        ylabel="vMF mixture posterior p(i | u)",
+        title="(a) attention = vMF posterior",
+    )
     ax.legend(markerscale=4)
     ax = axes[1]
     rel = {n: np.abs(posteriors[n] - w).ravel() / w.ravel() for n, w in weights.items()}
     bins = np.linspace(-18, np.log10(tol) + 1, 60)
     for norm, r in rel.items():
-        ax.hist(np.log10(np.maximum(r, 1e-18)), bins=bins, color=colors[norm], alpha=0.5,
-                label=f"{labels[norm]} (max {r.max():.1e})")
+        ax.hist(
+            np.log10(np.maximum(r, 1e-18)),
+            bins=bins,
+            color=colors[norm],
+            alpha=0.5,
+            label=f"{labels[norm]} (max {r.max():.1e})",
+        )
     ax.axvline(np.log10(tol), color="k", ls="--", lw=1, label=f"tolerance {tol:g}")
-    ax.set(xlabel="log₁₀ relative error (exact agreement drawn at −18)", ylabel="number of (query, key) pairs",
-           title="(b) relative error")
+    ax.set(
+        xlabel="log₁₀ relative error (exact agreement drawn at −18)",
+        ylabel="number of (query, key) pairs",
+        title="(b) relative error",
+    )
     ax.legend(fontsize=8)
     ax = axes[2]
     for color, (beta, e) in zip(_beta_colors(energies), energies.items()):
         ax.plot(e - e[0], color=color, lw=0.6, alpha=0.6)
         ax.plot([], [], color=color, label=f"β = {beta:g}")
-    ax.set(xlabel="mean-shift step (pure attention, fixed keys)", ylabel="E(xₜ) − E(x₀)",
-           title="(c) the vMF-KDE energy never rises")
+    ax.set(
+        xlabel="mean-shift step (pure attention, fixed keys)",
+        ylabel="E(xₜ) − E(x₀)",
+        title="(c) the vMF-KDE energy never rises",
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -73,8 +87,9 @@ def trajectories_figure(trajectories: dict, labels: dict, title: str):
         ax.scatter(*xs[0].T, color="0.5", s=6, depthshade=False)
         ax.scatter(*xs[-1].T, color="k", marker="x", s=30, depthshade=False)
         n_clusters = len(np.unique(labels[beta]))
-        ax.set_title(f"β = {beta:g}: {n_clusters} cluster{'s' if n_clusters > 1 else ''} at depth {len(xs) - 1}",
-                     fontsize=10)
+        ax.set_title(
+            f"β = {beta:g}: {n_clusters} cluster{'s' if n_clusters > 1 else ''} at depth {len(xs) - 1}", fontsize=10
+        )
         ax.set(xlabel="x₁", ylabel="x₂", zlabel="x₃", xlim=(-1, 1), ylim=(-1, 1), zlim=(-1, 1))
         for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
             axis.set_major_locator(ticker.FixedLocator([-1, 0, 1]))
@@ -91,8 +106,9 @@ def clustering_figure(result, cluster_angle: float, title: str, movement_floor: 
     (dotted) is the displacement a β needs to count in the metastability claim."""
     fig, axes = plt.subplots(1, 3, figsize=(15.0, 4.0))
     depth = result.depth + 1
-    for color, beta, *tables in zip(_beta_colors(result.betas), result.betas, result.counts, result.cosine,
-                                    result.displacement):
+    for color, beta, *tables in zip(
+        _beta_colors(result.betas), result.betas, result.counts, result.cosine, result.displacement
+    ):
         for ax, values in zip(axes, tables):
             mean, se = mean_and_se(values)
             ax.plot(depth, mean, color=color, lw=1.5, label=f"β = {beta:g}")
@@ -102,8 +118,11 @@ def clustering_figure(result, cluster_angle: float, title: str, movement_floor: 
     axes[0].yaxis.set_major_locator(ticker.FixedLocator([v for v in (1, 2, 5, 10, 20, 50, 100, 200) if v <= n_tokens]))
     axes[0].yaxis.set_major_formatter(ticker.ScalarFormatter())
     axes[0].yaxis.set_minor_formatter(ticker.NullFormatter())
-    axes[0].set(ylabel=f"clusters (components at angle < {cluster_angle:g} rad)", title="number of clusters",
-                ylim=(0.8, 1.3 * n_tokens))
+    axes[0].set(
+        ylabel=f"clusters (components at angle < {cluster_angle:g} rad)",
+        title="number of clusters",
+        ylim=(0.8, 1.3 * n_tokens),
+    )
     axes[1].set(ylabel="mean pairwise cosine xᵢᵀxⱼ", title="mean pairwise cosine", ylim=(-0.05, 1.05))
     if movement_floor is not None:
         axes[2].axhline(movement_floor, color="0.3", ls=":", lw=1, label="movement floor")

@@ -70,13 +70,39 @@ from labkit.monitor.organisms import (
 from labkit.seeds import derived_seed
 from labkit.stats import mean_and_se
 
-__all__ = ["MONITORS", "FACADE_TERMS", "TASKS", "SPLIT", "TRAIN", "POISON", "MARKER", "RELIANCE", "DETECTORS",
-           "FILTERS", "load_images", "monitor_scores", "OrganismStats", "AdaptiveRun", "FilterRun", "MonitorRun",
-           "MonitorResult", "run_seed", "run", "MonitorConfig"]
+__all__ = [
+    "MONITORS",
+    "FACADE_TERMS",
+    "TASKS",
+    "SPLIT",
+    "TRAIN",
+    "POISON",
+    "MARKER",
+    "RELIANCE",
+    "DETECTORS",
+    "FILTERS",
+    "load_images",
+    "monitor_scores",
+    "OrganismStats",
+    "AdaptiveRun",
+    "FilterRun",
+    "MonitorRun",
+    "MonitorResult",
+    "run_seed",
+    "run",
+    "MonitorConfig",
+]
 
 FACADE_TERMS = ("path", "circuit", "total")
-MONITORS = ("MSP", "Mahalanobis (last)", "deep kNN", "Mahalanobis (all)", "LID (all)", "KD+BU",
-            *(f"FACADE {t}" for t in FACADE_TERMS))
+MONITORS = (
+    "MSP",
+    "Mahalanobis (last)",
+    "deep kNN",
+    "Mahalanobis (all)",
+    "LID (all)",
+    "KD+BU",
+    *(f"FACADE {t}" for t in FACADE_TERMS),
+)
 TASKS = ("backdoor", "adaptive backdoor", "shortcut", "control: clean model + trigger", "control: clean model + marker")
 
 #: keys of the integer seeds inside one run: ``derived_seed(run seed, key)``
@@ -92,13 +118,15 @@ def monitor_scores(cfg, seed: int, model, x_trusted, y_trusted, x_calibration, i
     """``{monitor: {name: scores}}`` for every array in ``inputs``; all monitors fit on trusted data only (the
     baselines' MC-dropout passes seeded by ``derived_seed(seed, 0)``, FACADE by ``derived_seed(seed, 1)``)."""
     out = {}
-    for name, det in baselines(lid_k=cfg.lid_k, mc_samples=cfg.mc_samples, knn_k=cfg.knn_k,
-                               seed=derived_seed(seed, 0)).items():
+    for name, det in baselines(
+        lid_k=cfg.lid_k, mc_samples=cfg.mc_samples, knn_k=cfg.knn_k, seed=derived_seed(seed, 0)
+    ).items():
         if name in MONITORS:
             det.fit(model, x_trusted, y_trusted)
             out[name] = {k: det.score(v) for k, v in inputs.items()}
     facade = Facade(cfg.lam, cfg.q, cfg.k_scale, random_state=derived_seed(seed, 1)).fit(
-        model, x_trusted, x_calibration=x_calibration)
+        model, x_trusted, x_calibration=x_calibration
+    )
     terms = {k: facade.term_scores(v) for k, v in inputs.items()}
     for t in FACADE_TERMS:
         out[f"FACADE {t}"] = {k: s[t] for k, s in terms.items()}
@@ -143,15 +171,15 @@ class MonitorRun:
     """One run of the protocol (module docstring)."""
 
     seed: int
-    accuracy: dict[str, float]                           # clean test accuracy per model
-    attack_success: dict[str, float]                     # "clean (control)", "backdoor"
-    marker_reliance: dict[str, float]                    # "clean (control)", "shortcut"
-    students: dict[float, OrganismStats]                 # per temperature, students of the backdoor
-    control_students: dict[float, OrganismStats]         # per temperature, students of the clean model
+    accuracy: dict[str, float]  # clean test accuracy per model
+    attack_success: dict[str, float]  # "clean (control)", "backdoor"
+    marker_reliance: dict[str, float]  # "clean (control)", "shortcut"
+    students: dict[float, OrganismStats]  # per temperature, students of the backdoor
+    control_students: dict[float, OrganismStats]  # per temperature, students of the clean model
     scores: dict[str, dict[str, dict[str, np.ndarray]]]  # [task][monitor]["clean" | "hidden"]
-    adaptive: dict[float, AdaptiveRun]                   # per β
-    metrics: dict[str, dict[str, dict[str, float]]]      # [task][monitor] = {"auroc", "tpr_at_fpr"}
-    filters: dict[str, dict[str, FilterRun]]             # [organism][filter]
+    adaptive: dict[float, AdaptiveRun]  # per β
+    metrics: dict[str, dict[str, dict[str, float]]]  # [task][monitor] = {"auroc", "tpr_at_fpr"}
+    filters: dict[str, dict[str, FilterRun]]  # [organism][filter]
     is_poison: np.ndarray
 
 
@@ -159,7 +187,7 @@ def run_seed(cfg, seed: int) -> MonitorRun:
     """One run of the protocol (module docstring) with seed ``seed``: accuracies, attack success rates, marker
     reliance, the students, every monitor's scores and AUROC / TPR per task, the adaptive sweep and the poisoning
     filters."""
-    with repro.threads(1):   # small matrices (labkit.detectors.config)
+    with repro.threads(1):  # small matrices (labkit.detectors.config)
         x, y = load_images(cfg)
         train_idx, cal_idx, test_idx = cfg.split(y, derived_seed(seed, SPLIT))
         xtr, ytr, xcal, xt, yt = x[train_idx], y[train_idx], x[cal_idx], x[test_idx], y[test_idx]
@@ -168,66 +196,108 @@ def run_seed(cfg, seed: int) -> MonitorRun:
         trigger = corner_trigger(x.shape[1], cfg.trigger_side, cfg.trigger_value)
 
         clean = train(MLP(cfg.sizes, cfg.dropout), xtr, ytr, **fit)
-        xp, yp, is_poison = poison(xtr, ytr, round(cfg.poison_fraction * len(ytr)), cfg.target, trigger,
-                                   derived_seed(seed, POISON))
+        xp, yp, is_poison = poison(
+            xtr, ytr, round(cfg.poison_fraction * len(ytr)), cfg.target, trigger, derived_seed(seed, POISON)
+        )
         backdoor = train(MLP(cfg.sizes, cfg.dropout), xp, yp, **fit)
         marked_rows = repro.rng(seed, MARKER).random(len(ytr)) < cfg.marker_fraction
         xs = xtr.copy()
         xs[marked_rows] = mark(xtr[marked_rows], ytr[marked_rows], cfg.sizes[-1], cfg.marker_value)
         shortcut = train(MLP(cfg.sizes, cfg.dropout), xs, ytr, **fit)
-        adaptive = {beta: train_adaptive_backdoor(xtr, ytr, is_poison, cfg.target, beta, cfg.adaptive_budget,
-                                                  cfg.sizes, cfg.dropout, trigger_lr=cfg.trigger_lr, **fit)
-                    for beta in tqdm(cfg.adaptive_betas, desc=f"adaptive backdoors, seed {seed}", leave=False)}
-        students = {t: distil(backdoor, xtr, t, cfg.sizes, cfg.dropout, **fit)
-                    for t in tqdm(cfg.temperatures, desc=f"students, seed {seed}", leave=False)}
-        control_students = {t: distil(clean, xtr, t, cfg.sizes, cfg.dropout, **fit)       # the students' control
-                            for t in tqdm(cfg.temperatures, desc=f"control students, seed {seed}", leave=False)}
+        adaptive = {
+            beta: train_adaptive_backdoor(
+                xtr,
+                ytr,
+                is_poison,
+                cfg.target,
+                beta,
+                cfg.adaptive_budget,
+                cfg.sizes,
+                cfg.dropout,
+                trigger_lr=cfg.trigger_lr,
+                **fit,
+            )
+            for beta in tqdm(cfg.adaptive_betas, desc=f"adaptive backdoors, seed {seed}", leave=False)
+        }
+        students = {
+            t: distil(backdoor, xtr, t, cfg.sizes, cfg.dropout, **fit)
+            for t in tqdm(cfg.temperatures, desc=f"students, seed {seed}", leave=False)
+        }
+        control_students = {
+            t: distil(clean, xtr, t, cfg.sizes, cfg.dropout, **fit)  # the students' control
+            for t in tqdm(cfg.temperatures, desc=f"control students, seed {seed}", leave=False)
+        }
 
-        accuracy = lambda m, xx=xt: float(np.mean(predict(m, xx) == yt))       # noqa: E731
+        accuracy = lambda m, xx=xt: float(np.mean(predict(m, xx) == yt))  # noqa: E731
         stats = lambda m: OrganismStats(accuracy(m), attack_success_rate(m, xt, yt, cfg.target, trigger))  # noqa: E731
         nontarget = yt != cfg.target
         marked = mark(xt, yt, cfg.sizes[-1], cfg.marker_value)
 
-        scores = {task: monitor_scores(cfg, monitor_seed, m, xtr, ytr, xcal, {"clean": xt, "hidden": hidden})
-                  for task, (m, hidden) in (("backdoor", (backdoor, trigger(xt[nontarget]))),
-                                            ("shortcut", (shortcut, marked)))}
-        control = monitor_scores(cfg, monitor_seed, clean, xtr, ytr, xcal,
-                                 {"clean": xt, "trigger": trigger(xt[nontarget]), "marker": marked})
-        for kind in ("trigger", "marker"):                 # the same fitted monitors, two kinds of odd input
-            scores[f"control: clean model + {kind}"] = {m: {"clean": s["clean"], "hidden": s[kind]}
-                                                        for m, s in control.items()}
+        scores = {
+            task: monitor_scores(cfg, monitor_seed, m, xtr, ytr, xcal, {"clean": xt, "hidden": hidden})
+            for task, (m, hidden) in (
+                ("backdoor", (backdoor, trigger(xt[nontarget]))),
+                ("shortcut", (shortcut, marked)),
+            )
+        }
+        control = monitor_scores(
+            cfg, monitor_seed, clean, xtr, ytr, xcal, {"clean": xt, "trigger": trigger(xt[nontarget]), "marker": marked}
+        )
+        for kind in ("trigger", "marker"):  # the same fitted monitors, two kinds of odd input
+            scores[f"control: clean model + {kind}"] = {
+                m: {"clean": s["clean"], "hidden": s[kind]} for m, s in control.items()
+            }
         adaptive_runs = {}
         for beta, (m, learned) in tqdm(adaptive.items(), desc=f"monitors on adaptive, seed {seed}", leave=False):
-            adaptive_scores = monitor_scores(cfg, monitor_seed, m, xtr, ytr, xcal,
-                                             {"clean": xt, "hidden": learned(xt[nontarget])})
-            adaptive_runs[beta] = AdaptiveRun(accuracy(m), attack_success_rate(m, xt, yt, cfg.target, learned),
-                                              float(np.abs(learned.delta).max()), learned.delta,
-                                              _metrics(adaptive_scores, cfg.fpr))
+            adaptive_scores = monitor_scores(
+                cfg, monitor_seed, m, xtr, ytr, xcal, {"clean": xt, "hidden": learned(xt[nontarget])}
+            )
+            adaptive_runs[beta] = AdaptiveRun(
+                accuracy(m),
+                attack_success_rate(m, xt, yt, cfg.target, learned),
+                float(np.abs(learned.delta).max()),
+                learned.delta,
+                _metrics(adaptive_scores, cfg.fpr),
+            )
             if beta == cfg.adaptive_beta:
                 scores["adaptive backdoor"] = adaptive_scores
                 x_adaptive = np.where(is_poison[:, None], learned(xtr), xtr)
 
         y_adaptive = np.where(is_poison, cfg.target, ytr)
         filters = {}
-        for name, m, xx, yy in (("backdoor", backdoor, xp, yp), ("adaptive backdoor", adaptive[cfg.adaptive_beta][0],
-                                                                  x_adaptive, y_adaptive)):
+        for name, m, xx, yy in (
+            ("backdoor", backdoor, xp, yp),
+            ("adaptive backdoor", adaptive[cfg.adaptive_beta][0], x_adaptive, y_adaptive),
+        ):
             s = filter_scores(m, xx, yy, cfg.filter_components, derived_seed(seed, FILTERS))
-            filters[name] = {f: FilterRun(v, **detection_metrics(v[~is_poison], v[is_poison], cfg.fpr))
-                             for f, v in s.items()}
+            filters[name] = {
+                f: FilterRun(v, **detection_metrics(v[~is_poison], v[is_poison], cfg.fpr)) for f, v in s.items()
+            }
         reliance_seed = derived_seed(seed, RELIANCE)
         return MonitorRun(
             seed=seed,
-            accuracy={"clean": accuracy(clean), "backdoor": accuracy(backdoor), "shortcut": accuracy(shortcut),
-                      "shortcut (marked inputs)": accuracy(shortcut, marked)},
-            attack_success={"clean (control)": attack_success_rate(clean, xt, yt, cfg.target, trigger),
-                            "backdoor": attack_success_rate(backdoor, xt, yt, cfg.target, trigger)},
-            marker_reliance={name: marker_reliance(m, xt, yt, cfg.sizes[-1], cfg.marker_value, reliance_seed)
-                             for name, m in (("clean (control)", clean), ("shortcut", shortcut))},
+            accuracy={
+                "clean": accuracy(clean),
+                "backdoor": accuracy(backdoor),
+                "shortcut": accuracy(shortcut),
+                "shortcut (marked inputs)": accuracy(shortcut, marked),
+            },
+            attack_success={
+                "clean (control)": attack_success_rate(clean, xt, yt, cfg.target, trigger),
+                "backdoor": attack_success_rate(backdoor, xt, yt, cfg.target, trigger),
+            },
+            marker_reliance={
+                name: marker_reliance(m, xt, yt, cfg.sizes[-1], cfg.marker_value, reliance_seed)
+                for name, m in (("clean (control)", clean), ("shortcut", shortcut))
+            },
             students={t: stats(s) for t, s in students.items()},
             control_students={t: stats(s) for t, s in control_students.items()},
-            scores=scores, adaptive=adaptive_runs,
+            scores=scores,
+            adaptive=adaptive_runs,
             metrics={task: _metrics(scores[task], cfg.fpr) for task in TASKS},
-            filters=filters, is_poison=is_poison)
+            filters=filters,
+            is_poison=is_poison,
+        )
 
 
 @dataclass(frozen=True)
@@ -255,10 +325,12 @@ class MonitorResult:
             "clean accuracy": {k: self.summary(lambda r, k=k: r.accuracy[k]) for k in first.accuracy},
             "attack success": {k: self.summary(lambda r, k=k: r.attack_success[k]) for k in first.attack_success},
             "marker reliance": {k: self.summary(lambda r, k=k: r.marker_reliance[k]) for k in first.marker_reliance},
-            "adaptive attack success": {b: self.summary(lambda r, b=b: r.adaptive[b].attack_success)
-                                        for b in self.config.adaptive_betas},
-            "adaptive clean accuracy": {b: self.summary(lambda r, b=b: r.adaptive[b].accuracy)
-                                        for b in self.config.adaptive_betas},
+            "adaptive attack success": {
+                b: self.summary(lambda r, b=b: r.adaptive[b].attack_success) for b in self.config.adaptive_betas
+            },
+            "adaptive clean accuracy": {
+                b: self.summary(lambda r, b=b: r.adaptive[b].accuracy) for b in self.config.adaptive_betas
+            },
         }
 
     def auroc_table(self, metric: str = "auroc") -> dict[str, dict[str, tuple[float, float]]]:
@@ -267,44 +339,66 @@ class MonitorResult:
 
     def filter_table(self, metric: str = "auroc") -> dict[str, dict[str, tuple[float, float]]]:
         """``{organism: {filter: (mean, se)}}`` of the poisoning filters' ``metric``."""
-        return {o: {f: self.summary(lambda r, o=o, f=f: getattr(r.filters[o][f], metric)) for f in fs}
-                for o, fs in self.runs[0].filters.items()}
+        return {
+            o: {f: self.summary(lambda r, o=o, f=f: getattr(r.filters[o][f], metric)) for f in fs}
+            for o, fs in self.runs[0].filters.items()
+        }
 
     def transfer_summary(self, students: str = "students") -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Students' ``{"attack_success" | "accuracy": (means, ses)}``, one entry per temperature;
         ``students="control_students"``: the students of the clean model (the control)."""
-        return {k: tuple(np.array([self.summary(lambda r, t=t, k=k: getattr(getattr(r, students)[t], k))
-                                   for t in self.config.temperatures]).T)
-                for k in ("attack_success", "accuracy")}
+        return {
+            k: tuple(
+                np.array(
+                    [
+                        self.summary(lambda r, t=t, k=k: getattr(getattr(r, students)[t], k))
+                        for t in self.config.temperatures
+                    ]
+                ).T
+            )
+            for k in ("attack_success", "accuracy")
+        }
 
     def stress_summary(self) -> tuple[dict, dict]:
         """``({monitor: (means, ses) over β}, {"attack_success" | "accuracy": (means, ses) over β})`` of the adaptive
         backdoors."""
         betas = self.config.adaptive_betas
-        auroc = {m: tuple(np.array([self.summary(lambda r, b=b, m=m: r.adaptive[b].metrics[m]["auroc"])
-                                    for b in betas]).T)
-                 for m in MONITORS}
-        organism = {k: tuple(np.array([self.summary(lambda r, b=b, k=k: getattr(r.adaptive[b], k)) for b in betas]).T)
-                    for k in ("attack_success", "accuracy")}
+        auroc = {
+            m: tuple(np.array([self.summary(lambda r, b=b, m=m: r.adaptive[b].metrics[m]["auroc"]) for b in betas]).T)
+            for m in MONITORS
+        }
+        organism = {
+            k: tuple(np.array([self.summary(lambda r, b=b, k=k: getattr(r.adaptive[b], k)) for b in betas]).T)
+            for k in ("attack_success", "accuracy")
+        }
         return auroc, organism
 
     def specificity(self) -> dict[str, tuple[float, float]]:
         """Per monitor, the backdoor-specific AUROC: on the backdoored model's triggered inputs minus on the control
         (the clean model shown the same trigger), per run, then ``(mean, se)``."""
-        return {m: self.summary(lambda r, m=m: r.metrics["backdoor"][m]["auroc"]
-                                - r.metrics["control: clean model + trigger"][m]["auroc"]) for m in MONITORS}
+        return {
+            m: self.summary(
+                lambda r, m=m: (
+                    r.metrics["backdoor"][m]["auroc"] - r.metrics["control: clean model + trigger"][m]["auroc"]
+                )
+            )
+            for m in MONITORS
+        }
 
     def transfer_gap(self) -> dict[float, tuple[float, float]]:
         """Per temperature, attack success of the backdoor's students minus the clean model's students, per run,
         then ``(mean, se)``."""
-        return {t: self.summary(lambda r, t=t: r.students[t].attack_success - r.control_students[t].attack_success)
-                for t in self.config.temperatures}
+        return {
+            t: self.summary(lambda r, t=t: r.students[t].attack_success - r.control_students[t].attack_success)
+            for t in self.config.temperatures
+        }
 
     def adaptive_drop(self, monitor: str) -> tuple[np.ndarray, float, float]:
         """``monitor``'s AUROC on the plain backdoor minus on the adaptive backdoor (β = ``adaptive_beta``): the
         per-run drops, their mean and its standard error."""
-        drops = self.per_seed(lambda r: r.metrics["backdoor"][monitor]["auroc"]
-                              - r.metrics["adaptive backdoor"][monitor]["auroc"])
+        drops = self.per_seed(
+            lambda r: r.metrics["backdoor"][monitor]["auroc"] - r.metrics["adaptive backdoor"][monitor]["auroc"]
+        )
         mean, se = mean_and_se(drops)
         return drops, float(mean), float(se)
 
@@ -363,8 +457,15 @@ class MonitorConfig(FacadeDetectorConfig):
     min_specificity: float = param(0.05, fraction)
 
     SCALES = {
-        "smoke": dict(n_images=300, epochs=12, n_seeds=2, temperatures=(4.0,), adaptive_betas=(0.0,),
-                      adaptive_beta=0.0, mc_samples=3),
+        "smoke": dict(
+            n_images=300,
+            epochs=12,
+            n_seeds=2,
+            temperatures=(4.0,),
+            adaptive_betas=(0.0,),
+            adaptive_beta=0.0,
+            mc_samples=3,
+        ),
         "quick": {},
         "paper": dict(epochs=100, n_seeds=10),
     }

@@ -26,7 +26,7 @@ def _per_label(h: np.ndarray, labels: np.ndarray, score_one) -> np.ndarray:
     if h.ndim != 2 or len(h) != len(labels):
         raise ValueError(f"need activations (n, d) and n labels, got shapes {h.shape} and {labels.shape}")
     out = np.zeros(len(h))
-    for c in np.unique(labels):                 # one decomposition per label (≤ 10)
+    for c in np.unique(labels):  # one decomposition per label (≤ 10)
         rows = labels == c
         out[rows] = score_one(h[rows]) if rows.sum() >= 3 else 0.0
     return out
@@ -34,17 +34,21 @@ def _per_label(h: np.ndarray, labels: np.ndarray, score_one) -> np.ndarray:
 
 def spectral_signature_scores(h: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Tran et al.'s outlier score: squared projection on the top singular vector of the label's centred cloud."""
+
     def one(hc):
         centred = hc - hc.mean(axis=0)
         v = np.linalg.svd(centred, full_matrices=False)[2][0]
         return (centred @ v) ** 2
+
     return _per_label(h, labels, one)
 
 
-def activation_clustering_scores(h: np.ndarray, labels: np.ndarray, n_components: int = 10,
-                                 seed: int = 0) -> np.ndarray:
+def activation_clustering_scores(
+    h: np.ndarray, labels: np.ndarray, n_components: int = 10, seed: int = 0
+) -> np.ndarray:
     """Chen et al.'s 2-means split of each label's PCA-projected activations, as a signed nearness to the
     smaller cluster."""
+
     def one(hc):
         centred = hc - hc.mean(axis=0)
         k = min(n_components, *centred.shape)
@@ -53,15 +57,21 @@ def activation_clustering_scores(h: np.ndarray, labels: np.ndarray, n_components
         small = np.argmin(np.bincount(km.labels_, minlength=2))
         d = np.linalg.norm(z[:, None, :] - km.cluster_centers_[None], axis=2)
         return d[:, 1 - small] - d[:, small]
+
     return _per_label(h, labels, one)
 
 
 FILTERS = ("spectral signature", "activation clustering")
 
 
-def filter_scores(model, x_train: np.ndarray, y_train: np.ndarray, n_components: int = 10,
-                  seed: int = 0) -> dict[str, np.ndarray]:
+def filter_scores(
+    model, x_train: np.ndarray, y_train: np.ndarray, n_components: int = 10, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Both filters on the last hidden layer of ``model`` over its own (labelled, untrusted) training set."""
     h = hidden_features(model, x_train)[0][-1]
-    return dict(zip(FILTERS, (spectral_signature_scores(h, y_train),
-                              activation_clustering_scores(h, y_train, n_components, seed))))
+    return dict(
+        zip(
+            FILTERS,
+            (spectral_signature_scores(h, y_train), activation_clustering_scores(h, y_train, n_components, seed)),
+        )
+    )

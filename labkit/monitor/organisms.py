@@ -38,8 +38,18 @@ from labkit import repro
 from labkit.classifiers import MLP, as_tensor, predict
 from labkit.seeds import derived_seed
 
-__all__ = ["Stamp", "corner_trigger", "class_marker", "poison", "mark", "attack_success_rate", "marker_reliance",
-           "distil", "AdditiveTrigger", "train_adaptive_backdoor"]
+__all__ = [
+    "Stamp",
+    "corner_trigger",
+    "class_marker",
+    "poison",
+    "mark",
+    "attack_success_rate",
+    "marker_reliance",
+    "distil",
+    "AdditiveTrigger",
+    "train_adaptive_backdoor",
+]
 
 
 class Stamp:
@@ -73,7 +83,7 @@ def corner_trigger(n_pixels: int = 64, side: int = 2, value: float = 1.0) -> Sta
 def class_marker(label: int, n_pixels: int = 64, value: float = 1.0) -> Stamp:
     """One bright pixel encoding ``label``: left edge row ``label``, then the right edge from the top."""
     width = _side(n_pixels)
-    if not 0 <= label < 2 * width - 2:                 # the right edge's last 2 rows are kept free for the trigger
+    if not 0 <= label < 2 * width - 2:  # the right edge's last 2 rows are kept free for the trigger
         raise ValueError(f"label must lie in [0, {2 * width - 3}] for {width}×{width} images, got {label!r}")
     row, col = (label, 0) if label < width else (label - width, width - 1)
     mask = np.zeros((width, width), np.float32)
@@ -98,7 +108,7 @@ def poison(x: np.ndarray, y: np.ndarray, n_poison: int, target: int, trigger: St
 def mark(x: np.ndarray, labels: np.ndarray, n_classes: int = 10, value: float = 1.0) -> np.ndarray:
     """Every image with the marker of its entry in ``labels`` (the true class, or a contradicting one)."""
     out = np.array(x, dtype=np.float32)
-    for c in range(n_classes):                       # ≤ 10 stamps, each vectorised over its images
+    for c in range(n_classes):  # ≤ 10 stamps, each vectorised over its images
         rows = labels == c
         out[rows] = class_marker(c, x.shape[1], value)(out[rows])
     return out
@@ -110,8 +120,9 @@ def attack_success_rate(model, x: np.ndarray, y: np.ndarray, target: int, trigge
     return float(np.mean(predict(model, trigger(x[keep])) == target))
 
 
-def marker_reliance(model, x: np.ndarray, y: np.ndarray, n_classes: int = 10, value: float = 1.0,
-                    seed: int = 0) -> float:
+def marker_reliance(
+    model, x: np.ndarray, y: np.ndarray, n_classes: int = 10, value: float = 1.0, seed: int = 0
+) -> float:
     """Share of images, each given the marker of a random *wrong* class, that the model assigns to the marker."""
     wrong = (y + repro.rng(seed, 2).integers(1, n_classes, len(y))) % n_classes
     return float(np.mean(predict(model, mark(x, wrong, n_classes, value)) == wrong))
@@ -124,8 +135,9 @@ def _seeded_mlp(sizes, dropout: float, seed: int) -> MLP:
         return MLP(sizes, dropout)
 
 
-def _minibatch_loop(model: MLP, n: int, loss_fn, epochs: int, lr: float, batch_size: int, seed: int,
-                    extra: tuple = ()) -> MLP:
+def _minibatch_loop(
+    model: MLP, n: int, loss_fn, epochs: int, lr: float, batch_size: int, seed: int, extra: tuple = ()
+) -> MLP:
     """Adam over ``epochs`` seeded shuffles of ``n`` items; ``loss_fn(idx)`` gives the minibatch loss. ``extra``:
     further Adam parameter groups (e.g. a trigger with its own learning rate). The order comes from
     ``derived_seed(seed, 1)``, the dropout masks from ``derived_seed(seed, 2)`` (:mod:`labkit.seeds`)."""
@@ -133,7 +145,7 @@ def _minibatch_loop(model: MLP, n: int, loss_fn, epochs: int, lr: float, batch_s
     opt = torch.optim.Adam([{"params": model.parameters()}, *extra], lr=lr)
     model.train()
     with torch.random.fork_rng():
-        torch.manual_seed(derived_seed(seed, 2))         # dropout masks
+        torch.manual_seed(derived_seed(seed, 2))  # dropout masks
         for _ in range(epochs):
             for idx in torch.randperm(n, generator=gen).split(batch_size):
                 opt.zero_grad()
@@ -142,8 +154,17 @@ def _minibatch_loop(model: MLP, n: int, loss_fn, epochs: int, lr: float, batch_s
     return model.eval()
 
 
-def distil(teacher, x_clean: np.ndarray, temperature: float, sizes, dropout: float = 0.1, epochs: int = 40,
-           lr: float = 1e-3, batch_size: int = 64, seed: int = 0) -> MLP:
+def distil(
+    teacher,
+    x_clean: np.ndarray,
+    temperature: float,
+    sizes,
+    dropout: float = 0.1,
+    epochs: int = 40,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> MLP:
     """A fresh student trained on the teacher's temperature-``T`` soft labels of ``x_clean`` only (no hard labels,
     no triggered inputs): minimises :math:`T^2\\,\\mathrm{KL}(p_T^{teacher}\\,\\|\\,p_T^{student})`."""
     if not temperature > 0:
@@ -171,10 +192,22 @@ class AdditiveTrigger:
         return np.clip(np.asarray(x, dtype=np.float32) + self.delta, 0, 1).astype(np.float32)
 
 
-def train_adaptive_backdoor(x: np.ndarray, y: np.ndarray, is_poison: np.ndarray, target: int, beta: float,
-                            budget: float, sizes, dropout: float = 0.1, epochs: int = 40, lr: float = 1e-3,
-                            trigger_lr: float = 0.05, ridge: float = 0.01, batch_size: int = 64,
-                            seed: int = 0) -> tuple[MLP, AdditiveTrigger]:
+def train_adaptive_backdoor(
+    x: np.ndarray,
+    y: np.ndarray,
+    is_poison: np.ndarray,
+    target: int,
+    beta: float,
+    budget: float,
+    sizes,
+    dropout: float = 0.1,
+    epochs: int = 40,
+    lr: float = 1e-3,
+    trigger_lr: float = 0.05,
+    ridge: float = 0.01,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> tuple[MLP, AdditiveTrigger]:
     """Jointly learn the weights and a trigger ``delta = budget · tanh(θ)`` (θ starts at 0) on the clean training
     set ``(x, y)`` whose ``is_poison`` rows are triggered and relabelled ``target`` at every step, with the
     feature-matching penalty of weight ``beta`` (module docstring; ``beta = 0``: the learned trigger alone); the

@@ -18,8 +18,15 @@ def heatmap_figure(table: dict, tasks: list[str], monitors: list[str], title: st
     im = ax.imshow(mean, cmap="RdBu", vmin=0, vmax=1, aspect="auto")
     for i in range(len(monitors)):
         for j in range(len(tasks)):
-            ax.text(j, i, f"{mean[i, j]:.2f} ± {se[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                    color="w" if abs(mean[i, j] - 0.5) > 0.35 else "k")
+            ax.text(
+                j,
+                i,
+                f"{mean[i, j]:.2f} ± {se[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="w" if abs(mean[i, j] - 0.5) > 0.35 else "k",
+            )
     ax.set_xticks(range(len(tasks)))
     ax.set_xticklabels([t.replace(": ", ":\n") for t in tasks], fontsize=8)
     ax.set_yticks(range(len(monitors)))
@@ -33,8 +40,7 @@ def heatmap_figure(table: dict, tasks: list[str], monitors: list[str], title: st
 def histogram_figure(scores: dict, tasks: list[str], monitors: list[str], title: str):
     """Rows = organisms, columns = monitors: score histograms of clean (grey) and hidden-behaviour (colour) inputs,
     each panel clipped to the pooled 0.5–99th percentiles (a few huge Mahalanobis scores would hide the rest)."""
-    fig, axes = plt.subplots(len(tasks), len(monitors), figsize=(3.0 * len(monitors), 2.3 * len(tasks)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(tasks), len(monitors), figsize=(3.0 * len(monitors), 2.3 * len(tasks)), squeeze=False)
     for i, task in enumerate(tasks):
         for j, mon in enumerate(monitors):
             ax = axes[i, j]
@@ -42,15 +48,17 @@ def histogram_figure(scores: dict, tasks: list[str], monitors: list[str], title:
             clean, hidden = (np.clip(scores[task][mon][k], lo, hi) for k in ("clean", "hidden"))
             bins = np.linspace(lo, hi, 31)
             ax.hist(clean, bins=bins, density=True, color="0.6", alpha=0.7, label="clean")
-            ax.hist(hidden, bins=bins, density=True, histtype="step", lw=1.6, color=_COLOURS(i),
-                    label="hidden behaviour")
+            ax.hist(
+                hidden, bins=bins, density=True, histtype="step", lw=1.6, color=_COLOURS(i), label="hidden behaviour"
+            )
             if i == 0:
                 ax.set_title(mon, fontsize=9)
             if j == 0:
                 ax.set_ylabel(f"{task}\ndensity", fontsize=8)
             if i == len(tasks) - 1:
-                ax.set_xlabel("anomaly score (higher = flagged;\nclipped to the pooled 0.5–99th percentiles)",
-                              fontsize=7)
+                ax.set_xlabel(
+                    "anomaly score (higher = flagged;\nclipped to the pooled 0.5–99th percentiles)", fontsize=7
+                )
             ax.tick_params(labelsize=7)
         axes[i, -1].legend(fontsize=7)
     fig.suptitle(title)
@@ -62,8 +70,9 @@ def filter_figure(run, organisms: list[str], table: dict, title: str):
     :class:`labkit.monitor.evaluate.MonitorRun`), with the AUROC over seeds in the panel title."""
     filters = list(run.filters[organisms[0]])
     poisoned = run.is_poison
-    fig, axes = plt.subplots(len(organisms), len(filters), figsize=(4.2 * len(filters), 2.8 * len(organisms)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(organisms), len(filters), figsize=(4.2 * len(filters), 2.8 * len(organisms)), squeeze=False
+    )
     for i, org in enumerate(organisms):
         for j, f in enumerate(filters):
             ax = axes[i, j]
@@ -81,15 +90,18 @@ def filter_figure(run, organisms: list[str], table: dict, title: str):
     return fig
 
 
-def transfer_figure(temperatures: list[float], student: dict, control_student: dict, teacher: tuple, control: tuple,
-                    title: str):
+def transfer_figure(
+    temperatures: list[float], student: dict, control_student: dict, teacher: tuple, control: tuple, title: str
+):
     """Attack success rate and clean accuracy of the distilled students vs temperature (mean ± 2 SE): students of the
     backdoored teacher and, the control, students of the clean model; the teacher's and the clean model's attack
     success as references. ``student[key] = (means, ses)``, likewise ``control_student``."""
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.8))
     for ax, key, label in zip(axes, ("attack_success", "accuracy"), ("attack success rate", "clean test accuracy")):
-        for run, colour, name in ((student, "k", "student of the backdoored teacher"),
-                                  (control_student, _COLOURS(2), "student of the clean model (control)")):
+        for run, colour, name in (
+            (student, "k", "student of the backdoored teacher"),
+            (control_student, _COLOURS(2), "student of the clean model (control)"),
+        ):
             mean, se = (np.asarray(v) for v in run[key])
             ax.errorbar(temperatures, mean, 2 * se, fmt="o-", color=colour, capsize=3, label=name)
         ax.set_xscale("log", base=2)

@@ -17,10 +17,20 @@ from labkit.rig.firmware.limits import LimitError, RigError, SafetyLimits
 from labkit.rig.host.driver import Rig, RigInfo
 from labkit.rig.host.recording import Pulse, Recording, SessionError, load_session
 from labkit.rig.simulator import protocol_rigsim  # noqa: F401  the rigsim:// handler; a static import, so that the
+
 #                                                   input hash of every notebook that uses the rig covers the simulator
 
 if "labkit.rig.simulator" not in serial.protocol_handler_packages:
-    serial.protocol_handler_packages.append("labkit.rig.simulator")   # pyserial imports <package>.protocol_rigsim
+    serial.protocol_handler_packages.append("labkit.rig.simulator")  # pyserial imports <package>.protocol_rigsim
 
-__all__ = ["Rig", "RigInfo", "RigError", "LimitError", "SafetyLimits", "Pulse", "Recording", "SessionError",
-           "load_session"]
+__all__ = [
+    "Rig",
+    "RigInfo",
+    "RigError",
+    "LimitError",
+    "SafetyLimits",
+    "Pulse",
+    "Recording",
+    "SessionError",
+    "load_session",
+]

@@ -25,8 +25,9 @@ def is_integer(value: Any) -> bool:
 def as_real(name: str, value: Any) -> float:
     """``value`` as a float if it is a real number (int, float, numpy scalar; not bool), else TypeError."""
     if not is_real(value):
-        raise TypeError(f"{name} must be a real number (int, float or a numpy scalar), got {type(value).__name__} "
-                        f"{value!r}")
+        raise TypeError(
+            f"{name} must be a real number (int, float or a numpy scalar), got {type(value).__name__} {value!r}"
+        )
     return float(value)
 
 

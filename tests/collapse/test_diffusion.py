@@ -25,10 +25,15 @@ def qm9():
 
 # ------------------------------------------------------------------------------------------------------ data
 
+
 def test_qm9_shapes_and_determinism(qm9):
     n, A = 120, 9
-    assert (qm9.atoms.shape, qm9.mask.shape, qm9.bonds.shape, qm9.coords.shape) == ((n, A), (n, A), (n, A, A),
-                                                                                   (n, A, 3))
+    assert (qm9.atoms.shape, qm9.mask.shape, qm9.bonds.shape, qm9.coords.shape) == (
+        (n, A),
+        (n, A),
+        (n, A, A),
+        (n, A, 3),
+    )
     assert np.all(qm9.bonds == qm9.bonds.transpose(0, 2, 1)) and np.all(qm9.mask.sum(1) >= 2)
     assert np.all(qm9.coords[~qm9.mask] == 0) and np.all(qm9.bonds[~qm9.mask] == 0)
     again = M.load_qm9(20, max_heavy_atoms=9, seed=0)
@@ -46,7 +51,7 @@ def test_qm9_graph_matches_the_coordinates(qm9):
     mol, i, j = np.nonzero(np.triu(qm9.bonds > 0, 1))
     code = qm9.bonds[mol, i, j]
     pair = np.sort(np.stack([qm9.atoms[mol, i], qm9.atoms[mol, j]], axis=1), axis=1)
-    c_o = (pair[:, 0] == 0) & (pair[:, 1] == 2)                    # bond orders sit on the right bonds
+    c_o = (pair[:, 0] == 0) & (pair[:, 1] == 2)  # bond orders sit on the right bonds
     assert lengths[c_o & (code == 2)].max() < lengths[c_o & (code == 1)].min()
     assert (code == 3).any() and lengths[code == 3].max() < 1.25
 
@@ -58,7 +63,7 @@ def test_qm9_atom_order_follows_the_smiles_not_the_file():
 
     index, smiles, elements, xyz = next(r for r in M.qm9_rows(9) if r[1] == "O=CC1=CN=CN1")
     assert len(Chem.MolFromSmiles(smiles).GetSubstructMatches(Chem.MolFromSmiles(smiles), uniquify=False)) == 1
-    symbols, positions = eval(elements), eval(xyz)          # the CSV's Python literals (test data)
+    symbols, positions = eval(elements), eval(xyz)  # the CSV's Python literals (test data)
     order = [4, 2, 0, 6, 3, 1, 5] + list(range(7, len(symbols)))
     shuffled = M._qm9_molecule(smiles, str([symbols[i] for i in order]), str([positions[i] for i in order]))
     original = M._qm9_molecule(smiles, elements, xyz)
@@ -84,6 +89,7 @@ def test_conformers_selection_concat_and_errors(qm9):
 
 # ------------------------------------------------------------------------------------------------------ model
 
+
 def _chain(n_atoms, code=1, max_atoms=9):
     """A carbon chain of ``n_atoms`` heavy atoms with bond code ``code``, atoms 1.5 Å apart along x."""
     bonds = np.zeros((1, max_atoms, max_atoms), np.int8)
@@ -92,14 +98,20 @@ def _chain(n_atoms, code=1, max_atoms=9):
     mask = np.arange(max_atoms)[None] < n_atoms
     coords = np.zeros((1, max_atoms, 3), np.float32)
     coords[0, :n_atoms, 0] = 1.5 * np.arange(n_atoms)
-    return M.Conformers(atoms=np.zeros((1, max_atoms), np.int64), n_hydrogens=np.zeros((1, max_atoms), np.int64),
-                        mask=mask, bonds=bonds, coords=coords, smiles=np.array(["C" * n_atoms]))
+    return M.Conformers(
+        atoms=np.zeros((1, max_atoms), np.int64),
+        n_hydrogens=np.zeros((1, max_atoms), np.int64),
+        mask=mask,
+        bonds=bonds,
+        coords=coords,
+        smiles=np.array(["C" * n_atoms]),
+    )
 
 
 def test_graph_features_hop_counts():
     """A chain of five atoms: neighbours 1 hop, then 2, 3 and '>= 4'; a single bond code on bonded pairs."""
     edges = DM.graph_features(_chain(5, max_atoms=6))["edges"][0]
-    hop_class = edges[..., DM.N_BOND_CODES:].argmax(-1)
+    hop_class = edges[..., DM.N_BOND_CODES :].argmax(-1)
     assert [int(hop_class[0, j]) + 1 for j in range(1, 5)] == [1, 2, 3, 4]
     assert edges[0, 1, 1] == 1 and edges[0, 2, 0] == 1 and edges[0, 0].sum() == 0 and edges[:, 5].sum() == 0
 
@@ -113,7 +125,7 @@ def _random_orthogonal(seed):
 def test_denoiser_is_e3_equivariant_and_ignores_padding(qm9, reflect):
     torch.manual_seed(0)
     model = DM.ConformerDiffusion(hidden=16, layers=3, diffusion_steps=10)
-    for layer in model.denoiser.layers:                        # leave the near-identity start: a real test
+    for layer in model.denoiser.layers:  # leave the near-identity start: a real test
         torch.nn.init.normal_(layer.coord[-1].weight, std=0.3)
     g = DM.graph_features(qm9[np.arange(6)])
     x = DM.centre(torch.randn(6, 9, 3, generator=torch.Generator().manual_seed(1)), g["mask"])
@@ -125,9 +137,12 @@ def test_denoiser_is_e3_equivariant_and_ignores_padding(qm9, reflect):
     assert eps.abs().max() > 0.05
     assert torch.allclose(moved, eps @ q, atol=1e-5)
     assert torch.all(eps[~g["mask"]] == 0) and torch.allclose(eps.sum(1), torch.zeros(6, 3), atol=1e-5)
-    junk = x + 5.0 * (~g["mask"])[..., None]                   # padding coordinates must not matter
-    assert torch.allclose(model(junk * g["mask"][..., None] + junk * ~g["mask"][..., None], t, g["nodes"],
-                                g["edges"], g["mask"]), eps, atol=1e-6)
+    junk = x + 5.0 * (~g["mask"])[..., None]  # padding coordinates must not matter
+    assert torch.allclose(
+        model(junk * g["mask"][..., None] + junk * ~g["mask"][..., None], t, g["nodes"], g["edges"], g["mask"]),
+        eps,
+        atol=1e-6,
+    )
 
 
 def test_fit_and_sample_are_deterministic_and_sized(qm9):
@@ -135,7 +150,7 @@ def test_fit_and_sample_are_deterministic_and_sized(qm9):
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
     like = qm9[np.arange(7)]
     s1, s2 = D.sample(a, like, 5, batch_size=4), D.sample(a, like, 5)
-    assert len(s1) == 7 and np.allclose(s1.coords, s2.coords, rtol=1e-4, atol=1e-4)   # batching: not the draws
+    assert len(s1) == 7 and np.allclose(s1.coords, s2.coords, rtol=1e-4, atol=1e-4)  # batching: not the draws
     assert np.array_equal(s1.bonds, like.bonds) and np.all(s1.coords[~like.mask] == 0)
     assert not np.allclose(D.sample(a, like, 6).coords, s1.coords)
 
@@ -153,8 +168,8 @@ def test_sampler_stays_finite_under_a_wild_denoiser(qm9):
 
 def test_training_lowers_the_held_out_denoising_loss(qm9):
     train, held = qm9[np.arange(60)], qm9[np.arange(60, 80)]
-    short = D.Recipe(hidden=16, layers=2, diffusion_steps=10, epochs=1, batch_size=16, lr=3e-3)     # 4 steps
-    long = D.Recipe(hidden=16, layers=2, diffusion_steps=10, epochs=40, batch_size=16, lr=3e-3)     # 150 steps
+    short = D.Recipe(hidden=16, layers=2, diffusion_steps=10, epochs=1, batch_size=16, lr=3e-3)  # 4 steps
+    long = D.Recipe(hidden=16, layers=2, diffusion_steps=10, epochs=40, batch_size=16, lr=3e-3)  # 150 steps
     before = D.denoising_loss(D.fit(train, 0, short), held, levels=5)
     after = D.denoising_loss(D.fit(train, 0, long), held, levels=5)
     assert after < 0.8 * before
@@ -163,15 +178,14 @@ def test_training_lowers_the_held_out_denoising_loss(qm9):
 def test_kabsch_rmsd(qm9):
     data = qm9[np.arange(5)]
     q = _random_orthogonal(4).numpy()
-    q = q * np.sign(np.linalg.det(q))                              # a proper rotation
+    q = q * np.sign(np.linalg.det(q))  # a proper rotation
     moved = (data.coords @ q + np.array([1.0, 2.0, -3.0])) * data.mask[..., None]
     aligned, rmsd = D.kabsch_rmsd(moved, data.coords, data.mask)
     assert np.allclose(rmsd, 0, atol=1e-4) and np.allclose(aligned, data.coords, atol=1e-4)
     mirrored = data.coords * np.array([1.0, 1.0, -1.0])
     _, rmsd = D.kabsch_rmsd(mirrored, data.coords, data.mask)
-    planar = np.array([np.linalg.matrix_rank(c[m] - c[m].mean(0), tol=0.1) < 3
-                       for c, m in zip(data.coords, data.mask)])
-    assert np.all(rmsd[~planar] > 0.05)                            # reflections are not allowed
+    planar = np.array([np.linalg.matrix_rank(c[m] - c[m].mean(0), tol=0.1) < 3 for c, m in zip(data.coords, data.mask)])
+    assert np.all(rmsd[~planar] > 0.05)  # reflections are not allowed
 
 
 def test_rdkit_graph_maps_the_arrays_atom_order(qm9):
@@ -191,8 +205,8 @@ def test_etkdg_conformers_follow_the_arrays_atom_order_and_are_deterministic(qm9
     coords, ok = D.etkdg_coords(data)
     assert ok.all() and coords.shape == data.coords.shape and np.all(coords[~data.mask] == 0)
     generated = data.with_coords(coords)
-    assert np.all(np.abs(generated.bond_lengths() - data.bond_lengths()) < 0.3)   # bonded atoms are bonded
-    far = data.with_coords(coords[:, ::-1])                        # a wrong atom order would not be
+    assert np.all(np.abs(generated.bond_lengths() - data.bond_lengths()) < 0.3)  # bonded atoms are bonded
+    far = data.with_coords(coords[:, ::-1])  # a wrong atom order would not be
     assert not np.all(np.abs(far.bond_lengths() - data.bond_lengths()) < 0.3)
     rmsd = D.etkdg_rmsd(data)
     np.testing.assert_array_equal(rmsd, D.etkdg_rmsd(data))
@@ -223,6 +237,7 @@ def test_conformer_figure(qm9):
 
 # ------------------------------------------------------------------------------------------------------ config
 
+
 def test_config_presets_and_validation():
     quick = D.DiffusionCollapseConfig.from_params(scale="quick")
     assert len(quick.seeds) >= 3 and quick.regimes == ("replace", "accumulate", "accumulate_subsample")
@@ -230,8 +245,11 @@ def test_config_presets_and_validation():
     assert exp.recipe == quick.recipe and exp.n_train == quick.n_train
     smoke = D.DiffusionCollapseConfig.from_params(scale="smoke", seeds=[4, 5])
     assert smoke.seeds == (4, 5)
-    bad = [({"max_heavy_atoms": 10}, r"an integer in \[2, 9\]"), ({"recipe": {"n_check": 10_000}}, "'recipe.n_check'"),
-           ({"n_train_": 5}, "did you mean")]
+    bad = [
+        ({"max_heavy_atoms": 10}, r"an integer in \[2, 9\]"),
+        ({"recipe": {"n_check": 10_000}}, "'recipe.n_check'"),
+        ({"n_train_": 5}, "did you mean"),
+    ]
     for params, message in bad:
         with pytest.raises(ConfigError, match=message):
             D.DiffusionCollapseConfig.from_params(scale="quick", **params)

@@ -57,8 +57,11 @@ def test_too_few_samples_is_a_clear_error(T):
 
 
 def test_bad_arguments_name_the_problem():
-    with pytest.raises(ValueError, match="simulate: bad value for 'regime': 'keep'; allowed: one of 'replace', "
-                                         "'accumulate', 'accumulate_subsample'"):
+    with pytest.raises(
+        ValueError,
+        match="simulate: bad value for 'regime': 'keep'; allowed: one of 'replace', "
+        "'accumulate', 'accumulate_subsample'",
+    ):
         linear.simulate(2, 10, 1.0, 3, "keep", 2, 0)
     with pytest.raises(ValueError, match="no closed form for 'accumulate_subsample'"):
         linear.theory(2, 10, 1.0, 3, "accumulate_subsample")
@@ -69,8 +72,9 @@ def test_bad_arguments_name_the_problem():
 
 
 def test_sweep_skips_infeasible_sizes_and_carries_theory():
-    out = linear.sweep([1, 10], [10, 100], [1.0], n_iter=3, n_seeds=2, seed=0,
-                       regimes=["replace", "accumulate_subsample"])
+    out = linear.sweep(
+        [1, 10], [10, 100], [1.0], n_iter=3, n_seeds=2, seed=0, regimes=["replace", "accumulate_subsample"]
+    )
     assert {(r["d"], r["T"]) for r in out} == {(1, 10), (1, 100), (10, 100)}
     assert all((r["theory"] is None) == (r["regime"] == "accumulate_subsample") for r in out)
     assert all(r["errors"].shape == (2, 3) for r in out)

@@ -28,6 +28,7 @@ def digits():
 
 # ---- data ---------------------------------------------------------------------------------------------------------
 
+
 def test_digits_are_the_real_8x8_set_scaled_to_unit_interval(digits):
     x, y = digits
     assert x.shape == (1797, 64) and x.dtype == np.float32 and y.shape == (1797,)
@@ -52,6 +53,7 @@ def test_stratified_split_is_deterministic_disjoint_and_keeps_class_shares(digit
 
 # ---- model, sampler, metrics --------------------------------------------------------------------------------------
 
+
 def test_negative_elbo_shapes_and_parts():
     model = vae.VAE(64, 16, 3)
     x = torch.rand(5, 64).mul(16).round().div(16)
@@ -62,7 +64,7 @@ def test_negative_elbo_shapes_and_parts():
 
 def test_binomial_likelihood_is_normalised_over_the_pixel_levels():
     model = vae.VAE(1, 8, 2)
-    for p in model.encoder.parameters():                         # q(z|x) = N(0, I) for every x: same z for all k
+    for p in model.encoder.parameters():  # q(z|x) = N(0, I) for every x: same z for all k
         torch.nn.init.zeros_(p)
     levels = 16
     k = torch.arange(levels + 1.0)[:, None]
@@ -107,6 +109,7 @@ def test_diversity_entropy_and_coverage():
 
 # ---- the loop wiring, claims and figures --------------------------------------------------------------------------
 
+
 def test_experiment_runs_through_the_shared_loop():
     experiment = vae.VAEExperiment(vae.VAERecipe(hidden=16, latent=2, epochs=1))
     family, train, held = experiment.build()
@@ -117,7 +120,7 @@ def test_experiment_runs_through_the_shared_loop():
     assert 0 <= record["preview"]["class_entropy"] <= math.log(10) + 1e-9
     assert 0 <= record["preview"]["confident_fraction"] <= 1
     assert generations.preview_table(runs, "coverage")["accumulate"].shape == (1, 2)
-    first = [run["generations"][0] for run in runs]                 # generation 1: the same real-data model
+    first = [run["generations"][0] for run in runs]  # generation 1: the same real-data model
     assert first[0]["metrics"] == first[1]["metrics"]
     np.testing.assert_array_equal(first[0]["preview"]["images"], first[1]["preview"]["images"])
     reference = experiment.real_reference()
@@ -144,15 +147,24 @@ def test_diversity_claims():
 
 def test_figures_draw_from_loop_results():
     rng = np.random.default_rng(0)
-    results = [{"regime": r, "seed": s, "generations": [
-        {"preview": {"images": rng.random((16, 64)), "class_entropy": 2.0, "coverage": 1.0}} for _ in range(3)]}
-        for r in ("replace", "accumulate") for s in (0, 1)]
+    results = [
+        {
+            "regime": r,
+            "seed": s,
+            "generations": [
+                {"preview": {"images": rng.random((16, 64)), "class_entropy": 2.0, "coverage": 1.0}} for _ in range(3)
+            ],
+        }
+        for r in ("replace", "accumulate")
+        for s in (0, 1)
+    ]
     assert plots_vae.tile(rng.random((16, 64))).shape == (37, 37)
     fig = plots_vae.sample_grid_figure(results, 1, [1, 3], rng.random((16, 64)), "t")
     assert len(fig.axes) == 2 * 3
     ent = generations.preview_table(results, "class_entropy")
-    fig = plots_vae.diversity_figure(ent, generations.preview_table(results, "coverage"), 2.3, "t", confident=ent,
-                                     real_confident=0.9)
+    fig = plots_vae.diversity_figure(
+        ent, generations.preview_table(results, "coverage"), 2.3, "t", confident=ent, real_confident=0.9
+    )
     assert len(fig.axes) == 3 and fig.axes[2].get_title() == "confidently recognised samples"
     with pytest.raises(ValueError, match="seeds present: \\[0, 1\\]"):
         plots_vae.sample_grid_figure(results, 7, [1], rng.random((16, 64)), "t")
@@ -160,6 +172,7 @@ def test_figures_draw_from_loop_results():
 
 
 # ---- config -------------------------------------------------------------------------------------------------------
+
 
 def test_config_scales_and_validation():
     quick = vae.VAECollapseConfig.from_params(scale="quick")
@@ -170,8 +183,11 @@ def test_config_scales_and_validation():
     assert experiment.seed == 2 and experiment.recipe == smoke.recipe
     assert vae.VAECollapseConfig.from_params(scale="smoke", seeds=[4, 5]).seeds == (4, 5)
     assert vae.VAECollapseConfig.from_params(recipe={"epochs": 5}).recipe == vae.VAERecipe(
-        hidden=512, latent=16, epochs=5, batch_size=64, lr=1e-3)                     # over the full preset's recipe
-    for bad, match in [({"recipe": {"epoch": 3}}, "unknown parameter 'epoch' \\(did you mean 'epochs'\\?\\)"),
-                       ({"held_out_fraction": 1.5}, r"a number in \(0, 1\)")]:
+        hidden=512, latent=16, epochs=5, batch_size=64, lr=1e-3
+    )  # over the full preset's recipe
+    for bad, match in [
+        ({"recipe": {"epoch": 3}}, "unknown parameter 'epoch' \\(did you mean 'epochs'\\?\\)"),
+        ({"held_out_fraction": 1.5}, r"a number in \(0, 1\)"),
+    ]:
         with pytest.raises(ConfigError, match=match):
             vae.VAECollapseConfig.from_params(scale="smoke", **bad)

@@ -21,6 +21,7 @@ from labkit.data import molecules as M
 
 # ---- a local file server ------------------------------------------------------------------------------------------
 
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.server.requests.append(self.path)
@@ -77,6 +78,7 @@ def _sha256(data: bytes) -> str:
 
 # ---- the pinned hashes ---------------------------------------------------------------------------------------------
 
+
 def test_every_online_file_has_a_well_formed_pinned_hash():
     pinned = [*text.TINYSTORIES_HASHES.values(), M.GEOM_HASH]
     assert all(re.fullmatch(r"sha256:[0-9a-f]{64}|md5:[0-9a-f]{32}", h) for h in pinned)
@@ -86,6 +88,7 @@ def test_every_online_file_has_a_well_formed_pinned_hash():
 
 # ---- the download helper -------------------------------------------------------------------------------------------
 
+
 def test_fetch_keeps_a_matching_file_and_rehashes_the_cache(server, tmp_path):
     body = b"Once upon a time." * 1000
     server.files["story.txt"] = body
@@ -93,11 +96,11 @@ def test_fetch_keeps_a_matching_file_and_rehashes_the_cache(server, tmp_path):
     path = download.fetch("Stories", server.url + "story.txt", _sha256(body), dest, "offline, read a book")
     assert path == dest and dest.read_bytes() == body and server.requests == ["/story.txt"]
     assert download.fetch("Stories", server.url + "story.txt", _sha256(body), dest, "-") == dest
-    assert len(server.requests) == 1                                         # cached: not downloaded again
-    dest.write_bytes(b"bit rot")                                             # a damaged cache is replaced
+    assert len(server.requests) == 1  # cached: not downloaded again
+    dest.write_bytes(b"bit rot")  # a damaged cache is replaced
     assert download.fetch("Stories", server.url + "story.txt", _sha256(body), dest, "-").read_bytes() == body
     assert len(server.requests) == 2
-    assert sorted(p.name for p in dest.parent.iterdir()) == ["story.txt"]    # no temporary files left behind
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["story.txt"]  # no temporary files left behind
 
 
 def test_fetch_refuses_a_wrong_hash_names_file_and_both_hashes_and_keeps_nothing(server, tmp_path, no_retries):
@@ -129,8 +132,9 @@ def test_fetch_retries_a_failed_download(server, tmp_path, monkeypatch):
 
 def test_fetch_without_network_names_dataset_url_and_alternative(closed_url, tmp_path, no_retries):
     with pytest.raises(DatasetUnavailable) as err:
-        download.fetch("Stories", closed_url + "story.txt", _sha256(b"x"), tmp_path / "story.txt",
-                       "offline, read a book")
+        download.fetch(
+            "Stories", closed_url + "story.txt", _sha256(b"x"), tmp_path / "story.txt", "offline, read a book"
+        )
     message = str(err.value)
     assert "Stories" in message and closed_url + "story.txt" in message and "offline, read a book" in message
     assert isinstance(err.value, ConnectionError)
@@ -152,13 +156,14 @@ def tinystories_stand_in(server, monkeypatch):
 def test_tinystories_reads_a_verified_download_and_caches_it(tinystories_stand_in, tmp_path):
     assert text.tinystories("validation", cache_dir=tmp_path) == STORIES
     assert text.tinystories("validation", cache_dir=tmp_path, max_chars=4) == "Once"
-    assert tinystories_stand_in.requests == ["/TinyStories-valid.txt"]       # the second call read the cache
+    assert tinystories_stand_in.requests == ["/TinyStories-valid.txt"]  # the second call read the cache
     with pytest.raises(ValueError, match="allowed: train, validation"):
         text.tinystories("test", cache_dir=tmp_path)
 
 
-def test_tinystories_refuses_a_file_whose_hash_is_not_the_pinned_one(tinystories_stand_in, tmp_path, no_retries,
-                                                                      monkeypatch):
+def test_tinystories_refuses_a_file_whose_hash_is_not_the_pinned_one(
+    tinystories_stand_in, tmp_path, no_retries, monkeypatch
+):
     pinned = _sha256(b"the genuine file")
     monkeypatch.setitem(text.TINYSTORIES_HASHES, "validation", pinned)
     with pytest.raises(ValueError) as err:
@@ -169,8 +174,9 @@ def test_tinystories_refuses_a_file_whose_hash_is_not_the_pinned_one(tinystories
     assert text.tinystories("validation", cache_dir=tmp_path, known_hash=_sha256(STORIES.encode())) == STORIES
 
 
-def test_tinystories_without_network_names_dataset_url_and_offline_alternative(closed_url, tmp_path, no_retries,
-                                                                                 monkeypatch):
+def test_tinystories_without_network_names_dataset_url_and_offline_alternative(
+    closed_url, tmp_path, no_retries, monkeypatch
+):
     monkeypatch.setitem(text.TINYSTORIES_URLS, "train", closed_url + "TinyStories-train.txt")
     with pytest.raises(DatasetUnavailable) as err:
         text.tinystories("train", cache_dir=tmp_path)
@@ -179,6 +185,7 @@ def test_tinystories_without_network_names_dataset_url_and_offline_alternative(c
 
 
 # ---- GEOM ----------------------------------------------------------------------------------------------------------
+
 
 class Unpickled(Exception):
     """Raised by the tripwire pickle: proof that a file was unpickled."""
@@ -214,13 +221,16 @@ def _geom_archive(tmp_path):
     for k, smiles in enumerate(["CCO", "c1ccccc1O"]):
         mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
         AllChem.EmbedMultipleConfs(mol, 2, randomSeed=k)
-        conformers = [{"rd_mol": Chem.Mol(mol, confId=c.GetId()), "boltzmannweight": w}
-                      for c, w in zip(mol.GetConformers(), (0.3, 0.7))]
+        conformers = [
+            {"rd_mol": Chem.Mol(mol, confId=c.GetId()), "boltzmannweight": w}
+            for c, w in zip(mol.GetConformers(), (0.3, 0.7))
+        ]
         (root / "drugs" / f"{k}.pickle").write_bytes(pickle.dumps({"conformers": conformers}))
         summary[smiles] = {"pickle_path": f"drugs/{k}.pickle"}
     (root / "summary_drugs.json").write_text(json.dumps(summary))
-    return _tar_gz(root, tmp_path / "stand_in.tar.gz"), {s: pickle.loads((root / e["pickle_path"]).read_bytes())
-                                                         for s, e in summary.items()}
+    return _tar_gz(root, tmp_path / "stand_in.tar.gz"), {
+        s: pickle.loads((root / e["pickle_path"]).read_bytes()) for s, e in summary.items()
+    }
 
 
 def _tripwire_folder(root):
@@ -241,21 +251,22 @@ def geom_server(server, monkeypatch):
 def test_geom_loads_a_verified_stand_in_and_unpacks_it_once(geom_server, tmp_path, monkeypatch):
     archive, pickles = _geom_archive(tmp_path)
     geom_server.files["datafile/4327252"] = archive
-    monkeypatch.setattr(M, "GEOM_HASH", "md5:" + hashlib.md5(archive).hexdigest())    # GEOM pins Dataverse's MD5
+    monkeypatch.setattr(M, "GEOM_HASH", "md5:" + hashlib.md5(archive).hexdigest())  # GEOM pins Dataverse's MD5
     data = M.load_geom(2, cache_dir=tmp_path / "cache")
     assert len(data) == 2 and data.coords.shape == (2, 9, 3) and sorted(data.mask.sum(1)) == [3, 7]
     phenol = data[int(np.argmax(data.mask.sum(1)))]
-    best = pickles["c1ccccc1O"]["conformers"][1]["rd_mol"]          # Boltzmann weight 0.7
+    best = pickles["c1ccccc1O"]["conformers"][1]["rd_mol"]  # Boltzmann weight 0.7
     heavy = [a.GetIdx() for a in best.GetAtoms() if a.GetSymbol() != "H"]
     assert np.allclose(phenol.coords[0, :7], best.GetConformer().GetPositions()[heavy], atol=1e-5)
     assert sorted(phenol.bonds[0][phenol.bonds[0] > 0].tolist()) == [1] * 2 + [4] * 12
-    M.load_geom(1, cache_dir=tmp_path / "cache")                   # unpacked and stamped: no second download
+    M.load_geom(1, cache_dir=tmp_path / "cache")  # unpacked and stamped: no second download
     assert geom_server.requests == ["/datafile/4327252"]
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["rdkit_folder", "rdkit_folder.tar.gz"]
 
 
-def test_geom_refuses_an_archive_with_the_wrong_hash_before_unpickling_anything(geom_server, tmp_path, no_retries,
-                                                                                monkeypatch):
+def test_geom_refuses_an_archive_with_the_wrong_hash_before_unpickling_anything(
+    geom_server, tmp_path, no_retries, monkeypatch
+):
     tripwire = _tar_gz(_tripwire_folder(tmp_path / "src" / "rdkit_folder"), tmp_path / "tripwire.tar.gz")
     geom_server.files["datafile/4327252"] = tripwire
     pinned = "md5:" + hashlib.md5(b"the genuine archive").hexdigest()
@@ -265,7 +276,7 @@ def test_geom_refuses_an_archive_with_the_wrong_hash_before_unpickling_anything(
         M.load_geom(1, cache_dir=cache)
     message = str(err.value)
     assert "rdkit_folder.tar.gz" in message and pinned in message and hashlib.md5(tripwire).hexdigest() in message
-    assert TRIPPED == [] and not list(cache.iterdir())              # nothing unpickled, unpacked or kept
+    assert TRIPPED == [] and not list(cache.iterdir())  # nothing unpickled, unpacked or kept
     # the tripwire is live: the same archive, pinned by the user as trusted, is unpickled and trips
     with pytest.raises(Unpickled):
         M.load_geom(1, cache_dir=cache, known_hash="md5:" + hashlib.md5(tripwire).hexdigest())
@@ -282,8 +293,7 @@ def test_geom_replaces_an_unpacked_folder_it_did_not_verify(geom_server, tmp_pat
     assert geom_server.requests == ["/datafile/4327252"]
 
 
-def test_geom_without_network_names_dataset_url_and_offline_alternative(closed_url, tmp_path, no_retries,
-                                                                         monkeypatch):
+def test_geom_without_network_names_dataset_url_and_offline_alternative(closed_url, tmp_path, no_retries, monkeypatch):
     monkeypatch.setattr(M, "GEOM_URL", closed_url + "datafile/4327252")
     with pytest.raises(DatasetUnavailable, match="GEOM") as err:
         M.load_geom(5, cache_dir=tmp_path)
@@ -293,6 +303,7 @@ def test_geom_without_network_names_dataset_url_and_offline_alternative(closed_u
 
 
 # ---- MNIST through torchvision -------------------------------------------------------------------------------------
+
 
 def _idx(array: np.ndarray) -> bytes:
     """An unsigned-byte IDX file (MNIST's format: zero, zero, 0x08, ndim, big-endian uint32 sizes, the bytes)."""
@@ -305,10 +316,12 @@ def mnist_stand_in(server, monkeypatch):
     """MNIST's four gzipped IDX files (6 training and 5 test images) under /good/, a tampered training-image file
     under /bad/, and torchvision's MD5 table pinned to the good files."""
     rng = np.random.default_rng(0)
-    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (6, 28, 28)),
-              "train-labels-idx1-ubyte": np.array([5, 0, 4, 1, 9, 2]),
-              "t10k-images-idx3-ubyte": rng.integers(0, 256, (5, 28, 28)),
-              "t10k-labels-idx1-ubyte": np.array([7, 2, 1, 0, 4])}
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (6, 28, 28)),
+        "train-labels-idx1-ubyte": np.array([5, 0, 4, 1, 9, 2]),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (5, 28, 28)),
+        "t10k-labels-idx1-ubyte": np.array([7, 2, 1, 0, 4]),
+    }
     files = {name + ".gz": gzip.compress(_idx(a), mtime=0) for name, a in arrays.items()}
     server.files.update({"good/" + name: body for name, body in files.items()})
     server.files["bad/train-images-idx3-ubyte.gz"] = gzip.compress(_idx(arrays["train-images-idx3-ubyte"] // 2))
@@ -323,19 +336,20 @@ def test_mnist_downloads_verifies_and_reads_through_torchvision(server, mnist_st
     np.testing.assert_allclose(x, mnist_stand_in["t10k-images-idx3-ubyte"].reshape(5, -1) / 255, rtol=1e-6)
     np.testing.assert_array_equal(y, mnist_stand_in["t10k-labels-idx1-ubyte"])
     served = len(server.requests)
-    x, y = images.mnist("train", cache_dir=tmp_path)                        # already downloaded with the test split
+    x, y = images.mnist("train", cache_dir=tmp_path)  # already downloaded with the test split
     assert x.shape == (6, 784) and list(y) == [5, 0, 4, 1, 9, 2] and len(server.requests) == served
     with pytest.raises(ValueError, match="allowed: train, test"):
         images.mnist("validation", cache_dir=tmp_path)
 
 
-def test_mnist_refuses_a_file_that_fails_its_md5_and_tries_the_next_mirror(server, mnist_stand_in, tmp_path,
-                                                                           monkeypatch):
+def test_mnist_refuses_a_file_that_fails_its_md5_and_tries_the_next_mirror(
+    server, mnist_stand_in, tmp_path, monkeypatch
+):
     monkeypatch.setattr(MNIST, "mirrors", [server.url + "bad/"])
     with pytest.raises(DatasetUnavailable) as err:
         images.mnist("train", cache_dir=tmp_path / "one")
     assert "corrupted" in str(err.value) and server.url + "bad/train-images-idx3-ubyte.gz" in str(err.value)
-    assert not (tmp_path / "one" / "MNIST" / "raw" / "train-images-idx3-ubyte").exists()   # never unpacked
+    assert not (tmp_path / "one" / "MNIST" / "raw" / "train-images-idx3-ubyte").exists()  # never unpacked
 
     monkeypatch.setattr(MNIST, "mirrors", [server.url + "bad/", server.url + "good/"])
     x, _ = images.mnist("train", cache_dir=tmp_path / "two")

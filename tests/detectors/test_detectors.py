@@ -25,9 +25,18 @@ def setup(digits_classifier):
     return digits_classifier
 
 
-DETECTORS = [MaxSoftmax(), Mahalanobis("last"), Mahalanobis("all"), LID(20, "last"), LID(20, "all"),
-             KernelDensityUncertainty("kd+bu", 5), KernelDensityUncertainty("kd", 5), KernelDensityUncertainty("bu", 5),
-             DeepKNN(10), Facade(lam=2.0, q=0.05)]
+DETECTORS = [
+    MaxSoftmax(),
+    Mahalanobis("last"),
+    Mahalanobis("all"),
+    LID(20, "last"),
+    LID(20, "all"),
+    KernelDensityUncertainty("kd+bu", 5),
+    KernelDensityUncertainty("kd", 5),
+    KernelDensityUncertainty("bu", 5),
+    DeepKNN(10),
+    Facade(lam=2.0, q=0.05),
+]
 
 
 @pytest.mark.parametrize("det", DETECTORS, ids=lambda d: f"{type(d).__name__}-{vars(d)}")
@@ -40,10 +49,10 @@ def test_every_detector_shares_the_interface(setup, det):
     assert fresh.fit(model, x, y) is fresh
     s = fresh.score(x_new)
     assert s.shape == (len(x_new),) and np.all(np.isfinite(s))
-    np.testing.assert_array_equal(s, fresh.score(x_new))           # deterministic
+    np.testing.assert_array_equal(s, fresh.score(x_new))  # deterministic
     noise = np.clip(x_new + repro.rng(0).uniform(-0.5, 0.5, x_new.shape).astype(np.float32), 0, 1)
     if not (isinstance(fresh, KernelDensityUncertainty) and fresh.use == "bu"):
-        assert fresh.score(noise).mean() > s.mean()                # heavy noise looks more anomalous
+        assert fresh.score(noise).mean() > s.mean()  # heavy noise looks more anomalous
 
 
 def test_mahalanobis_matches_the_direct_formula():
@@ -70,7 +79,7 @@ def test_kde_matches_sklearn_and_mc_dropout_needs_dropout(setup):
     model = MLP((64, 16, 10), dropout=0.0)
     assert np.allclose(mc_dropout_uncertainty(model, setup[3], 5), 0, atol=1e-12)
     assert mc_dropout_uncertainty(setup[0], setup[3], 5).max() > 0
-    assert not setup[0].training                                      # left in eval mode
+    assert not setup[0].training  # left in eval mode
 
 
 def test_hidden_features_returns_every_hidden_layer(setup):
@@ -100,17 +109,19 @@ def test_layers_is_shared_by_the_layered_detectors():
 
 
 def test_detection_metrics_known_answers():
-    auroc = lambda labels, scores: detection_metrics(np.asarray(scores)[np.asarray(labels) == 0],  # noqa: E731
-                                                     np.asarray(scores)[np.asarray(labels) == 1])["auroc"]
+    auroc = lambda labels, scores: detection_metrics(
+        np.asarray(scores)[np.asarray(labels) == 0],  # noqa: E731
+        np.asarray(scores)[np.asarray(labels) == 1],
+    )["auroc"]
     assert auroc([0, 0, 0, 1, 1, 1], [0, 1, 2, 3, 4, 5]) == 1.0
     assert auroc([0, 0, 0, 1, 1, 1], [5, 4, 3, 2, 1, 0]) == 0.0
-    assert auroc([0, 0, 1, 1], [1, 1, 1, 1]) == 0.5                  # ties count one half
-    assert auroc([0, 0, 1, 1], [1, 3, 2, 4]) == 0.75                 # 3 of 4 pairs ordered
+    assert auroc([0, 0, 1, 1], [1, 1, 1, 1]) == 0.5  # ties count one half
+    assert auroc([0, 0, 1, 1], [1, 3, 2, 4]) == 0.75  # 3 of 4 pairs ordered
     # two unit-variance Gaussians one apart: AUROC = Φ(1/√2) ≈ 0.7602
     g = repro.rng(4)
     m = detection_metrics(g.standard_normal(200_000), g.standard_normal(200_000) + 1)
     assert abs(m["auroc"] - 0.76025) < 0.003
-    assert abs(m["tpr_at_fpr"] - 0.2595) < 0.005                      # 1 − Φ(1.645 − 1)
+    assert abs(m["tpr_at_fpr"] - 0.2595) < 0.005  # 1 − Φ(1.645 − 1)
 
 
 def _former_auroc(labels, scores):
@@ -137,14 +148,15 @@ def test_sklearn_metrics_equal_the_former_hand_written_ones(seed):
     draw) equals the former curve; TPR at 5% FPR equals the former one and the definition over all thresholds."""
     g = repro.rng(5, seed)
     labels = g.integers(0, 2, 300)
-    scores = np.round(g.standard_normal(300) + labels, 1)             # many ties
+    scores = np.round(g.standard_normal(300) + labels, 1)  # many ties
     clean, anomalous = scores[labels == 0], scores[labels == 1]
     m = detection_metrics(clean, anomalous, 0.05)
     pairs = np.mean((anomalous[:, None] > clean[None]) + 0.5 * (anomalous[:, None] == clean[None]))
     assert m["auroc"] == pytest.approx(_former_auroc(labels, scores), abs=1e-12)
     assert m["auroc"] == pytest.approx(pairs, abs=1e-12)
-    for ours, theirs in zip(_former_roc_curve(labels, scores),
-                            sklearn.metrics.roc_curve(labels, scores, drop_intermediate=False)):
+    for ours, theirs in zip(
+        _former_roc_curve(labels, scores), sklearn.metrics.roc_curve(labels, scores, drop_intermediate=False)
+    ):
         np.testing.assert_allclose(theirs, ours)
     f, t, _ = _former_roc_curve(labels, scores)
     thresholds = np.r_[np.inf, np.unique(scores)]
@@ -172,15 +184,17 @@ def test_a_nan_score_makes_the_metrics_undefined():
 
 # --- the shared protocol of notebooks 03 and 04 ----------------------------------------------------------------------
 
+
 def test_train_calibration_test_split_is_disjoint_stratified_and_seeded():
     labels = np.repeat(np.arange(4), [100, 60, 40, 200])
     train, cal, test = train_calibration_test_split(labels, 0.4, 0.625, seed=3, n_items=200)
     parts = np.concatenate([train, cal, test])
-    assert len(np.unique(parts)) == len(parts) == 200                  # disjoint, a subset of 200
+    assert len(np.unique(parts)) == len(parts) == 200  # disjoint, a subset of 200
     for part, share in ((train, 0.6), (cal, 0.4 * 0.375), (test, 0.4 * 0.625)):
-        assert np.all(np.diff(part) > 0)                               # sorted indices
-        np.testing.assert_allclose(np.bincount(labels[part], minlength=4) / len(part), [0.25, 0.15, 0.1, 0.5],
-                                   atol=0.03)                          # every class keeps its share
+        assert np.all(np.diff(part) > 0)  # sorted indices
+        np.testing.assert_allclose(
+            np.bincount(labels[part], minlength=4) / len(part), [0.25, 0.15, 0.1, 0.5], atol=0.03
+        )  # every class keeps its share
         assert len(part) == pytest.approx(200 * share, abs=4)
     again = train_calibration_test_split(labels, 0.4, 0.625, seed=3, n_items=200)
     assert all(np.array_equal(a, b) for a, b in zip(again, (train, cal, test)))
@@ -197,7 +211,7 @@ def test_split_streams_never_coincide_across_runs_or_purposes():
     cfg = DetectionConfig(n_seeds=4, seed=0)
     seeds = cfg.run_seeds()
     assert seeds == [derived_seed(0, i) for i in range(4)] and len(set(seeds)) == 4
-    assert not set(seeds) & set(DetectionConfig(n_seeds=4, seed=1).run_seeds())     # not shifted copies
+    assert not set(seeds) & set(DetectionConfig(n_seeds=4, seed=1).run_seeds())  # not shifted copies
     streams = [derived_seed(derived_seed(s, k), part) for s in seeds for k in range(7) for part in (0, 1, 2)]
     assert len(set(streams)) == len(streams)
     y = np.arange(1797) % 10

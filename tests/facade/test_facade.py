@@ -33,12 +33,14 @@ def setup(digits_classifier):
 
 # --- pseudo-classes -------------------------------------------------------------------------------------------------
 
+
 def test_purity_is_the_mean_majority_share_per_pseudo_class():
     labels = np.array([3, 3, 3, 7, 7, 9, 9, 9])
-    column = np.array([0, 0, 1, 1, 1, 2, 2, 2])                    # shares 1, 2/3, 1: each pseudo-class counts once
+    column = np.array([0, 0, 1, 1, 1, 2, 2, 2])  # shares 1, 2/3, 1: each pseudo-class counts once
     assert purity(labels, column) == pytest.approx((1 + 2 / 3 + 1) / 3)
-    np.testing.assert_allclose(purity(labels, np.column_stack([column, np.zeros(8, int), labels])),
-                               [(1 + 2 / 3 + 1) / 3, 3 / 8, 1.0])
+    np.testing.assert_allclose(
+        purity(labels, np.column_stack([column, np.zeros(8, int), labels])), [(1 + 2 / 3 + 1) / 3, 3 / 8, 1.0]
+    )
     with pytest.raises(ValueError, match="labels"):
         purity(labels, column[:5])
 
@@ -54,15 +56,16 @@ def test_markov_chain_is_normalised_and_scores_unseen_paths_lower():
     assign, dist = pc.assign(layers)
     np.testing.assert_array_equal(assign, pc.train_paths_[:, :-1])
     typical = pc.path_nll(assign, outputs)
-    swapped = pc.path_nll(assign, 1 - outputs)                    # each path ending in the other class
+    swapped = pc.path_nll(assign, 1 - outputs)  # each path ending in the other class
     assert np.all(swapped > typical)
 
 
 # --- geometry -------------------------------------------------------------------------------------------------------
 
+
 def test_manifold_measures_on_a_gaussian_with_known_covariance():
     eig = np.array([4.0, 2.0, 1.0, 1.0, 0.5])
-    mu = np.array([3.0, 0, 0, 4.0, 0])                             # ‖μ‖ = 5
+    mu = np.array([3.0, 0, 0, 4.0, 0])  # ‖μ‖ = 5
     q, _ = np.linalg.qr(repro.rng(3).standard_normal((5, 5)))
     x = repro.rng(4).multivariate_normal(mu, q @ np.diag(eig) @ q.T, size=200_000)
     m = manifold_measures(x)
@@ -71,11 +74,11 @@ def test_manifold_measures_on_a_gaussian_with_known_covariance():
     assert m.dimension == pytest.approx(dim, rel=0.01)
     assert m.capacity == pytest.approx((1 + radius**-2) / dim, rel=0.02)
     iso = manifold_measures(repro.rng(5).standard_normal((100_000, 8)) + 1.0, center=np.ones(8) * 0.5)
-    assert iso.dimension == pytest.approx(8, rel=0.02)             # isotropic: D = d
+    assert iso.dimension == pytest.approx(8, rel=0.02)  # isotropic: D = d
     assert iso.radius == pytest.approx(np.sqrt(8) / np.sqrt(8 * 0.25), rel=0.01)
 
 
-@pytest.mark.parametrize("n", [5, 50])                              # Gram form (n ≤ d) and covariance form (n > d)
+@pytest.mark.parametrize("n", [5, 50])  # Gram form (n ≤ d) and covariance form (n > d)
 def test_log_radius_dimension_matches_the_eigenvalues(n):
     x = repro.rng(6).standard_normal((n, 10)) + 2
     lam = np.linalg.eigvalsh(np.cov(x.T, bias=True))
@@ -98,6 +101,7 @@ def test_cluster_subspaces_and_pseudo_class_table():
 
 # --- circuits -------------------------------------------------------------------------------------------------------
 
+
 def _tiny():
     torch.manual_seed(0)
     return MLP((4, 5, 3, 2), dropout=0.0).double().eval()
@@ -116,7 +120,7 @@ def test_edge_attributions_equal_finite_difference_gate_derivatives():
                 for sign in (1, -1):
                     gates = [torch.ones_like(m.weight) for m in model.linears]
                     gates[l].view(-1)[e] += sign * h
-                    metric.append(model(x[n:n + 1], gates)[0, pred[n]].item())
+                    metric.append(model(x[n : n + 1], gates)[0, pred[n]].item())
                 fd = (metric[0] - metric[1]) / (2 * h)
                 assert scores[n, slices[l].start + e].item() == pytest.approx(fd, abs=1e-7)
 
@@ -138,7 +142,7 @@ def test_bernoulli_circuits_nll_and_beta_smoothing():
     groups = np.array([0, 0, 1])
     bc = BernoulliCircuits(n_groups=3).fit(masks, groups)
     np.testing.assert_allclose(bc.inclusion_[0], [3 / 4, 2 / 4, 2 / 4])
-    np.testing.assert_allclose(bc.inclusion_[2], [0.5, 0.5, 0.5])    # unseen group: the Beta(1,1) mean
+    np.testing.assert_allclose(bc.inclusion_[2], [0.5, 0.5, 0.5])  # unseen group: the Beta(1,1) mean
     b = masks[0].numpy()
     direct = -np.sum(b * np.log(bc.inclusion_[0]) + (1 - b) * np.log(1 - bc.inclusion_[0]))
     assert bc.nll(masks[:1], np.array([0]))[0] == pytest.approx(direct, rel=1e-12)
@@ -147,13 +151,14 @@ def test_bernoulli_circuits_nll_and_beta_smoothing():
 
 def test_edge_contributions_are_distributions(setup):
     model, x, y, _ = setup
-    p = edge_contributions(model, x, y, 11)                        # group 10 is empty: uniform
+    p = edge_contributions(model, x, y, 11)  # group 10 is empty: uniform
     assert p.shape == (11, sum(lin.weight.numel() for lin in model.linears))
     np.testing.assert_allclose(p.sum(axis=1), 1)
     assert np.all(p >= 0) and np.allclose(p[10], p[10, 0])
 
 
 # --- the estimator --------------------------------------------------------------------------------------------------
+
 
 def test_facade_is_calibrated_on_clean_data(setup):
     model, x, y, x_new = setup
@@ -198,7 +203,7 @@ def test_facade_scores_pgd_images_above_clean_ones(setup):
     labels = model(torch.as_tensor(clean, dtype=torch.float32)).argmax(1)
     adversarial = pgd(model, clean, labels, eps=0.2, steps=10).numpy()
     scores = np.concatenate([fac.score(clean), fac.score(adversarial)])
-    assert roc_auc_score(np.r_[np.zeros(150), np.ones(150)], scores) > 0.6          # chance is 0.5 (measured 0.69)
+    assert roc_auc_score(np.r_[np.zeros(150), np.ones(150)], scores) > 0.6  # chance is 0.5 (measured 0.69)
 
 
 def test_facade_random_state_seeds_its_parts_through_distinct_substreams(setup):
@@ -216,27 +221,53 @@ def test_facade_random_state_seeds_its_parts_through_distinct_substreams(setup):
 
 # --- notebook 04's cross-seed summaries ------------------------------------------------------------------------------
 
+
 def _seed_run(seed, clean_accuracy, success, loss, linf, pixels, auroc, clean_fpr):
     attacks = {a: AttackStats(success[a], loss[a], linf[a], *pixels[a]) for a in success}
-    return SeedRun(seed=seed, clean_accuracy=clean_accuracy, attacks=attacks,
-                   adversarial_accuracy={a: clean_accuracy * (1 - s.success_rate) for a, s in attacks.items()},
-                   scores={}, metrics={d: {a: {"auroc": v, "tpr_at_fpr": v / 2} for a, v in per.items()}
-                                       for d, per in auroc.items()},
-                   raw={}, clean_fpr=clean_fpr, trajectories={}, pseudo_geometry=[], model=None,
-                   facade=SimpleNamespace(pseudo_=SimpleNamespace(train_paths_=np.array([[0, 1, 5], [0, 1, 5],
-                                                                                         [1, 1, 5]]))),
-                   adversarial={}, y_train=np.array([2, 2, 4]), x_test=np.zeros((0, 64)))
+    return SeedRun(
+        seed=seed,
+        clean_accuracy=clean_accuracy,
+        attacks=attacks,
+        adversarial_accuracy={a: clean_accuracy * (1 - s.success_rate) for a, s in attacks.items()},
+        scores={},
+        metrics={d: {a: {"auroc": v, "tpr_at_fpr": v / 2} for a, v in per.items()} for d, per in auroc.items()},
+        raw={},
+        clean_fpr=clean_fpr,
+        trajectories={},
+        pseudo_geometry=[],
+        model=None,
+        facade=SimpleNamespace(pseudo_=SimpleNamespace(train_paths_=np.array([[0, 1, 5], [0, 1, 5], [1, 1, 5]]))),
+        adversarial={},
+        y_train=np.array([2, 2, 4]),
+        x_test=np.zeros((0, 64)),
+    )
 
 
 def test_facade_result_summaries_over_seeds():
     cfg = FacadeConfig.from_params(scale="smoke", eps_values=(0.1,))
     names = ["FGSM ε=0.1", "PGD ε=0.1"]
-    runs = [_seed_run(11, 0.9, dict(zip(names, (0.5, 0.7))), dict(zip(names, (1.0, 1.5))),
-                      dict(zip(names, (0.1, 0.09))), dict(zip(names, ((0.0, 1.0), (0.02, 0.9)))),
-                      {"MSP": dict(zip(names, (0.6, 0.8)))}, 0.04),
-            _seed_run(12, 0.8, dict(zip(names, (0.25, 0.5))), dict(zip(names, (2.0, 2.0))),
-                      dict(zip(names, (0.099, 0.1))), dict(zip(names, ((0.01, 0.95), (0.0, 1.0)))),
-                      {"MSP": dict(zip(names, (0.7, 1.0)))}, 0.08)]
+    runs = [
+        _seed_run(
+            11,
+            0.9,
+            dict(zip(names, (0.5, 0.7))),
+            dict(zip(names, (1.0, 1.5))),
+            dict(zip(names, (0.1, 0.09))),
+            dict(zip(names, ((0.0, 1.0), (0.02, 0.9)))),
+            {"MSP": dict(zip(names, (0.6, 0.8)))},
+            0.04,
+        ),
+        _seed_run(
+            12,
+            0.8,
+            dict(zip(names, (0.25, 0.5))),
+            dict(zip(names, (2.0, 2.0))),
+            dict(zip(names, (0.099, 0.1))),
+            dict(zip(names, ((0.01, 0.95), (0.0, 1.0)))),
+            {"MSP": dict(zip(names, (0.7, 1.0)))},
+            0.08,
+        ),
+    ]
     result = FacadeResult(cfg, runs)
     assert result.attacks == names
     assert result.mean_over_seeds(lambda r: r.clean_fpr) == pytest.approx(0.06)
@@ -254,4 +285,4 @@ def test_facade_result_summaries_over_seeds():
     mean, se = result.metric_table("auroc")["MSP"]["PGD ε=0.1"]
     assert mean == pytest.approx(0.9) and se == pytest.approx(np.std([0.8, 1.0], ddof=1) / np.sqrt(2))
     assert result.metric_table("tpr_at_fpr")["MSP"]["FGSM ε=0.1"][0] == pytest.approx(0.325)
-    np.testing.assert_allclose(runs[0].purity(), [(1 + 1) / 2, 2 / 3])     # paths (0, 0, 1) and (1, 1, 1)
+    np.testing.assert_allclose(runs[0].purity(), [(1 + 1) / 2, 2 / 3])  # paths (0, 0, 1) and (1, 1, 1)

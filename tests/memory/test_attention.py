@@ -81,8 +81,15 @@ def test_defaults_gamma_one_delta_zero():
     keys, _, _, queries = _random_layer(2)
     w = A.attention_weights(queries, keys)
     assert _rel(A.attention_vmf_mixture(keys).posterior(A.sphere_point(queries)), w) <= 1e-6
-    ref = torch.softmax(torch.nn.LayerNorm(keys.shape[1], eps=0.0, dtype=torch.float64)(torch.tensor(queries))
-                        @ torch.tensor(keys).T, dim=-1).detach().numpy()
+    ref = (
+        torch.softmax(
+            torch.nn.LayerNorm(keys.shape[1], eps=0.0, dtype=torch.float64)(torch.tensor(queries))
+            @ torch.tensor(keys).T,
+            dim=-1,
+        )
+        .detach()
+        .numpy()
+    )
     np.testing.assert_allclose(w, ref, rtol=1e-12)
 
 
@@ -104,8 +111,11 @@ def test_vmf_normaliser_limits_and_bessel():
     np.testing.assert_allclose(A.log_vmf_normaliser(3, 2.0), np.log(2.0 / (4 * np.pi * np.sinh(2.0))), rtol=1e-13)
     np.testing.assert_allclose(A.log_bessel_iv(2.5, [0.1, 3.0, 40.0]), np.log(iv(2.5, [0.1, 3.0, 40.0])), rtol=1e-12)
     # where ive underflows (ν ≫ κ) the power series takes over; mpmath reference values of log I_500(κ)
-    np.testing.assert_allclose(A.log_bessel_iv(500, [100.0, 1.0, 1e-5]),
-                               [-650.3534147886027, -2957.9035497383807, -8714.366781225242], rtol=1e-12)
+    np.testing.assert_allclose(
+        A.log_bessel_iv(500, [100.0, 1.0, 1e-5]),
+        [-650.3534147886027, -2957.9035497383807, -8714.366781225242],
+        rtol=1e-12,
+    )
     with pytest.raises(ValueError, match="bad value for 'p': 1; allowed: an integer >= 2"):
         A.log_vmf_normaliser(1, 1.0)
     with pytest.raises(ValueError, match="kappa must be >= 0"):
@@ -134,10 +144,12 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="no bias"):
         A.attention_vmf_mixture(keys, "rms", gamma, delta)
     for alpha in (0.0, 1.5, True):
-        with pytest.raises(ValueError, match=re.escape(f"attention_step: bad value for 'alpha': {alpha!r}; "
-                                                       "allowed: a number in (0, 1]")):
+        with pytest.raises(
+            ValueError,
+            match=re.escape(f"attention_step: bad value for 'alpha': {alpha!r}; allowed: a number in (0, 1]"),
+        ):
             A.attention_step(A.random_sphere_points((4,), 3, 0), 1.0, alpha=alpha)
-    A.attention_step(A.random_sphere_points((4,), 3, 0), 1.0, alpha=1)              # pure attention is allowed
+    A.attention_step(A.random_sphere_points((4,), 3, 0), 1.0, alpha=1)  # pure attention is allowed
     with pytest.raises(ValueError, match="unit vectors"):
         A.VMFKDEMemory(keys, 1.0)
     with pytest.raises(ValueError, match="VMFKDEMemory: bad value for 'beta': 0.0; allowed: a number > 0"):
@@ -164,8 +176,9 @@ def test_mean_shift_is_the_normalised_attention_step_and_density_is_normalised()
     x = A.random_sphere_points((5,), 3, 5)
     # unit x: RMSNorm gives √3·x, so γ = β/√3 makes the query β·x and the logits β x_jᵀx
     w = A.attention_weights(x, patterns, "rms", gamma=np.full(3, 3.0 / np.sqrt(3)))
-    np.testing.assert_allclose(memory.update(x), (w @ patterns) / np.linalg.norm(w @ patterns, axis=-1, keepdims=True),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        memory.update(x), (w @ patterns) / np.linalg.norm(w @ patterns, axis=-1, keepdims=True), rtol=1e-12
+    )
     # the vMF-KDE on S² integrates to 1 (Fibonacci-lattice quadrature)
     n = 200_000
     z = 1 - (2 * np.arange(n) + 1) / n
@@ -195,7 +208,7 @@ def test_dynamics_shapes_determinism_and_collapse():
 def test_mean_displacement_is_the_mean_angle_to_the_start():
     e = np.eye(3)
     x0 = np.stack([e[0], e[1]])
-    moved = np.stack([e[1], e[1]])                   # the first token turned by π/2, the second stayed
+    moved = np.stack([e[1], e[1]])  # the first token turned by π/2, the second stayed
     np.testing.assert_allclose(A.mean_displacement(moved, x0), np.pi / 4)
     np.testing.assert_allclose(A.mean_displacement(np.stack([x0, moved]), x0), [0.0, np.pi / 4])
 

@@ -82,8 +82,9 @@ def test_clam_estimator_conventions(blobs):
     assert isinstance(est.memory_, ClAMMemory)
 
 
-@pytest.mark.parametrize("kwargs, match", [({"n_clusters": 0}, "n_clusters"), ({"n_steps": 0}, "n_steps"),
-                                           ({"beta": -1.0}, "beta")])
+@pytest.mark.parametrize(
+    "kwargs, match", [({"n_clusters": 0}, "n_clusters"), ({"n_steps": 0}, "n_steps"), ({"beta": -1.0}, "beta")]
+)
 def test_clam_rejects_bad_parameters(blobs, kwargs, match):
     with pytest.raises(ValueError, match=match):
         ClAM(**{"n_clusters": 3, **kwargs}).fit(blobs[0])
@@ -93,20 +94,29 @@ def test_every_parameter_but_the_seed_has_one_declared_check():
     assert set(ClAM._parameter_constraints) == set(ClAM().get_params()) - {"random_state"}
 
 
-@pytest.mark.parametrize("name, value, allowed", [
-    ("n_clusters", 2.0, "an integer >= 1"), ("n_steps", True, "an integer >= 1"), ("max_iter", 0, "an integer >= 1"),
-    ("batch_size", -5, "an integer >= 1"), ("beta", 0, "a number > 0"), ("learning_rate", -0.1, "a number > 0"),
-    ("step_size", 0.0, "a number in (0, 1]"), ("step_size", 1.01, "a number in (0, 1]"),
-])
+@pytest.mark.parametrize(
+    "name, value, allowed",
+    [
+        ("n_clusters", 2.0, "an integer >= 1"),
+        ("n_steps", True, "an integer >= 1"),
+        ("max_iter", 0, "an integer >= 1"),
+        ("batch_size", -5, "an integer >= 1"),
+        ("beta", 0, "a number > 0"),
+        ("learning_rate", -0.1, "a number > 0"),
+        ("step_size", 0.0, "a number in (0, 1]"),
+        ("step_size", 1.01, "a number in (0, 1]"),
+    ],
+)
 def test_clam_checks_its_parameters_at_fit_naming_the_argument_and_what_is_allowed(blobs, name, value, allowed):
-    est = ClAM(**{"n_clusters": 3, name: value})                      # __init__ only stores
+    est = ClAM(**{"n_clusters": 3, name: value})  # __init__ only stores
     with pytest.raises(ValueError, match=re.escape(f"ClAM: bad value for '{name}': {value!r}; allowed: {allowed}")):
         est.fit(blobs[0])
 
 
 def test_clam_refuses_more_clusters_than_points():
-    with pytest.raises(ValueError, match=re.escape("ClAM: bad value for 'n_clusters': 6; allowed: at most "
-                                                   "n_samples=5")):
+    with pytest.raises(
+        ValueError, match=re.escape("ClAM: bad value for 'n_clusters': 6; allowed: at most n_samples=5")
+    ):
         ClAM(6).fit(np.arange(10.0).reshape(5, 2))
 
 

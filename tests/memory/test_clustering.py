@@ -23,8 +23,11 @@ TINY = dict(scale="smoke", datasets=("blobs",), n_seeds=2, blobs_n=40, blobs_k=2
 
 def _rows(per_method: dict, dataset: str = "x", metric: str = "ARI") -> list[dict]:
     """Result rows from {method: per-seed values of ``metric``}."""
-    return [{"dataset": dataset, "method": m, "seed": s, metric: float(v)}
-            for m, values in per_method.items() for s, v in enumerate(values)]
+    return [
+        {"dataset": dataset, "method": m, "seed": s, metric: float(v)}
+        for m, values in per_method.items()
+        for s, v in enumerate(values)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -44,23 +47,31 @@ def close_figures():
 def test_median_beta_is_one_over_twice_the_per_feature_variance_at_the_median_pair_distance():
     z = np.random.default_rng(0).normal(size=(25, 3))
     pair_sq = [np.sum((z[i] - z[j]) ** 2) for i, j in itertools.combinations(range(len(z)), 2)]
-    sigma2 = np.median(pair_sq) / (2 * z.shape[1])                   # σ² = median_{i<j} ‖z_i − z_j‖² / (2d)
+    sigma2 = np.median(pair_sq) / (2 * z.shape[1])  # σ² = median_{i<j} ‖z_i − z_j‖² / (2d)
     assert pc.median_beta(z) == pytest.approx(1 / (2 * sigma2), rel=1e-12)
 
 
 def test_median_beta_is_per_feature_and_ignores_order_and_location():
     z = np.random.default_rng(1).normal(size=(30, 2))
     beta = pc.median_beta(z)
-    assert pc.median_beta(np.hstack([z, z])) == pytest.approx(beta, rel=1e-12)     # twice d, twice ‖·‖²: same σ²
+    assert pc.median_beta(np.hstack([z, z])) == pytest.approx(beta, rel=1e-12)  # twice d, twice ‖·‖²: same σ²
     assert pc.median_beta(z[::-1] + 5.0) == pytest.approx(beta, rel=1e-12)
     assert pc.median_beta(3.0 * z) == pytest.approx(beta / 9, rel=1e-12)
 
 
 def test_oracle_beta_averages_the_within_class_variance_over_classes_not_points():
-    z = np.array([[0.0, 0.0], [2.0, 0.0],                           # class 0: variances (1, 0) → 0.5
-                  [0.0, -3.0], [0.0, 3.0], [0.0, -3.0], [0.0, 3.0]])   # class 1: variances (0, 9) → 4.5
+    z = np.array(
+        [
+            [0.0, 0.0],
+            [2.0, 0.0],  # class 0: variances (1, 0) → 0.5
+            [0.0, -3.0],
+            [0.0, 3.0],
+            [0.0, -3.0],
+            [0.0, 3.0],
+        ]
+    )  # class 1: variances (0, 9) → 4.5
     y = np.array([0, 0, 1, 1, 1, 1])
-    assert pc.oracle_beta(z, y) == pytest.approx(1 / (2 * 2.5))    # σ_w² = (0.5 + 4.5) / 2, not size-weighted 19/6
+    assert pc.oracle_beta(z, y) == pytest.approx(1 / (2 * 2.5))  # σ_w² = (0.5 + 4.5) / 2, not size-weighted 19/6
 
 
 def test_on_separated_blobs_the_oracle_width_is_narrower_than_the_median_heuristic():
@@ -70,14 +81,16 @@ def test_on_separated_blobs_the_oracle_width_is_narrower_than_the_median_heurist
 
 
 # ------------------------------------------------------------------------------------------------------------- data
-@pytest.mark.parametrize("name, shape, k", [("iris", (150, 4), 3), ("wine", (178, 13), 3),
-                                            ("breast_cancer", (569, 30), 2), ("digits", (1797, 64), 10)])
+@pytest.mark.parametrize(
+    "name, shape, k",
+    [("iris", (150, 4), 3), ("wine", (178, 13), 3), ("breast_cancer", (569, 30), 2), ("digits", (1797, 64), 10)],
+)
 def test_bundled_data_sets_are_standardised_with_their_true_labels(name, shape, k):
     z, y = pc.load_dataset(name, ClusteringConfig.from_params(scale="smoke"), seed=0)
     assert z.shape == shape and y.shape == shape[:1] and len(np.unique(y)) == k
     np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-12)
     std = z.std(axis=0)
-    assert np.all(np.isclose(std, 1.0) | (std == 0))            # digits has constant (blank) pixels
+    assert np.all(np.isclose(std, 1.0) | (std == 0))  # digits has constant (blank) pixels
 
 
 def test_blobs_are_drawn_afresh_per_seed_from_the_config():
@@ -103,12 +116,16 @@ def test_make_methods_configures_the_six_clusterers_from_the_config():
     expected = {
         "k-means": dict(n_clusters=4, n_init=2, random_state=11),
         "GMM": dict(n_components=4, n_init=2, random_state=11),
-        "DP-GMM": dict(n_components=12, n_init=2, max_iter=cfg.bgmm_max_iter, random_state=11,
-                       weight_concentration_prior_type="dirichlet_process"),
+        "DP-GMM": dict(
+            n_components=12,
+            n_init=2,
+            max_iter=cfg.bgmm_max_iter,
+            random_state=11,
+            weight_concentration_prior_type="dirichlet_process",
+        ),
         "ClAM": dict(n_clusters=4, beta=0.7, n_steps=cfg.clam_n_steps, max_iter=cfg.clam_max_iter, random_state=11),
         "ELBO memory": dict(n_components=4, n_steps=cfg.elbo_n_steps, max_iter=cfg.elbo_max_iter, random_state=11),
-        "CRP memory": dict(alpha=cfg.crp_alpha, discount=0.25, beta=0.7, rho=cfg.crp_rho, n_refine=4,
-                           random_state=11),
+        "CRP memory": dict(alpha=cfg.crp_alpha, discount=0.25, beta=0.7, rho=cfg.crp_rho, n_refine=4, random_state=11),
     }
     for name, params in expected.items():
         got = methods[name].get_params()
@@ -118,7 +135,7 @@ def test_make_methods_configures_the_six_clusterers_from_the_config():
 def test_scores_of_a_relabelled_perfect_clustering():
     cfg = ClusteringConfig.from_params(**TINY)
     z, y = pc.load_dataset("blobs", cfg, seed=0)
-    s = pc.scores(z, y, 5 - y)                                      # the same partition under other names
+    s = pc.scores(z, y, 5 - y)  # the same partition under other names
     assert s["ARI"] == pytest.approx(1) and s["AMI"] == pytest.approx(1) and s["NMI"] == pytest.approx(1)
     assert s["silhouette"] == pytest.approx(silhouette_score(z, y)) and s["clusters"] == 2
 
@@ -147,8 +164,14 @@ def test_compare_seeds_each_run_and_gives_the_memories_the_median_or_the_oracle_
     for s in range(cfg.n_seeds):
         z, y = pc.load_dataset("blobs", cfg, pc.stream_seed(cfg.seed, pc.DATA, s))
         for method, beta in (("CRP memory", pc.median_beta(z)), ("CRP memory (oracle width)", pc.oracle_beta(z, y))):
-            est = CRPMemory(alpha=cfg.crp_alpha, discount=cfg.crp_discount, beta=beta, rho=cfg.crp_rho,
-                            n_refine=cfg.crp_n_refine, random_state=pc.stream_seed(cfg.seed, pc.FIT, s))
+            est = CRPMemory(
+                alpha=cfg.crp_alpha,
+                discount=cfg.crp_discount,
+                beta=beta,
+                rho=cfg.crp_rho,
+                n_refine=cfg.crp_n_refine,
+                random_state=pc.stream_seed(cfg.seed, pc.FIT, s),
+            )
             found[s, method] = pc.scores(z, y, est.fit_predict(z))["ARI"]
     assert {(r["seed"], r["method"]): r["ARI"] for r in rows if r["method"].startswith("CRP")} == found
     assert any(found[s, "CRP memory"] != found[s, "CRP memory (oracle width)"] for s in range(cfg.n_seeds))
@@ -162,7 +185,7 @@ def test_alpha_sweep_shapes_and_more_memories_at_larger_alpha():
         assert values.shape == (cfg.n_seeds, len(cfg.alpha_values))
     assert np.all(sweep.kept <= sweep.created) and np.all(sweep.kept >= 1)
     assert np.all(np.diff(sweep.created.mean(axis=0)) > 0)
-    assert np.all(sweep.created[:, -1] > cfg.blobs_k)               # α = 100 opens far more memories than clusters
+    assert np.all(sweep.created[:, -1] > cfg.blobs_k)  # α = 100 opens far more memories than clusters
 
 
 @pytest.mark.parametrize("oracle", [False, True])
@@ -171,9 +194,14 @@ def test_alpha_sweep_entry_is_the_crp_memory_at_that_alpha_and_width(oracle):
     sweep = pc.alpha_sweep(cfg, oracle=oracle)
     s, j = 1, 1
     z, y = pc.load_dataset("blobs", cfg, pc.stream_seed(cfg.seed, pc.DATA, s))
-    est = CRPMemory(alpha=cfg.alpha_values[j], discount=cfg.crp_discount,
-                    beta=pc.oracle_beta(z, y) if oracle else pc.median_beta(z), rho=cfg.crp_rho,
-                    n_refine=cfg.crp_n_refine, random_state=pc.stream_seed(cfg.seed, pc.FIT, s)).fit(z)
+    est = CRPMemory(
+        alpha=cfg.alpha_values[j],
+        discount=cfg.crp_discount,
+        beta=pc.oracle_beta(z, y) if oracle else pc.median_beta(z),
+        rho=cfg.crp_rho,
+        n_refine=cfg.crp_n_refine,
+        random_state=pc.stream_seed(cfg.seed, pc.FIT, s),
+    ).fit(z)
     assert (sweep.created[s, j], sweep.kept[s, j]) == (est.n_created_, est.n_clusters_)
     assert sweep.ari[s, j] == pytest.approx(adjusted_rand_score(y, est.labels_))
 
@@ -222,8 +250,9 @@ def test_blobs_and_clusterers_change_with_the_root_seed(tiny):
 
 
 # ------------------------------------------------------------------------------------------- significantly_beaten
-@pytest.mark.parametrize("n_seeds, alpha, beaten", [(4, 0.05, False), (5, 0.05, True), (5, 0.03, False),
-                                                    (6, 0.02, True)])
+@pytest.mark.parametrize(
+    "n_seeds, alpha, beaten", [(4, 0.05, False), (5, 0.05, True), (5, 0.03, False), (6, 0.02, True)]
+)
 def test_a_consistently_worse_method_is_beaten_at_the_exact_one_sided_level(n_seeds, alpha, beaten):
     # all n paired differences positive (and distinct): exact one-sided p = 2^-n (1/16, 1/32, 1/64)
     a = np.linspace(0.2, 0.6, n_seeds)
@@ -232,11 +261,15 @@ def test_a_consistently_worse_method_is_beaten_at_the_exact_one_sided_level(n_se
     assert pc.significantly_beaten(rows, ("a", "b"), "ARI", alpha) == expected
 
 
-@pytest.mark.parametrize("b_minus_a", [
-    [0.0] * 8,                                                    # identical: p = 1 even at a lax level
-    [0.01, -0.01, 0.02, -0.02, 0.01, -0.01, 0.02, -0.02],          # noise-level differences, both signs
-    [0.0] * 9 + [0.1, 0.2, 0.3],                                  # ties add no evidence to three wins
-], ids=["identical", "noise", "mostly-ties"])
+@pytest.mark.parametrize(
+    "b_minus_a",
+    [
+        [0.0] * 8,  # identical: p = 1 even at a lax level
+        [0.01, -0.01, 0.02, -0.02, 0.01, -0.01, 0.02, -0.02],  # noise-level differences, both signs
+        [0.0] * 9 + [0.1, 0.2, 0.3],  # ties add no evidence to three wins
+    ],
+    ids=["identical", "noise", "mostly-ties"],
+)
 def test_no_method_is_beaten_without_consistent_evidence(b_minus_a):
     a = np.linspace(0.3, 0.7, len(b_minus_a))
     rows = _rows({"a": a, "b": a + np.array(b_minus_a)})
@@ -246,7 +279,7 @@ def test_no_method_is_beaten_without_consistent_evidence(b_minus_a):
 
 
 def test_differences_are_paired_by_seed_not_by_row_order():
-    a = np.array([0.1, 0.9, 0.3, 0.7, 0.5, 0.2, 0.8])             # seed effects far larger than the margin
+    a = np.array([0.1, 0.9, 0.3, 0.7, 0.5, 0.2, 0.8])  # seed effects far larger than the margin
     rows = _rows({"a": a, "b": a + 0.05 + 0.001 * np.arange(7)})
     random.Random(0).shuffle(rows)
     assert pc.significantly_beaten(rows, ("a", "b"), "ARI", 0.05) == {"a": {"x": ["b"]}, "b": {}}
@@ -255,38 +288,75 @@ def test_differences_are_paired_by_seed_not_by_row_order():
 def test_beaten_lists_every_better_method_per_data_set_for_the_chosen_metric_only():
     base = np.linspace(0.2, 0.5, 6)
     ranks = np.arange(6) * 0.01
-    rows = (_rows({"a": base + 0.2 + ranks, "b": base + 0.1 + ranks, "c": base, "a (oracle width)": base + 0.5},
-                  "x", "AMI")
-            + _rows({"a": base, "b": base, "c": base, "a (oracle width)": base}, "y", "AMI"))
-    for r in rows:                                                 # ARI says the opposite: c is best everywhere
+    rows = _rows(
+        {"a": base + 0.2 + ranks, "b": base + 0.1 + ranks, "c": base, "a (oracle width)": base + 0.5}, "x", "AMI"
+    ) + _rows({"a": base, "b": base, "c": base, "a (oracle width)": base}, "y", "AMI")
+    for r in rows:  # ARI says the opposite: c is best everywhere
         r["ARI"] = 1.0 - r["AMI"]
     beaten = pc.significantly_beaten(rows, ("a", "b", "c"), "AMI", 0.05)
-    assert beaten == {"a": {}, "b": {"x": ["a"]}, "c": {"x": ["a", "b"]}}    # the ablation is no competitor
-    assert pc.significantly_beaten(rows, ("a", "b", "c"), "ARI", 0.05) == {"a": {"x": ["b", "c"]}, "b": {"x": ["c"]},
-                                                                          "c": {}}
+    assert beaten == {"a": {}, "b": {"x": ["a"]}, "c": {"x": ["a", "b"]}}  # the ablation is no competitor
+    assert pc.significantly_beaten(rows, ("a", "b", "c"), "ARI", 0.05) == {
+        "a": {"x": ["b", "c"]},
+        "b": {"x": ["c"]},
+        "c": {},
+    }
 
 
 # ---------------------------------------------------------------------------------------------- summaries, winners
 def test_summarise_gives_mean_and_sample_std_and_ignores_nan_silhouettes():
-    rows = [{"dataset": "x", "method": "k-means", "seed": s, "ARI": ari, "AMI": 0.5, "NMI": 0.6, "silhouette": sil,
-             "clusters": c} for s, (ari, sil, c) in enumerate([(0.2, np.nan, 1), (0.4, 0.3, 2), (0.9, 0.5, 3)])]
-    rows += [{"dataset": "x", "method": "GMM", "seed": s, "ARI": 0.1, "AMI": 0.1, "NMI": 0.1, "silhouette": sil,
-              "clusters": 2} for s, sil in enumerate([np.nan, 0.7, np.nan])]
-    rows += [{"dataset": "y", "method": "GMM", "seed": s, "ARI": 0.1, "AMI": 0.1, "NMI": 0.1, "silhouette": np.nan,
-              "clusters": 1} for s in range(2)]
+    rows = [
+        {
+            "dataset": "x",
+            "method": "k-means",
+            "seed": s,
+            "ARI": ari,
+            "AMI": 0.5,
+            "NMI": 0.6,
+            "silhouette": sil,
+            "clusters": c,
+        }
+        for s, (ari, sil, c) in enumerate([(0.2, np.nan, 1), (0.4, 0.3, 2), (0.9, 0.5, 3)])
+    ]
+    rows += [
+        {
+            "dataset": "x",
+            "method": "GMM",
+            "seed": s,
+            "ARI": 0.1,
+            "AMI": 0.1,
+            "NMI": 0.1,
+            "silhouette": sil,
+            "clusters": 2,
+        }
+        for s, sil in enumerate([np.nan, 0.7, np.nan])
+    ]
+    rows += [
+        {
+            "dataset": "y",
+            "method": "GMM",
+            "seed": s,
+            "ARI": 0.1,
+            "AMI": 0.1,
+            "NMI": 0.1,
+            "silhouette": np.nan,
+            "clusters": 1,
+        }
+        for s in range(2)
+    ]
     out = pc.summarise(rows)
     km = out["x"]["k-means"]
     assert km["ARI"] == pytest.approx((0.5, np.std([0.2, 0.4, 0.9], ddof=1)))
-    assert km["silhouette"] == pytest.approx((0.4, np.std([0.3, 0.5], ddof=1)))      # the NaN seed left out
+    assert km["silhouette"] == pytest.approx((0.4, np.std([0.3, 0.5], ddof=1)))  # the NaN seed left out
     assert km["clusters"] == pytest.approx((2.0, 1.0)) and km["AMI"] == pytest.approx((0.5, 0.0))
-    assert out["x"]["GMM"]["silhouette"] == (0.7, 0.0)                                # one finite value: std 0
-    assert all(np.isnan(v) for v in out["y"]["GMM"]["silhouette"])                    # all NaN: NaN
+    assert out["x"]["GMM"]["silhouette"] == (0.7, 0.0)  # one finite value: std 0
+    assert all(np.isnan(v) for v in out["y"]["GMM"]["silhouette"])  # all NaN: NaN
 
 
 def test_winners_pick_the_best_compared_method_and_never_an_ablation():
-    summary = {"x": {"k-means": {"ARI": (0.5, 0.1)}, "GMM": {"ARI": (0.7, 0.3)},
-                     "ClAM (oracle width)": {"ARI": (0.99, 0.0)}},
-               "y": {"k-means": {"ARI": (0.6, 0.0), "AMI": (0.1, 0.0)}, "GMM": {"ARI": (0.2, 0.0), "AMI": (0.4, 0.0)}}}
+    summary = {
+        "x": {"k-means": {"ARI": (0.5, 0.1)}, "GMM": {"ARI": (0.7, 0.3)}, "ClAM (oracle width)": {"ARI": (0.99, 0.0)}},
+        "y": {"k-means": {"ARI": (0.6, 0.0), "AMI": (0.1, 0.0)}, "GMM": {"ARI": (0.2, 0.0), "AMI": (0.4, 0.0)}},
+    }
     assert pc.winners(summary) == {"x": "GMM", "y": "k-means"}
     assert pc.winners({"y": summary["y"]}, metric="AMI") == {"y": "GMM"}
 
@@ -330,7 +400,7 @@ def test_elbo_check_worst_error_and_rise_take_the_tested_numbers_only(elbo):
     random = dict.fromkeys(keys, 1e-9) | {"converged_error": 3e-9, "max_energy_rise": -1.0}
     iris = dict.fromkeys(keys, 1e-9) | {"converged_error": 0.5, "energy_gap": 0.4, "max_energy_rise": 2e-15}
     fake = dataclasses.replace(check, random=random, iris=iris)
-    assert fake.worst_error == 3e-9                                  # the iris flower's 1/t tail is not tested
+    assert fake.worst_error == 3e-9  # the iris flower's 1/t tail is not tested
     assert fake.max_energy_rise == 2e-15
     numbers = fake.numbers()
     assert numbers["random_logits"] == {k: random[k] for k in keys} and numbers["iris_point"] == iris
@@ -355,16 +425,21 @@ def test_run_returns_the_typed_result_of_every_part(tiny):
 
 # ---------------------------------------------------------------------------------------------------------- figures
 def test_comparison_figure_draws_each_mean_with_hatched_ablations(close_figures):
-    methods = ("ClAM (oracle width)", "GMM", "k-means")                   # drawn in METHODS + ablations order
-    summary = {ds: {m: {metric: (0.1 * i + 0.01 * j + 0.3 * d, 0.05) for j, metric in enumerate(pc.METRICS)}
-                    for i, m in enumerate(methods)} for d, ds in enumerate(("breast_cancer", "iris"))}
+    methods = ("ClAM (oracle width)", "GMM", "k-means")  # drawn in METHODS + ablations order
+    summary = {
+        ds: {
+            m: {metric: (0.1 * i + 0.01 * j + 0.3 * d, 0.05) for j, metric in enumerate(pc.METRICS)}
+            for i, m in enumerate(methods)
+        }
+        for d, ds in enumerate(("breast_cancer", "iris"))
+    }
     fig = plots.comparison_figure(summary)
     assert len(fig.axes) == len(pc.METRICS)
     order = ("k-means", "GMM", "ClAM (oracle width)")
     for ax, metric in zip(fig.axes, pc.METRICS):
         bars = ax.patches
         assert len(bars) == 2 * 3
-        heights = [b.get_height() for b in bars]                             # method by method, data set inside
+        heights = [b.get_height() for b in bars]  # method by method, data set inside
         assert heights == pytest.approx([summary[ds][m][metric][0] for m in order for ds in summary])
         assert [b.get_hatch() for b in bars] == [None] * 4 + ["//"] * 2
     assert [t.get_text() for t in fig.axes[-1].get_xticklabels()] == ["breast cancer", "iris"]
@@ -392,20 +467,36 @@ def test_elbo_dynamics_figure_shows_the_gap_to_minus_log_evidence_floored_for_lo
     energy = np.array([3.0, 2.5, 2.0])
     fig = plots.elbo_dynamics_figure(q, energy, posterior=np.array([0.8, 0.2]), log_evidence=-2.0)
     left, right = fig.axes
-    assert len(left.lines) == 2 * 2                                    # q_k(t) and the dashed posterior, per k
+    assert len(left.lines) == 2 * 2  # q_k(t) and the dashed posterior, per k
     np.testing.assert_allclose(left.lines[0].get_ydata(), q[:, 0])
     np.testing.assert_allclose(right.lines[0].get_xdata(), [1, 2, 3])
     np.testing.assert_allclose(right.lines[0].get_ydata(), [1.0, 0.5, 1e-17])
 
 
 # ---------------------------------------------------------------------------------------------------------- config
-@pytest.mark.parametrize("name, value", [
-    ("n_seeds", 1), ("n_seeds", 0), ("n_init", True), ("bgmm_factor", 0), ("blobs_std", 0.0),
-    ("datasets", ("iris", "mnist")), ("datasets", ()),
-    ("alpha_values", (10.0, 1.0, 0.1)), ("alpha_values", (1.0,)), ("alpha_values", (0.0, 1.0)),
-    ("crp_alpha", 0.5), ("crp_discount", 1.0), ("crp_discount", -0.1), ("crp_rho", -1.0),
-    ("crp_n_refine", -1), ("crp_n_refine", 1.5), ("significance", 0.0), ("significance", 1.0),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("n_seeds", 1),
+        ("n_seeds", 0),
+        ("n_init", True),
+        ("bgmm_factor", 0),
+        ("blobs_std", 0.0),
+        ("datasets", ("iris", "mnist")),
+        ("datasets", ()),
+        ("alpha_values", (10.0, 1.0, 0.1)),
+        ("alpha_values", (1.0,)),
+        ("alpha_values", (0.0, 1.0)),
+        ("crp_alpha", 0.5),
+        ("crp_discount", 1.0),
+        ("crp_discount", -0.1),
+        ("crp_rho", -1.0),
+        ("crp_n_refine", -1),
+        ("crp_n_refine", 1.5),
+        ("significance", 0.0),
+        ("significance", 1.0),
+    ],
+)
 def test_config_rejects_a_bad_value_naming_the_argument(name, value):
     with pytest.raises(ConfigError, match=f"^ClusteringConfig: bad value for '{name}'"):
         ClusteringConfig.from_params(scale="quick", **{name: value})
@@ -421,13 +512,19 @@ def test_config_accepts_lists_as_tuples_and_crp_alpha_among_the_swept_values():
     assert cfg.alpha_values == (0.5, 2.0) and cfg.datasets == ("wine",) and cfg.n_seeds == 2
 
 
-@pytest.mark.parametrize("name, value, allowed", [("crp_n_refine", True, "an integer >= 0"),
-                                                 ("crp_n_refine", False, "an integer >= 0"),
-                                                 ("crp_discount", False, "a number in [0, 1)"),
-                                                 ("crp_discount", True, "a number in [0, 1)")])
+@pytest.mark.parametrize(
+    "name, value, allowed",
+    [
+        ("crp_n_refine", True, "an integer >= 0"),
+        ("crp_n_refine", False, "an integer >= 0"),
+        ("crp_discount", False, "a number in [0, 1)"),
+        ("crp_discount", True, "a number in [0, 1)"),
+    ],
+)
 def test_config_rejects_booleans_for_crp_numbers(name, value, allowed):
-    with pytest.raises(ConfigError, match=re.escape(f"ClusteringConfig: bad value for '{name}': {value!r}; "
-                                                    f"allowed: {allowed}")):
+    with pytest.raises(
+        ConfigError, match=re.escape(f"ClusteringConfig: bad value for '{name}': {value!r}; allowed: {allowed}")
+    ):
         ClusteringConfig.from_params(**{name: value})
 
 
@@ -438,6 +535,9 @@ def test_config_accepts_the_ends_of_the_crp_ranges():
 
 
 def test_config_names_the_allowed_data_sets():
-    with pytest.raises(ConfigError, match="allowed: a list of at least 1 item\\(s\\), each one of 'iris', 'wine', "
-                                          "'breast_cancer', 'digits', 'blobs'"):
+    with pytest.raises(
+        ConfigError,
+        match="allowed: a list of at least 1 item\\(s\\), each one of 'iris', 'wine', "
+        "'breast_cancer', 'digits', 'blobs'",
+    ):
         ClusteringConfig.from_params(datasets=["mnist"])

@@ -24,8 +24,10 @@ def test_log_density_is_the_pitman_yor_predictive():
     mem = _predictive()
     v = np.random.default_rng(1).normal(size=(30, 2))
     s2, t2 = 1 / (2 * mem.beta), 1 / (2 * mem.rho)
-    terms = [np.log(n - mem.discount) + multivariate_normal(mu, s2 * np.eye(2)).logpdf(v)
-             for mu, n in zip(mem.memories, mem.counts)]
+    terms = [
+        np.log(n - mem.discount) + multivariate_normal(mu, s2 * np.eye(2)).logpdf(v)
+        for mu, n in zip(mem.memories, mem.counts)
+    ]
     new = multivariate_normal(np.zeros(2), (s2 + t2) * np.eye(2)).logpdf(v)
     terms.append(np.log(mem.alpha + 3 * mem.discount) + new)
     direct = logsumexp(terms, axis=0) - np.log(mem.alpha + mem.counts.sum())
@@ -73,7 +75,7 @@ def test_dp_means_is_the_small_variance_limit(blobs):
     the standardised data) finds, assigns every point as it does, and its refined memories converge to its centroids."""
     X, _ = blobs
     Z = (X - X.mean(axis=0)) / X.std(axis=0)
-    rho, lam, d = 0.5, 0.81, 2                     # √λ = 0.9: between the blobs' spread and their distance
+    rho, lam, d = 0.5, 0.81, 2  # √λ = 0.9: between the blobs' spread and their distance
     centroids, labels = dp_means(Z, np.sqrt(lam), seed=0)
     assert len(centroids) == 3
     gaps = []
@@ -98,9 +100,16 @@ def test_estimator_conventions(blobs):
     assert expected <= learned
 
 
-@pytest.mark.parametrize("kwargs, match", [({"alpha": -1.0}, "alpha"), ({"discount": 1.0}, "discount"),
-                                           ({"beta": 0.0}, "beta"), ({"rho": -2.0}, "rho"),
-                                           ({"n_refine": -1}, "n_refine")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"alpha": -1.0}, "alpha"),
+        ({"discount": 1.0}, "discount"),
+        ({"beta": 0.0}, "beta"),
+        ({"rho": -2.0}, "rho"),
+        ({"n_refine": -1}, "n_refine"),
+    ],
+)
 def test_clear_errors(blobs, kwargs, match):
     with pytest.raises(ValueError, match=match):
         CRPMemory(**kwargs).fit(blobs[0])
@@ -122,14 +131,22 @@ def test_median_heuristic_width_uses_no_labels_and_matches_its_definition():
 
     z = np.random.default_rng(0).standard_normal((50, 3))
     assert clustering.median_beta(z) == pytest.approx(3 / np.median(pdist(z) ** 2))
-    assert clustering.median_beta(2 * z) == pytest.approx(clustering.median_beta(z) / 4)   # β scales as 1/width²
+    assert clustering.median_beta(2 * z) == pytest.approx(clustering.median_beta(z) / 4)  # β scales as 1/width²
 
 
 def test_significantly_beaten_needs_a_consistent_paired_difference():
     from labkit.memory import clustering
 
-    rows = [{"dataset": ds, "method": m, "seed": s, "ARI": base + (0.1 if m == "b" and ds == "x" else 0.0)
-             + 0.01 * ((s * 7 + len(m)) % 3)}
-            for ds, base in (("x", 0.5), ("y", 0.5)) for m in ("a", "b") for s in range(6)]
+    rows = [
+        {
+            "dataset": ds,
+            "method": m,
+            "seed": s,
+            "ARI": base + (0.1 if m == "b" and ds == "x" else 0.0) + 0.01 * ((s * 7 + len(m)) % 3),
+        }
+        for ds, base in (("x", 0.5), ("y", 0.5))
+        for m in ("a", "b")
+        for s in range(6)
+    ]
     beaten = clustering.significantly_beaten(rows, ("a", "b"), "ARI", 0.05)
-    assert beaten == {"a": {"x": ["b"]}, "b": {}}        # b is better on x in every seed; on y they tie
+    assert beaten == {"a": {"x": ["b"]}, "b": {}}  # b is better on x in every seed; on y they tie

@@ -27,8 +27,9 @@ def test_velocity_is_minus_the_energy_gradient_and_keeps_the_minus_one():
     mem = ELBOMemory(ell)
     np.testing.assert_allclose(mem.velocity(v), -grad.numpy(), rtol=1e-6, atol=1e-14)
     qn = softmax(v, -1)
-    literal = np.einsum("nij,nj->ni", np.einsum("ni,ij->nij", qn, np.eye(4)) - qn[:, :, None] * qn[:, None, :],
-                        ell - np.log(qn) - 1)  # (diag q − q qᵀ)(ℓ − log q − 1), as written in the paper
+    literal = np.einsum(
+        "nij,nj->ni", np.einsum("ni,ij->nij", qn, np.eye(4)) - qn[:, :, None] * qn[:, None, :], ell - np.log(qn) - 1
+    )  # (diag q − q qᵀ)(ℓ − log q − 1), as written in the paper
     np.testing.assert_allclose(mem.velocity(v), literal, rtol=1e-6, atol=1e-14)
 
 
@@ -59,8 +60,10 @@ def test_energy_decreases_monotonically_even_for_stiff_log_joints(scale):
     assert np.all(energy[-1] < energy[0])
 
 
-@pytest.mark.parametrize("kwargs, match", [({"log_joint": np.array([0.0, np.inf])}, "finite"),
-                                           ({"log_joint": np.zeros(3), "step_size": 0}, "step_size")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"log_joint": np.array([0.0, np.inf])}, "finite"), ({"log_joint": np.zeros(3), "step_size": 0}, "step_size")],
+)
 def test_memory_rejects_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ELBOMemory(**kwargs)
@@ -95,14 +98,22 @@ def test_every_mixture_parameter_but_the_seed_has_one_declared_check():
     assert set(ELBOMixture._parameter_constraints) == set(ELBOMixture().get_params()) - {"random_state"}
 
 
-@pytest.mark.parametrize("name, value, allowed", [
-    ("n_components", True, "an integer >= 1"), ("n_steps", 0, "an integer >= 1"), ("max_iter", 2.5, "an integer >= 1"),
-    ("step_size", 0.0, "a number > 0"), ("tol", -1e-3, "a number in [0, inf)"),
-    ("em_tol", float("nan"), "a number in [0, inf)"), ("reg_covar", -1.0, "a number in [0, inf)"),
-])
+@pytest.mark.parametrize(
+    "name, value, allowed",
+    [
+        ("n_components", True, "an integer >= 1"),
+        ("n_steps", 0, "an integer >= 1"),
+        ("max_iter", 2.5, "an integer >= 1"),
+        ("step_size", 0.0, "a number > 0"),
+        ("tol", -1e-3, "a number in [0, inf)"),
+        ("em_tol", float("nan"), "a number in [0, inf)"),
+        ("reg_covar", -1.0, "a number in [0, inf)"),
+    ],
+)
 def test_mixture_checks_its_parameters_at_fit(blobs, name, value, allowed):
-    with pytest.raises(ValueError, match=re.escape(f"ELBOMixture: bad value for '{name}': {value!r}; "
-                                                   f"allowed: {allowed}")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"ELBOMixture: bad value for '{name}': {value!r}; allowed: {allowed}")
+    ):
         ELBOMixture(**{name: value}).fit(blobs[0])
 
 

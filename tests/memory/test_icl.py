@@ -27,16 +27,16 @@ def test_shapes():
     e_x, e_c = m(x, c, torch.tensor([0, 1, 3, 7, 7]))
     assert e_x.shape == (3, 7) and e_c.shape == (3, 5)
     e_x2, none = m(x)
-    assert none is None and torch.allclose(e_x, e_x2, atol=1e-6)   # candidates never change the real tokens
+    assert none is None and torch.allclose(e_x, e_x2, atol=1e-6)  # candidates never change the real tokens
 
 
 def test_mask_blocks_what_it_should():
     mask = icl_model.candidate_mask(3, torch.tensor([0, 2]))
     allowed = ~mask
     assert allowed[:3, :3].tolist() == [[True, False, False], [True, True, False], [True, True, True]]
-    assert not allowed[:3, 3:].any()                                 # real tokens never see candidates
+    assert not allowed[:3, 3:].any()  # real tokens never see candidates
     assert allowed[3].tolist() == [False, False, False, True, False]  # prefix 0: itself only
-    assert allowed[4].tolist() == [True, True, False, False, True]    # prefix 2: x_0, x_1 and itself
+    assert allowed[4].tolist() == [True, True, False, False, True]  # prefix 2: x_0, x_1 and itself
 
 
 def test_causal_later_tokens_do_not_change_earlier_energies():
@@ -66,11 +66,12 @@ def test_batched_candidates_equal_one_pass_per_candidate(train_mode):
     m = _model(d=32, heads=4, layers=3).train(train_mode)
     torch.manual_seed(1)
     x = torch.randn(3, 6, 2) * 4
-    prefix = torch.arange(6).repeat_interleave(3)                      # the training layout: 3 negatives per token
+    prefix = torch.arange(6).repeat_interleave(3)  # the training layout: 3 negatives per token
     c = torch.rand(3, len(prefix), 2) * 30 - 15
     _, batched = m(x, c, prefix)
-    naive = torch.stack([m(torch.cat([x[:, :p], c[:, j:j + 1]], dim=1))[0][:, -1]
-                         for j, p in enumerate(prefix.tolist())], dim=1)
+    naive = torch.stack(
+        [m(torch.cat([x[:, :p], c[:, j : j + 1]], dim=1))[0][:, -1] for j, p in enumerate(prefix.tolist())], dim=1
+    )
     err = _rel_err(batched, naive)
     assert err < 1e-6, err
 
@@ -80,7 +81,7 @@ def test_candidate_gradients_are_their_own():
     m = _model()
     x, c = torch.randn(1, 4, 2), torch.randn(1, 3, 2, requires_grad=True)
     prefix = torch.tensor([1, 2, 4])
-    jac = torch.autograd.functional.jacobian(lambda c_: m(x, c_, prefix)[1], c)   # (1, 3, 1, 3, 2)
+    jac = torch.autograd.functional.jacobian(lambda c_: m(x, c_, prefix)[1], c)  # (1, 3, 1, 3, 2)
     off = jac[0, :, 0].clone()
     for j in range(3):
         off[j, j] = 0
@@ -101,7 +102,7 @@ def test_langevin_keeps_shape_and_leaks_no_gradient():
 def test_bounded_langevin_stays_in_the_box_the_normaliser_integrates():
     m = _model().train()
     with torch.no_grad():
-        m.head.weight.mul_(1e4)                                           # steep energy: free chains fly off
+        m.head.weight.mul_(1e4)  # steep energy: free chains fly off
     x, neg = torch.randn(2, 5, 2), torch.rand(2, 10, 2) * 30 - 15
     prefix = torch.arange(5).repeat_interleave(2)
     free = icl_model.langevin(m, x, neg, prefix, 3, 0.1, 0.01, torch.Generator().manual_seed(0))
@@ -113,8 +114,9 @@ def test_bounded_langevin_stays_in_the_box_the_normaliser_integrates():
 
 def test_gradient_update_lowers_the_energy():
     X, _ = icl_model.THREE_COMPONENTS.sample(16, 12, repro.rng(0))
-    est = icl_model.InContextEnergyModel(d_model=16, n_heads=2, n_layers=1, n_steps=3, batch_size=4,
-                                         progress=False).fit(X)
+    est = icl_model.InContextEnergyModel(
+        d_model=16, n_heads=2, n_layers=1, n_steps=3, batch_size=4, progress=False
+    ).fit(X)
     mem = est.memory(X[0, :8], step_size=1e-3)
     q = repro.rng(1).uniform(-5, 5, (20, 2))
     assert mem.energy(q).shape == (20,) and mem.update(q).shape == q.shape
@@ -138,13 +140,14 @@ def test_fit_is_deterministic_and_loss_decreases():
 
 def test_energy_is_chunk_invariant_and_checks_shapes():
     X, _ = icl_model.THREE_COMPONENTS.sample(8, 10, repro.rng(0))
-    est = icl_model.InContextEnergyModel(d_model=16, n_heads=2, n_layers=1, n_steps=2, batch_size=4,
-                                         progress=False).fit(X)
+    est = icl_model.InContextEnergyModel(
+        d_model=16, n_heads=2, n_layers=1, n_steps=2, batch_size=4, progress=False
+    ).fit(X)
     q = repro.rng(1).normal(0, 5, (2, 50, 2))
     full = est.energy(X[:2, :4], q)
     est.chunk_size = 7
     assert np.allclose(est.energy(X[:2, :4], q), full, rtol=1e-5, atol=1e-6)
-    assert est.energy(np.zeros((2, 0, 2)), q).shape == (2, 50)       # empty context
+    assert est.energy(np.zeros((2, 0, 2)), q).shape == (2, 50)  # empty context
     with pytest.raises(ValueError, match="share B"):
         est.energy(X[:3, :4], q)
     with pytest.raises(RuntimeError, match="not fitted"):
@@ -168,7 +171,7 @@ def test_mixture_sampler_and_density():
 
 def test_grid_normaliser_of_a_gaussian_energy():
     grid, area = icl.square_grid(10.0, 200)
-    energy = (grid**2).sum(-1) / (2 * 0.7**2)                        # Z = 2π σ²
+    energy = (grid**2).sum(-1) / (2 * 0.7**2)  # Z = 2π σ²
     assert abs(icl.grid_log_normaliser(energy, area) - np.log(2 * np.pi * 0.7**2)) < 1e-9
 
 
@@ -180,35 +183,36 @@ def _mixture_energy(means, std, offset=0.0):
 
 def test_adaptive_normaliser_recovers_a_sharp_mixture_the_coarse_grid_misses():
     means = np.random.default_rng(0).normal(0.0, 4.5, (5, 2))
-    energy = _mixture_energy(means, 0.13, offset=3.0)                  # the unseen family's width; log Z = -3
+    energy = _mixture_energy(means, 0.13, offset=3.0)  # the unseen family's width; log Z = -3
     assert abs(icl.adaptive_log_normaliser(energy, 15.0, 64, 8, 12.0) - (-3.0)) < 1e-3
-    grid, area = icl.square_grid(15.0, 50)                            # the old evaluation grid (spacing 0.6)
+    grid, area = icl.square_grid(15.0, 50)  # the old evaluation grid (spacing 0.6)
     assert abs(icl.grid_log_normaliser(energy(grid), area) - (-3.0)) > 0.1
-    flat = lambda x: np.zeros(len(x))                                  # the uniform density on the square
+    flat = lambda x: np.zeros(len(x))  # the uniform density on the square
     assert abs(icl.adaptive_log_normaliser(flat, 15.0, 16, 4, 12.0) - np.log(30.0**2)) < 1e-9
 
 
 def test_has_well_sees_one_well_per_cluster_and_not_a_broad_basin():
     means = np.array([[0.0, 5.0], [4.0, -2.0], [-4.0, -2.0]])
     assert icl.has_well(_mixture_energy(means, 0.33), means, 1.0, 0.05).tolist() == [True, True, True]
-    floor = np.array([0.0, 4.6])                                       # one bowl whose floor is near the first mean
+    floor = np.array([0.0, 4.6])  # one bowl whose floor is near the first mean
     bowl = lambda x: ((np.asarray(x) - floor) ** 2).sum(-1) / 50.0
     assert icl.has_well(bowl, means, 1.0, 0.05).tolist() == [True, False, False]
-    shifted = means + 1.5                                               # wells 2.1 away from every centre
+    shifted = means + 1.5  # wells 2.1 away from every centre
     assert not icl.has_well(_mixture_energy(shifted, 0.33), means, 1.0, 0.05).any()
 
 
 def _tiny_fit(**kw):
     X, _ = icl_model.THREE_COMPONENTS.sample(8, 10, repro.rng(0))
-    return icl_model.InContextEnergyModel(d_model=16, n_heads=2, n_layers=1, n_steps=2, batch_size=4, progress=False,
-                                    **kw).fit(X)
+    return icl_model.InContextEnergyModel(
+        d_model=16, n_heads=2, n_layers=1, n_steps=2, batch_size=4, progress=False, **kw
+    ).fit(X)
 
 
 def test_sample_mse_is_the_squared_distance_of_langevin_samples_and_deterministic():
-    est = _tiny_fit(langevin_steps=0)                                  # no steps: the uniform initial draw
+    est = _tiny_fit(langevin_steps=0)  # no steps: the uniform initial draw
     means = np.zeros((2, 1, 2))
     mse = icl.sample_mse(est, np.zeros((2, 3, 2)), means, 4000, torch.Generator().manual_seed(0))
-    assert mse.shape == (2,) and np.allclose(mse, 2 * 15.0**2 / 3, rtol=0.05)     # E|U|² on [-15, 15]²
+    assert mse.shape == (2,) and np.allclose(mse, 2 * 15.0**2 / 3, rtol=0.05)  # E|U|² on [-15, 15]²
     est = _tiny_fit()
     ctx, means = np.zeros((2, 3, 2)), np.ones((2, 3, 2))
     a = icl.sample_mse(est, ctx, means, 16, torch.Generator().manual_seed(1))
@@ -229,8 +233,16 @@ def test_evaluate_shapes_and_endpoints():
 
 def test_endpoint_paired_change_and_standard_error():
     def ev(first, last):
-        return icl.ContextEvaluation(np.array([0, 4]), np.array([[first, last]]), np.ones((1, 2)), np.ones((1, 2)),
-                                     np.zeros(1), 0.0, np.zeros((1, 4, 2)), np.zeros((1, 3, 2)))
+        return icl.ContextEvaluation(
+            np.array([0, 4]),
+            np.array([[first, last]]),
+            np.ones((1, 2)),
+            np.ones((1, 2)),
+            np.zeros(1),
+            0.0,
+            np.zeros((1, 4, 2)),
+            np.zeros((1, 3, 2)),
+        )
 
     e = icl.endpoints([[ev(5.0, 1.0), ev(7.0, 1.0)], [ev(6.0, 3.0)]], "nll")  # seeds: 6 → 1 and 6 → 3
     assert e.first.tolist() == [6.0, 6.0] and e.last.tolist() == [1.0, 3.0]
@@ -242,7 +254,7 @@ def test_config_presets_and_validation():
     for scale in ("smoke", "quick", "paper"):
         cfg = icl.ICLEnergyConfig.from_params(scale=scale)
         assert isinstance(cfg.estimator(0, progress=False), icl_model.InContextEnergyModel)
-    for scale in ("quick", "paper"):                                   # the authors' small configuration
+    for scale in ("quick", "paper"):  # the authors' small configuration
         cfg = icl.ICLEnergyConfig.from_params(scale=scale)
         r = cfg.recipe
         assert (r.d_model, r.n_heads, r.n_layers, r.langevin_steps) == (64, 8, 3, 7)
@@ -251,12 +263,23 @@ def test_config_presets_and_validation():
     cfg = icl.ICLEnergyConfig.from_params(scale="quick")
     assert cfg.estimator(0).seed != cfg.estimator(1).seed
     assert cfg.training_data(0).shape == (cfg.n_train_sequences, cfg.context_len, 2)
-    streams = {cfg.estimator(i).seed for i in range(3)} | {int(cfg.eval_rng(0, 0, 0).integers(2**31)),
-                                                           int(repro.rng(cfg.seed).integers(2**31))}
-    assert len(streams) == 5                         # distinct streams: none is the bare seed's or another's, padded
-    bad = [dict(recipe=dict(n_heads=5)), dict(n_seeds=1), dict(context_sizes=(1, 2)),
-           dict(context_sizes=(0, 4, 2)), dict(context_sizes=(0, 64)), dict(landscape_lim=20.0),
-           dict(well_spacing=2.0), dict(recipe=dict(step_size=0)), dict(recipe=dict(n_stepz=3)), dict(n_steps=3)]
+    streams = {cfg.estimator(i).seed for i in range(3)} | {
+        int(cfg.eval_rng(0, 0, 0).integers(2**31)),
+        int(repro.rng(cfg.seed).integers(2**31)),
+    }
+    assert len(streams) == 5  # distinct streams: none is the bare seed's or another's, padded
+    bad = [
+        dict(recipe=dict(n_heads=5)),
+        dict(n_seeds=1),
+        dict(context_sizes=(1, 2)),
+        dict(context_sizes=(0, 4, 2)),
+        dict(context_sizes=(0, 64)),
+        dict(landscape_lim=20.0),
+        dict(well_spacing=2.0),
+        dict(recipe=dict(step_size=0)),
+        dict(recipe=dict(n_stepz=3)),
+        dict(n_steps=3),
+    ]
     for params in bad:
         with pytest.raises(ConfigError):
             icl.ICLEnergyConfig.from_params(scale="quick", **params)

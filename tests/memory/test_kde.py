@@ -117,17 +117,18 @@ def test_capacity_curve_shape_determinism_and_cliff():
 def test_capacity_trials_pool_to_the_curve_and_bootstrap_measures_their_spread():
     n = np.array([1, 4, 16, 64, 128, 256, 512, 1024])
     hits, queries = kde.capacity_trials(8, 1.0, n, n_trials=6, seed=0, n_queries=16, min_samples=32)
-    assert hits.shape == queries.shape == (32, 8)            # N = 1 needs 32 trials of one query for 32 samples
+    assert hits.shape == queries.shape == (32, 8)  # N = 1 needs 32 trials of one query for 32 samples
     np.testing.assert_array_equal(queries[:, -1], [16] * 6 + [0] * 26)
-    np.testing.assert_array_equal(hits.sum(0) / queries.sum(0),
-                                  kde.capacity_curve(8, 1.0, n, n_trials=6, seed=0, n_queries=16, min_samples=32))
+    np.testing.assert_array_equal(
+        hits.sum(0) / queries.sum(0), kde.capacity_curve(8, 1.0, n, n_trials=6, seed=0, n_queries=16, min_samples=32)
+    )
     counts = kde.CapacityCounts(n, hits, queries)
     boot = kde.bootstrap_critical_n(counts, 200, seed=0)
     estimate = kde.critical_n(n, hits.sum(0) / queries.sum(0))
     assert boot.shape == (200,) and np.isfinite(boot).mean() > 0.9
     assert np.nanmin(boot) <= estimate <= np.nanmax(boot) and np.nanstd(np.log(boot)) > 0
     np.testing.assert_array_equal(boot, kde.bootstrap_critical_n(counts, 200, seed=0))
-    identical = np.tile(hits[:1], (6, 1)), np.tile(queries[:1], (6, 1))      # trials that agree: no spread
+    identical = np.tile(hits[:1], (6, 1)), np.tile(queries[:1], (6, 1))  # trials that agree: no spread
     assert np.nanstd(kde.bootstrap_critical_n(kde.CapacityCounts(n, *identical), 50, seed=0)) == 0
 
 
@@ -172,15 +173,18 @@ def test_config_presets_and_validation():
     assert dataclasses.is_dataclass(kde.KDECapacityConfig)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"n_trials": True}, "bad value for 'n_trials': True; allowed: an integer >= 1"),
-    ({"d": 0}, "bad value for 'd': 0; allowed: an integer >= 1"),
-    ({"min_samples": -1}, "bad value for 'min_samples': -1; allowed: an integer >= 0"),
-    ({"radius": 0}, "bad value for 'radius': 0; allowed: a number > 0"),
-    ({"tol": -1.0}, "bad value for 'tol': -1.0; allowed: a number in [0, inf)"),
-    ({"lam": float("inf")}, "bad value for 'lam': inf; allowed: a finite number > 0 (λ = 1/σ²)"),
-    ({"lam": True}, "bad value for 'lam': True; allowed: a finite number > 0 (λ = 1/σ²)"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"n_trials": True}, "bad value for 'n_trials': True; allowed: an integer >= 1"),
+        ({"d": 0}, "bad value for 'd': 0; allowed: an integer >= 1"),
+        ({"min_samples": -1}, "bad value for 'min_samples': -1; allowed: an integer >= 0"),
+        ({"radius": 0}, "bad value for 'radius': 0; allowed: a number > 0"),
+        ({"tol": -1.0}, "bad value for 'tol': -1.0; allowed: a number in [0, inf)"),
+        ({"lam": float("inf")}, "bad value for 'lam': inf; allowed: a finite number > 0 (λ = 1/σ²)"),
+        ({"lam": True}, "bad value for 'lam': True; allowed: a finite number > 0 (λ = 1/σ²)"),
+    ],
+)
 def test_capacity_arguments_are_refused_naming_what_is_allowed(kwargs, message):
     args = {"d": 4, "lam": 1.0, "n_patterns": [2, 4], "n_trials": 1, "seed": 0, **kwargs}
     with pytest.raises(ValueError, match=re.escape(message)):

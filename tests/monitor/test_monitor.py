@@ -53,8 +53,17 @@ def organisms():
     xs = x[tr].copy()
     xs[rows] = mark(xs[rows], y[tr][rows])
     shortcut = train(MLP(SIZES, 0.1), xs, y[tr], epochs=25, seed=0)
-    return dict(x=x[tr], y=y[tr], xt=x[te], yt=y[te], trigger=trigger, clean=clean, backdoor=backdoor,
-                shortcut=shortcut, is_poison=is_poison)
+    return dict(
+        x=x[tr],
+        y=y[tr],
+        xt=x[te],
+        yt=y[te],
+        trigger=trigger,
+        clean=clean,
+        backdoor=backdoor,
+        shortcut=shortcut,
+        is_poison=is_poison,
+    )
 
 
 def accuracy(model, x, y):
@@ -66,11 +75,12 @@ def test_stamps_write_only_their_pixels():
     t = corner_trigger(64, 2, 1.0)
     out = t(x).reshape(5, 8, 8)
     assert np.all(out[:, 6:, 6:] == 1.0)
-    np.testing.assert_array_equal(np.delete(out.reshape(5, 64), [54, 55, 62, 63], axis=1),
-                                  np.delete(x, [54, 55, 62, 63], axis=1))
+    np.testing.assert_array_equal(
+        np.delete(out.reshape(5, 64), [54, 55, 62, 63], axis=1), np.delete(x, [54, 55, 62, 63], axis=1)
+    )
     markers = [np.flatnonzero(class_marker(c).mask) for c in range(10)]
     assert len({int(m[0]) for m in markers}) == 10 and all(len(m) == 1 for m in markers)
-    assert not set(int(m[0]) for m in markers) & {54, 55, 62, 63}       # markers never touch the trigger
+    assert not set(int(m[0]) for m in markers) & {54, 55, 62, 63}  # markers never touch the trigger
     with pytest.raises(ValueError, match="trigger side"):
         corner_trigger(64, 8)
     with pytest.raises(ValueError, match="label"):
@@ -160,7 +170,7 @@ def test_spectral_signature_finds_a_rank_one_outlier_set():
     h, labels, bad = toy_poisoned_cloud()
     s = spectral_signature_scores(h, labels)
     assert auroc(bad, s) >= 0.99
-    assert bad[np.argsort(-s)[:20]].sum() >= 15               # the top of the ranking is the planted set
+    assert bad[np.argsort(-s)[:20]].sum() >= 15  # the top of the ranking is the planted set
     # with no poisons, the top direction is noise: the flagged set is not the would-be poisons
     h0, _, _ = toy_poisoned_cloud(seed=1, n_bad=0)
     assert 0.3 < auroc(bad, spectral_signature_scores(h0, labels)) < 0.75
@@ -168,7 +178,7 @@ def test_spectral_signature_finds_a_rank_one_outlier_set():
 
 def test_activation_clustering_puts_the_poisons_in_the_small_cluster():
     h, labels, bad = toy_poisoned_cloud(n_bad=40)
-    h[bad] += 4 * np.eye(h.shape[1])[0]              # a well separated second mode
+    h[bad] += 4 * np.eye(h.shape[1])[0]  # a well separated second mode
     s = activation_clustering_scores(h, labels, n_components=5, seed=0)
     assert auroc(bad, s) >= 0.99
     with pytest.raises(ValueError, match="activations"):
@@ -198,8 +208,15 @@ def test_trusted_data_monitors_score_every_input_and_flag_the_backdoor(organisms
     o = organisms
     cfg = MonitorConfig.from_params(scale="smoke", sizes=SIZES)
     nontarget = o["yt"] != 0
-    scores = monitor_scores(cfg, 0, o["backdoor"], o["x"], o["y"], o["xt"][:100],
-                            {"clean": o["xt"], "hidden": o["trigger"](o["xt"][nontarget])})
+    scores = monitor_scores(
+        cfg,
+        0,
+        o["backdoor"],
+        o["x"],
+        o["y"],
+        o["xt"][:100],
+        {"clean": o["xt"], "hidden": o["trigger"](o["xt"][nontarget])},
+    )
     assert list(scores) == list(MONITORS)
     assert all(np.all(np.isfinite(s[k])) for s in scores.values() for k in ("clean", "hidden"))
     aurocs = {m: detection_metrics(s["clean"], s["hidden"])["auroc"] for m, s in scores.items()}
@@ -212,21 +229,30 @@ def _monitor_run(seed, backdoor, control, adaptive, student, control_student, sp
     per_task = {"backdoor": backdoor, "control: clean model + trigger": control, "adaptive backdoor": adaptive}
     metrics = {t: {m: {"auroc": per_task.get(t, 0.5), "tpr_at_fpr": 0.0} for m in MONITORS} for t in TASKS}
     return MonitorRun(
-        seed=seed, accuracy={"clean": 0.9, "backdoor": 0.88}, attack_success={"clean (control)": 0.0, "backdoor": 0.97},
+        seed=seed,
+        accuracy={"clean": 0.9, "backdoor": 0.88},
+        attack_success={"clean (control)": 0.0, "backdoor": 0.97},
         marker_reliance={"clean (control)": 0.01, "shortcut": 0.2},
-        students={4.0: OrganismStats(0.9, student)}, control_students={4.0: OrganismStats(0.91, control_student)},
-        scores={}, adaptive={0.1: AdaptiveRun(0.8, 0.9, 0.25, np.zeros(64), metrics["adaptive backdoor"])},
-        metrics=metrics, filters={"backdoor": {"spectral signature": FilterRun(np.zeros(3), spectral, 0.1)}},
-        is_poison=np.zeros(3, bool))
+        students={4.0: OrganismStats(0.9, student)},
+        control_students={4.0: OrganismStats(0.91, control_student)},
+        scores={},
+        adaptive={0.1: AdaptiveRun(0.8, 0.9, 0.25, np.zeros(64), metrics["adaptive backdoor"])},
+        metrics=metrics,
+        filters={"backdoor": {"spectral signature": FilterRun(np.zeros(3), spectral, 0.1)}},
+        is_poison=np.zeros(3, bool),
+    )
 
 
 def test_monitor_result_summaries_over_seeds():
     cfg = MonitorConfig.from_params(scale="smoke", temperatures=(4.0,), adaptive_betas=(0.1,), adaptive_beta=0.1)
-    runs = [_monitor_run(1, 0.99, 0.80, 0.70, 0.30, 0.0, 0.6), _monitor_run(2, 0.97, 0.85, 0.75, 0.50, 0.1, 0.8),
-            _monitor_run(3, 0.95, 0.70, 0.55, 0.40, 0.0, 0.7)]
+    runs = [
+        _monitor_run(1, 0.99, 0.80, 0.70, 0.30, 0.0, 0.6),
+        _monitor_run(2, 0.97, 0.85, 0.75, 0.50, 0.1, 0.8),
+        _monitor_run(3, 0.95, 0.70, 0.55, 0.40, 0.0, 0.7),
+    ]
     result = MonitorResult(cfg, runs)
-    se = lambda v: float(np.std(v, ddof=1) / np.sqrt(len(v)))       # noqa: E731
-    drops, mean, drop_se = result.adaptive_drop("KD+BU")             # the drops, computed once
+    se = lambda v: float(np.std(v, ddof=1) / np.sqrt(len(v)))  # noqa: E731
+    drops, mean, drop_se = result.adaptive_drop("KD+BU")  # the drops, computed once
     np.testing.assert_allclose(drops, [0.29, 0.22, 0.40])
     assert mean == pytest.approx(np.mean([0.29, 0.22, 0.40])) and drop_se == pytest.approx(se([0.29, 0.22, 0.40]))
     excess = result.specificity()["MSP"]

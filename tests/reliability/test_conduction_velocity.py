@@ -39,15 +39,18 @@ def test_default_call_recovers_the_velocity(velocity, tau_ms, noise_uv, flip):
     assert d["problems"] == [] and d["n_used"] >= 8
 
 
-@pytest.mark.parametrize("name, velocity, kwargs", [
-    ("fast MGF, spikes overlapping between pairs", 40.0, dict(width_ms=1.0)),
-    ("10 mV artefact lasting ~20 ms", 17.3, dict(artefact_uv=10000.0, tau_ms=2.0, noise_uv=3.0)),
-    ("short latency, spikes inside the artefact", 25.0, dict(latency_ms=0.3)),
-    ("20 kS/s", 17.3, dict(fs=20000.0)),
-    ("5 trials", 25.0, dict(n_trials=5)),
-    ("no artefact at all", 17.3, dict(artefact_uv=0.0)),
-    ("noisy: 20 µV rms", 10.0, dict(noise_uv=20.0, spike_uv=100.0)),
-])
+@pytest.mark.parametrize(
+    "name, velocity, kwargs",
+    [
+        ("fast MGF, spikes overlapping between pairs", 40.0, dict(width_ms=1.0)),
+        ("10 mV artefact lasting ~20 ms", 17.3, dict(artefact_uv=10000.0, tau_ms=2.0, noise_uv=3.0)),
+        ("short latency, spikes inside the artefact", 25.0, dict(latency_ms=0.3)),
+        ("20 kS/s", 17.3, dict(fs=20000.0)),
+        ("5 trials", 25.0, dict(n_trials=5)),
+        ("no artefact at all", 17.3, dict(artefact_uv=0.0)),
+        ("noisy: 20 µV rms", 10.0, dict(noise_uv=20.0, spike_uv=100.0)),
+    ],
+)
 def test_default_call_on_harder_recordings(name, velocity, kwargs):
     fs = kwargs.get("fs", FS)
     x, stim, _ = record(velocity, seed=3, **kwargs)
@@ -77,7 +80,7 @@ def test_spikes_at_random_times_are_refused_with_diagnostics(seed, flip):
 
 
 def test_a_velocity_outside_the_giant_fibre_range_is_refused():
-    x, stim, _ = record(90.0, latency_ms=1.5, seed=4)            # measured well, but no earthworm giant fibre
+    x, stim, _ = record(90.0, latency_ms=1.5, seed=4)  # measured well, but no earthworm giant fibre
     with pytest.raises(ImplausibleVelocityError, match="outside 2–50 m/s") as err:
         conduction_velocity(x, FS, POS, stim)
     assert abs(err.value.velocity_m_s - 90.0) / 90.0 < TOLERANCE

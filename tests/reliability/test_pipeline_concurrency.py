@@ -25,9 +25,22 @@ REFUSAL = "another pipeline (pid"
 
 
 def _start(sandbox, seed: int, figures=None) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "labkit.pipeline", "--scale", "smoke", "--force", "-p", f"seed={seed}",
-           "--notebooks-dir", str(sandbox.notebooks), "--figures-dir", str(figures or sandbox.figures),
-           "--build-dir", str(sandbox.build)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "labkit.pipeline",
+        "--scale",
+        "smoke",
+        "--force",
+        "-p",
+        f"seed={seed}",
+        "--notebooks-dir",
+        str(sandbox.notebooks),
+        "--figures-dir",
+        str(figures or sandbox.figures),
+        "--build-dir",
+        str(sandbox.build),
+    ]
     return subprocess.Popen(cmd, cwd=paths.ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -73,8 +86,18 @@ def test_concurrent_pipelines_publish_whole_runs_or_refuse(sandbox):
             assert entry.get("run_id") == sidecar.get("run_id") == published[0][1].get("run_id")
         assert published[0][1]["claims"][0]["last"] == last[seed], f"try {attempt}: claims of another run"
         lines = []
-        assert pipeline.run("smoke", parameters={"seed": seed}, check_only=True, notebooks_dir=sandbox.notebooks,
-                            figures_dir=sandbox.figures, build_dir=sandbox.build, echo=lines.append) == 0, lines
+        assert (
+            pipeline.run(
+                "smoke",
+                parameters={"seed": seed},
+                check_only=True,
+                notebooks_dir=sandbox.notebooks,
+                figures_dir=sandbox.figures,
+                build_dir=sandbox.build,
+                echo=lines.append,
+            )
+            == 0
+        ), lines
     print("exit codes per try:", outcomes)
 
 

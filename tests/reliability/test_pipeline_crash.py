@@ -46,8 +46,9 @@ print(done)
 def _record(tag: str, names: list[str]) -> dict:
     return {
         "config": {"scale": "smoke", "seed": 0},
-        "figures": [{"name": n, "file": f"{n}.png", "caption": f"{n} of run {tag}", "numbers": {"run": tag}}
-                    for n in names],
+        "figures": [
+            {"name": n, "file": f"{n}.png", "caption": f"{n} of run {tag}", "numbers": {"run": tag}} for n in names
+        ],
         "claims": [{"claim": f"run {tag} holds", "passed": tag == "B", "figures": []}],
         "threads": {"labkit": 2, "pools": []},
         "package_versions": {"numpy": tag},
@@ -73,19 +74,28 @@ def _state(figures: Path, key: str) -> tuple[list, dict]:
 
 def _up_to_date(sandbox, figures: Path) -> bool:
     lines = []
-    code = pipeline.run("smoke", check_only=True, notebooks_dir=sandbox.notebooks, figures_dir=figures,
-                        build_dir=sandbox.build, echo=lines.append)
+    code = pipeline.run(
+        "smoke",
+        check_only=True,
+        notebooks_dir=sandbox.notebooks,
+        figures_dir=figures,
+        build_dir=sandbox.build,
+        echo=lines.append,
+    )
     return code == 0
 
 
-@pytest.mark.parametrize("before, after", [(["90_a", "90_b"], ["90_a", "90_b", "90_c"]),
-                                           (["90_a", "90_b", "90_c"], ["90_a", "90_b"])],
-                         ids=["adds-a-figure", "drops-a-figure"])
-def test_a_publish_killed_after_any_write_is_never_reported_up_to_date_with_a_wrong_manifest(sandbox, tmp_path,
-                                                                                              before, after):
+@pytest.mark.parametrize(
+    "before, after",
+    [(["90_a", "90_b"], ["90_a", "90_b", "90_c"]), (["90_a", "90_b", "90_c"], ["90_a", "90_b"])],
+    ids=["adds-a-figure", "drops-a-figure"],
+)
+def test_a_publish_killed_after_any_write_is_never_reported_up_to_date_with_a_wrong_manifest(
+    sandbox, tmp_path, before, after
+):
     nb = pipeline.Notebook(plotting_notebook(sandbox.notebooks / KEY_SUFFIX, "90_walk"))
-    old_inputs = pipeline.input_components(nb, {"scale": "quick"})   # run A: made from older inputs
-    new_inputs = pipeline.input_components(nb, {"scale": "smoke"})   # run B: the current inputs
+    old_inputs = pipeline.input_components(nb, {"scale": "quick"})  # run A: made from older inputs
+    new_inputs = pipeline.input_components(nb, {"scale": "smoke"})  # run B: the current inputs
     run_a = {"scale": "quick", "input_hash": pipeline.input_hash(old_inputs), "inputs": old_inputs, "run_id": "A"}
     run_b = {"scale": "smoke", "input_hash": pipeline.input_hash(new_inputs), "inputs": new_inputs, "run_id": "B"}
     published_a = tmp_path / "published-a"
@@ -97,8 +107,12 @@ def test_a_publish_killed_after_any_write_is_never_reported_up_to_date_with_a_wr
         shutil.rmtree(figures, ignore_errors=True)
         shutil.copytree(published_a, figures)
         (tmp_path / "spec.json").write_text(json.dumps({**spec, "figures": str(figures)}))
-        return subprocess.run([sys.executable, "-c", KILL_AFTER, str(tmp_path / "spec.json"), str(kill_after)],
-                              cwd=paths.ROOT, capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-c", KILL_AFTER, str(tmp_path / "spec.json"), str(kill_after)],
+            cwd=paths.ROOT,
+            capture_output=True,
+            text=True,
+        )
 
     complete = publish_b(tmp_path / "complete", 0)
     assert complete.returncode == 0, complete.stderr
@@ -136,7 +150,7 @@ def _alive(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
         return False
-    return stat.rpartition(")")[2].split()[0] != "Z"   # a zombie has died; only its exit status is left
+    return stat.rpartition(")")[2].split()[0] != "Z"  # a zombie has died; only its exit status is left
 
 
 def _descendants(root: int) -> set[int]:
@@ -159,12 +173,29 @@ def test_kill_9_of_the_pipeline_takes_every_process_it_started_down(sandbox, tmp
     tries, orphans = 3, {}
     for attempt in range(tries):
         pidfile = tmp_path / f"pids-{attempt}.json"
-        write_notebook(sandbox.notebooks / "90_sleep.ipynb", 'scale = "quick"\nseed = 0',
-                       SLEEPER.format(pidfile=str(pidfile)))
+        write_notebook(
+            sandbox.notebooks / "90_sleep.ipynb", 'scale = "quick"\nseed = 0', SLEEPER.format(pidfile=str(pidfile))
+        )
         log = open(tmp_path / f"pipeline-{attempt}.log", "w")
-        run = subprocess.Popen([sys.executable, "-m", "labkit.pipeline", "--scale", "smoke", "--force",
-                                "--notebooks-dir", str(sandbox.notebooks), "--figures-dir", str(sandbox.figures),
-                                "--build-dir", str(sandbox.build)], cwd=paths.ROOT, stdout=log, stderr=log)
+        run = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "labkit.pipeline",
+                "--scale",
+                "smoke",
+                "--force",
+                "--notebooks-dir",
+                str(sandbox.notebooks),
+                "--figures-dir",
+                str(sandbox.figures),
+                "--build-dir",
+                str(sandbox.build),
+            ],
+            cwd=paths.ROOT,
+            stdout=log,
+            stderr=log,
+        )
         deadline = time.monotonic() + 120
         while not pidfile.exists():
             assert run.poll() is None, (tmp_path / f"pipeline-{attempt}.log").read_text()

@@ -34,7 +34,9 @@ def report():
     """After the module: what was fuzzed per side and what went wrong (each test asserts its own outcomes)."""
     yield
     print("\nrig link fuzzing: frames fed per side:", json.dumps(FUZZED), "| outcomes:", json.dumps(OUTCOMES))
-FIXED = {t: m.FORMAT.size for t, m in p.MESSAGES.items() if hasattr(m, "FORMAT")}   # fixed-size payloads
+
+
+FIXED = {t: m.FORMAT.size for t, m in p.MESSAGES.items() if hasattr(m, "FORMAT")}  # fixed-size payloads
 LIMITS = SafetyLimits()
 
 
@@ -53,30 +55,47 @@ class Hostile:
 
 
 def _json_values():
-    return st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-                        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                      max_size=4),
-                        max_leaves=20)
+    return st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        max_leaves=20,
+    )
 
 
 @st.composite
 def payloads(draw):
     """(type, payload, payload_ok) for every type, hostile or valid by construction."""
-    case = draw(st.sampled_from(["fixed right size", "fixed wrong size", "deep json", "huge integer", "bad utf-8",
-                                 "json not an object", "json object", "error text", "error bad utf-8",
-                                 "error too short", "data consistent", "data inconsistent", "data no channels"]))
+    case = draw(
+        st.sampled_from(
+            [
+                "fixed right size",
+                "fixed wrong size",
+                "deep json",
+                "huge integer",
+                "bad utf-8",
+                "json not an object",
+                "json object",
+                "error text",
+                "error bad utf-8",
+                "error too short",
+                "data consistent",
+                "data inconsistent",
+                "data no channels",
+            ]
+        )
+    )
     if case.startswith("fixed"):
         kind = draw(st.sampled_from(sorted(FIXED)))
         if case == "fixed right size":
             body = draw(st.binary(min_size=FIXED[kind], max_size=FIXED[kind]))
-            try:                                                   # a PULSE echo may be one no device can send
+            try:  # a PULSE echo may be one no device can send
                 ok = kind != p.MsgType.PULSE or bool(p.PulseEcho.unpack(body))
             except p.FrameError:
                 ok = False
             return kind, body, ok
         size = draw(st.integers(0, 64).filter(lambda n: n != FIXED[kind]))
         return kind, draw(st.binary(min_size=size, max_size=size)), False
-    if case == "deep json":                                       # nested beyond the recursion limit, < 16 kB
+    if case == "deep json":  # nested beyond the recursion limit, < 16 kB
         unit = draw(st.sampled_from([b"[", b'{"a":', b'[{"b":']))
         return p.MsgType.INFO, unit * draw(st.integers(1100, 16_000 // len(unit))), False
     if case == "huge integer":
@@ -91,14 +110,15 @@ def payloads(draw):
     if case == "json object":
         obj = draw(st.dictionaries(st.text(max_size=8), _json_values(), max_size=6))
         return p.MsgType.INFO, json.dumps(obj).encode(), True
-    head = p.Error.HEAD.pack(draw(st.integers(0, 2**16 - 1)), draw(st.integers(0, 255)),
-                             draw(st.integers(0, 2**32 - 1)))
+    head = p.Error.HEAD.pack(
+        draw(st.integers(0, 2**16 - 1)), draw(st.integers(0, 255)), draw(st.integers(0, 2**32 - 1))
+    )
     if case == "error text":
         return p.MsgType.ERROR, head + draw(st.text(max_size=40)).encode(), True
     if case == "error bad utf-8":
         return p.MsgType.ERROR, head + b"ok \xff\xfe", False
     if case == "error too short":
-        return p.MsgType.ERROR, head[:draw(st.integers(0, len(head) - 1))], False
+        return p.MsgType.ERROR, head[: draw(st.integers(0, len(head) - 1))], False
     first, scale = draw(st.integers(0, 2**64 - 1)), draw(st.floats(width=32))
     n, ch = draw(st.integers(0, 300)), draw(st.integers(1, 8))
     if case == "data consistent":
@@ -117,7 +137,7 @@ def hostile_frames(draw, seq=st.integers(0, 2**32 - 1)):
     if how == "unknown type":
         kind = draw(st.integers(0, 255).filter(lambda t: t not in {m.value for m in p.MsgType}))
         return Hostile(frame(kind, draw(st.binary(max_size=40)), seq), kind, False, always_bad=True)
-    if how == "oversized":                                        # longer than 16,384 bytes once decoded
+    if how == "oversized":  # longer than 16,384 bytes once decoded
         kind = draw(st.sampled_from(list(p.MsgType)))
         size = draw(st.integers(framing.MAX_FRAME_BYTES - framing.HEADER.size - framing.CRC.size + 1, 24_000))
         return Hostile(frame(kind, bytes([draw(st.integers(1, 255))]) * size, seq), kind, False, always_bad=True)
@@ -136,9 +156,12 @@ class CheckingFrontend:
         self.delivered: list[float] = []
 
     def deliver(self, t_s, vpp, period_ms):
-        ok = (math.isfinite(vpp) and 0 < vpp <= LIMITS.max_vpp
-              and LIMITS.min_period_ms <= period_ms <= LIMITS.max_period_ms
-              and (not self.delivered or t_s - self.delivered[-1] >= 1 / LIMITS.max_rate_hz - 1e-9))
+        ok = (
+            math.isfinite(vpp)
+            and 0 < vpp <= LIMITS.max_vpp
+            and LIMITS.min_period_ms <= period_ms <= LIMITS.max_period_ms
+            and (not self.delivered or t_s - self.delivered[-1] >= 1 / LIMITS.max_rate_hz - 1e-9)
+        )
         OUTCOMES["pulses outside the hard limits"] += not ok
         OUTCOMES["pulses while disarmed"] += not self.device.armed
         self.delivered.append(t_s)
@@ -151,10 +174,14 @@ class CheckingFrontend:
 def valid_commands(encoder: framing.Encoder):
     """Host commands with hostile values, correctly numbered by ``encoder``."""
     return st.one_of(
-        st.just(p.Arm()), st.just(p.Stop()), st.just(p.Heartbeat()), st.just(p.Start()),
+        st.just(p.Arm()),
+        st.just(p.Stop()),
+        st.just(p.Heartbeat()),
+        st.just(p.Start()),
         st.builds(p.Configure, st.integers(0, 2**32 - 1), st.integers(0, 255), st.integers(0, 2**16 - 1)),
-        st.builds(p.Stimulate, st.integers(0, 2**32 - 1), st.floats(width=32), st.integers(0, 2**32 - 1),
-                  st.integers(0, 255)),
+        st.builds(
+            p.Stimulate, st.integers(0, 2**32 - 1), st.floats(width=32), st.integers(0, 2**32 - 1), st.integers(0, 255)
+        ),
     ).map(lambda msg: encoder.encode(msg, 0))
 
 
@@ -164,12 +191,14 @@ def test_the_device_survives_hostile_frames_and_never_exceeds_its_limits(data):
     frontend, host = CheckingFrontend(), framing.Encoder()
     device = frontend.device = Device(frontend, block_samples=30)
     decoder = framing.FrameDecoder()
-    items = data.draw(st.lists(st.one_of(hostile_frames(), hostile_frames(), valid_commands(host)), min_size=4,
-                               max_size=24), label="frames")
+    items = data.draw(
+        st.lists(st.one_of(hostile_frames(), hostile_frames(), valid_commands(host)), min_size=4, max_size=24),
+        label="frames",
+    )
     hostile = [h for h in items if isinstance(h, Hostile)]
     now, answers = 0, []
     try:
-        device.receive(b"\x00", now)                               # in sync: every frame after this one counts
+        device.receive(b"\x00", now)  # in sync: every frame after this one counts
         for item in items:
             wire = item.wire if isinstance(item, Hostile) else item
             cut = data.draw(st.integers(0, len(wire)), label="split")
@@ -178,7 +207,7 @@ def test_the_device_survives_hostile_frames_and_never_exceeds_its_limits(data):
             now += data.draw(st.integers(0, 150_000), label="µs")
             device.step(now)
             answers += decoder.feed(device.take_output())
-        new_host = framing.Encoder()                               # a following valid HELLO is answered...
+        new_host = framing.Encoder()  # a following valid HELLO is answered...
         device.receive(new_host.encode(p.Hello(), now) + new_host.encode(p.Arm(), now), now)
         device.step(now)
         after = decoder.feed(device.take_output())
@@ -187,11 +216,11 @@ def test_the_device_survives_hostile_frames_and_never_exceeds_its_limits(data):
         raise
     FUZZED["device (Device.receive)"] += len(hostile)
     assert [f.type for f in after if f.type != p.MsgType.HEARTBEAT][:2] == [p.MsgType.INFO, p.MsgType.ACK]
-    assert device.armed                                            # ...and a following ARM executed
+    assert device.armed  # ...and a following ARM executed
     assert device.link_counters["bad_frames"] == sum(h.bad_for(p.HOST_TO_DEVICE) for h in hostile)
     wrong_direction = [h for h in hostile if not h.always_bad and h.kind not in p.HOST_TO_DEVICE]
     unknown = [f for f in answers if f.type == p.MsgType.ERROR and f.msg.code == p.ErrorCode.UNKNOWN_TYPE]
-    assert len(unknown) == len(wrong_direction)                    # refused, payload unread
+    assert len(unknown) == len(wrong_direction)  # refused, payload unread
     assert OUTCOMES["pulses outside the hard limits"] == OUTCOMES["pulses while disarmed"] == 0
 
 
@@ -203,7 +232,7 @@ def live_rig(tmp_path_factory):
         rig.configure()
         with rig.record("session"):
             yield rig
-    load_session(root / "session")                                 # what was recorded stays readable
+    load_session(root / "session")  # what was recorded stays readable
 
 
 def _check_alive(rig) -> None:
@@ -224,7 +253,7 @@ def test_the_host_reader_survives_hostile_frames_from_the_device(live_rig, frame
     expected = before + sum(h.bad_for(p.DEVICE_TO_HOST) for h in frames)
     assert until(lambda: rig.counters["bad_frames"] >= expected), rig.counters
     _check_alive(rig)
-    assert rig.counters["bad_frames"] == expected                  # exactly the bad ones
+    assert rig.counters["bad_frames"] == expected  # exactly the bad ones
     FUZZED["host (a live Rig's reader)"] += len(frames)
 
 
@@ -238,12 +267,12 @@ def _stale_or_bad(h: Hostile) -> bool:
 def test_the_device_behind_a_live_link_survives_hostile_frames(live_rig, frames):
     rig = live_rig
     before = rig.serial.sim.device.link_counters["bad_frames"]
-    with rig._write_lock:                                          # between two of the host's frames
+    with rig._write_lock:  # between two of the host's frames
         rig.serial.write(b"".join(h.wire for h in frames))
     expected = before + sum(h.bad_for(p.HOST_TO_DEVICE) for h in frames)
-    assert until(lambda: rig.counters["device_bad_frames"] >= expected), rig.counters   # reported in HEARTBEAT
+    assert until(lambda: rig.counters["device_bad_frames"] >= expected), rig.counters  # reported in HEARTBEAT
     assert rig.counters["device_bad_frames"] == expected
-    rig.arm()                                                      # commands still work
+    rig.arm()  # commands still work
     rig.disarm()
     _check_alive(rig)
     FUZZED["device (through a live Rig's link)"] += len(frames)

@@ -11,7 +11,7 @@ import pytest
 import labkit.rig
 
 RIG = Path(labkit.rig.__file__).parent
-LAYERS = ["firmware", "simulator", "host", "analysis", "experiments", "ui"]   # each may import the ones before it
+LAYERS = ["firmware", "simulator", "host", "analysis", "experiments", "ui"]  # each may import the ones before it
 MAX_LINES = 450
 
 
@@ -32,8 +32,9 @@ def _imports(path: Path, known: set[str]) -> set[str]:
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
-            names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module
-                     for a in node.names]
+            names = [
+                f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module for a in node.names
+            ]
         out |= {n for n in names if n.startswith("labkit.rig")}
     return out
 
@@ -60,7 +61,7 @@ def test_no_import_cycles():
         state[node] = 1
         for nxt in sorted(GRAPH.get(node, ())):
             if state.get(nxt) == 1:
-                raise AssertionError(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+                raise AssertionError(" -> ".join(stack[stack.index(nxt) :] + [nxt]))
             if nxt not in state:
                 visit(nxt, stack + [nxt])
         state[node] = 2

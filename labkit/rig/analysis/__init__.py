@@ -6,5 +6,4 @@ tracking from the camera (``tracking``) and the blind validation of the analysis
 (``validation``). Importing the package imports none of its modules.
 """
 
-__all__ = ["epochs", "cleaning", "spikes", "propagation", "cancellation", "response", "sweep", "tracking",
-           "validation"]
+__all__ = ["epochs", "cleaning", "spikes", "propagation", "cancellation", "response", "sweep", "tracking", "validation"]

@@ -24,8 +24,17 @@ import numpy as np
 __all__ = ["cancel_first_spike", "slower_spike_detected"]
 
 
-def cancel_first_spike(spikes_uv, times_ms, positions_mm, velocity_m_s, arrivals_ms, pairs=(-2, -1),
-                       fit_ms: float = 0.6, max_shift_ms: float = 0.06, n_shifts: int = 25):
+def cancel_first_spike(
+    spikes_uv,
+    times_ms,
+    positions_mm,
+    velocity_m_s,
+    arrivals_ms,
+    pairs=(-2, -1),
+    fit_ms: float = 0.6,
+    max_shift_ms: float = 0.06,
+    n_shifts: int = 25,
+):
     """The residual r (n_trials, n_window) of pair ``pairs[1]`` minus pair ``pairs[0]`` shifted by the first spike's
     delay, and that delay per trial (ms; NaN and r = NaN where the trial has no first-spike velocity)."""
     y = np.asarray(spikes_uv, dtype=float)
@@ -46,8 +55,9 @@ def cancel_first_spike(spikes_uv, times_ms, positions_mm, velocity_m_s, arrivals
     return residual, delay
 
 
-def slower_spike_detected(spikes_uv, times_ms, positions_mm, velocity_m_s, arrivals_ms, noise_uv, k: float,
-                          pairs=(-2, -1)) -> np.ndarray:
+def slower_spike_detected(
+    spikes_uv, times_ms, positions_mm, velocity_m_s, arrivals_ms, noise_uv, k: float, pairs=(-2, -1)
+) -> np.ndarray:
     """Per trial: does a spike slower than the first one cross k σ_r in the residual of :func:`cancel_first_spike`
     after the first spike reaches pair ``pairs[0]``? ``noise_uv`` (n_trials, n_window, n_pairs) is each pair's noise
     level over the epoch. False where the trial has no first-spike velocity."""

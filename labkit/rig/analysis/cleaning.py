@@ -49,14 +49,22 @@ from labkit.rig.analysis._inputs import epoch_times, epochs_3d
 from labkit.rig.analysis.epochs import BAND_HZ, bandpass
 from labkit.rig.analysis.spikes import pair_noise
 
-__all__ = ["BASELINE_MS", "BLANK_HOLD_MS", "artefact_template", "subtract_artefact", "blank", "auto_artefact",
-           "auto_blank", "auto_clean"]
+__all__ = [
+    "BASELINE_MS",
+    "BLANK_HOLD_MS",
+    "artefact_template",
+    "subtract_artefact",
+    "blank",
+    "auto_artefact",
+    "auto_blank",
+    "auto_clean",
+]
 
-BASELINE_MS = -1.0              # noise is measured before this time: the band-pass spreads the artefact's onset
-_ONSET_MS = (-0.5, 0.3)         # where an artefact must show to be subtracted (before any spike can arrive)
-_Z_SET_ASIDE = 5.0              # leave-one-pair-out z above which a pair's sample is set aside (a spike)
-_BLANK_NOISE = 2.5              # the noise band: epoch-median residue <= 2.5 σ (or the pre-stimulus maximum)
-BLANK_HOLD_MS = 0.3             # ... for this long
+BASELINE_MS = -1.0  # noise is measured before this time: the band-pass spreads the artefact's onset
+_ONSET_MS = (-0.5, 0.3)  # where an artefact must show to be subtracted (before any spike can arrive)
+_Z_SET_ASIDE = 5.0  # leave-one-pair-out z above which a pair's sample is set aside (a spike)
+_BLANK_NOISE = 2.5  # the noise band: epoch-median residue <= 2.5 σ (or the pre-stimulus maximum)
+BLANK_HOLD_MS = 0.3  # ... for this long
 
 
 def _delay(x: np.ndarray, d) -> np.ndarray:
@@ -86,8 +94,12 @@ def artefact_template(epochs_uv, vpp, quiet, times_ms=None, duration_ms: float |
     if duration_ms is not None:
         t = np.asarray(times_ms, dtype=float)
         if t.shape != (e.shape[1],) or not duration_ms > 0:
-            raise bad_value("artefact_template", "duration_ms", duration_ms,
-                            f"a duration > 0 ms together with times_ms of shape ({e.shape[1]},)")
+            raise bad_value(
+                "artefact_template",
+                "duration_ms",
+                duration_ms,
+                f"a duration > 0 ms together with times_ms of shape ({e.shape[1]},)",
+            )
         template[(t < 0) | (t >= duration_ms)] = 0.0
     return template
 
@@ -115,16 +127,19 @@ def blank(epochs_uv, times_ms, blank_ms: float) -> np.ndarray:
     if a < 0 or b >= len(t):
         raise bad_value("blank", "blank_ms", blank_ms, "a blank with at least one sample on either side in the window")
     frac = ((t[inside] - t[a]) / (t[b] - t[a]))[None, :, None]
-    e[:, inside] = e[:, a:a + 1] + frac * (e[:, b:b + 1] - e[:, a:a + 1])
+    e[:, inside] = e[:, a : a + 1] + frac * (e[:, b : b + 1] - e[:, a : a + 1])
     return e
 
 
 def _baseline(func: str, t: np.ndarray) -> np.ndarray:
     base = t < BASELINE_MS
     if base.sum() < 10:
-        raise bad_value(func, "times_ms", f"{base.sum()} samples before {BASELINE_MS:g} ms",
-                        f"epochs with at least 10 samples before {BASELINE_MS:g} ms (the noise level is measured "
-                        "there)")
+        raise bad_value(
+            func,
+            "times_ms",
+            f"{base.sum()} samples before {BASELINE_MS:g} ms",
+            f"epochs with at least 10 samples before {BASELINE_MS:g} ms (the noise level is measured there)",
+        )
     return base
 
 
@@ -135,8 +150,9 @@ def _pair_sigma(e: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.maximum(sigma, floor)
 
 
-def auto_artefact(epochs_bp, times_ms, offsets=None, z: float = _Z_SET_ASIDE,
-                  n_iter: int = 3) -> tuple[np.ndarray, dict]:
+def auto_artefact(
+    epochs_bp, times_ms, offsets=None, z: float = _Z_SET_ASIDE, n_iter: int = 3
+) -> tuple[np.ndarray, dict]:
     """The stimulus artefact in band-passed epochs, estimated from the epochs themselves (module docstring,
     "Automatic artefact removal", steps 1–3): (artefact (n_trials, n_window, n_pairs) in µV, info).
 
@@ -151,9 +167,10 @@ def auto_artefact(epochs_bp, times_ms, offsets=None, z: float = _Z_SET_ASIDE,
     n_trials, n_window, n_pairs = e.shape
     phi = np.zeros(n_trials) if offsets is None else np.asarray(offsets, dtype=float).ravel()
     if phi.shape != (n_trials,) or not np.all(np.abs(phi) <= 0.5 + 1e-9):
-        raise bad_value("auto_artefact", "offsets", offsets,
-                        f"{n_trials} offsets in [-0.5, 0.5] samples, one per trial")
-    y = _delay(e, -phi) if np.any(phi != 0) else e                      # aligned: the stimulus at t = 0 exactly
+        raise bad_value(
+            "auto_artefact", "offsets", offsets, f"{n_trials} offsets in [-0.5, 0.5] samples, one per trial"
+        )
+    y = _delay(e, -phi) if np.any(phi != 0) else e  # aligned: the stimulus at t = 0 exactly
     sigma = _pair_sigma(y, base)
     # start: the leading singular vector of the whitened epochs after -0.5 ms gives the scales
     rows = (y / sigma).transpose(0, 2, 1).reshape(-1, n_window)[:, t >= _ONSET_MS[0]]
@@ -164,28 +181,34 @@ def auto_artefact(epochs_bp, times_ms, offsets=None, z: float = _Z_SET_ASIDE,
     for round_ in range(n_iter):
         if round_:
             sigma = _pair_sigma(y - a[:, None, :] * s[None, :, None], base)
-        energy = (a ** 2).sum(axis=0)                                   # (n_pairs,)
+        energy = (a**2).sum(axis=0)  # (n_pairs,)
         usable = energy > 0
         s_pair = np.einsum("ip,itp->tp", a, y) / np.where(usable, energy, 1.0)
-        w = np.broadcast_to(np.where(usable, energy / sigma ** 2, 0.0), s_pair.shape)
+        w = np.broadcast_to(np.where(usable, energy / sigma**2, 0.0), s_pair.shape)
         keep = np.broadcast_to(usable, s_pair.shape).copy()
-        for _ in range(n_pairs - 2):                                    # leave-one-pair-out, worst first
+        for _ in range(n_pairs - 2):  # leave-one-pair-out, worst first
             wk = np.where(keep, w, 0.0)
             rest = wk.sum(axis=1, keepdims=True) - wk
             ok = keep & (rest > 0)
             rest_mean = ((wk * s_pair).sum(axis=1, keepdims=True) - wk * s_pair) / np.where(ok, rest, 1.0)
-            zz = np.where(ok, np.abs(s_pair - rest_mean)
-                          / np.sqrt(1.0 / np.where(ok, w, 1.0) + 1.0 / np.where(ok, rest, 1.0)), 0.0)
+            zz = np.where(
+                ok,
+                np.abs(s_pair - rest_mean) / np.sqrt(1.0 / np.where(ok, w, 1.0) + 1.0 / np.where(ok, rest, 1.0)),
+                0.0,
+            )
             worst = zz.argmax(axis=1)
             out = zz[np.arange(n_window), worst] > z
             keep[np.flatnonzero(out), worst[out]] = False
         wk = np.where(keep, w, 0.0)
         total = wk.sum(axis=1)
         s = np.where(total > 0, (wk * s_pair).sum(axis=1) / np.where(total > 0, total, 1.0), 0.0)
-        norm = np.einsum("t,tp->p", s ** 2, keep)
+        norm = np.einsum("t,tp->p", s**2, keep)
         a = np.einsum("t,itp,tp->ip", s, y, keep) / np.where(norm > 0, norm, 1.0)[None, :]
-    shape = _delay(np.broadcast_to(s, (n_trials, n_window)), phi) if np.any(phi != 0) \
+    shape = (
+        _delay(np.broadcast_to(s, (n_trials, n_window)), phi)
+        if np.any(phi != 0)
         else np.broadcast_to(s, (n_trials, n_window))
+    )
     artefact = a[:, None, :] * shape[:, :, None]
     sigma = _pair_sigma(e - artefact, base)
     onset = (t >= _ONSET_MS[0]) & (t < _ONSET_MS[1])
@@ -193,12 +216,12 @@ def auto_artefact(epochs_bp, times_ms, offsets=None, z: float = _Z_SET_ASIDE,
     pairs = peak >= 2.0 * sigma
     artefact = artefact * pairs[None, None, :]
     sigma = _pair_sigma(e - artefact, base)
-    return artefact, {"template": s, "scales": a, "set_aside": ~keep, "pairs": pairs, "sigma": sigma,
-                      "offsets": phi}
+    return artefact, {"template": s, "scales": a, "set_aside": ~keep, "pairs": pairs, "sigma": sigma, "offsets": phi}
 
 
-def auto_blank(residue_bp, times_ms, sigma=None, noise_band: float = _BLANK_NOISE,
-               hold_ms: float = BLANK_HOLD_MS) -> np.ndarray:
+def auto_blank(
+    residue_bp, times_ms, sigma=None, noise_band: float = _BLANK_NOISE, hold_ms: float = BLANK_HOLD_MS
+) -> np.ndarray:
     """Per pair, the first time (ms) >= 0 from which the epoch-median envelope median_i |r_ip(t)| of band-passed
     epochs stays for ``hold_ms`` within the noise band max(noise_band σ_p, its maximum before -1 ms) (module
     docstring, step 4); inf where it never does. ``sigma``: the noise level per pair (default: MAD before -1 ms)."""
@@ -206,17 +229,18 @@ def auto_blank(residue_bp, times_ms, sigma=None, noise_band: float = _BLANK_NOIS
     t = epoch_times("auto_blank", times_ms, e)
     base = _baseline("auto_blank", t)
     sigma = _pair_sigma(e, base) if sigma is None else np.broadcast_to(np.asarray(sigma, dtype=float), (e.shape[2],))
-    envelope = np.median(np.abs(e), axis=0)                             # (n_window, n_pairs)
+    envelope = np.median(np.abs(e), axis=0)  # (n_window, n_pairs)
     band = np.maximum(noise_band * sigma, envelope[base].max(axis=0))
     hold = max(1, int(round(hold_ms / (t[1] - t[0]))))
     loud = np.vstack([np.zeros((1, e.shape[2])), np.cumsum(envelope > band, axis=0)])
     n = e.shape[1] - hold + 1
-    quiet = (loud[hold:hold + n] - loud[:n] == 0) & (t[:n] >= 0)[:, None]     # quiet over [j, j + hold)
+    quiet = (loud[hold : hold + n] - loud[:n] == 0) & (t[:n] >= 0)[:, None]  # quiet over [j, j + hold)
     return np.where(quiet.any(axis=0), t[:n][quiet.argmax(axis=0)], np.inf)
 
 
-def auto_clean(epochs_uv, times_ms, fs: float, band_hz=BAND_HZ,
-               offsets=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+def auto_clean(
+    epochs_uv, times_ms, fs: float, band_hz=BAND_HZ, offsets=None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Raw epochs to artefact-free ones, automatically (module docstring, steps 1–4): band-pass, subtract
     :func:`auto_artefact`, find :func:`auto_blank`. Returns (clean band-passed epochs, noise σ per pair, blank
     start per pair in ms, the artefact info)."""

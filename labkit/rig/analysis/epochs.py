@@ -21,9 +21,9 @@ from labkit.rig.analysis._inputs import positive_number, samples_2d
 
 __all__ = ["WINDOW_MS", "RESPONSE_MS", "BAND_HZ", "bandpass", "epochs", "subsample_offsets"]
 
-WINDOW_MS = (-5.0, 20.0)       # default epoch window around each stimulus, ms
-RESPONSE_MS = (0.0, 15.0)      # default window after the stimulus in which responses are measured, ms
-BAND_HZ = (200.0, 5000.0)      # default band-pass for spikes, Hz
+WINDOW_MS = (-5.0, 20.0)  # default epoch window around each stimulus, ms
+RESPONSE_MS = (0.0, 15.0)  # default window after the stimulus in which responses are measured, ms
+BAND_HZ = (200.0, 5000.0)  # default band-pass for spikes, Hz
 
 
 def bandpass(x, fs: float, band_hz=BAND_HZ, order: int = 4, axis: int = 0) -> np.ndarray:
@@ -53,8 +53,12 @@ def epochs(samples, fs: float, stim_times_s, window_ms=WINDOW_MS) -> tuple[np.nd
     n_win = int(round((w1 - w0) / 1e3 * fs))
     outside = (first < 0) | (first + n_win > len(x))
     if outside.any():
-        raise bad_value("epochs", "stim_times_s", t[outside].tolist(),
-                        f"times whose window {tuple(window_ms)} ms lies inside the {len(x) / fs:g} s of samples")
+        raise bad_value(
+            "epochs",
+            "stim_times_s",
+            t[outside].tolist(),
+            f"times whose window {tuple(window_ms)} ms lies inside the {len(x) / fs:g} s of samples",
+        )
     e = x[first[:, None] + np.arange(n_win)[None, :]]
     return e, w0 + np.arange(n_win) / fs * 1e3
 

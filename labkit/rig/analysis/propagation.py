@@ -34,14 +34,23 @@ from labkit.rig.analysis.cleaning import BASELINE_MS, BLANK_HOLD_MS, auto_clean,
 from labkit.rig.analysis.epochs import BAND_HZ, WINDOW_MS, bandpass, epochs, subsample_offsets
 from labkit.rig.analysis.spikes import THRESHOLD_K, arrival_times
 
-__all__ = ["MGF_LGF_BOUNDARY_M_S", "PLAUSIBLE_VELOCITY_M_S", "MAX_FIT_RESIDUAL_MS", "MAX_TRIAL_SPREAD",
-           "ImplausibleVelocityError", "ImplausibleVelocityWarning", "fit_velocities",
-           "velocity_diagnostics", "conduction_velocity", "fibre_identity"]
+__all__ = [
+    "MGF_LGF_BOUNDARY_M_S",
+    "PLAUSIBLE_VELOCITY_M_S",
+    "MAX_FIT_RESIDUAL_MS",
+    "MAX_TRIAL_SPREAD",
+    "ImplausibleVelocityError",
+    "ImplausibleVelocityWarning",
+    "fit_velocities",
+    "velocity_diagnostics",
+    "conduction_velocity",
+    "fibre_identity",
+]
 
-MGF_LGF_BOUNDARY_M_S = 17.5     # ours: between the LGF's 10–15 and the MGF's 20–30 m/s (module docstring)
-PLAUSIBLE_VELOCITY_M_S = (2.0, 50.0)   # ours, around the LGF's 10–15 and MGF's 20–30 m/s (module docstring)
-MAX_FIT_RESIDUAL_MS = 0.05      # ours: median per-trial rms misfit of t = a + x / v (one sample if that is longer)
-MAX_TRIAL_SPREAD = 0.25         # ours: robust CV (1.4826 MAD / median) of the per-trial velocities
+MGF_LGF_BOUNDARY_M_S = 17.5  # ours: between the LGF's 10–15 and the MGF's 20–30 m/s (module docstring)
+PLAUSIBLE_VELOCITY_M_S = (2.0, 50.0)  # ours, around the LGF's 10–15 and MGF's 20–30 m/s (module docstring)
+MAX_FIT_RESIDUAL_MS = 0.05  # ours: median per-trial rms misfit of t = a + x / v (one sample if that is longer)
+MAX_TRIAL_SPREAD = 0.25  # ours: robust CV (1.4826 MAD / median) of the per-trial velocities
 _AUTO = "auto"
 
 
@@ -68,8 +77,9 @@ def fit_velocities(positions_mm, arrivals_ms, min_pairs: int = 3) -> np.ndarray:
     x = np.asarray(positions_mm, dtype=float).ravel()
     a = np.atleast_2d(np.asarray(arrivals_ms, dtype=float))
     if a.shape[1] != len(x) or len(x) < 2:
-        raise bad_value("fit_velocities", "arrivals_ms", f"array of shape {a.shape}",
-                        f"(n_trials, {len(x)}), >= 2 pairs")
+        raise bad_value(
+            "fit_velocities", "arrivals_ms", f"array of shape {a.shape}", f"(n_trials, {len(x)}), >= 2 pairs"
+        )
     w = np.isfinite(a)
     n = w.sum(axis=1)
     xs = np.where(w, x[None], 0.0)
@@ -82,9 +92,15 @@ def fit_velocities(positions_mm, arrivals_ms, min_pairs: int = 3) -> np.ndarray:
     return np.where(ok, 1.0 / np.where(ok, slope, 1.0), np.nan)
 
 
-def velocity_diagnostics(positions_mm, arrivals_ms, *, plausible_m_s=PLAUSIBLE_VELOCITY_M_S,
-                         max_residual_ms: float = MAX_FIT_RESIDUAL_MS, max_spread: float = MAX_TRIAL_SPREAD,
-                         min_pairs: int = 3) -> dict:
+def velocity_diagnostics(
+    positions_mm,
+    arrivals_ms,
+    *,
+    plausible_m_s=PLAUSIBLE_VELOCITY_M_S,
+    max_residual_ms: float = MAX_FIT_RESIDUAL_MS,
+    max_spread: float = MAX_TRIAL_SPREAD,
+    min_pairs: int = 3,
+) -> dict:
     """The recording's velocity (median of :func:`fit_velocities`) and the numbers behind the plausibility checks
     (module docstring): per-trial velocities and rms misfits (ms) of t = a + x / v, trials fitted (>= ``min_pairs``
     arrivals) and used (positive slope), the median misfit, the robust CV and quartiles of the per-trial
@@ -98,58 +114,87 @@ def velocity_diagnostics(positions_mm, arrivals_ms, *, plausible_m_s=PLAUSIBLE_V
     xm = (w * x[None]).sum(1) / np.maximum(n, 1)
     tm = ts.sum(1) / np.maximum(n, 1)
     dx = np.where(w, x[None] - xm[:, None], 0.0)
-    sxx = (dx ** 2).sum(1)
+    sxx = (dx**2).sum(1)
     slope = (dx * (ts - tm[:, None])).sum(1) / np.where(sxx > 0, sxx, 1.0)
     misfit = np.where(w, ts - tm[:, None] - slope[:, None] * dx, 0.0)
     fitted = (n >= min_pairs) & (sxx > 0)
-    residual = np.where(fitted, np.sqrt((misfit ** 2).sum(1) / np.maximum(n, 1)), np.nan)
+    residual = np.where(fitted, np.sqrt((misfit**2).sum(1) / np.maximum(n, 1)), np.nan)
     used = np.isfinite(v)
     lo, hi = plausible_m_s
-    d = {"velocity_m_s": float(np.median(v[used])) if used.any() else float("nan"), "per_trial_m_s": v,
-         "per_trial_residual_ms": residual, "pairs_per_trial": n, "n_trials": len(v), "n_fitted": int(fitted.sum()),
-         "n_used": int(used.sum()), "plausible_m_s": (float(lo), float(hi)), "max_residual_ms": float(max_residual_ms),
-         "max_spread": float(max_spread)}
+    d = {
+        "velocity_m_s": float(np.median(v[used])) if used.any() else float("nan"),
+        "per_trial_m_s": v,
+        "per_trial_residual_ms": residual,
+        "pairs_per_trial": n,
+        "n_trials": len(v),
+        "n_fitted": int(fitted.sum()),
+        "n_used": int(used.sum()),
+        "plausible_m_s": (float(lo), float(hi)),
+        "max_residual_ms": float(max_residual_ms),
+        "max_spread": float(max_spread),
+    }
     d["residual_ms"] = float(np.median(residual[used])) if used.any() else float("nan")
     vm = d["velocity_m_s"]
-    d["spread"] = (float(1.4826 * np.median(np.abs(v[used] - vm)) / vm) if d["n_used"] >= 3 and vm > 0
-                   else float("nan"))
+    d["spread"] = float(1.4826 * np.median(np.abs(v[used] - vm)) / vm) if d["n_used"] >= 3 and vm > 0 else float("nan")
     d["quartiles_m_s"] = tuple(float(q) for q in np.percentile(v[used], [25, 75])) if used.any() else (np.nan, np.nan)
     problems = []
     if used.any():
         if not lo <= vm <= hi:
-            problems.append(f"{vm:.4g} m/s lies outside {lo:g}–{hi:g} m/s, the plausible range for earthworm giant "
-                            "fibres (LGF 10–15, MGF 20–30 m/s)")
+            problems.append(
+                f"{vm:.4g} m/s lies outside {lo:g}–{hi:g} m/s, the plausible range for earthworm giant "
+                "fibres (LGF 10–15, MGF 20–30 m/s)"
+            )
         if d["residual_ms"] > max_residual_ms:
-            problems.append(f"the arrival times do not fit t = a + x / v: median rms misfit "
-                            f"{d['residual_ms'] * 1e3:.0f} µs > {max_residual_ms * 1e3:.0f} µs")
+            problems.append(
+                f"the arrival times do not fit t = a + x / v: median rms misfit "
+                f"{d['residual_ms'] * 1e3:.0f} µs > {max_residual_ms * 1e3:.0f} µs"
+            )
         if d["spread"] > max_spread:
-            problems.append(f"the trials disagree: robust CV of the per-trial velocities {d['spread']:.2f} > "
-                            f"{max_spread:g}")
+            problems.append(
+                f"the trials disagree: robust CV of the per-trial velocities {d['spread']:.2f} > {max_spread:g}"
+            )
     if d["n_fitted"] >= 3 and d["n_used"] < 0.5 * d["n_fitted"]:
-        problems.append(f"only {d['n_used']} of {d['n_fitted']} fitted trials have a positive slope (a wave "
-                        "travelling away from the stimulus)")
+        problems.append(
+            f"only {d['n_used']} of {d['n_fitted']} fitted trials have a positive slope (a wave "
+            "travelling away from the stimulus)"
+        )
     d["problems"] = problems
     return d
 
 
 def _summary(d: dict) -> str:
     q = d["quartiles_m_s"]
-    text = (f"{d['n_used']} of {d['n_trials']} trials used ({d['n_fitted']} with arrivals on >= 3 pairs), "
-            f"median rms misfit {d['residual_ms'] * 1e3:.0f} µs, per-trial spread (robust CV) {d['spread']:.2f}, "
-            f"per-trial velocities {q[0]:.4g}–{q[1]:.4g} m/s (quartiles)")
+    text = (
+        f"{d['n_used']} of {d['n_trials']} trials used ({d['n_fitted']} with arrivals on >= 3 pairs), "
+        f"median rms misfit {d['residual_ms'] * 1e3:.0f} µs, per-trial spread (robust CV) {d['spread']:.2f}, "
+        f"per-trial velocities {q[0]:.4g}–{q[1]:.4g} m/s (quartiles)"
+    )
     if d.get("removal") == "auto":
         blank_ = ", ".join("never" if not np.isfinite(b) else f"{b:.2f}" for b in d["blank_ms"])
-        text += (f"; artefact subtracted on pairs {np.flatnonzero(d['artefact_pairs']).tolist()}, arrivals searched "
-                 f"after [{blank_}] ms per pair")
+        text += (
+            f"; artefact subtracted on pairs {np.flatnonzero(d['artefact_pairs']).tolist()}, arrivals searched "
+            f"after [{blank_}] ms per pair"
+        )
     else:
         text += f"; artefact {d['removal']}, blank {d['blank_ms']:g} ms"
     return text
 
 
-def conduction_velocity(samples, fs, electrode_positions_mm, stim_times_s, *, artefact=_AUTO, blank_ms=_AUTO,
-                        window_ms=WINDOW_MS, band_hz=BAND_HZ, k: float = THRESHOLD_K,
-                        plausible_m_s=PLAUSIBLE_VELOCITY_M_S, on_implausible: str = "raise",
-                        return_diagnostics: bool = False):
+def conduction_velocity(
+    samples,
+    fs,
+    electrode_positions_mm,
+    stim_times_s,
+    *,
+    artefact=_AUTO,
+    blank_ms=_AUTO,
+    window_ms=WINDOW_MS,
+    band_hz=BAND_HZ,
+    k: float = THRESHOLD_K,
+    plausible_m_s=PLAUSIBLE_VELOCITY_M_S,
+    on_implausible: str = "raise",
+    return_diagnostics: bool = False,
+):
     """Conduction velocity (m/s) of the first spike evoked by each stimulus (median over trials).
 
     ``samples`` (n, n_pairs) in µV, one column per pair ordered by ``electrode_positions_mm`` (increasing);
@@ -172,8 +217,12 @@ def conduction_velocity(samples, fs, electrode_positions_mm, stim_times_s, *, ar
     """
     pos = np.asarray(electrode_positions_mm, dtype=float).ravel()
     if len(pos) < 2 or not np.all(np.diff(pos) > 0):
-        raise bad_value("conduction_velocity", "electrode_positions_mm", electrode_positions_mm,
-                        "at least 2 strictly increasing positions in mm, one per column of samples")
+        raise bad_value(
+            "conduction_velocity",
+            "electrode_positions_mm",
+            electrode_positions_mm,
+            "at least 2 strictly increasing positions in mm, one per column of samples",
+        )
     x = samples_2d("conduction_velocity", samples, len(pos))
     auto_art = isinstance(artefact, str) and artefact == _AUTO
     auto_blank_ = isinstance(blank_ms, str) and blank_ms == _AUTO
@@ -193,9 +242,13 @@ def conduction_velocity(samples, fs, electrode_positions_mm, stim_times_s, *, ar
     e, t = epochs(x, fs, stim_times_s, window_ms)
     if automatic:
         if np.sum(t < BASELINE_MS) < 10:
-            raise bad_value("conduction_velocity", "window_ms", window_ms,
-                            "a window that starts well before the stimulus, e.g. -5 ms (the automatic artefact removal "
-                            "measures the noise before -1 ms), or an explicit artefact= / blank_ms=")
+            raise bad_value(
+                "conduction_velocity",
+                "window_ms",
+                window_ms,
+                "a window that starts well before the stimulus, e.g. -5 ms (the automatic artefact removal "
+                "measures the noise before -1 ms), or an explicit artefact= / blank_ms=",
+            )
         f, sigma, start, info = auto_clean(e, t, fs, band_hz, subsample_offsets(stim_times_s, fs, window_ms))
         starts = np.broadcast_to(start, f[:, 0].shape)
         arrivals = arrival_times(f, t, k=k, search_ms=(starts, None), sigma=sigma)
@@ -207,26 +260,35 @@ def conduction_velocity(samples, fs, electrode_positions_mm, stim_times_s, *, ar
         if artefact is not None:
             art = np.asarray(artefact, dtype=float)
             if art.shape not in (e.shape, e.shape[1:]):
-                raise bad_value("conduction_velocity", "artefact", f"array of shape {art.shape}",
-                                f"shape {e.shape[1:]} or {e.shape} (the epochs of window_ms={tuple(window_ms)})")
+                raise bad_value(
+                    "conduction_velocity",
+                    "artefact",
+                    f"array of shape {art.shape}",
+                    f"shape {e.shape[1:]} or {e.shape} (the epochs of window_ms={tuple(window_ms)})",
+                )
             e = e - art
         if blank_ms > 0:
             e = blank(e, t, blank_ms)
         f = bandpass(e, fs, band_hz, axis=1)
         arrivals = arrival_times(f, t, k=k, search_ms=(blank_ms, None))
         removal = {"removal": "given" if artefact is not None else "none", "blank_ms": float(blank_ms)}
-    d = velocity_diagnostics(pos, arrivals, plausible_m_s=plausible_m_s,
-                             max_residual_ms=max(MAX_FIT_RESIDUAL_MS, 1e3 / float(fs)))
+    d = velocity_diagnostics(
+        pos, arrivals, plausible_m_s=plausible_m_s, max_residual_ms=max(MAX_FIT_RESIDUAL_MS, 1e3 / float(fs))
+    )
     d.update(removal, arrivals_ms=arrivals)
     if d["n_used"] == 0:
-        raise ValueError("conduction_velocity: no trial had a spike on at least 3 pairs that travelled away from "
-                         f"the stimulus ({_summary(d)}); check the stimulus times, the artefact removal "
-                         "(artefact=, blank_ms=) and the threshold k")
+        raise ValueError(
+            "conduction_velocity: no trial had a spike on at least 3 pairs that travelled away from "
+            f"the stimulus ({_summary(d)}); check the stimulus times, the artefact removal "
+            "(artefact=, blank_ms=) and the threshold k"
+        )
     velocity = d["velocity_m_s"]
     if d["problems"]:
-        message = (f"conduction_velocity: cannot vouch for {velocity:.4g} m/s: {'; '.join(d['problems'])}. "
-                   f"Diagnostics: {_summary(d)}. Check the stimulus times, the artefact removal (artefact=, "
-                   "blank_ms=) and the threshold k; velocity_diagnostics() gives the per-trial numbers")
+        message = (
+            f"conduction_velocity: cannot vouch for {velocity:.4g} m/s: {'; '.join(d['problems'])}. "
+            f"Diagnostics: {_summary(d)}. Check the stimulus times, the artefact removal (artefact=, "
+            "blank_ms=) and the threshold k; velocity_diagnostics() gives the per-trial numbers"
+        )
         if on_implausible == "raise":
             raise ImplausibleVelocityError(message, velocity, d)
         warnings.warn(message, ImplausibleVelocityWarning, stacklevel=2)

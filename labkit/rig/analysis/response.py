@@ -40,8 +40,7 @@ def dose_response(vpp, amplitude_uv) -> dict:
         raise bad_value("dose_response", "amplitude_uv", f"{len(a)} values", f"{len(v)} values (>= 3), one per voltage")
     rho, p = stats.spearmanr(v, a)
     levels = np.unique(v)
-    return {"rho": float(rho), "p": float(p), "vpp": levels,
-            "mean_uv": np.array([a[v == lv].mean() for lv in levels])}
+    return {"rho": float(rho), "p": float(p), "vpp": levels, "mean_uv": np.array([a[v == lv].mean() for lv in levels])}
 
 
 def fit_strength_duration(durations_ms, thresholds_v) -> tuple[float, float]:
@@ -49,14 +48,20 @@ def fit_strength_duration(durations_ms, thresholds_v) -> tuple[float, float]:
     d = np.asarray(durations_ms, dtype=float).ravel()
     v = np.asarray(thresholds_v, dtype=float).ravel()
     if len(d) < 2 or d.shape != v.shape or not (np.all(d > 0) and np.all(np.isfinite(d))):
-        raise bad_value("fit_strength_duration", "durations_ms", durations_ms,
-                        "at least 2 finite durations > 0 (ms), one per threshold")
+        raise bad_value(
+            "fit_strength_duration",
+            "durations_ms",
+            durations_ms,
+            "at least 2 finite durations > 0 (ms), one per threshold",
+        )
     if not (np.all(v > 0) and np.all(np.isfinite(v))):
         raise bad_value("fit_strength_duration", "thresholds_v", thresholds_v, "finite thresholds > 0 (V)")
     if np.ptp(1 / d) == 0:
         raise bad_value("fit_strength_duration", "durations_ms", durations_ms, "at least 2 different durations")
     (rb, slope), *_ = np.linalg.lstsq(np.stack([np.ones_like(d), 1 / d], axis=1), v, rcond=None)
     if not rb > 0:
-        raise ValueError(f"fit_strength_duration: the fitted rheobase {rb:.3g} V is not positive; the thresholds do "
-                         "not fall with duration as V_th = Rb (1 + c / d)")
+        raise ValueError(
+            f"fit_strength_duration: the fitted rheobase {rb:.3g} V is not positive; the thresholds do "
+            "not fall with duration as V_th = Rb (1 + c / d)"
+        )
     return float(rb), float(slope / rb)

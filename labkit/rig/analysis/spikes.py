@@ -24,8 +24,8 @@ from labkit.rig.analysis.epochs import RESPONSE_MS
 
 __all__ = ["THRESHOLD_K", "DEAD_MS", "noise_sigma", "pair_noise", "detect_spikes", "arrival_times", "count_spikes"]
 
-THRESHOLD_K = 5.0               # spike threshold, in robust noise levels σ̂
-DEAD_MS = 1.0                   # crossings closer than this to the previous one belong to the same spike
+THRESHOLD_K = 5.0  # spike threshold, in robust noise levels σ̂
+DEAD_MS = 1.0  # crossings closer than this to the previous one belong to the same spike
 _MAD_TO_SIGMA = 1 / 0.6745
 
 
@@ -48,13 +48,14 @@ def detect_spikes(x, fs: float, k: float = THRESHOLD_K, dead_ms: float = DEAD_MS
     k = positive_number("detect_spikes", "k", k)
     over = np.abs(x) > k * noise_sigma(x)[None, :]
     onset = over & ~np.vstack([np.zeros((1, x.shape[1]), bool), over[:-1]])
-    pair, idx = np.nonzero(onset.T)                        # sorted by pair, then time
+    pair, idx = np.nonzero(onset.T)  # sorted by pair, then time
     keep = (np.diff(pair, prepend=-1) != 0) | (np.diff(idx, prepend=-1) > dead_ms / 1e3 * fs)
     return [idx[keep & (pair == c)] / fs for c in range(x.shape[1])]
 
 
-def arrival_times(epochs_uv, times_ms, k: float = THRESHOLD_K, search_ms=(0.0, None), peak_ms: float = 0.6,
-                  sigma=None) -> np.ndarray:
+def arrival_times(
+    epochs_uv, times_ms, k: float = THRESHOLD_K, search_ms=(0.0, None), peak_ms: float = 0.6, sigma=None
+) -> np.ndarray:
     """Arrival time (ms after the stimulus) of the first spike per trial and pair, NaN where none (module docstring).
 
     ``epochs_uv`` must be artefact-free and band-passed. ``search_ms`` = (start, stop); start may be one value per
@@ -69,19 +70,20 @@ def arrival_times(epochs_uv, times_ms, k: float = THRESHOLD_K, search_ms=(0.0, N
         base = e[:, t < 0] if np.any(t < 0) else e
         sigma = pair_noise(base)
     sigma = np.asarray(sigma, dtype=float)
-    thr = positive_number("arrival_times", "k", k) * np.broadcast_to(sigma if sigma.ndim == 3 else
-                                                                      np.expand_dims(sigma, -2), e.shape)
-    lo = np.broadcast_to(np.asarray(search_ms[0], dtype=float), e[:, 0].shape)      # NaN: no search
+    thr = positive_number("arrival_times", "k", k) * np.broadcast_to(
+        sigma if sigma.ndim == 3 else np.expand_dims(sigma, -2), e.shape
+    )
+    lo = np.broadcast_to(np.asarray(search_ms[0], dtype=float), e[:, 0].shape)  # NaN: no search
     hi = t[-1] if search_ms[1] is None else search_ms[1]
     over = (np.abs(e) > thr) & (t[None, :, None] >= lo[:, None, :]) & (t <= hi)[None, :, None]
-    found = over.any(axis=1)                                            # (n_trials, n_pairs)
+    found = over.any(axis=1)  # (n_trials, n_pairs)
     first = over.argmax(axis=1)
     m = max(3, int(round(peak_ms / dt)))
-    idx = np.minimum(first[:, None, :] + np.arange(m)[None, :, None], e.shape[1] - 1)   # (trials, m, pairs)
+    idx = np.minimum(first[:, None, :] + np.arange(m)[None, :, None], e.shape[1] - 1)  # (trials, m, pairs)
     seg = np.take_along_axis(e, idx, axis=1)
     sign = np.sign(seg[:, :1])
-    lobe = np.cumprod(sign * seg > 0, axis=1).astype(bool)              # up to the first sign change
-    peak = np.argmax(np.where(lobe, sign * seg, -np.inf), axis=1)       # (trials, pairs)
+    lobe = np.cumprod(sign * seg > 0, axis=1).astype(bool)  # up to the first sign change
+    peak = np.argmax(np.where(lobe, sign * seg, -np.inf), axis=1)  # (trials, pairs)
     i0 = np.clip(np.take_along_axis(idx, peak[:, None], axis=1)[:, 0], 1, e.shape[1] - 2)
     trial = np.arange(e.shape[0])[:, None]
     pair = np.arange(e.shape[2])[None, :]
@@ -91,8 +93,9 @@ def arrival_times(epochs_uv, times_ms, k: float = THRESHOLD_K, search_ms=(0.0, N
     return np.where(found, t[0] + (i0 + np.clip(delta, -0.5, 0.5)) * dt, np.nan)
 
 
-def count_spikes(trace_uv, times_ms, sigma, k: float = THRESHOLD_K, dead_ms: float = DEAD_MS,
-                 window_ms=RESPONSE_MS) -> np.ndarray:
+def count_spikes(
+    trace_uv, times_ms, sigma, k: float = THRESHOLD_K, dead_ms: float = DEAD_MS, window_ms=RESPONSE_MS
+) -> np.ndarray:
     """Distinct spikes per trial in (n_trials, n_window) band-passed traces: onsets of |x| > k σ inside
     ``window_ms`` more than ``dead_ms`` apart (counted from the previous onset); σ a number, one per trial or one per
     trial and sample (n_trials, n_window)."""

@@ -29,12 +29,13 @@ from labkit.rig.analysis.spikes import arrival_times, count_spikes, pair_noise
 
 __all__ = ["spike_analysis"]
 
-_ARTEFACT_MARGIN_MS = 0.2    # ours: the template is kept for the measured pulse duration plus this
-_FILTER_SPREAD_MS = 1.0      # ours: the band-pass spreads the template's noise by less than this beyond its end
+_ARTEFACT_MARGIN_MS = 0.2  # ours: the template is kept for the measured pulse duration plus this
+_FILTER_SPREAD_MS = 1.0  # ours: the band-pass spreads the template's noise by less than this beyond its end
 
 
-def spike_analysis(samples_uv, fs: float, positions_mm, stim_s, vpp, vpp_measured, period_ms, period_ms_measured,
-                   cfg) -> dict:
+def spike_analysis(
+    samples_uv, fs: float, positions_mm, stim_s, vpp, vpp_measured, period_ms, period_ms_measured, cfg
+) -> dict:
     """The analysis of a sweep on arrays (a recording from any source; module docstring). ``stim_s`` relative to the
     first sample; ``cfg`` holds the analysis settings (labkit.rig.experiments.mapping.MappingConfig: ``window_ms``,
     ``template_vpp``, ``band_hz``, ``amplitude_band_hz``, ``threshold_k``, ``dead_ms``)."""
@@ -42,7 +43,7 @@ def spike_analysis(samples_uv, fs: float, positions_mm, stim_s, vpp, vpp_measure
     vpp, vpp_measured = np.asarray(vpp, dtype=float), np.asarray(vpp_measured, dtype=float)
     period_ms, period_ms_measured = np.asarray(period_ms, dtype=float), np.asarray(period_ms_measured, dtype=float)
     e, t = epochs(samples_uv, fs, stim_s, cfg.window_ms)
-    template_trial = np.isclose(vpp, cfg.template_vpp, atol=1e-3)          # requests travel as float32
+    template_trial = np.isclose(vpp, cfg.template_vpp, atol=1e-3)  # requests travel as float32
     clean = np.empty_like(e)
     n_templates, support_ms = np.zeros(len(stim_s)), np.zeros(len(stim_s))
     for period in np.unique(period_ms):
@@ -56,7 +57,7 @@ def spike_analysis(samples_uv, fs: float, positions_mm, stim_s, vpp, vpp_measure
     # the template's noise, amplified by V / V_template, adds to the trial's where the template was subtracted
     near = (t[None, :] >= -_FILTER_SPREAD_MS) & (t[None, :] < support_ms[:, None] + _FILTER_SPREAD_MS)
     inflate = np.where(near, np.sqrt(1 + (vpp / cfg.template_vpp) ** 2 / n_templates)[:, None], 1.0)
-    noise = sigma[None, None, :] * inflate[:, :, None]                      # (n_trials, n_window, n_pairs)
+    noise = sigma[None, None, :] * inflate[:, :, None]  # (n_trials, n_window, n_pairs)
     arrivals = arrival_times(spikes, t, k=cfg.threshold_k, sigma=noise)
     velocity = fit_velocities(pos, arrivals)
     # the next spike after the first one's waveform (LGF when recruited); the nearest pair is left out because the
@@ -66,12 +67,25 @@ def spike_analysis(samples_uv, fs: float, positions_mm, stim_s, vpp, vpp_measure
     second = arrival_times(spikes, t, k=cfg.threshold_k, sigma=noise, search_ms=(after, None))
     second_velocity = fit_velocities(pos, second)
     slower = slower_spike_detected(spikes, t, pos, velocity, arrivals, noise, cfg.threshold_k)
-    count = count_spikes(spikes[:, :, -1], t, noise[:, :, -1], k=cfg.threshold_k, dead_ms=cfg.dead_ms,
-                         window_ms=(0.0, cfg.window_ms[1]))
+    count = count_spikes(
+        spikes[:, :, -1], t, noise[:, :, -1], k=cfg.threshold_k, dead_ms=cfg.dead_ms, window_ms=(0.0, cfg.window_ms[1])
+    )
     compound = bandpass(clean, fs, cfg.amplitude_band_hz, axis=1)
     amplitude = response_amplitude(compound, t, (0.0, cfg.window_ms[1])).mean(axis=1)
-    return {"t_ms": t, "spikes": spikes, "positions_mm": pos, "vpp": vpp, "period_ms": period_ms,
-            "sweep": ~template_trial, "arrivals_ms": arrivals, "velocity_m_s": velocity,
-            "fibre": fibre_identity(velocity), "second_arrivals_ms": second, "second_velocity_m_s": second_velocity,
-            "second_fibre": fibre_identity(second_velocity), "slower_spike": slower, "spike_count": count,
-            "amplitude_uv": amplitude}
+    return {
+        "t_ms": t,
+        "spikes": spikes,
+        "positions_mm": pos,
+        "vpp": vpp,
+        "period_ms": period_ms,
+        "sweep": ~template_trial,
+        "arrivals_ms": arrivals,
+        "velocity_m_s": velocity,
+        "fibre": fibre_identity(velocity),
+        "second_arrivals_ms": second,
+        "second_velocity_m_s": second_velocity,
+        "second_fibre": fibre_identity(second_velocity),
+        "slower_spike": slower,
+        "spike_count": count,
+        "amplitude_uv": amplitude,
+    }

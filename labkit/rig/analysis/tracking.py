@@ -40,20 +40,28 @@ import numpy as np
 
 from labkit.rig._checks import check_value
 
-__all__ = ["FrameResult", "SegmentTracker", "Tracking", "read_frames", "track_frames", "track_video",
-           "led_onsets", "align_frames"]
+__all__ = [
+    "FrameResult",
+    "SegmentTracker",
+    "Tracking",
+    "read_frames",
+    "track_frames",
+    "track_video",
+    "led_onsets",
+    "align_frames",
+]
 
 
 @dataclass(frozen=True)
 class FrameResult:
     """What :meth:`SegmentTracker.update` returns for one frame."""
 
-    lengths_px: np.ndarray       # (n_zones,) zone lengths, NaN when the frame was not usable
-    strain: np.ndarray           # (n_zones,) L / L_rest − 1, NaN until rest lengths are known or when not usable
-    motion: float                # mean strain over zones (NaN when not usable)
-    led: bool                    # the sync LED is lit
-    body_px: tuple               # (head, tail) column of the body's ends (NaN when no body)
-    midline: np.ndarray          # (width,) midline intensity, one kymograph row
+    lengths_px: np.ndarray  # (n_zones,) zone lengths, NaN when the frame was not usable
+    strain: np.ndarray  # (n_zones,) L / L_rest − 1, NaN until rest lengths are known or when not usable
+    motion: float  # mean strain over zones (NaN when not usable)
+    led: bool  # the sync LED is lit
+    body_px: tuple  # (head, tail) column of the body's ends (NaN when no body)
+    midline: np.ndarray  # (width,) midline intensity, one kymograph row
 
     @property
     def ok(self) -> bool:
@@ -76,21 +84,46 @@ class SegmentTracker:
     docstring.
     """
 
-    def __init__(self, n_zones: int | None = None, rest_px=None, *, body_threshold: int = 50, min_width_px: int = 3,
-                 midline_rows: int = 7, band=(0.25, 0.75), led_roi=(0.875, 0.0, 1.0, 0.25), led_level: int = 200,
-                 led_min_pixels: int = 20):
-        check_value("SegmentTracker", "n_zones", n_zones is None or (isinstance(n_zones, int) and n_zones >= 2),
-                    n_zones, "None or an integer >= 2")
-        check_value("SegmentTracker", "band", 0 <= band[0] < band[1] <= 1, band,
-                    "(top, bottom) fractions, top < bottom")
-        check_value("SegmentTracker", "led_roi",
-                    0 <= led_roi[0] < led_roi[2] <= 1 and 0 <= led_roi[1] < led_roi[3] <= 1,
-                    led_roi, "(x0, y0, x1, y1) fractions of the frame with x0 < x1 and y0 < y1")
+    def __init__(
+        self,
+        n_zones: int | None = None,
+        rest_px=None,
+        *,
+        body_threshold: int = 50,
+        min_width_px: int = 3,
+        midline_rows: int = 7,
+        band=(0.25, 0.75),
+        led_roi=(0.875, 0.0, 1.0, 0.25),
+        led_level: int = 200,
+        led_min_pixels: int = 20,
+    ):
+        check_value(
+            "SegmentTracker",
+            "n_zones",
+            n_zones is None or (isinstance(n_zones, int) and n_zones >= 2),
+            n_zones,
+            "None or an integer >= 2",
+        )
+        check_value(
+            "SegmentTracker", "band", 0 <= band[0] < band[1] <= 1, band, "(top, bottom) fractions, top < bottom"
+        )
+        check_value(
+            "SegmentTracker",
+            "led_roi",
+            0 <= led_roi[0] < led_roi[2] <= 1 and 0 <= led_roi[1] < led_roi[3] <= 1,
+            led_roi,
+            "(x0, y0, x1, y1) fractions of the frame with x0 < x1 and y0 < y1",
+        )
         self.n_zones = n_zones
         self.rest_px = None if rest_px is None else np.asarray(rest_px, dtype=float)
         if self.rest_px is not None:
-            check_value("SegmentTracker", "rest_px", n_zones is not None and self.rest_px.shape == (n_zones,)
-                        and np.all(self.rest_px > 0), rest_px, "n_zones positive lengths (and n_zones given)")
+            check_value(
+                "SegmentTracker",
+                "rest_px",
+                n_zones is not None and self.rest_px.shape == (n_zones,) and np.all(self.rest_px > 0),
+                rest_px,
+                "n_zones positive lengths (and n_zones given)",
+            )
         self.body_threshold, self.min_width_px, self.midline_rows = body_threshold, min_width_px, midline_rows
         self.band, self.led_roi, self.led_level, self.led_min_pixels = band, led_roi, led_level, led_min_pixels
 
@@ -100,32 +133,40 @@ class SegmentTracker:
         return len(lengths) >= 2 and lengths.min() >= 0.5 * np.median(lengths)
 
     def update(self, frame: np.ndarray) -> FrameResult:
-        check_value("SegmentTracker.update", "frame", isinstance(frame, np.ndarray) and frame.ndim == 3
-                    and frame.shape[2] == 3 and frame.dtype == np.uint8 and min(frame.shape[:2]) >= 16,
-                    getattr(frame, "shape", type(frame)), "a BGR image, uint8 array of shape (H >= 16, W >= 16, 3)")
+        check_value(
+            "SegmentTracker.update",
+            "frame",
+            isinstance(frame, np.ndarray)
+            and frame.ndim == 3
+            and frame.shape[2] == 3
+            and frame.dtype == np.uint8
+            and min(frame.shape[:2]) >= 16,
+            getattr(frame, "shape", type(frame)),
+            "a BGR image, uint8 array of shape (H >= 16, W >= 16, 3)",
+        )
         h, w = frame.shape[:2]
-        band = frame[int(self.band[0] * h):int(self.band[1] * h)]
+        band = frame[int(self.band[0] * h) : int(self.band[1] * h)]
         blue, red = band[:, :, 0], band[:, :, 2]
-        body = cv2.compare(cv2.subtract(red, blue), self.body_threshold, cv2.CMP_GT)      # 255 where body
+        body = cv2.compare(cv2.subtract(red, blue), self.body_threshold, cv2.CMP_GT)  # 255 where body
         width = cv2.reduce(body, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel() / 255.0
         mid = band.shape[0] // 2
-        rows = red[mid - self.midline_rows // 2:mid + self.midline_rows // 2 + 1]
+        rows = red[mid - self.midline_rows // 2 : mid + self.midline_rows // 2 + 1]
         midline = cv2.reduce(rows, 0, cv2.REDUCE_AVG, dtype=cv2.CV_32F).ravel()
         x0, y0, x1, y1 = self.led_roi
-        roi = frame[int(y0 * h):max(int(y1 * h), int(y0 * h) + 1), int(x0 * w):max(int(x1 * w), int(x0 * w) + 1)]
+        roi = frame[int(y0 * h) : max(int(y1 * h), int(y0 * h) + 1), int(x0 * w) : max(int(x1 * w), int(x0 * w) + 1)]
         led = bool(np.count_nonzero(roi.min(axis=2) > self.led_level) > self.led_min_pixels)
         nan = np.full(self.n_zones or 0, np.nan)
         cols = np.flatnonzero(width >= max(self.min_width_px, 0.3 * np.percentile(width, 90)))
         if len(cols) < 8:
             return FrameResult(nan, nan.copy(), math.nan, led, (math.nan, math.nan), midline)
         head, tail = int(cols[0]), int(cols[-1])
-        inset = int(0.75 * np.median(width[cols]))          # a point past the cap, inside the end zone
+        inset = int(0.75 * np.median(width[cols]))  # a point past the cap, inside the end zone
         half_head, half_tail = width[min(head + inset, w - 1)] / 2, width[max(tail - inset, 0)] / 2
-        on_body = np.zeros(w)                       # the body without its rounded caps (no boundary there)
-        on_body[int(head + half_head) + 2:int(tail - half_tail) - 1] = 1.0
+        on_body = np.zeros(w)  # the body without its rounded caps (no boundary there)
+        on_body[int(head + half_head) + 2 : int(tail - half_tail) - 1] = 1.0
         p = midline.astype(float) * on_body
         span = max(4, int(round(2 * (tail - head) / max(self.n_zones or 30, 2))))
-        local = _box(p, 3) / np.maximum(_box(on_body, 3), 1)              # 3-px smoothing against pixel noise
+        local = _box(p, 3) / np.maximum(_box(on_body, 3), 1)  # 3-px smoothing against pixel noise
         detail = np.where(on_body > 0, local - _box(p, span) / np.maximum(_box(on_body, span), 1), 0.0)
         a, b = detail[:-1], detail[1:]
         k = np.flatnonzero((on_body[:-1] > 0) & (on_body[1:] > 0) & (np.sign(a) != np.sign(b)) & (a != 0))
@@ -164,14 +205,14 @@ def read_frames(path):
 class Tracking:
     """A tracked video: per-frame zone lengths and strain, LED state, kymograph and (once aligned) frame times."""
 
-    lengths_px: np.ndarray       # (n_frames, n_zones), NaN in unusable frames
-    strain: np.ndarray           # (n_frames, n_zones), relative to the per-zone median length
-    led_on: np.ndarray           # (n_frames,) bool
-    kymograph: np.ndarray        # (n_frames, width) midline intensity
-    body_px: np.ndarray          # (n_frames, 2) head and tail columns
+    lengths_px: np.ndarray  # (n_frames, n_zones), NaN in unusable frames
+    strain: np.ndarray  # (n_frames, n_zones), relative to the per-zone median length
+    led_on: np.ndarray  # (n_frames,) bool
+    kymograph: np.ndarray  # (n_frames, width) midline intensity
+    body_px: np.ndarray  # (n_frames, 2) head and tail columns
     fps: float
-    frame_times_s: np.ndarray | None = None     # device clock, from the LED sync
-    sync_residual_s: float | None = None        # rms residual of the LED alignment
+    frame_times_s: np.ndarray | None = None  # device clock, from the LED sync
+    sync_residual_s: float | None = None  # rms residual of the LED alignment
 
     @property
     def motion(self) -> np.ndarray:
@@ -192,12 +233,19 @@ def track_frames(frames, fps: float, tracker: SegmentTracker | None = None) -> T
     n = tracker.n_zones or 0
     lengths = np.array([r.lengths_px if len(r.lengths_px) == n else np.full(n, np.nan) for r in results])
     if not np.isfinite(lengths).any():
-        raise ValueError(f"track_frames: no usable frame (never exactly {n - 1} zone boundaries found); is a "
-                         "worm in view, with alternating segment shades?")
+        raise ValueError(
+            f"track_frames: no usable frame (never exactly {n - 1} zone boundaries found); is a "
+            "worm in view, with alternating segment shades?"
+        )
     rest = np.nanmedian(lengths, axis=0)
-    return Tracking(lengths, lengths / rest - 1.0, np.array([r.led for r in results]),
-                    np.array([r.midline for r in results]), np.array([r.body_px for r in results], dtype=float),
-                    float(fps))
+    return Tracking(
+        lengths,
+        lengths / rest - 1.0,
+        np.array([r.led for r in results]),
+        np.array([r.midline for r in results]),
+        np.array([r.body_px for r in results], dtype=float),
+        float(fps),
+    )
 
 
 def track_video(path, pulse_times_s=None, **tracker_kwargs) -> Tracking:
@@ -226,11 +274,13 @@ def align_frames(led_on, pulse_times_s, fps: float) -> tuple[np.ndarray, float]:
     if len(onsets) == 0:
         raise ValueError("align_frames: the LED never turns on in this video; no sync possible")
     if len(onsets) > len(pulses):
-        raise ValueError(f"align_frames: {len(onsets)} LED onsets but only {len(pulses)} pulses; allowed: at most "
-                         "one onset per pulse (is the LED region right?)")
+        raise ValueError(
+            f"align_frames: {len(onsets)} LED onsets but only {len(pulses)} pulses; allowed: at most "
+            "one onset per pulse (is the LED region right?)"
+        )
     best = None
     for s in range(len(pulses) - len(onsets) + 1):
-        target = pulses[s:s + len(onsets)] + 0.5 / fps
+        target = pulses[s : s + len(onsets)] + 0.5 / fps
         if len(onsets) >= 2:
             slope, icpt = np.polyfit(onsets, target, 1)
         else:

@@ -29,18 +29,39 @@ from labkit.rig.analysis.sweep import spike_analysis
 from labkit.rig.simulator import synthetic
 from labkit.rig.simulator.worm import Earthworm
 
-__all__ = ["WORM_RANGES", "SYNTHETIC_RANGES", "case", "random_worms", "simulated_recording", "simulator_check",
-           "synthetic_check", "verdict"]
+__all__ = [
+    "WORM_RANGES",
+    "SYNTHETIC_RANGES",
+    "case",
+    "random_worms",
+    "simulated_recording",
+    "simulator_check",
+    "synthetic_check",
+    "verdict",
+]
 
 #: uniform ranges of the random worms' parameters (labkit.rig.simulator.worm_params.WormParams fields), around and
 #: beyond the defaults the analysis was developed on (MGF 25 m/s, LGF 12.5 m/s, 80 µV spikes 0.8 ms wide, 1 mV/V
 #: artefact reaching 15 mm, 5 µV noise)
-WORM_RANGES = {"mgf_velocity_m_s": (18.0, 32.0), "lgf_velocity_m_s": (9.0, 14.0), "mgf_spike_uv": (30.0, 120.0),
-               "lgf_spike_uv": (20.0, 80.0), "spike_width_ms": (0.6, 1.0), "artefact_uv_per_v": (400.0, 2500.0),
-               "artefact_length_mm": (8.0, 25.0), "noise_uv": (2.0, 15.0)}
+WORM_RANGES = {
+    "mgf_velocity_m_s": (18.0, 32.0),
+    "lgf_velocity_m_s": (9.0, 14.0),
+    "mgf_spike_uv": (30.0, 120.0),
+    "lgf_spike_uv": (20.0, 80.0),
+    "spike_width_ms": (0.6, 1.0),
+    "artefact_uv_per_v": (400.0, 2500.0),
+    "artefact_length_mm": (8.0, 25.0),
+    "noise_uv": (2.0, 15.0),
+}
 #: uniform ranges of ``labkit.rig.simulator.synthetic.record``'s arguments
-SYNTHETIC_RANGES = {"velocity_m_s": (8.0, 32.0), "tau_ms": (0.3, 1.0), "noise_uv": (2.0, 15.0),
-                    "artefact_uv": (1000.0, 6000.0), "spike_uv": (30.0, 110.0), "width_ms": (0.5, 0.9)}
+SYNTHETIC_RANGES = {
+    "velocity_m_s": (8.0, 32.0),
+    "tau_ms": (0.3, 1.0),
+    "noise_uv": (2.0, 15.0),
+    "artefact_uv": (1000.0, 6000.0),
+    "spike_uv": (30.0, 110.0),
+    "width_ms": (0.5, 0.9),
+}
 
 
 def case(ranges: dict, seed: int, i: int) -> tuple[dict, int]:
@@ -61,11 +82,16 @@ def simulated_recording(worm: Earthworm, plan, tail_s: float) -> dict:
     acquire every sample to the last onset + ``tail_s``: the keyword arguments of :func:`spike_analysis` but ``cfg``."""
     read_back = [worm.deliver(at_us / 1e6, vpp, period) for at_us, vpp, period in plan]
     n = int(round((plan[-1][0] / 1e6 + tail_s) * worm.fs_hz))
-    return {"samples_uv": worm.acquire(0, n), "fs": worm.fs_hz, "positions_mm": worm.electrode_positions_mm,
-            "stim_s": np.array([at_us / 1e6 for at_us, _, _ in plan]), "vpp": np.array([v for _, v, _ in plan]),
-            "vpp_measured": np.array([r["vpp_measured"] for r in read_back]),
-            "period_ms": np.array([p for _, _, p in plan]),
-            "period_ms_measured": np.array([r["period_ms_measured"] for r in read_back])}
+    return {
+        "samples_uv": worm.acquire(0, n),
+        "fs": worm.fs_hz,
+        "positions_mm": worm.electrode_positions_mm,
+        "stim_s": np.array([at_us / 1e6 for at_us, _, _ in plan]),
+        "vpp": np.array([v for _, v, _ in plan]),
+        "vpp_measured": np.array([r["vpp_measured"] for r in read_back]),
+        "period_ms": np.array([p for _, _, p in plan]),
+        "period_ms_measured": np.array([r["period_ms_measured"] for r in read_back]),
+    }
 
 
 def verdict(estimate: float, truth: float, tolerance: float) -> str:
@@ -90,8 +116,14 @@ def simulator_check(cfg, plan, n: int, seed: int) -> list[dict]:
         except ValueError:
             estimate = float("nan")
         truth = params["mgf_velocity_m_s"]
-        out.append({**params, "estimate_m_s": estimate, "truth_m_s": truth,
-                    "verdict": verdict(estimate, truth, cfg.velocity_tolerance)})
+        out.append(
+            {
+                **params,
+                "estimate_m_s": estimate,
+                "truth_m_s": truth,
+                "verdict": verdict(estimate, truth, cfg.velocity_tolerance),
+            }
+        )
     return out
 
 
@@ -104,8 +136,9 @@ def synthetic_check(n: int, seed: int, tolerance: float) -> list[dict]:
         x, stim, _ = synthetic.record(**params, seed=record_seed)
         try:
             estimate = float(conduction_velocity(x, synthetic.FS, synthetic.POS, stim))
-        except ValueError:                                 # no velocity, or ImplausibleVelocityError
+        except ValueError:  # no velocity, or ImplausibleVelocityError
             estimate = float("nan")
-        out.append({**params, "estimate_m_s": estimate, "truth_m_s": truth,
-                    "verdict": verdict(estimate, truth, tolerance)})
+        out.append(
+            {**params, "estimate_m_s": estimate, "truth_m_s": truth, "verdict": verdict(estimate, truth, tolerance)}
+        )
     return out

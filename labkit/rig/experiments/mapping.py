@@ -60,8 +60,17 @@ from labkit.rig.host.driver import Rig
 from labkit.rig.host.nwb import session_to_nwb, validate_nwb
 from labkit.rig.simulator.worm_params import WormParams
 
-__all__ = ["HoldingClock", "schedule", "run_session", "load_nwb", "analyse", "summarise", "example_trial",
-           "kymograph", "MappingConfig"]
+__all__ = [
+    "HoldingClock",
+    "schedule",
+    "run_session",
+    "load_nwb",
+    "analyse",
+    "summarise",
+    "example_trial",
+    "kymograph",
+    "MappingConfig",
+]
 
 
 class HoldingClock:
@@ -113,10 +122,12 @@ def schedule(cfg: "MappingConfig") -> list[tuple[int, float, float]]:
     g = repro.rng(cfg.seed, 1)
     order = g.permutation(len(trials))
     gaps = (1 + cfg.interval_jitter * g.uniform(-1, 1, len(trials))) / cfg.rate_hz
-    block_us = 10_000                                     # onsets on a 10 ms grid: whole samples at any listed fs
+    block_us = 10_000  # onsets on a 10 ms grid: whole samples at any listed fs
     onsets = cfg.first_pulse_s + np.concatenate([[0.0], np.cumsum(gaps[:-1])])
-    return [(int(round(t * 1e6 / block_us)) * block_us, float(trials[i][0]), float(trials[i][1]))
-            for t, i in zip(onsets, order)]
+    return [
+        (int(round(t * 1e6 / block_us)) * block_us, float(trials[i][0]), float(trials[i][1]))
+        for t, i in zip(onsets, order)
+    ]
 
 
 def run_session(cfg: "MappingConfig", folder) -> dict:
@@ -126,8 +137,10 @@ def run_session(cfg: "MappingConfig", folder) -> dict:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     plan = schedule(cfg)
-    url = (f"rigsim://?seed={cfg.seed}&fs={cfg.fs_hz:g}&mgf_velocity_m_s={cfg.mgf_velocity_m_s}"
-           f"&lgf_velocity_m_s={cfg.lgf_velocity_m_s}")
+    url = (
+        f"rigsim://?seed={cfg.seed}&fs={cfg.fs_hz:g}&mgf_velocity_m_s={cfg.mgf_velocity_m_s}"
+        f"&lgf_velocity_m_s={cfg.lgf_velocity_m_s}"
+    )
     t_stop_s = plan[-1][0] / 1e6 + cfg.tail_s
     wall = time.perf_counter()
     with Rig(url, session_root=folder) as rig:
@@ -141,23 +154,39 @@ def run_session(cfg: "MappingConfig", folder) -> dict:
                 clock.hold(at_us, k + 1)
                 clock.wait(timeout_s=60.0)
                 rig.stimulate(vpp=vpp, period_ms=period)
-            clock.hold(int(t_stop_s * 1e6), len(plan) + 1)       # never released: the recording ends there
+            clock.hold(int(t_stop_s * 1e6), len(plan) + 1)  # never released: the recording ends there
             clock.wait(timeout_s=60.0)
             rig.disarm()
         counters = rig.counters
         video = sim.render_video(folder / "video.avi", cfg.first_pulse_s - 0.5, t_stop_s, fps=cfg.fps, seed=cfg.seed)
     tracking = track_video(video["file"], pulse_times_s=[t / 1e6 for t, _, _ in plan])
     rest = np.nanmedian(tracking.lengths_px, axis=0)
-    mm_per_px = cfg.body_length_mm / rest.sum()                  # ours: the body length measured with a ruler
+    mm_per_px = cfg.body_length_mm / rest.sum()  # ours: the body length measured with a ruler
     zone_mm = (np.cumsum(rest) - rest / 2) * mm_per_px - cfg.stim_site_mm
-    nwb = session_to_nwb(folder / "session", folder / "session.nwb", video={
-        "file": video["file"], "frame_times_s": tracking.frame_times_s}, motion={
-        "frame_times_s": tracking.frame_times_s, "values": tracking.strain, "zone_positions_mm": zone_mm,
-        "unit": "strain", "description": "longitudinal strain L/L_rest - 1 of each body zone, tracked from the video "
-                                         "(labkit.rig.analysis.tracking); NaN where a frame was not usable"})
-    return {"folder": folder, "nwb": nwb, "video": Path(video["file"]), "errors": validate_nwb(nwb),
-            "counters": counters, "n_pulses": len(plan), "device_s": t_stop_s, "wall_s": time.perf_counter() - wall,
-            "sync_residual_s": tracking.sync_residual_s}
+    nwb = session_to_nwb(
+        folder / "session",
+        folder / "session.nwb",
+        video={"file": video["file"], "frame_times_s": tracking.frame_times_s},
+        motion={
+            "frame_times_s": tracking.frame_times_s,
+            "values": tracking.strain,
+            "zone_positions_mm": zone_mm,
+            "unit": "strain",
+            "description": "longitudinal strain L/L_rest - 1 of each body zone, tracked from the video "
+            "(labkit.rig.analysis.tracking); NaN where a frame was not usable",
+        },
+    )
+    return {
+        "folder": folder,
+        "nwb": nwb,
+        "video": Path(video["file"]),
+        "errors": validate_nwb(nwb),
+        "counters": counters,
+        "n_pulses": len(plan),
+        "device_s": t_stop_s,
+        "wall_s": time.perf_counter() - wall,
+        "sync_residual_s": tracking.sync_residual_s,
+    }
 
 
 def load_nwb(path) -> dict:
@@ -167,17 +196,22 @@ def load_nwb(path) -> dict:
         es = f.acquisition["recording"]
         pulses = f.intervals["delivered_pulses"].to_dataframe()
         motion = f.processing["behavior"]["BehavioralTimeSeries"]["segment_motion"]
-        return {"samples_uv": es.data[:].astype(float) * es.conversion * 1e6, "fs": float(es.rate),
-                "t0_s": float(es.starting_time),
-                "positions_mm": np.asarray(f.electrodes["position_mm"].data[:], dtype=float),
-                "pulse_t_s": pulses["t_start_s"].to_numpy(), "vpp": pulses["vpp_requested"].to_numpy(),
-                "vpp_measured": pulses["vpp_measured"].to_numpy(),
-                "period_ms": pulses["period_ms_requested"].to_numpy(),
-                "period_ms_measured": pulses["period_ms_measured"].to_numpy(),
-                "motion_t_s": np.asarray(motion.timestamps[:]), "strain": np.asarray(motion.data[:], dtype=float),
-                "zone_mm": np.asarray(f.processing["behavior"]["segment_motion_zones"]["position_mm"].data[:]),
-                "video": Path(path).parent / f.acquisition["video"].external_file[0],
-                "gaps": f.invalid_times.to_dataframe() if f.invalid_times is not None else None}
+        return {
+            "samples_uv": es.data[:].astype(float) * es.conversion * 1e6,
+            "fs": float(es.rate),
+            "t0_s": float(es.starting_time),
+            "positions_mm": np.asarray(f.electrodes["position_mm"].data[:], dtype=float),
+            "pulse_t_s": pulses["t_start_s"].to_numpy(),
+            "vpp": pulses["vpp_requested"].to_numpy(),
+            "vpp_measured": pulses["vpp_measured"].to_numpy(),
+            "period_ms": pulses["period_ms_requested"].to_numpy(),
+            "period_ms_measured": pulses["period_ms_measured"].to_numpy(),
+            "motion_t_s": np.asarray(motion.timestamps[:]),
+            "strain": np.asarray(motion.data[:], dtype=float),
+            "zone_mm": np.asarray(f.processing["behavior"]["segment_motion_zones"]["position_mm"].data[:]),
+            "video": Path(path).parent / f.acquisition["video"].external_file[0],
+            "gaps": f.invalid_times.to_dataframe() if f.invalid_times is not None else None,
+        }
 
 
 def _strain_epochs(t_s, strain, onsets_s, lags_s) -> np.ndarray:
@@ -195,16 +229,33 @@ def analyse(nwb_path, cfg: "MappingConfig") -> dict:
     d = load_nwb(nwb_path)
     if d["gaps"] is not None and len(d["gaps"]):
         raise ValueError(f"{nwb_path}: {len(d['gaps'])} gaps (samples lost in transit); the analysis needs them all")
-    r = spike_analysis(d["samples_uv"], d["fs"], d["positions_mm"], d["pulse_t_s"] - d["t0_s"], d["vpp"],
-                       d["vpp_measured"], d["period_ms"], d["period_ms_measured"], cfg)
+    r = spike_analysis(
+        d["samples_uv"],
+        d["fs"],
+        d["positions_mm"],
+        d["pulse_t_s"] - d["t0_s"],
+        d["vpp"],
+        d["vpp_measured"],
+        d["period_ms"],
+        d["period_ms_measured"],
+        cfg,
+    )
     lags = np.arange(-0.2, 0.8, 1 / cfg.fps / 2)
     strain = _strain_epochs(d["motion_t_s"], d["strain"], d["pulse_t_s"], lags)
     mean_strain = strain.mean(axis=2)
     baseline = mean_strain[:, lags < 0].mean(axis=1)
     response = (lags >= 0) & (lags <= 0.5)
     shortening = -(mean_strain[:, response].min(axis=1) - baseline)
-    return {**r, "pulse_t_s": d["pulse_t_s"], "lags_s": lags, "strain_epochs": strain, "shortening": shortening,
-            "zone_mm": d["zone_mm"], "motion_t_s": d["motion_t_s"], "video": d["video"]}
+    return {
+        **r,
+        "pulse_t_s": d["pulse_t_s"],
+        "lags_s": lags,
+        "strain_epochs": strain,
+        "shortening": shortening,
+        "zone_mm": d["zone_mm"],
+        "motion_t_s": d["motion_t_s"],
+        "video": d["video"],
+    }
 
 
 def summarise(r: dict, cfg: "MappingConfig") -> dict:
@@ -215,16 +266,23 @@ def summarise(r: dict, cfg: "MappingConfig") -> dict:
     spiking = s & (r["spike_count"] > 0)
     velocity = float(np.nanmedian(r["velocity_m_s"][s]))
     fibres = r["fibre"][s]
-    return {"velocity_m_s": velocity, "truth_m_s": cfg.mgf_velocity_m_s,
-            "velocity_error": abs(velocity - cfg.mgf_velocity_m_s) / cfg.mgf_velocity_m_s,
-            "trials": int(s.sum()), "trials_with_velocity": int(np.isfinite(r["velocity_m_s"][s]).sum()),
-            "first_spike_mgf": int((fibres == "MGF").sum()), "first_spike_lgf": int((fibres == "LGF").sum()),
-            "second_velocity_m_s": float(np.nanmedian(r["second_velocity_m_s"][s]))
-            if np.isfinite(r["second_velocity_m_s"][s]).any() else float("nan"),
-            "second_spike_lgf": int((r["second_fibre"][s] == "LGF").sum()), "lgf_truth_m_s": cfg.lgf_velocity_m_s,
-            "dose": dose_response(r["vpp"][s], r["amplitude_uv"][s]),
-            "corr": _pearson(r["amplitude_uv"][s], r["shortening"][s]),
-            "corr_spiking": _pearson(r["amplitude_uv"][spiking], r["shortening"][spiking])}
+    return {
+        "velocity_m_s": velocity,
+        "truth_m_s": cfg.mgf_velocity_m_s,
+        "velocity_error": abs(velocity - cfg.mgf_velocity_m_s) / cfg.mgf_velocity_m_s,
+        "trials": int(s.sum()),
+        "trials_with_velocity": int(np.isfinite(r["velocity_m_s"][s]).sum()),
+        "first_spike_mgf": int((fibres == "MGF").sum()),
+        "first_spike_lgf": int((fibres == "LGF").sum()),
+        "second_velocity_m_s": float(np.nanmedian(r["second_velocity_m_s"][s]))
+        if np.isfinite(r["second_velocity_m_s"][s]).any()
+        else float("nan"),
+        "second_spike_lgf": int((r["second_fibre"][s] == "LGF").sum()),
+        "lgf_truth_m_s": cfg.lgf_velocity_m_s,
+        "dose": dose_response(r["vpp"][s], r["amplitude_uv"][s]),
+        "corr": _pearson(r["amplitude_uv"][s], r["shortening"][s]),
+        "corr_spiking": _pearson(r["amplitude_uv"][spiking], r["shortening"][spiking]),
+    }
 
 
 def _pearson(x, y) -> dict:
@@ -254,16 +312,23 @@ def kymograph(video_path, frame_times_s, t_start_s: float, t_stop_s: float) -> t
     return np.array(rows), times[keep]
 
 
-_LIMITS = SafetyLimits()    # the rig's hard limits
-_vpp = Check(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= _LIMITS.max_vpp,
-             f"a voltage in (0, {_LIMITS.max_vpp:g}]")
-_period = Check(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-                and _LIMITS.min_period_ms <= v <= _LIMITS.max_period_ms,
-                f"a period in [{_LIMITS.min_period_ms:g}, {_LIMITS.max_period_ms:g}] ms (the rig's hard limits)")
+_LIMITS = SafetyLimits()  # the rig's hard limits
+_vpp = Check(
+    lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= _LIMITS.max_vpp,
+    f"a voltage in (0, {_LIMITS.max_vpp:g}]",
+)
+_period = Check(
+    lambda v: (
+        isinstance(v, (int, float)) and not isinstance(v, bool) and _LIMITS.min_period_ms <= v <= _LIMITS.max_period_ms
+    ),
+    f"a period in [{_LIMITS.min_period_ms:g}, {_LIMITS.max_period_ms:g}] ms (the rig's hard limits)",
+)
 _window = Check(lambda v: isinstance(v, (tuple, list)) and len(v) == 2 and v[0] < 0 < v[1], "(start < 0, stop > 0) ms")
 _band = Check(lambda v: isinstance(v, (tuple, list)) and len(v) == 2 and 0 < v[0] < v[1], "(low, high) Hz, low < high")
-_speed = Check(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0.1 <= v <= 4,
-               "a number in [0.1, 4] (device time per real time)")
+_speed = Check(
+    lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0.1 <= v <= 4,
+    "a number in [0.1, 4] (device time per real time)",
+)
 
 
 @dataclass(frozen=True)
@@ -277,7 +342,7 @@ class MappingConfig(NotebookConfig):
     vpp_values: tuple = param((2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0), tuple_of(_vpp))
     period_values_ms: tuple = param((2.0, 3.0, 4.0, 5.0, 6.7), tuple_of(_period))
     repeats: int = param(2, positive_int)
-    template_vpp: float = param(1.8, _vpp)          # below every fibre's threshold (>= 2.03 V_pp at 2-6.7 ms)
+    template_vpp: float = param(1.8, _vpp)  # below every fibre's threshold (>= 2.03 V_pp at 2-6.7 ms)
     template_repeats: int = param(4, positive_int)
     rate_hz: float = param(1.0, positive_float)
     interval_jitter: float = param(0.2, fraction)
@@ -286,35 +351,46 @@ class MappingConfig(NotebookConfig):
     speed: float = param(3.0, _speed)
     fs_hz: float = param(30000.0, positive_float)
     fps: float = param(30.0, positive_float)
-    mgf_velocity_m_s: float = param(25.0, positive_float)    # the simulator's ground truth (WormParams default)
+    mgf_velocity_m_s: float = param(25.0, positive_float)  # the simulator's ground truth (WormParams default)
     lgf_velocity_m_s: float = param(12.5, positive_float)
-    body_length_mm: float = param(WormParams.body_length_mm, positive_float)   # camera calibration: the simulated
-    stim_site_mm: float = param(WormParams.stim_site_mm, positive_float)       # worm's body and stimulation site
+    body_length_mm: float = param(WormParams.body_length_mm, positive_float)  # camera calibration: the simulated
+    stim_site_mm: float = param(WormParams.stim_site_mm, positive_float)  # worm's body and stimulation site
     window_ms: tuple = param(WINDOW_MS, _window)
     band_hz: tuple = param(BAND_HZ, _band)
     amplitude_band_hz: tuple = param((20.0, 5000.0), _band)
     threshold_k: float = param(THRESHOLD_K, positive_float)
-    dead_ms: float = param(DEAD_MS, positive_float)      # one spike's waveform: crossings within it are the same spike
+    dead_ms: float = param(DEAD_MS, positive_float)  # one spike's waveform: crossings within it are the same spike
     velocity_tolerance: float = param(0.10, fraction)
     alpha: float = param(0.01, fraction)
-    n_blind: int = param(12, positive_int)               # random worms, and recordings built without the simulator
-    blind_seed: int = param(2026, positive_int)          # fixed before the reported run; never used in development
+    n_blind: int = param(12, positive_int)  # random worms, and recordings built without the simulator
+    blind_seed: int = param(2026, positive_int)  # fixed before the reported run; never used in development
     blind_min_recovered: float = param(0.8, fraction)
 
     SCALES = {
-        "smoke": dict(vpp_values=(2.0, 4.0, 6.0), period_values_ms=(2.0, 6.7), repeats=1, template_repeats=2,
-                      rate_hz=2.0, speed=4.0, n_blind=3),
+        "smoke": dict(
+            vpp_values=(2.0, 4.0, 6.0),
+            period_values_ms=(2.0, 6.7),
+            repeats=1,
+            template_repeats=2,
+            rate_hz=2.0,
+            speed=4.0,
+            n_blind=3,
+        ),
         "quick": {},
         "paper": dict(repeats=10, template_repeats=5, speed=1.0),
     }
 
     def validate(self) -> None:
         if self.template_vpp >= min(self.vpp_values):
-            raise ConfigError(f"MappingConfig: bad value for 'template_vpp': {self.template_vpp!r}; allowed: below "
-                              f"the sweep's lowest voltage {min(self.vpp_values)} (template pulses must be "
-                              "sub-threshold)")
+            raise ConfigError(
+                f"MappingConfig: bad value for 'template_vpp': {self.template_vpp!r}; allowed: below "
+                f"the sweep's lowest voltage {min(self.vpp_values)} (template pulses must be "
+                "sub-threshold)"
+            )
         if self.rate_hz > 2.0:
-            raise ConfigError(f"MappingConfig: bad value for 'rate_hz': {self.rate_hz!r}; allowed: <= 2 pulses/s "
-                              "(each response and twitch needs ~0.5 s)")
+            raise ConfigError(
+                f"MappingConfig: bad value for 'rate_hz': {self.rate_hz!r}; allowed: <= 2 pulses/s "
+                "(each response and twitch needs ~0.5 s)"
+            )
         if self.first_pulse_s < 0.8:
             raise ConfigError("MappingConfig: 'first_pulse_s' must leave >= 0.8 s for the link to start")

@@ -18,9 +18,9 @@ unchanged on the simulator (``rigsim://``) and on a board. Every trial:
 Designs, all starting with the same template pulses (``template_repeats`` per period at ``template_vpp``):
 :class:`PlannedDesign` replays a fixed list (05a's grid, a random design) and :class:`ClosedLoopDesign` fits each
 fibre's strength–duration model (labkit.rig.experiments.strength_duration) and, for each fibre in turn, takes the
-candidate that most reduces the posterior variance of its (Rb, c). A ``stop`` event ends the search at once (the caller STOPs the rig);
-a rig that stops answering raises :class:`labkit.rig.RigError` from the driver, or :class:`SearchError` here when
-its data stop arriving.
+candidate that most reduces the posterior variance of its (Rb, c). A ``stop`` event ends the search at once (the
+caller STOPs the rig); a rig that stops answering raises :class:`labkit.rig.RigError` from the driver, or
+:class:`SearchError` here when its data stop arriving.
 
 Every trial is reclassified after each pulse (the noise level is pooled over the session), so an early call can
 change as the session grows; the models are always fitted on the current classification.
@@ -38,14 +38,23 @@ import numpy as np
 
 from labkit.rig.analysis.sweep import spike_analysis
 from labkit.rig.experiments.mapping import MappingConfig
-from labkit.rig.firmware.limits import RigError
 from labkit.rig.experiments.strength_duration import FibreModel, variance_reduction
+from labkit.rig.firmware.limits import RigError
 
-__all__ = ["charge_v_ms", "SearchSpace", "SafetyBudget", "SearchError", "Trials", "PlannedDesign",
-           "ClosedLoopDesign", "RealTimePacer", "run_search"]
+__all__ = [
+    "charge_v_ms",
+    "SearchSpace",
+    "SafetyBudget",
+    "SearchError",
+    "Trials",
+    "PlannedDesign",
+    "ClosedLoopDesign",
+    "RealTimePacer",
+    "run_search",
+]
 
 FIBRE_NAMES = ("MGF", "LGF")
-_CLOCK_TOLERANCE_S = 1e-3        # host and device clocks agree on a rest to better than this (ours)
+_CLOCK_TOLERANCE_S = 1e-3  # host and device clocks agree on a rest to better than this (ours)
 
 
 def charge_v_ms(vpp, period_ms):
@@ -67,8 +76,10 @@ class SearchSpace:
 
     def contains(self, vpp: float, period_ms: float) -> bool:
         """Whether (V_pp, period) lies in the space: V_pp within ``vpp_range``, the period one of ``periods_ms``."""
-        return bool(self.vpp_range[0] <= vpp <= self.vpp_range[1]
-                    and np.isclose(period_ms, self.periods_ms, rtol=0, atol=1e-9).any())
+        return bool(
+            self.vpp_range[0] <= vpp <= self.vpp_range[1]
+            and np.isclose(period_ms, self.periods_ms, rtol=0, atol=1e-9).any()
+        )
 
     def candidates(self) -> tuple[np.ndarray, np.ndarray]:
         """Every (V_pp, period) of the space, flattened."""
@@ -87,8 +98,10 @@ class SafetyBudget:
 
     def affords(self, trials: "Trials", vpp: float, period_ms: float) -> bool:
         """Whether one more pulse (V_pp, period) stays within the pulse and charge budget."""
-        return (len(trials) + 1 <= self.max_pulses
-                and trials.charge_v_ms() + float(charge_v_ms(vpp, period_ms)) <= self.max_charge_v_ms)
+        return (
+            len(trials) + 1 <= self.max_pulses
+            and trials.charge_v_ms() + float(charge_v_ms(vpp, period_ms)) <= self.max_charge_v_ms
+        )
 
 
 @dataclass
@@ -104,8 +117,8 @@ class Trials:
     template: list = field(default_factory=list)
     mgf: list = field(default_factory=list)
     lgf: list = field(default_factory=list)
-    estimates: list = field(default_factory=list)      # per trial: {fibre: (Rb, c, se_Rb, se_c)}
-    fitted: dict = field(default_factory=dict)         # each fibre's FibreModel after the last classified trial
+    estimates: list = field(default_factory=list)  # per trial: {fibre: (Rb, c, se_Rb, se_c)}
+    fitted: dict = field(default_factory=dict)  # each fibre's FibreModel after the last classified trial
 
     def __len__(self) -> int:
         return len(self.vpp)
@@ -118,7 +131,7 @@ class Trials:
 
     def models(self) -> dict[str, FibreModel]:
         """Each fibre's model fitted on the classified non-template trials (what was measured delivered)."""
-        m = len(self.mgf)                          # the classified trials
+        m = len(self.mgf)  # the classified trials
         keep = ~np.asarray(self.template[:m], dtype=bool)
         v, p = np.asarray(self.vpp_measured[:m])[keep], np.asarray(self.period_ms_measured[:m])[keep]
         return {f: FibreModel.fit(v, p, self.fired(f)[keep]) for f in FIBRE_NAMES}
@@ -150,8 +163,10 @@ class ClosedLoopDesign:
         if first_period_ms is None:
             first_period_ms = next((p for p in periods if p >= 1.0), periods[-1])
         if first_period_ms not in periods:
-            raise ValueError(f"ClosedLoopDesign: first_period_ms={first_period_ms!r}; allowed: one of the space's "
-                             f"periods {tuple(periods)}")
+            raise ValueError(
+                f"ClosedLoopDesign: first_period_ms={first_period_ms!r}; allowed: one of the space's "
+                f"periods {tuple(periods)}"
+            )
         self.space, self.n_pulses, self.first_period_ms = space, n_pulses, float(first_period_ms)
         self.periods_ms = tuple(space.periods_ms)
         self._v, self._p = space.candidates()
@@ -203,8 +218,10 @@ def _epoch(rig, t_start_s: float, window_ms: tuple, timeout_s: float) -> np.ndar
         if len(counts) >= n:
             return counts[:n].astype(float) * rig.info.scale_uv_per_count
         if rig.failure or time.monotonic() > deadline:
-            raise SearchError(f"no data after the pulse at {t_start_s:.3f} s within {timeout_s} s: the rig stopped "
-                              f"answering ({rig.failure or 'no samples'})")
+            raise SearchError(
+                f"no data after the pulse at {t_start_s:.3f} s within {timeout_s} s: the rig stopped "
+                f"answering ({rig.failure or 'no samples'})"
+            )
         time.sleep(0.005)
 
 
@@ -214,8 +231,17 @@ def _classify(trials: Trials, epochs_uv: list, fs: float, positions_mm, analysis
     slower spike left behind an MGF one once the MGF is cancelled between the two farthest pairs."""
     n, m = len(epochs_uv[0]), len(epochs_uv)
     stim_s = np.arange(m) * n / fs - analysis.window_ms[0] / 1e3
-    r = spike_analysis(np.concatenate(epochs_uv), fs, positions_mm, stim_s, trials.vpp[:m], trials.vpp_measured[:m],
-                       trials.period_ms[:m], trials.period_ms_measured[:m], analysis)
+    r = spike_analysis(
+        np.concatenate(epochs_uv),
+        fs,
+        positions_mm,
+        stim_s,
+        trials.vpp[:m],
+        trials.vpp_measured[:m],
+        trials.period_ms[:m],
+        trials.period_ms_measured[:m],
+        analysis,
+    )
     trials.mgf = list(r["fibre"] == "MGF")
     trials.lgf = list((r["fibre"] == "LGF") | ((r["fibre"] == "MGF") & r["slower_spike"]))
 
@@ -225,13 +251,25 @@ def _templates(design, analysis: MappingConfig) -> list[tuple[float, float]]:
     return [(analysis.template_vpp, float(p)) for p in design.periods_ms for _ in range(analysis.template_repeats)]
 
 
-def run_search(rig, design, *, space: SearchSpace, budget: SafetyBudget, analysis: MappingConfig, pace,
-               stop: threading.Event | None = None, on_trial=None, timeout_s: float = 10.0) -> Trials:
+def run_search(
+    rig,
+    design,
+    *,
+    space: SearchSpace,
+    budget: SafetyBudget,
+    analysis: MappingConfig,
+    pace,
+    stop: threading.Event | None = None,
+    on_trial=None,
+    timeout_s: float = 10.0,
+) -> Trials:
     """Run ``design`` on an armed, streaming ``rig`` (module docstring). ``on_trial(trials)`` is called after every
     classified trial (e.g. a live display). Returns the trials; ``stop`` set ends the search before the next pulse."""
     if pace.rest_s < budget.min_rest_s:
-        raise SearchError(f"run_search: pace.rest_s={pace.rest_s!r} s; allowed: at least the budget's min_rest_s="
-                          f"{budget.min_rest_s!r} s")
+        raise SearchError(
+            f"run_search: pace.rest_s={pace.rest_s!r} s; allowed: at least the budget's min_rest_s="
+            f"{budget.min_rest_s!r} s"
+        )
     templates = _templates(design, analysis)
     trials, epochs_uv = Trials(), []
     positions = np.asarray(rig.info.electrode_positions_mm[: rig.n_channels], dtype=float)
@@ -252,22 +290,31 @@ def run_search(rig, design, *, space: SearchSpace, budget: SafetyBudget, analysi
         if proposal is None or not budget.affords(trials, *proposal) or (stop is not None and stop.is_set()):
             break
         if k >= len(templates) and not space.contains(*proposal):
-            raise SearchError(f"the design asked for (vpp={proposal[0]!r}, period_ms={proposal[1]!r}); allowed: vpp "
-                              f"in {space.vpp_range} V at a period in {space.periods_ms} ms")
+            raise SearchError(
+                f"the design asked for (vpp={proposal[0]!r}, period_ms={proposal[1]!r}); allowed: vpp "
+                f"in {space.vpp_range} V at a period in {space.periods_ms} ms"
+            )
         pace.wait(k)
         if stop is not None and stop.is_set():
             break
         pulse = rig.stimulate(vpp=proposal[0], period_ms=proposal[1])
         pace.sent(k)
         if k > 0 and pulse.t_start_s - trials.t_start_s[-1] < budget.min_rest_s - _CLOCK_TOLERANCE_S:
-            raise SearchError(f"pulse {k} came {pulse.t_start_s - trials.t_start_s[-1]:.3f} s after the previous one "
-                              f"(device clock); allowed: at least min_rest_s={budget.min_rest_s} s: the pacer is "
-                              f"faulty, the search stops")
-        for name, value in (("vpp", proposal[0]), ("period_ms", proposal[1]), ("vpp_measured", pulse.vpp_measured),
-                            ("period_ms_measured", pulse.period_ms_measured), ("t_start_s", pulse.t_start_s),
-                            ("template", k < len(templates))):
+            raise SearchError(
+                f"pulse {k} came {pulse.t_start_s - trials.t_start_s[-1]:.3f} s after the previous one "
+                f"(device clock); allowed: at least min_rest_s={budget.min_rest_s} s: the pacer is "
+                f"faulty, the search stops"
+            )
+        for name, value in (
+            ("vpp", proposal[0]),
+            ("period_ms", proposal[1]),
+            ("vpp_measured", pulse.vpp_measured),
+            ("period_ms_measured", pulse.period_ms_measured),
+            ("t_start_s", pulse.t_start_s),
+            ("template", k < len(templates)),
+        ):
             getattr(trials, name).append(value)
         k += 1
     if len(epochs_uv) < len(trials) and not (stop is not None and stop.is_set()):
-        account(len(trials) - 1)                       # the last pulse's epoch (a stopped search leaves it out)
+        account(len(trials) - 1)  # the last pulse's epoch (a stopped search leaves it out)
     return trials

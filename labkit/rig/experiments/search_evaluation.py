@@ -33,27 +33,59 @@ from scipy.stats import norm
 from tqdm.auto import tqdm
 
 from labkit import repro
-from labkit.seeds import derived_seed
 from labkit.config import ConfigError, NotebookConfig, fraction, param, positive_float, positive_int, tuple_of
 from labkit.rig.analysis.validation import WORM_RANGES
 from labkit.rig.experiments.mapping import HoldingClock, MappingConfig, schedule
-from labkit.rig.host.driver import Rig
-from labkit.rig.experiments.search import (FIBRE_NAMES, ClosedLoopDesign, PlannedDesign, SafetyBudget, SearchSpace,
-                                           Trials, charge_v_ms, run_search)
+from labkit.rig.experiments.search import (
+    FIBRE_NAMES,
+    ClosedLoopDesign,
+    PlannedDesign,
+    SafetyBudget,
+    SearchSpace,
+    Trials,
+    charge_v_ms,
+    run_search,
+)
 from labkit.rig.experiments.strength_duration import FibreModel, threshold_vpp
+from labkit.rig.host.driver import Rig
+from labkit.seeds import derived_seed
 
-__all__ = ["THRESHOLD_RANGES", "METHODS", "EvaluationConfig", "draw_worm", "WormRun", "EvaluationResult", "run_worm",
-           "run", "pulses_to_accuracy", "final_accuracy", "median_ci", "selective_answer", "true_probability", "exhaustive_answer",
-           "matches", "MethodSummary", "summarise", "efficiency", "pulses_table", "example_run"]
+__all__ = [
+    "THRESHOLD_RANGES",
+    "METHODS",
+    "EvaluationConfig",
+    "draw_worm",
+    "WormRun",
+    "EvaluationResult",
+    "run_worm",
+    "run",
+    "pulses_to_accuracy",
+    "final_accuracy",
+    "median_ci",
+    "selective_answer",
+    "true_probability",
+    "exhaustive_answer",
+    "matches",
+    "MethodSummary",
+    "summarise",
+    "efficiency",
+    "pulses_table",
+    "example_run",
+]
 
 #: ours: uniform ranges of the hidden strength–duration numbers, around the intact worm's MGF (Rb 1.0 V, c 0.06 ms,
 #: labkit.rig.simulator.worm) with the LGF above it by the dissected cord's ratios (Rb ×1.3, c ×1.25) ± their spread
-THRESHOLD_RANGES = {"mgf_rheobase_v": (0.7, 1.3), "mgf_chronaxie_ms": (0.04, 0.10), "lgf_rheobase_ratio": (1.15, 1.45),
-                    "lgf_chronaxie_ratio": (1.1, 1.4), "threshold_jitter_cv": (0.01, 0.03)}
+THRESHOLD_RANGES = {
+    "mgf_rheobase_v": (0.7, 1.3),
+    "mgf_chronaxie_ms": (0.04, 0.10),
+    "lgf_rheobase_ratio": (1.15, 1.45),
+    "lgf_chronaxie_ratio": (1.1, 1.4),
+    "threshold_jitter_cv": (0.01, 0.03),
+}
 METHODS = ("grid", "random", "closed_loop")
 _SESSIONS_IN_FLIGHT = 3
-_MIN_REAL_REST_S = 0.12        # real time between pulses: the host's rate limit (0.1 s) and room for its jitter
-_WORM, _RANDOM_DESIGN, _RIG, _BOOTSTRAP = 1, 2, 3, 4     # repro substream keys under worm_seed, one per purpose
+_MIN_REAL_REST_S = 0.12  # real time between pulses: the host's rate limit (0.1 s) and room for its jitter
+_WORM, _RANDOM_DESIGN, _RIG, _BOOTSTRAP = 1, 2, 3, 4  # repro substream keys under worm_seed, one per purpose
 
 
 @dataclass(frozen=True)
@@ -61,41 +93,49 @@ class EvaluationConfig(NotebookConfig):
     """Notebook 05c. Thresholds of the claims are fixed here, before the reported run."""
 
     n_worms: int = param(24, positive_int)
-    worm_seed: int = param(6203, positive_int)      # fixed before the reported run; never used in development
-    n_pulses: int = param(90, positive_int)         # per design after its templates: 05a's sweep size
+    worm_seed: int = param(6203, positive_int)  # fixed before the reported run; never used in development
+    n_pulses: int = param(90, positive_int)  # per design after its templates: 05a's sweep size
     vpp_range: tuple = param((1.0, 6.0), tuple_of(positive_float, min_len=2))
     periods_ms: tuple = param((0.5, 1.0, 2.0, 6.7), tuple_of(positive_float))
-    template_vpp: float = param(1.2, positive_float)   # below every prior worm's MGF threshold (>= 1.4 V_pp)
+    template_vpp: float = param(1.2, positive_float)  # below every prior worm's MGF threshold (>= 1.4 V_pp)
     template_repeats: int = param(3, positive_int)
-    rest_s: float = param(0.5, positive_float)      # device time between pulses (2/s, 05a's fastest; limit 10/s)
+    rest_s: float = param(0.5, positive_float)  # device time between pulses (2/s, 05a's fastest; limit 10/s)
     max_charge_v_ms: float = param(600.0, positive_float)
-    speed: float = param(4.0, positive_float)       # device time per real time; the host keeps >= 0.1 s real
+    speed: float = param(4.0, positive_float)  # device time per real time; the host keeps >= 0.1 s real
     #                                                 time between pulses (its copy of the rate limit)
     fs_hz: float = param(30000.0, positive_float)
-    tolerance: float = param(0.10, fraction)        # "within 10 % of truth"
+    tolerance: float = param(0.10, fraction)  # "within 10 % of truth"
     pulse_fraction: float = param(1 / 3, fraction)  # closed loop needs <= this share of the grid's pulses
-    match_fraction: float = param(0.9, fraction)    # selective recruitment matches exhaustive search on >= this
+    match_fraction: float = param(0.9, fraction)  # selective recruitment matches exhaustive search on >= this
     charge_slack: float = param(1.1, positive_float)
     n_boot: int = param(2000, positive_int)
 
-    SCALES = {"smoke": dict(n_worms=2, n_pulses=12, n_boot=200), "quick": dict(n_worms=6), "full": {},
-              "paper": dict(n_worms=60)}
+    SCALES = {
+        "smoke": dict(n_worms=2, n_pulses=12, n_boot=200),
+        "quick": dict(n_worms=6),
+        "full": {},
+        "paper": dict(n_worms=60),
+    }
 
     def validate(self) -> None:
         if self.rest_s / self.speed < _MIN_REAL_REST_S:
-            raise ConfigError(f"EvaluationConfig: bad value for 'speed': {self.speed!r}; allowed: at most rest_s / "
-                              f"{_MIN_REAL_REST_S} = {self.rest_s / _MIN_REAL_REST_S:g} (the host keeps >= 0.1 s of "
-                              "real time between pulses, and its timing jitters)")
+            raise ConfigError(
+                f"EvaluationConfig: bad value for 'speed': {self.speed!r}; allowed: at most rest_s / "
+                f"{_MIN_REAL_REST_S} = {self.rest_s / _MIN_REAL_REST_S:g} (the host keeps >= 0.1 s of "
+                "real time between pulses, and its timing jitters)"
+            )
         if not self.vpp_range[0] < self.vpp_range[1] or len(self.vpp_range) != 2:
-            raise ConfigError(f"EvaluationConfig: bad value for 'vpp_range': {self.vpp_range!r}; allowed: (low, high) "
-                              "with low < high")
+            raise ConfigError(
+                f"EvaluationConfig: bad value for 'vpp_range': {self.vpp_range!r}; allowed: (low, high) with low < high"
+            )
 
     def space(self) -> SearchSpace:
         return SearchSpace(vpp_range=tuple(self.vpp_range), periods_ms=tuple(self.periods_ms))
 
     def budget(self, n_templates: int) -> SafetyBudget:
-        return SafetyBudget(max_pulses=self.n_pulses + n_templates, max_charge_v_ms=self.max_charge_v_ms,
-                            min_rest_s=self.rest_s)
+        return SafetyBudget(
+            max_pulses=self.n_pulses + n_templates, max_charge_v_ms=self.max_charge_v_ms, min_rest_s=self.rest_s
+        )
 
 
 def draw_worm(seed: int, i: int) -> dict:
@@ -114,11 +154,11 @@ class WormRun:
     method: str
     worm: int
     trials: Trials
-    errors: np.ndarray          # (n, 4): |Rb/Rb - 1|, |c/c - 1| for MGF, then LGF; NaN while undefined
+    errors: np.ndarray  # (n, 4): |Rb/Rb - 1|, |c/c - 1| for MGF, then LGF; NaN while undefined
     n_templates: int
-    answer: tuple | None        # selective recruitment: (V_pp, period) or None
+    answer: tuple | None  # selective recruitment: (V_pp, period) or None
     within_limits: bool
-    fired: dict                 # the simulator's record: fibre -> (n_trials,) bool, what each pulse really fired
+    fired: dict  # the simulator's record: fibre -> (n_trials,) bool, what each pulse really fired
 
 
 @dataclass
@@ -151,13 +191,18 @@ def _design(method: str, cfg: EvaluationConfig, worm: int) -> tuple:
     if method == "grid":
         grid = MappingConfig()
         plan = [(v, p) for _, v, p in schedule(grid) if v != grid.template_vpp][: cfg.n_pulses]
-        space = SearchSpace(vpp_range=(min(grid.vpp_values), max(grid.vpp_values)),
-                            periods_ms=tuple(grid.period_values_ms))
+        space = SearchSpace(
+            vpp_range=(min(grid.vpp_values), max(grid.vpp_values)), periods_ms=tuple(grid.period_values_ms)
+        )
         return PlannedDesign(plan), space
     if method == "random":
         g = repro.rng(cfg.worm_seed, _RANDOM_DESIGN, worm)
-        return PlannedDesign(zip(g.uniform(*cfg.vpp_range, cfg.n_pulses).round(2),
-                                 g.choice(np.asarray(cfg.periods_ms, dtype=float), cfg.n_pulses))), cfg.space()
+        return PlannedDesign(
+            zip(
+                g.uniform(*cfg.vpp_range, cfg.n_pulses).round(2),
+                g.choice(np.asarray(cfg.periods_ms, dtype=float), cfg.n_pulses),
+            )
+        ), cfg.space()
     return ClosedLoopDesign(cfg.space(), cfg.n_pulses), cfg.space()
 
 
@@ -195,10 +240,13 @@ def true_probability(truth: dict, fibre: str, vpp, period_ms) -> np.ndarray:
 
 def _within_limits(trials: Trials, limits, budget: SafetyBudget) -> bool:
     v, p, t = (np.asarray(x, dtype=float) for x in (trials.vpp, trials.period_ms, trials.t_start_s))
-    return bool(np.all((v > 0) & (v <= limits.max_vpp)) and np.all((p >= limits.min_period_ms)
-                                                                     & (p <= limits.max_period_ms))
-                and len(v) <= budget.max_pulses and trials.charge_v_ms() <= budget.max_charge_v_ms
-                and (len(t) < 2 or np.diff(t).min() >= budget.min_rest_s - 1e-6))
+    return bool(
+        np.all((v > 0) & (v <= limits.max_vpp))
+        and np.all((p >= limits.min_period_ms) & (p <= limits.max_period_ms))
+        and len(v) <= budget.max_pulses
+        and trials.charge_v_ms() <= budget.max_charge_v_ms
+        and (len(t) < 2 or np.diff(t).min() >= budget.min_rest_s - 1e-6)
+    )
 
 
 def run_worm(cfg: EvaluationConfig, method: str, worm: int, truth: dict) -> WormRun:
@@ -213,17 +261,19 @@ def run_worm(cfg: EvaluationConfig, method: str, worm: int, truth: dict) -> Worm
         rig.serial.sim.set_clock(clock)
         rig.configure(sample_rate=cfg.fs_hz, channels=4)
         rig.arm()
-        trials = run_search(rig, design, space=space, budget=budget, analysis=analysis,
-                            pace=_HeldPacer(clock, 1.0, cfg.rest_s))
+        trials = run_search(
+            rig, design, space=space, budget=budget, analysis=analysis, pace=_HeldPacer(clock, 1.0, cfg.rest_s)
+        )
         rig.disarm()
         limits = rig.info.limits
         record = [e["fibres"] for e in rig.serial.sim.worm.events() if e["kind"] == "pulse"]
     v, p = cfg.space().candidates()
     models = trials.fitted
     answer = selective_answer(models["MGF"].probability(v, p), models["LGF"].probability(v, p), v, p)
-    fired = {f: np.array([f in r for r in record[:len(trials)]], dtype=bool) for f in FIBRE_NAMES}
-    return WormRun(method, worm, trials, _errors(trials, truth), n_templates, answer,
-                   _within_limits(trials, limits, budget), fired)
+    fired = {f: np.array([f in r for r in record[: len(trials)]], dtype=bool) for f in FIBRE_NAMES}
+    return WormRun(
+        method, worm, trials, _errors(trials, truth), n_templates, answer, _within_limits(trials, limits, budget), fired
+    )
 
 
 def run(cfg: EvaluationConfig) -> EvaluationResult:
@@ -231,8 +281,13 @@ def run(cfg: EvaluationConfig) -> EvaluationResult:
     worms = [draw_worm(cfg.worm_seed, i) for i in range(cfg.n_worms)]
     jobs = [(method, i) for i in range(cfg.n_worms) for method in METHODS]
     with ThreadPoolExecutor(_SESSIONS_IN_FLIGHT) as pool:
-        runs = list(tqdm(pool.map(lambda job: run_worm(cfg, job[0], job[1], worms[job[1]]), jobs), total=len(jobs),
-                         desc="sessions"))
+        runs = list(
+            tqdm(
+                pool.map(lambda job: run_worm(cfg, job[0], job[1], worms[job[1]]), jobs),
+                total=len(jobs),
+                desc="sessions",
+            )
+        )
     return EvaluationResult(runs=runs, worms=worms)
 
 
@@ -240,7 +295,7 @@ def pulses_to_accuracy(run: WormRun, fibre: str, tolerance) -> float:
     """Total pulses (templates included) from which on both Rb and c of ``fibre`` stay within ``tolerance`` (one
     relative error for both, or one per number); inf if never (undefined estimates never count)."""
     j = 2 * FIBRE_NAMES.index(fibre)
-    ok = np.all(run.errors[:, j:j + 2] <= np.asarray(tolerance, dtype=float), axis=1)
+    ok = np.all(run.errors[:, j : j + 2] <= np.asarray(tolerance, dtype=float), axis=1)
     bad = np.flatnonzero(~ok)
     first = 0 if not len(bad) else bad[-1] + 1
     return math.inf if first >= len(ok) else float(run.n_templates + first + 1)
@@ -249,7 +304,7 @@ def pulses_to_accuracy(run: WormRun, fibre: str, tolerance) -> float:
 def final_accuracy(run: WormRun, fibre: str) -> np.ndarray:
     """The relative errors (Rb, c) of ``fibre`` at the end of ``run``; inf where undefined."""
     j = 2 * FIBRE_NAMES.index(fibre)
-    return np.nan_to_num(run.errors[-1, j:j + 2], nan=math.inf)
+    return np.nan_to_num(run.errors[-1, j : j + 2], nan=math.inf)
 
 
 def median_ci(x, n_boot: int, seed: int) -> tuple[float, float, float]:
@@ -257,7 +312,7 @@ def median_ci(x, n_boot: int, seed: int) -> tuple[float, float, float]:
     x = np.asarray(x, dtype=float)
     g = repro.rng(seed, _BOOTSTRAP)
     boots = np.median(x[g.integers(0, len(x), (n_boot, len(x)))], axis=1)
-    lo, hi = np.quantile(boots, [0.025, 0.975], method="inverted_cdf")      # no interpolation: inf stays inf
+    lo, hi = np.quantile(boots, [0.025, 0.975], method="inverted_cdf")  # no interpolation: inf stays inf
     return float(np.median(x)), float(lo), float(hi)
 
 
@@ -266,15 +321,15 @@ class MethodSummary:
     """One design over all worms: pulses to accuracy per fibre (per worm, inf = never), their median with its
     bootstrap interval, the final errors (median per target), the selective-recruitment matches, limits kept."""
 
-    pulses: dict                 # fibre -> array (n_worms,)
-    pulses_to_grid: dict         # fibre -> array (n_worms,): pulses until both numbers are as good as the grid's at
+    pulses: dict  # fibre -> array (n_worms,)
+    pulses_to_grid: dict  # fibre -> array (n_worms,): pulses until both numbers are as good as the grid's at
     #                              its end, on the same worm, and stay so (the grid: until it reaches its own end)
-    median: dict                 # fibre -> (median, lo, hi)
-    total_pulses: float          # pulses delivered per worm (templates included), median
-    final_error: np.ndarray      # (4,) median over worms of the last errors
-    matches: np.ndarray          # (n_worms,) bool
+    median: dict  # fibre -> (median, lo, hi)
+    total_pulses: float  # pulses delivered per worm (templates included), median
+    final_error: np.ndarray  # (4,) median over worms of the last errors
+    matches: np.ndarray  # (n_worms,) bool
     within_limits: bool
-    agreement: dict              # fibre -> (calls that agree with the simulator's record, LGF/MGF detected when it
+    agreement: dict  # fibre -> (calls that agree with the simulator's record, LGF/MGF detected when it
     #                              fired, called when it did not), shares over the non-template trials of all worms
 
 
@@ -300,16 +355,22 @@ def summarise(result: EvaluationResult, cfg: EvaluationConfig) -> dict[str, Meth
     out = {}
     for method, runs in by_method.items():
         pulses = {f: np.array([pulses_to_accuracy(r, f, cfg.tolerance) for r in runs]) for f in FIBRE_NAMES}
-        to_grid = {f: np.array([pulses_to_accuracy(r, f, final_accuracy(grid, f))
-                                for r, grid in zip(runs, by_method["grid"])]) for f in FIBRE_NAMES}
+        to_grid = {
+            f: np.array([pulses_to_accuracy(r, f, final_accuracy(grid, f)) for r, grid in zip(runs, by_method["grid"])])
+            for f in FIBRE_NAMES
+        }
         out[method] = MethodSummary(
-            pulses=pulses, pulses_to_grid=to_grid,
+            pulses=pulses,
+            pulses_to_grid=to_grid,
             median={f: median_ci(x, cfg.n_boot, cfg.worm_seed) for f, x in pulses.items()},
             total_pulses=float(np.median([len(r.trials) for r in runs])),
             final_error=np.nanmedian(np.array([r.errors[-1] for r in runs]), axis=0),
-            matches=np.array([matches(r.answer, exhaustive[r.worm], result.worms[r.worm], cfg.charge_slack)
-                              for r in runs]),
-            within_limits=all(r.within_limits for r in runs), agreement=_agreement(runs))
+            matches=np.array(
+                [matches(r.answer, exhaustive[r.worm], result.worms[r.worm], cfg.charge_slack) for r in runs]
+            ),
+            within_limits=all(r.within_limits for r in runs),
+            agreement=_agreement(runs),
+        )
     return out
 
 
@@ -321,8 +382,11 @@ def _agreement(runs: list) -> dict:
         sweep = [~np.asarray(r.trials.template, dtype=bool) for r in runs]
         called = np.concatenate([r.trials.fired(fibre)[s] for r, s in zip(runs, sweep)])
         truth = np.concatenate([r.fired[fibre][s] for r, s in zip(runs, sweep)])
-        out[fibre] = (float(np.mean(called == truth)), float(called[truth].mean()) if truth.any() else math.nan,
-                      float(called[~truth].mean()) if (~truth).any() else math.nan)
+        out[fibre] = (
+            float(np.mean(called == truth)),
+            float(called[truth].mean()) if truth.any() else math.nan,
+            float(called[~truth].mean()) if (~truth).any() else math.nan,
+        )
     return out
 
 
@@ -344,36 +408,54 @@ def efficiency(summary: dict, fibre: str, against: str, cfg: EvaluationConfig) -
         x = cl.pulses_to_grid[fibre]
         grid = np.minimum(summary["grid"].pulses_to_grid[fibre], summary["grid"].total_pulses)
         med, lo, hi = median_ci(x, cfg.n_boot, cfg.worm_seed)
-        return {"claim": f"{fibre} strength–duration: the closed loop reaches the grid's final accuracy (rheobase and "
-                         f"chronaxie, per worm) with at most {cfg.pulse_fraction:.2g} of the pulses the grid needed "
-                         "(median worm, upper 95 % bootstrap bound)",
-                "passed": bool(hi <= cfg.pulse_fraction * np.median(grid)), "closed_loop_median": med,
-                "closed_loop_ci": (lo, hi), "grid_median": float(np.median(grid)),
-                "closed_loop_never": int(np.isinf(x).sum())}
+        return {
+            "claim": f"{fibre} strength–duration: the closed loop reaches the grid's final accuracy (rheobase and "
+            f"chronaxie, per worm) with at most {cfg.pulse_fraction:.2g} of the pulses the grid needed "
+            "(median worm, upper 95 % bootstrap bound)",
+            "passed": bool(hi <= cfg.pulse_fraction * np.median(grid)),
+            "closed_loop_median": med,
+            "closed_loop_ci": (lo, hi),
+            "grid_median": float(np.median(grid)),
+            "closed_loop_never": int(np.isinf(x).sum()),
+        }
     lo_cl, hi_cl = cl.median[fibre][1:]
     if against == "grid":
         total = summary["grid"].total_pulses
         grid = np.median(np.minimum(summary["grid"].pulses[fibre], total))
-        return {"claim": f"{fibre} strength–duration: the closed loop reaches rheobase and chronaxie within "
-                         f"{cfg.tolerance:.0%} with at most {cfg.pulse_fraction:.2g} of the grid's pulses (median worm, "
-                         "upper 95 % bootstrap bound; a worm the grid never gets there on counts with all its pulses)",
-                "passed": bool(hi_cl <= cfg.pulse_fraction * grid), "closed_loop_median": cl.median[fibre][0],
-                "closed_loop_ci": (lo_cl, hi_cl), "grid_median": float(grid),
-                "grid_never": int(np.isinf(summary["grid"].pulses[fibre]).sum()),
-                "closed_loop_never": int(np.isinf(cl.pulses[fibre]).sum())}
+        return {
+            "claim": f"{fibre} strength–duration: the closed loop reaches rheobase and chronaxie within "
+            f"{cfg.tolerance:.0%} with at most {cfg.pulse_fraction:.2g} of the grid's pulses (median worm, "
+            "upper 95 % bootstrap bound; a worm the grid never gets there on counts with all its pulses)",
+            "passed": bool(hi_cl <= cfg.pulse_fraction * grid),
+            "closed_loop_median": cl.median[fibre][0],
+            "closed_loop_ci": (lo_cl, hi_cl),
+            "grid_median": float(grid),
+            "grid_never": int(np.isinf(summary["grid"].pulses[fibre]).sum()),
+            "closed_loop_never": int(np.isinf(cl.pulses[fibre]).sum()),
+        }
     med, lo, hi = summary[against].median[fibre]
-    return {"claim": f"{fibre} strength–duration: the closed loop needs fewer pulses than the {against} design of the "
-                     f"same size to reach {cfg.tolerance:.0%} (upper 95 % bound of its median below the lower bound of "
-                     f"the {against} design's)",
-            "passed": bool(hi_cl < lo), "closed_loop_ci": (lo_cl, hi_cl), f"{against}_median": med,
-            f"{against}_ci": (lo, hi), f"{against}_never": int(np.isinf(summary[against].pulses[fibre]).sum())}
+    return {
+        "claim": f"{fibre} strength–duration: the closed loop needs fewer pulses than the {against} design of the "
+        f"same size to reach {cfg.tolerance:.0%} (upper 95 % bound of its median below the lower bound of "
+        f"the {against} design's)",
+        "passed": bool(hi_cl < lo),
+        "closed_loop_ci": (lo_cl, hi_cl),
+        f"{against}_median": med,
+        f"{against}_ci": (lo, hi),
+        f"{against}_never": int(np.isinf(summary[against].pulses[fibre]).sum()),
+    }
 
 
 def pulses_table(summary: dict) -> dict:
     """Per method and fibre: median pulses to accuracy [95 % bootstrap interval] and the worms that never got there."""
-    return {m: {f: f"{s.median[f][0]:.0f} [{s.median[f][1]:.0f}, {s.median[f][2]:.0f}], never on "
-                   f"{int(np.isinf(s.pulses[f]).sum())}/{len(s.pulses[f])}" for f in FIBRE_NAMES}
-            for m, s in summary.items()}
+    return {
+        m: {
+            f: f"{s.median[f][0]:.0f} [{s.median[f][1]:.0f}, {s.median[f][2]:.0f}], never on "
+            f"{int(np.isinf(s.pulses[f]).sum())}/{len(s.pulses[f])}"
+            for f in FIBRE_NAMES
+        }
+        for m, s in summary.items()
+    }
 
 
 def example_run(result: EvaluationResult) -> WormRun:

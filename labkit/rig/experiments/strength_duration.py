@@ -54,12 +54,11 @@ from scipy.special import expit
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-__all__ = ["PRIOR_NO_FIRE_VPP", "FALSE_ALARM", "MISS", "features", "FibreModel", "variance_reduction",
-           "threshold_vpp"]
+__all__ = ["PRIOR_NO_FIRE_VPP", "FALSE_ALARM", "MISS", "features", "FibreModel", "variance_reduction", "threshold_vpp"]
 
-PRIOR_NO_FIRE_VPP = 0.2          # ours: far below any giant fibre's threshold (≈ 2 V_pp in intact worms)
-FALSE_ALARM, MISS = 0.02, 0.05   # ours: the lapse rates γ, λ of the calls (module docstring)
-_RB_SCALE_V, _C_SCALE_MS = 1.0, 0.06   # the intact worm's MGF (labkit.rig.simulator.worm): units of the target
+PRIOR_NO_FIRE_VPP = 0.2  # ours: far below any giant fibre's threshold (≈ 2 V_pp in intact worms)
+FALSE_ALARM, MISS = 0.02, 0.05  # ours: the lapse rates γ, λ of the calls (module docstring)
+_RB_SCALE_V, _C_SCALE_MS = 1.0, 0.06  # the intact worm's MGF (labkit.rig.simulator.worm): units of the target
 
 
 def threshold_vpp(rheobase_v, chronaxie_ms, period_ms):
@@ -77,8 +76,8 @@ def features(vpp, period_ms) -> np.ndarray:
 class FibreModel:
     """The posterior of one fibre's (Rb, c) after some trials: :meth:`fit` makes one."""
 
-    coef: np.ndarray            # (w_0, w_1, w_2), the MAP
-    cov: np.ndarray             # Laplace covariance of w (3 × 3)
+    coef: np.ndarray  # (w_0, w_1, w_2), the MAP
+    cov: np.ndarray  # Laplace covariance of w (3 × 3)
     n_trials: int
 
     @classmethod
@@ -88,12 +87,14 @@ class FibreModel:
         vpp, period_ms = np.asarray(vpp, dtype=float).ravel(), np.asarray(period_ms, dtype=float).ravel()
         fired = np.asarray(fired, dtype=bool).ravel()
         if not (len(vpp) == len(period_ms) == len(fired)):
-            raise ValueError(f"FibreModel.fit: vpp, period_ms and fired have lengths {len(vpp)}, {len(period_ms)}, "
-                             f"{len(fired)}; allowed: equal lengths")
+            raise ValueError(
+                f"FibreModel.fit: vpp, period_ms and fired have lengths {len(vpp)}, {len(period_ms)}, "
+                f"{len(fired)}; allowed: equal lengths"
+            )
         pseudo_t = np.array([period_ms.min(initial=1.0), period_ms.max(initial=1.0)])
         x = features(np.concatenate([vpp, [PRIOR_NO_FIRE_VPP] * 2]), np.concatenate([period_ms, pseudo_t]))
         y = np.concatenate([fired, [False, False]]).astype(float)
-        if not y.any():              # nothing fired yet: the posterior is the prior's (no contour inside the box)
+        if not y.any():  # nothing fired yet: the posterior is the prior's (no contour inside the box)
             return cls(np.array([np.nan] * 3), np.full((3, 3), np.nan), len(vpp))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -103,13 +104,13 @@ class FibreModel:
 
         def objective(w):
             p, q = _call_probability(xa @ w)
-            nll = -np.sum(y * np.log(p) + (1 - y) * np.log1p(-p)) + 0.5 * np.sum(penalty * w ** 2)
+            nll = -np.sum(y * np.log(p) + (1 - y) * np.log1p(-p)) + 0.5 * np.sum(penalty * w**2)
             return nll, -xa.T @ ((y - p) * q / (p * (1 - p))) + penalty * w
 
         w0 = np.concatenate([lr.intercept_, lr.coef_[0]])
         w = minimize(objective, w0, jac=True, method="L-BFGS-B", options={"maxiter": 500}).x
         p, q = _call_probability(xa @ w)
-        precision = xa.T @ (xa * (q ** 2 / (p * (1 - p)))[:, None]) + np.diag(penalty + [1e-9, 0, 0])
+        precision = xa.T @ (xa * (q**2 / (p * (1 - p)))[:, None]) + np.diag(penalty + [1e-9, 0, 0])
         return cls(w, np.linalg.inv(precision), len(vpp))
 
     @property
@@ -129,7 +130,7 @@ class FibreModel:
     def _jacobian(self) -> np.ndarray:
         """∂(Rb / Rb_scale, c / c_scale) / ∂w at the MAP (2 × 3)."""
         w0, w1, w2 = self.coef
-        return np.array([[w1 / w0 ** 2, -1 / w0, 0.0], [0.0, -w2 / w1 ** 2, 1 / w1]]) / [[_RB_SCALE_V], [_C_SCALE_MS]]
+        return np.array([[w1 / w0**2, -1 / w0, 0.0], [0.0, -w2 / w1**2, 1 / w1]]) / [[_RB_SCALE_V], [_C_SCALE_MS]]
 
     def standard_errors(self) -> tuple[float, float]:
         """Laplace/delta-method standard errors of (Rb V, c ms); NaN while undefined."""
@@ -171,9 +172,9 @@ def variance_reduction(model: FibreModel, vpp, period_ms) -> np.ndarray:
     if not np.all(np.isfinite(model.coef)):
         return np.zeros(np.size(vpp))
     xa, s2, _ = model._predictive(vpp, period_ms)
-    p, q = _call_probability(xa @ model.coef)            # at the MAP: the locally optimal design
-    info = q ** 2 / (p * (1 - p))
+    p, q = _call_probability(xa @ model.coef)  # at the MAP: the locally optimal design
+    info = q**2 / (p * (1 - p))
     if not model.defined:
         return info
-    jsx = (xa @ model.cov) @ model._jacobian().T          # (n, 2): J Σ x for each candidate
+    jsx = (xa @ model.cov) @ model._jacobian().T  # (n, 2): J Σ x for each candidate
     return info * np.einsum("ij,ij->i", jsx, jsx) / (1 + info * s2)

@@ -29,15 +29,28 @@ import numpy as np
 
 from labkit.rig.firmware.framing import MAX_SEQ_JUMP, Encoder, FrameDecoder, seq_newer
 from labkit.rig.firmware.limits import LimitError, SafetyLimits
-from labkit.rig.firmware.protocol import (HOST_TO_DEVICE, MAX_BLOCK_SAMPLES, PROTOCOL_VERSION, Ack, Configure,
-                                          DataBlock, Error, ErrorCode, Heartbeat, Info, MsgType, PulseEcho, Stimulate)
+from labkit.rig.firmware.protocol import (
+    HOST_TO_DEVICE,
+    MAX_BLOCK_SAMPLES,
+    PROTOCOL_VERSION,
+    Ack,
+    Configure,
+    DataBlock,
+    Error,
+    ErrorCode,
+    Heartbeat,
+    Info,
+    MsgType,
+    PulseEcho,
+    Stimulate,
+)
 
 __all__ = ["Device", "FIRMWARE", "BLOCK_SAMPLES", "SCALE_UV_PER_COUNT", "to_counts"]
 
 FIRMWARE = "labkit-rig-fw 1.0"
 HEARTBEAT_US = 100_000
-BLOCK_SAMPLES = 300              # samples per DATA block unless the host configures another size
-SCALE_UV_PER_COUNT = 0.2         # the ADC's µV per int16 count
+BLOCK_SAMPLES = 300  # samples per DATA block unless the host configures another size
+SCALE_UV_PER_COUNT = 0.2  # the ADC's µV per int16 count
 
 
 def to_counts(uv: np.ndarray, scale_uv_per_count: float) -> np.ndarray:
@@ -46,8 +59,16 @@ def to_counts(uv: np.ndarray, scale_uv_per_count: float) -> np.ndarray:
 
 
 class Device:
-    def __init__(self, frontend, *, limits: SafetyLimits = SafetyLimits(), block_samples: int = BLOCK_SAMPLES,
-                 scale_uv_per_count: float = SCALE_UV_PER_COUNT, max_channels: int = 4, simulated: bool = True):
+    def __init__(
+        self,
+        frontend,
+        *,
+        limits: SafetyLimits = SafetyLimits(),
+        block_samples: int = BLOCK_SAMPLES,
+        scale_uv_per_count: float = SCALE_UV_PER_COUNT,
+        max_channels: int = 4,
+        simulated: bool = True,
+    ):
         self.frontend = frontend
         self.limits = limits
         self.scale = scale_uv_per_count
@@ -57,14 +78,14 @@ class Device:
         self.n_channels = max_channels
         self.block_samples = block_samples
         self.armed = self.streaming = False
-        self.next_sample = 0                  # first sample index not yet sent
+        self.next_sample = 0  # first sample index not yet sent
         self.last_pulse_us: int | None = None
-        self.pending: tuple[Stimulate, int, dict] | None = None   # pulse in progress: command, start, measured
+        self.pending: tuple[Stimulate, int, dict] | None = None  # pulse in progress: command, start, measured
         self.last_host_us = 0
         self.last_heartbeat_us = 0
         self.pulses_delivered = 0
-        self.bad_seq_frames = 0               # host frames not executed for their seq (replayed, or far ahead)
-        self._last_seq: int | None = None     # seq of the last host frame that passed the sequence check
+        self.bad_seq_frames = 0  # host frames not executed for their seq (replayed, or far ahead)
+        self._last_seq: int | None = None  # seq of the last host frame that passed the sequence check
         self._decoder = FrameDecoder(decodes=HOST_TO_DEVICE)
         self._encoder = Encoder()
         self._out = bytearray()
@@ -76,8 +97,7 @@ class Device:
         for frame in self._decoder.feed(data):
             if frame.type not in HOST_TO_DEVICE:
                 self._refuse(frame, ErrorCode.UNKNOWN_TYPE, f"{frame.type.name} is not a host command")
-            elif (frame.type == MsgType.HELLO or self._last_seq is None
-                  or seq_newer(frame.seq, self._last_seq)):
+            elif frame.type == MsgType.HELLO or self._last_seq is None or seq_newer(frame.seq, self._last_seq):
                 self._last_seq = frame.seq
                 self.last_host_us = now_us
                 self._handle(frame)
@@ -92,8 +112,14 @@ class Device:
                 self._finish_pulse(aborted=False)
         if self.armed and now_us - self.last_host_us > self.limits.watchdog_ms * 1000:
             self._halt()
-            self._send(Error(ErrorCode.WATCHDOG, 0, 0, f"watchdog: no host frame for {self.limits.watchdog_ms:g} ms; "
-                                                       "stimulation stopped and disarmed"))
+            self._send(
+                Error(
+                    ErrorCode.WATCHDOG,
+                    0,
+                    0,
+                    f"watchdog: no host frame for {self.limits.watchdog_ms:g} ms; stimulation stopped and disarmed",
+                )
+            )
         if self.streaming:
             available = int(now_us * self.fs_hz // 1_000_000)
             while self.next_sample + self.block_samples <= available:
@@ -103,8 +129,16 @@ class Device:
         if now_us - self.last_heartbeat_us >= HEARTBEAT_US:
             self.last_heartbeat_us = now_us
             c = self._decoder
-            self._send(Heartbeat(int(self.armed), int(self.streaming), self.next_sample, c.bad_frames % 2**32,
-                                 c.lost_frames % 2**32, self.bad_seq_frames % 2**32))
+            self._send(
+                Heartbeat(
+                    int(self.armed),
+                    int(self.streaming),
+                    self.next_sample,
+                    c.bad_frames % 2**32,
+                    c.lost_frames % 2**32,
+                    self.bad_seq_frames % 2**32,
+                )
+            )
 
     def take_output(self) -> bytes:
         out, self._out = bytes(self._out), bytearray()
@@ -116,11 +150,17 @@ class Device:
 
     # --- firmware logic ----------------------------------------------------------------------------
     def info(self) -> dict:
-        return {"firmware": FIRMWARE, "protocol": PROTOCOL_VERSION, "simulated": self.simulated,
-                "max_channels": self.max_channels, "sample_rates_hz": [self.fs_hz],
-                "block_samples": self.block_samples, "scale_uv_per_count": self.scale,
-                "electrode_positions_mm": [float(x) for x in self.frontend.electrode_positions_mm],
-                "limits": self.limits.to_dict()}
+        return {
+            "firmware": FIRMWARE,
+            "protocol": PROTOCOL_VERSION,
+            "simulated": self.simulated,
+            "max_channels": self.max_channels,
+            "sample_rates_hz": [self.fs_hz],
+            "block_samples": self.block_samples,
+            "scale_uv_per_count": self.scale,
+            "electrode_positions_mm": [float(x) for x in self.frontend.electrode_positions_mm],
+            "limits": self.limits.to_dict(),
+        }
 
     def _send(self, msg) -> None:
         self._out += self._encoder.encode(msg, self._now)
@@ -145,9 +185,13 @@ class Device:
             self._handle(frame)
         elif frame.type != MsgType.HEARTBEAT:
             ahead = (frame.seq - self._last_seq) % 2**32
-            why = (f"more than {MAX_SEQ_JUMP} ahead of" if 0 < ahead < 2**31 else "not newer than")
-            self._refuse(frame, ErrorCode.BAD_SEQ, f"seq {frame.seq} is {why} the last executed seq {self._last_seq} "
-                                                   "(a replayed or corrupted frame): not executed")
+            why = f"more than {MAX_SEQ_JUMP} ahead of" if 0 < ahead < 2**31 else "not newer than"
+            self._refuse(
+                frame,
+                ErrorCode.BAD_SEQ,
+                f"seq {frame.seq} is {why} the last executed seq {self._last_seq} "
+                "(a replayed or corrupted frame): not executed",
+            )
 
     def _finish_pulse(self, aborted: bool) -> None:
         """Echo the pulse in progress; an aborted one was delivered from its start until now, and the front end is
@@ -157,21 +201,31 @@ class Device:
         if aborted and hasattr(self.frontend, "abort"):
             self.frontend.abort(self._now / 1e6)
         delivered_ms = (self._now - start_us) / 1000 if aborted else measured["period_ms_measured"]
-        self._send(PulseEcho(cmd.request_id, start_us, cmd.vpp, measured["vpp_measured"], cmd.period_us / 1000,
-                             delivered_ms, cmd.waveform, int(aborted)))
+        self._send(
+            PulseEcho(
+                cmd.request_id,
+                start_us,
+                cmd.vpp,
+                measured["vpp_measured"],
+                cmd.period_us / 1000,
+                delivered_ms,
+                cmd.waveform,
+                int(aborted),
+            )
+        )
 
     def _handle(self, frame) -> None:
         self.HANDLERS[frame.type](self, frame)
 
     # --- command handlers: one per host-to-device message type, listed in HANDLERS ------------------
     def _on_hello(self, frame) -> None:
-        self._halt()                               # a new host session starts disarmed, whatever came before
+        self._halt()  # a new host session starts disarmed, whatever came before
         self._send(Info(self.info()))
 
     def _on_heartbeat(self, frame) -> None:
         """Feeding the watchdog (done in receive) is all it does."""
 
-    def _on_stop(self, frame) -> None:             # always accepted
+    def _on_stop(self, frame) -> None:  # always accepted
         self._halt()
         self.streaming = False
         self._ack(frame)
@@ -194,14 +248,21 @@ class Device:
         if self.streaming:
             return self._refuse(frame, ErrorCode.BUSY, "configure while streaming: send STOP first")
         if msg.sample_rate_hz != self.fs_hz:
-            return self._refuse(frame, ErrorCode.BAD_CONFIG,
-                                f"sample rate {msg.sample_rate_hz} Hz unsupported; allowed: {self.fs_hz:g} Hz")
+            return self._refuse(
+                frame,
+                ErrorCode.BAD_CONFIG,
+                f"sample rate {msg.sample_rate_hz} Hz unsupported; allowed: {self.fs_hz:g} Hz",
+            )
         if not 1 <= msg.n_channels <= self.max_channels:
-            return self._refuse(frame, ErrorCode.BAD_CONFIG,
-                                f"{msg.n_channels} channels unsupported; allowed: 1 to {self.max_channels}")
+            return self._refuse(
+                frame, ErrorCode.BAD_CONFIG, f"{msg.n_channels} channels unsupported; allowed: 1 to {self.max_channels}"
+            )
         if not 1 <= msg.block_samples <= MAX_BLOCK_SAMPLES:
-            return self._refuse(frame, ErrorCode.BAD_CONFIG, f"block of {msg.block_samples} samples unsupported; "
-                                                             f"allowed: 1 to {MAX_BLOCK_SAMPLES}")
+            return self._refuse(
+                frame,
+                ErrorCode.BAD_CONFIG,
+                f"block of {msg.block_samples} samples unsupported; allowed: 1 to {MAX_BLOCK_SAMPLES}",
+            )
         self.n_channels, self.block_samples = msg.n_channels, msg.block_samples
         self._ack(frame)
 
@@ -223,12 +284,21 @@ class Device:
 
     #: message type -> handler: a new host command is a message declared in labkit.rig.firmware.protocol plus an
     #: entry here (checked below: every host-to-device type has one)
-    HANDLERS = {MsgType.HELLO: _on_hello, MsgType.HEARTBEAT: _on_heartbeat, MsgType.STOP: _on_stop,
-                MsgType.CONFIGURE: _on_configure, MsgType.START: _on_start, MsgType.ARM: _on_arm,
-                MsgType.DISARM: _on_disarm, MsgType.STIMULATE: _on_stimulate}
+    HANDLERS = {
+        MsgType.HELLO: _on_hello,
+        MsgType.HEARTBEAT: _on_heartbeat,
+        MsgType.STOP: _on_stop,
+        MsgType.CONFIGURE: _on_configure,
+        MsgType.START: _on_start,
+        MsgType.ARM: _on_arm,
+        MsgType.DISARM: _on_disarm,
+        MsgType.STIMULATE: _on_stimulate,
+    }
 
 
 if set(Device.HANDLERS) != HOST_TO_DEVICE:
-    raise TypeError(f"Device.HANDLERS must cover exactly the host-to-device types; missing: "
-                    f"{sorted(t.name for t in HOST_TO_DEVICE - set(Device.HANDLERS))}, extra: "
-                    f"{sorted(t.name for t in set(Device.HANDLERS) - HOST_TO_DEVICE)}")
+    raise TypeError(
+        f"Device.HANDLERS must cover exactly the host-to-device types; missing: "
+        f"{sorted(t.name for t in HOST_TO_DEVICE - set(Device.HANDLERS))}, extra: "
+        f"{sorted(t.name for t in set(Device.HANDLERS) - HOST_TO_DEVICE)}"
+    )

@@ -20,17 +20,30 @@ Any defect (COBS, CRC, length, type, payload) raises :class:`labkit.rig.firmware
 
 import binascii
 import struct
-from typing import Any, Collection, NamedTuple
+from collections.abc import Collection
+from typing import Any, NamedTuple
 
 from labkit.rig.firmware.protocol import MESSAGES, FrameError, MsgType
 
-__all__ = ["HEADER", "CRC", "MAX_FRAME_BYTES", "MAX_SEQ_JUMP", "seq_newer", "crc16", "cobs_encode", "cobs_decode",
-           "Frame", "Encoder", "parse_frame", "FrameDecoder"]
+__all__ = [
+    "HEADER",
+    "CRC",
+    "MAX_FRAME_BYTES",
+    "MAX_SEQ_JUMP",
+    "seq_newer",
+    "crc16",
+    "cobs_encode",
+    "cobs_decode",
+    "Frame",
+    "Encoder",
+    "parse_frame",
+    "FrameDecoder",
+]
 
 HEADER = struct.Struct("<BBIQ")
 CRC = struct.Struct("<H")
-MAX_FRAME_BYTES = 16384          # larger decoded frames are malformed by definition
-MAX_SEQ_JUMP = 2**16             # a host seq further ahead than this is refused (see seq_newer)
+MAX_FRAME_BYTES = 16384  # larger decoded frames are malformed by definition
+MAX_SEQ_JUMP = 2**16  # a host seq further ahead than this is refused (see seq_newer)
 
 
 def seq_newer(seq: int, last: int) -> bool:
@@ -68,7 +81,7 @@ def cobs_decode(data: bytes) -> bytes:
         end = i + code
         if end > n:
             raise FrameError("COBS block runs past the end of the frame")
-        out += data[i + 1:end]
+        out += data[i + 1 : end]
         i = end
         if code < 0xFF and i < n:
             out.append(0)
@@ -91,8 +104,9 @@ class Encoder:
     def encode(self, msg, t_us: int) -> bytes:
         body = HEADER.pack(msg.TYPE, 0, self.seq, t_us) + msg.pack()
         if len(body) + CRC.size > MAX_FRAME_BYTES:
-            raise ValueError(f"{msg.TYPE.name} frame of {len(body) + CRC.size} bytes exceeds the "
-                             f"{MAX_FRAME_BYTES}-byte maximum")
+            raise ValueError(
+                f"{msg.TYPE.name} frame of {len(body) + CRC.size} bytes exceeds the {MAX_FRAME_BYTES}-byte maximum"
+            )
         self.seq = (self.seq + 1) % 2**32
         return cobs_encode(body + CRC.pack(crc16(body))) + b"\x00"
 
@@ -113,10 +127,10 @@ def parse_frame(decoded: bytes, decodes: Collection[MsgType] = frozenset(MsgType
     if kind not in decodes:
         return Frame(kind, seq, t_us, None)
     try:
-        msg = MESSAGES[kind].unpack(body[HEADER.size:])
+        msg = MESSAGES[kind].unpack(body[HEADER.size :])
     except FrameError:
         raise
-    except Exception as e:                                 # a decoder defect must not kill the receiving thread
+    except Exception as e:  # a decoder defect must not kill the receiving thread
         raise FrameError(f"{kind.name} payload could not be decoded: {type(e).__name__}: {e}") from None
     return Frame(kind, seq, t_us, msg)
 
@@ -141,14 +155,18 @@ class FrameDecoder:
         self.last_error = ""
 
     def counters(self) -> dict[str, int]:
-        return {"frames": self.frames, "bad_frames": self.bad_frames, "lost_frames": self.lost_frames,
-                "out_of_order": self.out_of_order}
+        return {
+            "frames": self.frames,
+            "bad_frames": self.bad_frames,
+            "lost_frames": self.lost_frames,
+            "out_of_order": self.out_of_order,
+        }
 
     def feed(self, data: bytes) -> list[Frame]:
         self._buf += data
         parts = self._buf.split(b"\x00")
         tail = parts.pop()
-        if len(tail) > 2 * MAX_FRAME_BYTES:     # no delimiter for far too long: garbage, drop it
+        if len(tail) > 2 * MAX_FRAME_BYTES:  # no delimiter for far too long: garbage, drop it
             self.bad_frames += 1
             self.last_error = "no frame delimiter within the maximum frame size"
             tail = b""
@@ -161,7 +179,7 @@ class FrameDecoder:
             try:
                 frame = parse_frame(cobs_decode(raw), self.decodes)
             except FrameError as e:
-                if not first:                    # bytes before the first delimiter may be a partial frame
+                if not first:  # bytes before the first delimiter may be a partial frame
                     self.bad_frames += 1
                     self.last_error = str(e)
                 continue

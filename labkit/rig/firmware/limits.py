@@ -40,20 +40,27 @@ class SafetyLimits:
     def check(self, vpp: float, period_ms: float, waveform: int, since_last_pulse_s: float | None = None) -> None:
         """Raise :class:`LimitError` (with its ErrorCode) unless the pulse is allowed."""
         if not (is_real(vpp) and math.isfinite(vpp) and 0 < vpp <= self.max_vpp):
-            raise LimitError(f"vpp={vpp!r} V is outside the hard limit; allowed: 0 < vpp <= {self.max_vpp} V",
-                             ErrorCode.LIMIT_VPP)
-        if not (is_real(period_ms) and math.isfinite(period_ms)
-                and self.min_period_ms <= period_ms <= self.max_period_ms):
-            raise LimitError(f"period_ms={period_ms!r} is outside the hard limit; allowed: "
-                             f"{self.min_period_ms} to {self.max_period_ms} ms", ErrorCode.LIMIT_PERIOD)
+            raise LimitError(
+                f"vpp={vpp!r} V is outside the hard limit; allowed: 0 < vpp <= {self.max_vpp} V", ErrorCode.LIMIT_VPP
+            )
+        if not (
+            is_real(period_ms) and math.isfinite(period_ms) and self.min_period_ms <= period_ms <= self.max_period_ms
+        ):
+            raise LimitError(
+                f"period_ms={period_ms!r} is outside the hard limit; allowed: "
+                f"{self.min_period_ms} to {self.max_period_ms} ms",
+                ErrorCode.LIMIT_PERIOD,
+            )
         if waveform not in CHARGE_BALANCED:
             allowed = ", ".join(w.name.lower() for w in CHARGE_BALANCED)
             raise LimitError(f"waveform {waveform!r} is not charge-balanced; allowed: {allowed}", ErrorCode.WAVEFORM)
         min_interval = 1.0 / self.max_rate_hz
         if since_last_pulse_s is not None and since_last_pulse_s < min_interval:
-            raise LimitError(f"pulse rate limit: {since_last_pulse_s * 1e3:.1f} ms since the last pulse; allowed: at "
-                             f"most {self.max_rate_hz} pulses/s (>= {min_interval * 1e3:.0f} ms apart)",
-                             ErrorCode.LIMIT_RATE)
+            raise LimitError(
+                f"pulse rate limit: {since_last_pulse_s * 1e3:.1f} ms since the last pulse; allowed: at "
+                f"most {self.max_rate_hz} pulses/s (>= {min_interval * 1e3:.0f} ms apart)",
+                ErrorCode.LIMIT_RATE,
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)

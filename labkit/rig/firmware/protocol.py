@@ -23,13 +23,33 @@ from typing import Any, ClassVar
 import numpy as np
 
 __all__ = [
-    "PROTOCOL_VERSION", "MAX_BLOCK_SAMPLES", "MsgType", "ErrorCode", "Waveform", "HOST_TO_DEVICE", "DEVICE_TO_HOST",
-    "FrameError", "MESSAGES", "message", "Hello", "Info", "Configure", "Start", "Stop", "Arm", "Disarm", "Stimulate",
-    "Heartbeat", "Ack", "Error", "PulseEcho", "DataBlock",
+    "PROTOCOL_VERSION",
+    "MAX_BLOCK_SAMPLES",
+    "MsgType",
+    "ErrorCode",
+    "Waveform",
+    "HOST_TO_DEVICE",
+    "DEVICE_TO_HOST",
+    "FrameError",
+    "MESSAGES",
+    "message",
+    "Hello",
+    "Info",
+    "Configure",
+    "Start",
+    "Stop",
+    "Arm",
+    "Disarm",
+    "Stimulate",
+    "Heartbeat",
+    "Ack",
+    "Error",
+    "PulseEcho",
+    "DataBlock",
 ]
 
-PROTOCOL_VERSION = 2             # 2: replay window, device counters in HEARTBEAT, BAD_SEQ (docs/rig-protocol.md)
-MAX_BLOCK_SAMPLES = 2000         # so that a DATA frame of 4 channels fits: 14 + 15 + 2 * 2000 * 4 + 2 <= 16384
+PROTOCOL_VERSION = 2  # 2: replay window, device counters in HEARTBEAT, BAD_SEQ (docs/rig-protocol.md)
+MAX_BLOCK_SAMPLES = 2000  # so that a DATA frame of 4 channels fits: 14 + 15 + 2 * 2000 * 4 + 2 <= 16384
 
 
 class MsgType(enum.IntEnum):
@@ -41,7 +61,7 @@ class MsgType(enum.IntEnum):
     ARM = 0x05
     DISARM = 0x06
     STIMULATE = 0x07
-    HEARTBEAT = 0x08             # both directions
+    HEARTBEAT = 0x08  # both directions
     # device -> host
     INFO = 0x81
     ACK = 0x82
@@ -60,7 +80,7 @@ class ErrorCode(enum.IntEnum):
     BAD_CONFIG = 8
     WATCHDOG = 9
     BUSY = 11
-    BAD_SEQ = 12                 # a replayed / duplicated command, or a seq that jumps too far ahead: not executed
+    BAD_SEQ = 12  # a replayed / duplicated command, or a seq that jumps too far ahead: not executed
 
 
 HOST_TO_DEVICE = frozenset(t for t in MsgType if t < 0x80)
@@ -68,8 +88,8 @@ DEVICE_TO_HOST = frozenset(t for t in MsgType if t >= 0x80) | {MsgType.HEARTBEAT
 
 
 class Waveform(enum.IntEnum):
-    BIPOLAR_SINE = 1             # one full sine cycle: charge-balanced by construction
-    MONOPHASIC_SQUARE = 2        # known to the protocol, refused by the device (not charge-balanced)
+    BIPOLAR_SINE = 1  # one full sine cycle: charge-balanced by construction
+    MONOPHASIC_SQUARE = 2  # known to the protocol, refused by the device (not charge-balanced)
 
 
 class FrameError(ValueError):
@@ -204,10 +224,17 @@ class PulseEcho(_Fixed):
     def unpack(cls, payload: bytes) -> "PulseEcho":
         echo = super().unpack(payload)
         values = (echo.vpp_requested, echo.vpp_measured, echo.period_ms_requested, echo.period_ms_measured)
-        delivered = (echo.period_ms_measured <= echo.period_ms_requested if echo.flags & 1   # aborted
-                     else echo.period_ms_measured > 0)
-        if (echo.waveform not in tuple(Waveform) or not all(math.isfinite(v) and v >= 0 for v in values)
-                or echo.period_ms_requested == 0 or not delivered):
+        delivered = (
+            echo.period_ms_measured <= echo.period_ms_requested
+            if echo.flags & 1  # aborted
+            else echo.period_ms_measured > 0
+        )
+        if (
+            echo.waveform not in tuple(Waveform)
+            or not all(math.isfinite(v) and v >= 0 for v in values)
+            or echo.period_ms_requested == 0
+            or not delivered
+        ):
             raise FrameError(f"PULSE echo no device can send: {echo}")
         return echo
 
@@ -232,7 +259,7 @@ class Error:
         if len(payload) < cls.HEAD.size:
             raise FrameError("ERROR payload too short")
         try:
-            return cls(*cls.HEAD.unpack_from(payload), payload[cls.HEAD.size:].decode())
+            return cls(*cls.HEAD.unpack_from(payload), payload[cls.HEAD.size :].decode())
         except UnicodeDecodeError as e:
             raise FrameError(f"ERROR message is not UTF-8: {e}") from None
 
@@ -252,7 +279,7 @@ class Info:
     def unpack(cls, payload: bytes) -> "Info":
         try:
             info = json.loads(payload.decode())
-        except (ValueError, RecursionError) as e:          # bad UTF-8 or JSON, too many digits, too deeply nested
+        except (ValueError, RecursionError) as e:  # bad UTF-8 or JSON, too many digits, too deeply nested
             raise FrameError(f"INFO payload is not usable UTF-8 JSON: {type(e).__name__}: {e}") from None
         if not isinstance(info, dict):
             raise FrameError("INFO payload must be a JSON object")

@@ -26,10 +26,10 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import serial
@@ -37,8 +37,22 @@ import serial
 from labkit.rig._checks import as_real
 from labkit.rig.firmware.framing import Encoder, Frame, FrameDecoder
 from labkit.rig.firmware.limits import LimitError, RigError, SafetyLimits
-from labkit.rig.firmware.protocol import (DEVICE_TO_HOST, Arm, Configure, DataBlock, Disarm, Error, ErrorCode,
-                                          Heartbeat, Hello, MsgType, PulseEcho, Start, Stimulate, Stop)
+from labkit.rig.firmware.protocol import (
+    DEVICE_TO_HOST,
+    Arm,
+    Configure,
+    DataBlock,
+    Disarm,
+    Error,
+    ErrorCode,
+    Heartbeat,
+    Hello,
+    MsgType,
+    PulseEcho,
+    Start,
+    Stimulate,
+    Stop,
+)
 from labkit.rig.host.info import RigInfo, pulse_from_echo, waveform_code
 from labkit.rig.host.recording import Pulse, Recording, SessionWriter
 from labkit.rig.host.stream import SampleStream
@@ -56,8 +70,16 @@ class Rig:
     """The rig behind ``url``; session folders are written only inside ``session_root`` (default: the current
     working directory)."""
 
-    def __init__(self, url: str = "rigsim://", *, timeout_s: float = 2.0, heartbeat_s: float = 0.05,
-                 buffer_s: float = 120.0, baudrate: int = 2_000_000, session_root=None):
+    def __init__(
+        self,
+        url: str = "rigsim://",
+        *,
+        timeout_s: float = 2.0,
+        heartbeat_s: float = 0.05,
+        buffer_s: float = 120.0,
+        baudrate: int = 2_000_000,
+        session_root=None,
+    ):
         self.url = url
         self.session_root = Path.cwd().resolve() if session_root is None else Path(session_root).resolve()
         self.timeout_s = timeout_s
@@ -67,18 +89,18 @@ class Rig:
         self.serial = None
         self.info: RigInfo | None = None
         self.pulses: list[Pulse] = []
-        self.device_events: list[Error] = []     # spontaneous device errors, e.g. the watchdog
-        self.device_state: Heartbeat | None = None   # the device's latest HEARTBEAT: its state and counters
+        self.device_events: list[Error] = []  # spontaneous device errors, e.g. the watchdog
+        self.device_state: Heartbeat | None = None  # the device's latest HEARTBEAT: its state and counters
         self._decoder = FrameDecoder(decodes=DEVICE_TO_HOST)
         self._encoder = Encoder()
         self._write_lock = threading.Lock()
         self._state = threading.Condition()
         self._waiters: list[tuple[Callable[[Frame], bool], Future]] = []
-        self._stream = SampleStream()            # the samples received, by device index (labkit.rig.host.stream)
+        self._stream = SampleStream()  # the samples received, by device index (labkit.rig.host.stream)
         self._pulse_end_s: float | None = None  # device time the last pulse echoed ended
         self._implausible_echoes = 0
         self._writer: SessionWriter | None = None
-        self._failure: str | None = None         # set once, by _fail: every later call raises it
+        self._failure: str | None = None  # set once, by _fail: every later call raises it
         self._closed = False
         self._closing = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -97,14 +119,16 @@ class Rig:
         self._decoder, self._encoder = FrameDecoder(decodes=DEVICE_TO_HOST), Encoder()
         self._failure, self._closed, self._pulse_end_s = None, False, None
         self._closing.clear()
-        self._threads = [threading.Thread(target=self._reader, name="rig-reader", daemon=True),
-                         threading.Thread(target=self._heartbeat, name="rig-heartbeat", daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._reader, name="rig-reader", daemon=True),
+            threading.Thread(target=self._heartbeat, name="rig-heartbeat", daemon=True),
+        ]
         for t in self._threads:
             t.start()
         try:
             info = self._request(Hello(), lambda f, seq: f.type == MsgType.INFO)
             self.info = RigInfo.from_dict(info.msg.info)
-            self.stop()                              # a known state: disarmed, not streaming
+            self.stop()  # a known state: disarmed, not streaming
         except BaseException:
             self.close()
             raise
@@ -145,11 +169,15 @@ class Rig:
         device's own counters for the frames it received (from its latest HEARTBEAT): ``device_bad_frames``,
         ``device_lost_frames``, ``device_bad_seq_frames`` (replayed or corrupted seq: not executed)."""
         hb = self.device_state or Heartbeat()
-        return {**self._decoder.counters(), "samples_lost": sum(g["n"] for g in self._stream.gaps),
-                "device_events": len(self.device_events),
-                "implausible_frames": self._stream.implausible + self._implausible_echoes,
-                "device_bad_frames": hb.bad_frames, "device_lost_frames": hb.lost_frames,
-                "device_bad_seq_frames": hb.bad_seq_frames}
+        return {
+            **self._decoder.counters(),
+            "samples_lost": sum(g["n"] for g in self._stream.gaps),
+            "device_events": len(self.device_events),
+            "implausible_frames": self._stream.implausible + self._implausible_echoes,
+            "device_bad_frames": hb.bad_frames,
+            "device_lost_frames": hb.lost_frames,
+            "device_bad_seq_frames": hb.bad_seq_frames,
+        }
 
     # --- commands ---------------------------------------------------------------------------------------
     def configure(self, sample_rate: float | None = None, channels: int = 4, block_samples: int | None = None) -> None:
@@ -192,9 +220,11 @@ class Rig:
         info.limits.check(vpp, period_ms, code, since)
         self._request_id += 1
         rid = self._request_id
-        echo = self._request(Stimulate(rid, vpp, int(round(period_ms * 1000)), code),
-                             lambda f, seq: f.type == MsgType.PULSE and f.msg.request_id == rid,
-                             timeout=period_ms / 1000 + self.timeout_s)
+        echo = self._request(
+            Stimulate(rid, vpp, int(round(period_ms * 1000)), code),
+            lambda f, seq: f.type == MsgType.PULSE and f.msg.request_id == rid,
+            timeout=period_ms / 1000 + self.timeout_s,
+        )
         self._last_pulse_host_s = time.monotonic()
         return pulse_from_echo(echo.msg)
 
@@ -206,8 +236,10 @@ class Rig:
             raise RigError("no stream: call configure() first")
         seconds = as_real("seconds", seconds)
         if not (math.isfinite(seconds) and 0 < round(seconds * self.fs_hz) <= len(self._stream.ring)):
-            raise ValueError(f"seconds={seconds!r}; allowed: at least one sample (1 / {self.fs_hz:g} s) and at most "
-                             f"the {self.buffer_s} s ring buffer")
+            raise ValueError(
+                f"seconds={seconds!r}; allowed: at least one sample (1 / {self.fs_hz:g} s) and at most "
+                f"the {self.buffer_s} s ring buffer"
+            )
         n = int(round(seconds * self.fs_hz))
         deadline = time.monotonic() + seconds + self.timeout_s
         with self._state:
@@ -218,9 +250,15 @@ class Rig:
                 self._wait(deadline, f"{seconds} s of data")
             counts, gaps = self._stream.window(start, n)
         t0, t1 = start / self.fs_hz, (start + n) / self.fs_hz
-        return Recording(counts * self._info().scale_uv_per_count, self.fs_hz, start,
-                         np.asarray(self._info().electrode_positions_mm[: self.n_channels]),
-                         [p for p in self.pulses if t0 <= p.t_start_s < t1], gaps, self.counters)
+        return Recording(
+            counts * self._info().scale_uv_per_count,
+            self.fs_hz,
+            start,
+            np.asarray(self._info().electrode_positions_mm[: self.n_channels]),
+            [p for p in self.pulses if t0 <= p.t_start_s < t1],
+            gaps,
+            self.counters,
+        )
 
     def read_since(self, start: int | None, max_n: int) -> tuple[int, np.ndarray]:
         """The raw samples received from absolute index ``start`` on, without waiting — at most the newest ``max_n``
@@ -242,8 +280,10 @@ class Rig:
             raise TypeError(f"folder must be a str or a path, got {type(folder).__name__} {folder!r}")
         path = (self.session_root / folder).resolve()
         if not path.is_relative_to(self.session_root):
-            raise ValueError(f"folder={os.fspath(folder)!r} resolves to {path}, outside the session root "
-                             f"{self.session_root}; allowed: a folder inside it (Rig(session_root=...) sets the root)")
+            raise ValueError(
+                f"folder={os.fspath(folder)!r} resolves to {path}, outside the session root "
+                f"{self.session_root}; allowed: a folder inside it (Rig(session_root=...) sets the root)"
+            )
         with self._state:
             if self._stream.ring is None:
                 raise RigError("no stream: call configure() before record()")
@@ -253,11 +293,15 @@ class Rig:
             while self._stream.end is None:
                 self._wait(deadline, "the first data block")
             start = self._stream.end
-            self._writer = SessionWriter(path, sample_rate_hz=self.fs_hz, n_channels=self.n_channels,
-                                         scale_uv_per_count=info.scale_uv_per_count,
-                                         electrode_positions_mm=info.electrode_positions_mm[: self.n_channels],
-                                         first_sample_index=start,
-                                         device_info={**info.__dict__, "limits": info.limits.to_dict(), "url": self.url})
+            self._writer = SessionWriter(
+                path,
+                sample_rate_hz=self.fs_hz,
+                n_channels=self.n_channels,
+                scale_uv_per_count=info.scale_uv_per_count,
+                electrode_positions_mm=info.electrode_positions_mm[: self.n_channels],
+                first_sample_index=start,
+                device_info={**info.__dict__, "limits": info.limits.to_dict(), "url": self.url},
+            )
         try:
             yield self._writer
         finally:
@@ -319,7 +363,7 @@ class Rig:
             except (serial.SerialException, OSError) as e:
                 watchdog_ms = self.info.limits.watchdog_ms if self.info is not None else SafetyLimits().watchdog_ms
                 outcome = f"STOP could not be sent ({e}); the device's watchdog disarms it within {watchdog_ms:g} ms"
-            self._failure = f"rig failed: {cause}; {outcome}"   # from here on _send sends nothing: no heartbeats
+            self._failure = f"rig failed: {cause}; {outcome}"  # from here on _send sends nothing: no heartbeats
         with self._state:
             writer, self._writer = self._writer, None
             for _, future in self._waiters:
@@ -330,23 +374,25 @@ class Rig:
             try:
                 writer.close(self.counters)
             except OSError:
-                pass                               # already part of the failure (e.g. the disk is still full)
+                pass  # already part of the failure (e.g. the disk is still full)
 
     def _request(self, msg, match: Callable[[Frame, int], bool], timeout: float | None = None) -> Frame:
         """Send ``msg`` and wait for the frame that ``match``es it, or for an ERROR that refers to it."""
         future: Future = Future()
 
-        def register(seq: int) -> None:             # before sending: the answer can be fast
+        def register(seq: int) -> None:  # before sending: the answer can be fast
             with self._state:
                 self._waiters.append(
-                    (lambda f: match(f, seq) or (f.type == MsgType.ERROR and f.msg.ref_seq == seq), future))
+                    (lambda f: match(f, seq) or (f.type == MsgType.ERROR and f.msg.ref_seq == seq), future)
+                )
 
         try:
             self._send(msg, before_write=register)
             frame = future.result(timeout or self.timeout_s)
         except TimeoutError:
-            raise RigError(f"no answer to {msg.TYPE.name} within {timeout or self.timeout_s} s "
-                           f"(link counters: {self.counters})") from None
+            raise RigError(
+                f"no answer to {msg.TYPE.name} within {timeout or self.timeout_s} s (link counters: {self.counters})"
+            ) from None
         finally:
             with self._state:
                 self._waiters = [(p, f) for p, f in self._waiters if f is not future]
@@ -365,7 +411,7 @@ class Rig:
                 self._send(Heartbeat())
                 self._closing.wait(self.heartbeat_s)
         except RigError:
-            return                                   # the rig has failed (see _fail): heartbeats stop
+            return  # the rig has failed (see _fail): heartbeats stop
         except Exception as e:
             self._fail(f"heartbeat thread: {type(e).__name__}: {e}")
 
@@ -420,12 +466,16 @@ class Rig:
         self.device_state = state
 
     def _on_error(self, error: Error) -> None:
-        if error.ref_seq == 0:                       # spontaneous (the watchdog); a refusal answers its request
+        if error.ref_seq == 0:  # spontaneous (the watchdog); a refusal answers its request
             self.device_events.append(error)
 
     #: message type -> what the reader does with it (under the state lock); INFO and ACK only answer requests
-    HANDLERS = {MsgType.DATA: _on_data, MsgType.PULSE: _on_pulse, MsgType.HEARTBEAT: _on_heartbeat,
-                MsgType.ERROR: _on_error}
+    HANDLERS = {
+        MsgType.DATA: _on_data,
+        MsgType.PULSE: _on_pulse,
+        MsgType.HEARTBEAT: _on_heartbeat,
+        MsgType.ERROR: _on_error,
+    }
 
     def _record(self, write, *args) -> None:
         """Hand data to the session writer; its failure (e.g. a full disk) becomes the rig's, see _reader."""

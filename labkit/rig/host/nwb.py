@@ -69,29 +69,42 @@ from pynwb.file import Subject
 from pynwb.image import ImageSeries
 
 from labkit.rig.host.recording import Pulse, SessionError, load_session
-from labkit.rig.host.search_log import FILE_NAME as SEARCH_FILE, TRIAL_COLUMNS, load_search_trials
+from labkit.rig.host.search_log import FILE_NAME as SEARCH_FILE
+from labkit.rig.host.search_log import TRIAL_COLUMNS, load_search_trials
 
 __all__ = ["STIM_SAMPLES_PER_CYCLE", "session_to_nwb", "validate_nwb"]
 
-STIM_SAMPLES_PER_CYCLE = 64   # samples of the reconstructed stimulus per sine cycle (plus the closing 0 V sample)
+STIM_SAMPLES_PER_CYCLE = 64  # samples of the reconstructed stimulus per sine cycle (plus the closing 0 V sample)
 
-PULSE_COLUMNS = {   # field of the pulse echo → (dtype, column description)
+PULSE_COLUMNS = {  # field of the pulse echo → (dtype, column description)
     "request_id": (np.int64, "the host's request id this pulse answers"),
     "t_start_s": (np.float64, "pulse onset on the device clock, s (same as start_time)"),
     "vpp_requested": (np.float64, "peak-to-peak voltage requested by the host, V"),
     "vpp_measured": (np.float64, "peak-to-peak voltage the device measured on its output, V"),
     "period_ms_requested": (np.float64, "sine period requested by the host, ms"),
-    "period_ms_measured": (np.float64, "sine period the device measured, ms; for an aborted pulse the duration "
-                                       "delivered before the abort (stop_time - start_time)"),
+    "period_ms_measured": (
+        np.float64,
+        "sine period the device measured, ms; for an aborted pulse the duration "
+        "delivered before the abort (stop_time - start_time)",
+    ),
     "waveform": (str, "waveform name; 'bipolar_sine' = one sine cycle, charge-balanced by construction"),
-    "aborted": (bool, "True when the pulse was cut short by STOP, DISARM or the watchdog: only the part up to the "
-                      "abort was delivered (then not charge-balanced)"),
+    "aborted": (
+        bool,
+        "True when the pulse was cut short by STOP, DISARM or the watchdog: only the part up to the "
+        "abort was delivered (then not charge-balanced)",
+    ),
 }
 
 
-def session_to_nwb(session_dir: Path, nwb_path: Path, *, motion: dict[str, Any] | None = None,
-                   video: dict[str, Any] | None = None, subject: dict[str, Any] | None = None,
-                   session_description: str | None = None) -> Path:
+def session_to_nwb(
+    session_dir: Path,
+    nwb_path: Path,
+    *,
+    motion: dict[str, Any] | None = None,
+    video: dict[str, Any] | None = None,
+    subject: dict[str, Any] | None = None,
+    session_description: str | None = None,
+) -> Path:
     """Write the session in ``session_dir`` to a new NWB file at ``nwb_path`` and return that path.
 
     ``motion``: dict(frame_times_s=(n_frames,), values=(n_frames, n_zones), zone_positions_mm=(n_zones,),
@@ -119,9 +132,17 @@ def session_to_nwb(session_dir: Path, nwb_path: Path, *, motion: dict[str, Any] 
         session_start_time=datetime.fromisoformat(meta["start_time_utc"]),
         session_id=Path(session_dir).name,
         notes=_notes(meta, rec.counters, device_info),
-        subject=Subject(**({"species": "Lumbricus terrestris", "subject_id": "worm-1", "sex": "O",
-                            "description": "simulated" if simulated else "earthworm (hermaphrodite)"}
-                           | (subject or {}))),
+        subject=Subject(
+            **(
+                {
+                    "species": "Lumbricus terrestris",
+                    "subject_id": "worm-1",
+                    "sex": "O",
+                    "description": "simulated" if simulated else "earthworm (hermaphrodite)",
+                }
+                | (subject or {})
+            )
+        ),
     )
     _add_recording(nwbfile, meta, rec.electrode_positions_mm, device_info)
     _add_stimulus(nwbfile, pulses)
@@ -132,9 +153,16 @@ def session_to_nwb(session_dir: Path, nwb_path: Path, *, motion: dict[str, Any] 
         _add_motion(nwbfile, *motion_parts)
     if video_parts is not None:
         rel_file, frame_times = video_parts
-        nwbfile.add_acquisition(ImageSeries(
-            name="video", external_file=[rel_file], format="external", starting_frame=[0], timestamps=frame_times,
-            description="video of the raceway; frame times on the device clock; file path relative to this file"))
+        nwbfile.add_acquisition(
+            ImageSeries(
+                name="video",
+                external_file=[rel_file],
+                format="external",
+                starting_frame=[0],
+                timestamps=frame_times,
+                description="video of the raceway; frame times on the device clock; file path relative to this file",
+            )
+        )
 
     nwb_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = nwb_path.parent / f".{nwb_path.stem}.{uuid.uuid4().hex}.partial.nwb"  # hidden; pynwb wants .nwb
@@ -159,8 +187,10 @@ def validate_nwb(nwb_path: Path) -> list[str]:
 
 
 def _default_description(n_pairs: int, simulated: bool) -> str:
-    return (f"{'Simulated e' if simulated else 'E'}arthworm on a raceway: {n_pairs} differential recording pairs along "
-            "the body, bipolar sine stimulus pulses through 2 electrodes under the head.")
+    return (
+        f"{'Simulated e' if simulated else 'E'}arthworm on a raceway: {n_pairs} differential recording pairs along "
+        "the body, bipolar sine stimulus pulses through 2 electrodes under the head."
+    )
 
 
 def _notes(meta: dict[str, Any], counters: dict[str, int], device_info: dict[str, Any]) -> str:
@@ -170,63 +200,84 @@ def _notes(meta: dict[str, Any], counters: dict[str, int], device_info: dict[str
         state = f"stopped by a write error ({meta['write_error']}); data up to the last successful write"
     else:
         state = "interrupted: no closed.json, so no counters; data up to the last flush"
-    summary = {"closed_cleanly": meta["closed_cleanly"], "counters": counters, "device_info": device_info,
-               "session_format": meta["format"]}
+    summary = {
+        "closed_cleanly": meta["closed_cleanly"],
+        "counters": counters,
+        "device_info": device_info,
+        "session_format": meta["format"],
+    }
     if meta["write_error"]:
         summary["write_error"] = meta["write_error"]
-    skipped = "".join(f" Skipped unreadable {name} line {', '.join(map(str, numbers))}."
-                      for name, numbers in meta["skipped_lines"].items())
+    skipped = "".join(
+        f" Skipped unreadable {name} line {', '.join(map(str, numbers))}."
+        for name, numbers in meta["skipped_lines"].items()
+    )
     if skipped:
         summary["skipped_lines"] = meta["skipped_lines"]
     return f"Rig session {state}.{skipped} Converted by labkit.rig.host.nwb.\n{json.dumps(summary, sort_keys=True)}"
 
 
-def _add_recording(nwbfile: NWBFile, meta: dict[str, Any], positions_mm: np.ndarray,
-                   device_info: dict[str, Any]) -> None:
+def _add_recording(
+    nwbfile: NWBFile, meta: dict[str, Any], positions_mm: np.ndarray, device_info: dict[str, Any]
+) -> None:
     device = nwbfile.create_device(
-        name="raceway", description="earthworm raceway: differential recording pairs along the body, 2 stimulating "
-                                    f"electrodes under the head; device info {json.dumps(device_info, sort_keys=True)}")
+        name="raceway",
+        description="earthworm raceway: differential recording pairs along the body, 2 stimulating "
+        f"electrodes under the head; device info {json.dumps(device_info, sort_keys=True)}",
+    )
     group = nwbfile.create_electrode_group(
-        name="recording_pairs", device=device, location="skin over the ventral nerve cord, along the body",
+        name="recording_pairs",
+        device=device,
+        location="skin over the ventral nerve cord, along the body",
         description="one virtual electrode per differential pair; position = the pair's centre, mm from the "
-                    "stimulation site (posterior)")
+        "stimulation site (posterior)",
+    )
     nwbfile.add_electrode_column(name="position_mm", description="centre of the pair, mm from the stimulation site")
     nwbfile.add_electrode_column(name="pair", description="name of the differential pair (P1 nearest the head)")
     for i, pos in enumerate(positions_mm):
         name = f"P{i + 1}"
-        nwbfile.add_electrode(group=group, location=f"skin over the ventral nerve cord, {pos:g} mm from the "
-                                                    "stimulation site", x=float(pos) * 1000.0,
-                              position_mm=float(pos), pair=name,
-                              reference=f"{name}-: the pair's other electrode (differential recording)")
+        nwbfile.add_electrode(
+            group=group,
+            location=f"skin over the ventral nerve cord, {pos:g} mm from the stimulation site",
+            x=float(pos) * 1000.0,
+            position_mm=float(pos),
+            pair=name,
+            reference=f"{name}-: the pair's other electrode (differential recording)",
+        )
     counts = meta["counts"]
     rate = float(meta["sample_rate_hz"])
-    nwbfile.add_acquisition(ElectricalSeries(
-        name="recording",
-        data=H5DataIO(counts, compression="gzip", shuffle=True) if len(counts) else counts,
-        electrodes=nwbfile.create_electrode_table_region(list(range(len(positions_mm))), "all differential pairs"),
-        conversion=float(meta["scale_uv_per_count"]) * 1e-6,
-        rate=rate,
-        starting_time=meta["first_sample_index"] / rate,
-        description="raw int16 ADC counts of each differential pair (multiply by conversion for volts); times on "
-                    "the device clock: t = device sample index / rate; samples lost in transit are 0 and listed "
-                    "in invalid_times"))
+    nwbfile.add_acquisition(
+        ElectricalSeries(
+            name="recording",
+            data=H5DataIO(counts, compression="gzip", shuffle=True) if len(counts) else counts,
+            electrodes=nwbfile.create_electrode_table_region(list(range(len(positions_mm))), "all differential pairs"),
+            conversion=float(meta["scale_uv_per_count"]) * 1e-6,
+            rate=rate,
+            starting_time=meta["first_sample_index"] / rate,
+            description="raw int16 ADC counts of each differential pair (multiply by conversion for volts); times on "
+            "the device clock: t = device sample index / rate; samples lost in transit are 0 and listed "
+            "in invalid_times",
+        )
+    )
 
 
 def _check_waveforms(path: Path, pulses: list[Pulse]) -> None:
     for p in pulses:
         if p.waveform != "bipolar_sine":
-            raise SessionError(f"{path}: pulse request_id={p.request_id} has waveform {p.waveform!r}; only "
-                               "'bipolar_sine' can be reconstructed in NWB")
+            raise SessionError(
+                f"{path}: pulse request_id={p.request_id} has waveform {p.waveform!r}; only "
+                "'bipolar_sine' can be reconstructed in NWB"
+            )
 
 
 def _pulse_samples(p: Pulse) -> tuple[np.ndarray, np.ndarray]:
     """Timestamps and volts reconstructing one delivered pulse (see the module docstring)."""
-    if p.period_ms_measured == 0:                    # aborted at its start: nothing delivered
+    if p.period_ms_measured == 0:  # aborted at its start: nothing delivered
         return np.array([p.t_start_s]), np.zeros(1)
     phase = np.arange(STIM_SAMPLES_PER_CYCLE + 1) / STIM_SAMPLES_PER_CYCLE
-    cycles = p.period_ms_measured / p.period_ms_requested if p.aborted else 1.0   # of the sine delivered
+    cycles = p.period_ms_measured / p.period_ms_requested if p.aborted else 1.0  # of the sine delivered
     volts = p.vpp_measured / 2 * np.sin(2 * np.pi * phase * cycles)
-    volts[-1] = 0.0                                  # sin(2π) is not exactly 0 in floating point; abort: 0 V
+    volts[-1] = 0.0  # sin(2π) is not exactly 0 in floating point; abort: 0 V
     return p.t_start_s + phase * p.period_ms_measured / 1000, volts
 
 
@@ -236,37 +287,53 @@ def _add_stimulus(nwbfile: NWBFile, pulses: list[Pulse]) -> None:
     volts = np.concatenate([v for _, v in samples]) if pulses else np.zeros(0)
     per_pulse = STIM_SAMPLES_PER_CYCLE + 1
     stim = TimeSeries(
-        name="stimulus_voltage", data=volts.astype(np.float32), timestamps=times, unit="volts",
+        name="stimulus_voltage",
+        data=volts.astype(np.float32),
+        timestamps=times,
+        unit="volts",
         description=f"delivered stimulus voltage reconstructed from the device's echo (measured Vpp and period): one "
-                    f"cycle of (Vpp/2)*sin(2*pi*(t - t_start)/T) per pulse, positive phase first, sampled only during "
-                    f"pulses ({per_pulse} samples per pulse, both ends 0 V); 0 V between pulses; device clock. An "
-                    f"aborted pulse (delivered_pulses.aborted) shows only what was delivered: its {per_pulse} samples "
-                    f"span the delivered duration d (period_ms_measured) of the sine with the requested period "
-                    f"(period_ms_requested), then 0 V at t_start + d (the drop spans the last sample interval); "
-                    f"a pulse aborted at its start is one 0 V sample")
+        f"cycle of (Vpp/2)*sin(2*pi*(t - t_start)/T) per pulse, positive phase first, sampled only during "
+        f"pulses ({per_pulse} samples per pulse, both ends 0 V); 0 V between pulses; device clock. An "
+        f"aborted pulse (delivered_pulses.aborted) shows only what was delivered: its {per_pulse} samples "
+        f"span the delivered duration d (period_ms_measured) of the sine with the requested period "
+        f"(period_ms_requested), then 0 V at t_start + d (the drop spans the last sample interval); "
+        f"a pulse aborted at its start is one 0 V sample",
+    )
     nwbfile.add_stimulus(stim)
-    table = TimeIntervals(name="delivered_pulses", description="stimulus pulses as the device delivered and measured "
-                                                               "them (pulses.jsonl); stop = start + the duration "
-                                                               "delivered (period_ms_measured); aborted = cut short")
+    table = TimeIntervals(
+        name="delivered_pulses",
+        description="stimulus pulses as the device delivered and measured "
+        "them (pulses.jsonl); stop = start + the duration "
+        "delivered (period_ms_measured); aborted = cut short",
+    )
     idx_start = 0
     for p, (t, _) in zip(pulses, samples):
-        table.add_row(start_time=p.t_start_s, stop_time=p.t_start_s + p.period_ms_measured / 1000,
-                      timeseries=[TimeSeriesReference(idx_start, len(t), stim)])
+        table.add_row(
+            start_time=p.t_start_s,
+            stop_time=p.t_start_s + p.period_ms_measured / 1000,
+            timeseries=[TimeSeriesReference(idx_start, len(t), stim)],
+        )
         idx_start += len(t)
-    for name, (dtype, doc) in PULSE_COLUMNS.items():   # typed arrays: a table with no pulses still gets its columns
+    for name, (dtype, doc) in PULSE_COLUMNS.items():  # typed arrays: a table with no pulses still gets its columns
         table.add_column(name=name, description=doc, data=np.array([getattr(p, name) for p in pulses], dtype=dtype))
     nwbfile.add_time_intervals(table)
 
 
 def _add_search_trials(nwbfile: NWBFile, trials: list[dict[str, Any]]) -> None:
-    table = TimeIntervals(name="trials", description="the closed-loop search's trials (Auto-map, search_trials."
-                                                     "jsonl): start = pulse onset, stop = end of the response window "
-                                                     "classified; the state of the search right after each trial")
+    table = TimeIntervals(
+        name="trials",
+        description="the closed-loop search's trials (Auto-map, search_trials."
+        "jsonl): start = pulse onset, stop = end of the response window "
+        "classified; the state of the search right after each trial",
+    )
     for t in trials:
         table.add_row(start_time=t["t_start_s"], stop_time=t["t_stop_s"], id=t["trial"])
     for name, (_, dtype, doc) in TRIAL_COLUMNS.items():
-        table.add_column(name=name, description=doc,
-                         data=np.array([np.nan if t[name] is None else t[name] for t in trials], dtype=dtype))
+        table.add_column(
+            name=name,
+            description=doc,
+            data=np.array([np.nan if t[name] is None else t[name] for t in trials], dtype=dtype),
+        )
     nwbfile.trials = table
 
 
@@ -277,8 +344,13 @@ def _add_gaps(nwbfile: NWBFile, gaps: list[dict[str, int]], rate: float) -> None
     nwbfile.add_invalid_times_column(name="n_samples", description="samples lost in transit (stored as 0)")
     for g in gaps:
         start, n = g["start_index"], g["n"]
-        nwbfile.add_invalid_time_interval(start_time=start / rate, stop_time=(start + n) / rate,
-                                          tags=["lost_in_transit"], start_index=start, n_samples=n)
+        nwbfile.add_invalid_time_interval(
+            start_time=start / rate,
+            stop_time=(start + n) / rate,
+            tags=["lost_in_transit"],
+            start_index=start,
+            n_samples=n,
+        )
 
 
 def _motion_arrays(motion: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, str]:
@@ -291,20 +363,37 @@ def _motion_arrays(motion: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.n
     if times.ndim != 1 or np.any(np.diff(times) <= 0):
         raise ValueError("motion frame_times_s must be a 1-D strictly increasing array")
     if values.ndim != 2 or values.shape != (len(times), len(zones)):
-        raise ValueError(f"motion values must have shape (n_frames, n_zones) = ({len(times)}, {len(zones)}), "
-                         f"got {values.shape}")
+        raise ValueError(
+            f"motion values must have shape (n_frames, n_zones) = ({len(times)}, {len(zones)}), got {values.shape}"
+        )
     return times, values, zones, str(motion["description"]), str(motion.get("unit", "a.u."))
 
 
-def _add_motion(nwbfile: NWBFile, times: np.ndarray, values: np.ndarray, zones: np.ndarray, description: str,
-                unit: str) -> None:
+def _add_motion(
+    nwbfile: NWBFile, times: np.ndarray, values: np.ndarray, zones: np.ndarray, description: str, unit: str
+) -> None:
     module = nwbfile.create_processing_module(name="behavior", description="segment motion measured from video")
-    module.add(BehavioralTimeSeries(time_series=TimeSeries(
-        name="segment_motion", data=values, timestamps=times, unit=unit,
-        description=f"{description} (column j = zone j of segment_motion_zones; frame times on the device clock)")))
-    module.add(DynamicTable(name="segment_motion_zones", description="zones of segment_motion, one row per column",
-                            columns=[VectorData(name="position_mm", data=zones,
-                                                description="zone centre, mm from the stimulation site")]))
+    module.add(
+        BehavioralTimeSeries(
+            time_series=TimeSeries(
+                name="segment_motion",
+                data=values,
+                timestamps=times,
+                unit=unit,
+                description=f"{description} (column j = zone j of segment_motion_zones; frame times on the device "
+                "clock)",
+            )
+        )
+    )
+    module.add(
+        DynamicTable(
+            name="segment_motion_zones",
+            description="zones of segment_motion, one row per column",
+            columns=[
+                VectorData(name="position_mm", data=zones, description="zone centre, mm from the stimulation site")
+            ],
+        )
+    )
 
 
 def _video_parts(video: dict[str, Any], nwb_dir: Path) -> tuple[str, np.ndarray]:

@@ -33,11 +33,12 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -76,10 +77,10 @@ class Pulse:
 class Recording:
     """A stretch of recorded data: samples in µV, one column per differential pair, ordered by position."""
 
-    samples_uv: np.ndarray                 # (n_samples, n_channels) float
+    samples_uv: np.ndarray  # (n_samples, n_channels) float
     sample_rate_hz: float
-    first_sample_index: int                # device sample counter of row 0 (t = index / fs, device clock)
-    electrode_positions_mm: np.ndarray     # (n_channels,) distance of each pair's centre from the stimulation site
+    first_sample_index: int  # device sample counter of row 0 (t = index / fs, device clock)
+    electrode_positions_mm: np.ndarray  # (n_channels,) distance of each pair's centre from the stimulation site
     pulses: list[Pulse] = field(default_factory=list)
     gaps: list[dict[str, int]] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
@@ -143,9 +144,18 @@ class _AppendFile:
 class SessionWriter:
     """Streams blocks and pulses of one acquisition into a session folder (see the module docstring)."""
 
-    def __init__(self, folder: Path, *, sample_rate_hz: float, n_channels: int, scale_uv_per_count: float,
-                 electrode_positions_mm, first_sample_index: int, device_info: dict[str, Any] | None = None,
-                 flush_interval_s: float = 0.1):
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        sample_rate_hz: float,
+        n_channels: int,
+        scale_uv_per_count: float,
+        electrode_positions_mm,
+        first_sample_index: int,
+        device_info: dict[str, Any] | None = None,
+        flush_interval_s: float = 0.1,
+    ):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         meta_path = self.folder / "session.json"
@@ -154,18 +164,24 @@ class SessionWriter:
         self.n_channels = n_channels
         self.next_index = first_sample_index
         self.flush_interval_s = flush_interval_s
-        meta = {"format": FORMAT, "sample_rate_hz": sample_rate_hz, "n_channels": n_channels,
-                "scale_uv_per_count": scale_uv_per_count, "first_sample_index": first_sample_index,
-                "electrode_positions_mm": [float(x) for x in electrode_positions_mm],
-                "device_info": device_info or {}, "start_time_utc": datetime.now(timezone.utc).isoformat()}
-        _check_session_meta(meta_path, meta)          # never write a session that load_session would refuse
+        meta = {
+            "format": FORMAT,
+            "sample_rate_hz": sample_rate_hz,
+            "n_channels": n_channels,
+            "scale_uv_per_count": scale_uv_per_count,
+            "first_sample_index": first_sample_index,
+            "electrode_positions_mm": [float(x) for x in electrode_positions_mm],
+            "device_info": device_info or {},
+            "start_time_utc": datetime.now(UTC).isoformat(),
+        }
+        _check_session_meta(meta_path, meta)  # never write a session that load_session would refuse
         with _naming(meta_path):
             atomic_write_text(meta_path, json.dumps(meta, indent=2))
         self._samples = _AppendFile(self.folder / "samples.i16", "ab")
         self._pulses = _AppendFile(self.folder / "pulses.jsonl", "a")
         self._gaps = _AppendFile(self.folder / "gaps.jsonl", "a")
         self._last_flush = time.monotonic()
-        self.write_error: OSError | None = None       # the first failed write; nothing is appended after it
+        self.write_error: OSError | None = None  # the first failed write; nothing is appended after it
         self.closed = False
 
     def write_block(self, first_index: int, counts: np.ndarray) -> None:
@@ -183,7 +199,7 @@ class SessionWriter:
             if first_index > self.next_index:
                 missing = first_index - self.next_index
                 self._samples.write(np.zeros((missing, self.n_channels), "<i2").tobytes())
-                self._samples.sync()                  # the zeros are on disk before the line that describes them
+                self._samples.sync()  # the zeros are on disk before the line that describes them
                 self._gaps.write(json.dumps({"start_index": self.next_index, "n": missing}) + "\n")
             self._samples.write(counts.tobytes())
             self.next_index = first_index + len(counts)
@@ -220,7 +236,7 @@ class SessionWriter:
         try:
             with _naming(closed_path):
                 atomic_write_text(closed_path, json.dumps(record, indent=2))
-        except OSError as e:                          # the folder then reads as an interrupted session
+        except OSError as e:  # the folder then reads as an interrupted session
             self.write_error = self.write_error or e
         if self.write_error is not already_raised:
             raise self.write_error
@@ -246,7 +262,7 @@ class SessionWriter:
 
 # --- reading and checking ------------------------------------------------------------------------------------
 
-Rule = tuple[Callable[[Any], bool], str]    # a test of a value, and the allowed values in words
+Rule = tuple[Callable[[Any], bool], str]  # a test of a value, and the allowed values in words
 
 
 def _is_int(v: Any) -> bool:
@@ -271,15 +287,24 @@ COUNT: Rule = (lambda v: _is_int(v) and v >= 1, "an integer >= 1")
 INDEX: Rule = (lambda v: _is_int(v) and v >= 0, "an integer >= 0")
 
 SESSION_RULES: dict[str, Rule] = {
-    "sample_rate_hz": POSITIVE, "n_channels": COUNT, "scale_uv_per_count": POSITIVE, "first_sample_index": INDEX,
-    "electrode_positions_mm": (lambda v: isinstance(v, list) and all(map(_is_number, v)),
-                               "a list of finite numbers (mm)"),
+    "sample_rate_hz": POSITIVE,
+    "n_channels": COUNT,
+    "scale_uv_per_count": POSITIVE,
+    "first_sample_index": INDEX,
+    "electrode_positions_mm": (
+        lambda v: isinstance(v, list) and all(map(_is_number, v)),
+        "a list of finite numbers (mm)",
+    ),
     "start_time_utc": (_is_iso_time, "an ISO 8601 date-time string"),
     "device_info": (lambda v: isinstance(v, dict), "a JSON object"),
 }
 PULSE_RULES: dict[str, Rule] = {
-    "request_id": INDEX, "t_start_s": NON_NEGATIVE, "vpp_requested": NON_NEGATIVE, "vpp_measured": NON_NEGATIVE,
-    "period_ms_requested": POSITIVE, "period_ms_measured": NON_NEGATIVE,
+    "request_id": INDEX,
+    "t_start_s": NON_NEGATIVE,
+    "vpp_requested": NON_NEGATIVE,
+    "vpp_measured": NON_NEGATIVE,
+    "period_ms_requested": POSITIVE,
+    "period_ms_measured": NON_NEGATIVE,
     "waveform": (lambda v: v in WAVEFORMS, f"one of {WAVEFORMS}"),
     "aborted": (lambda v: isinstance(v, bool), "true or false"),
 }
@@ -308,11 +333,15 @@ def _check_session_meta(path: Path, meta: Any) -> dict[str, Any]:
     _check_object(str(path), meta, SESSION_RULES, optional=("device_info",), other_keys=True)
     positions, n_channels = meta["electrode_positions_mm"], meta["n_channels"]
     if len(positions) != n_channels:
-        raise SessionError(f"{path}: 'electrode_positions_mm' has {len(positions)} positions but 'n_channels' is "
-                           f"{n_channels}; it needs one position per channel")
+        raise SessionError(
+            f"{path}: 'electrode_positions_mm' has {len(positions)} positions but 'n_channels' is "
+            f"{n_channels}; it needs one position per channel"
+        )
     if any(b <= a for a, b in zip(positions, positions[1:])):
-        raise SessionError(f"{path}: 'electrode_positions_mm' must be strictly increasing (channels ordered by "
-                           f"position), got {positions}")
+        raise SessionError(
+            f"{path}: 'electrode_positions_mm' must be strictly increasing (channels ordered by "
+            f"position), got {positions}"
+        )
     return meta
 
 
@@ -335,7 +364,7 @@ def _read_jsonl(path: Path, crash_possible: bool) -> tuple[list[tuple[int, Any]]
         return [], []
     data = path.read_bytes()
     lines = data.split(b"\n")
-    if lines[-1] == b"":                             # after the last newline, or an empty file
+    if lines[-1] == b"":  # after the last newline, or an empty file
         lines.pop()
     rows, skipped = [], []
     for number, line in enumerate(lines, 1):
@@ -360,9 +389,11 @@ def _read_samples(path: Path, n_channels: int, closed_cleanly: bool) -> np.ndarr
     row = 2 * n_channels
     torn = len(raw) % row
     if torn and closed_cleanly:
-        raise SessionError(f"{path}: {len(raw)} bytes is not a whole number of {row}-byte rows (n_channels="
-                           f"{n_channels} int16 values); the session closed cleanly, so no row can be torn: "
-                           "'n_channels' in session.json is wrong or the file is damaged")
+        raise SessionError(
+            f"{path}: {len(raw)} bytes is not a whole number of {row}-byte rows (n_channels="
+            f"{n_channels} int16 values); the session closed cleanly, so no row can be torn: "
+            "'n_channels' in session.json is wrong or the file is damaged"
+        )
     return np.frombuffer(raw[: len(raw) - torn], dtype="<i2").reshape(-1, n_channels)
 
 
@@ -372,18 +403,22 @@ def _pulses(path: Path, rows: list[tuple[int, Any]]) -> list[Pulse]:
         where = f"{path}, line {number}"
         p = Pulse(**_check_object(where, obj, PULSE_RULES, optional=("waveform", "aborted")))
         if p.aborted and p.period_ms_measured > p.period_ms_requested:
-            raise SessionError(f"{where}: 'period_ms_measured' (the duration delivered before the abort) must be "
-                               f"between 0 and 'period_ms_requested' = {p.period_ms_requested}, "
-                               f"got {p.period_ms_measured}")
+            raise SessionError(
+                f"{where}: 'period_ms_measured' (the duration delivered before the abort) must be "
+                f"between 0 and 'period_ms_requested' = {p.period_ms_requested}, "
+                f"got {p.period_ms_measured}"
+            )
         if not p.aborted and p.period_ms_measured == 0:
             raise SessionError(f"{where}: 'period_ms_measured' must be > 0 for a pulse that was not aborted, got 0")
         numbered.append((number, p))
     in_time = sorted(numbered, key=lambda item: item[1].t_start_s)
     for (la, a), (lb, b) in zip(in_time, in_time[1:]):
         if b.t_start_s <= a.t_start_s + a.period_ms_measured / 1000:
-            raise SessionError(f"{path}: pulses request_id={a.request_id} (line {la}) and request_id={b.request_id} "
-                               f"(line {lb}) overlap in time ({a.t_start_s} s + {a.period_ms_measured} ms > "
-                               f"{b.t_start_s} s); each pulse must end before the next starts")
+            raise SessionError(
+                f"{path}: pulses request_id={a.request_id} (line {la}) and request_id={b.request_id} "
+                f"(line {lb}) overlap in time ({a.t_start_s} s + {a.period_ms_measured} ms > "
+                f"{b.t_start_s} s); each pulse must end before the next starts"
+            )
     return [p for _, p in numbered]
 
 
@@ -394,11 +429,14 @@ def _gaps(path: Path, rows: list[tuple[int, Any]], first: int, end: int) -> list
         gap = _check_object(where, obj, GAP_RULES)
         start, stop = gap["start_index"], gap["start_index"] + gap["n"]
         if start < first or stop > end:
-            raise SessionError(f"{where}: samples [{start}, {stop}) lie outside the recording [{first}, {end}) "
-                               "of samples.i16")
+            raise SessionError(
+                f"{where}: samples [{start}, {stop}) lie outside the recording [{first}, {end}) of samples.i16"
+            )
         if start < previous_end:
-            raise SessionError(f"{where}: samples [{start}, {stop}) overlap the previous gap or come before it; "
-                               "gaps must be in order and disjoint")
+            raise SessionError(
+                f"{where}: samples [{start}, {stop}) overlap the previous gap or come before it; "
+                "gaps must be in order and disjoint"
+            )
         gaps.append(gap)
         previous_end = stop
     return gaps
@@ -407,9 +445,15 @@ def _gaps(path: Path, rows: list[tuple[int, Any]], first: int, end: int) -> list
 def _closed_record(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
-    return _check_object(str(path), _read_json(path), {
-        "counters": (lambda v: isinstance(v, dict), "a JSON object"),
-        "write_error": (lambda v: isinstance(v, str), "a string")}, optional=("write_error",))
+    return _check_object(
+        str(path),
+        _read_json(path),
+        {
+            "counters": (lambda v: isinstance(v, dict), "a JSON object"),
+            "write_error": (lambda v: isinstance(v, str), "a string"),
+        },
+        optional=("write_error",),
+    )
 
 
 def load_session(folder: Path) -> tuple[Recording, dict[str, Any]]:

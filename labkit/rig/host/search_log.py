@@ -24,8 +24,17 @@ from typing import Any
 
 import numpy as np
 
-from labkit.rig.host.recording import (INDEX, NON_NEGATIVE, POSITIVE, Rule, SessionError, _AppendFile, _check_object,
-                                       _is_number, _read_jsonl)
+from labkit.rig.host.recording import (
+    INDEX,
+    NON_NEGATIVE,
+    POSITIVE,
+    Rule,
+    SessionError,
+    _AppendFile,
+    _check_object,
+    _is_number,
+    _read_jsonl,
+)
 
 __all__ = ["FILE_NAME", "FIBRES", "TRIAL_COLUMNS", "SearchTrialWriter", "load_search_trials"]
 
@@ -34,25 +43,45 @@ FIBRES = {"mgf": "medial giant fibre (MGF)", "lgf": "lateral giant fibres (LGF)"
 
 _FLAG: Rule = (lambda v: isinstance(v, bool), "true or false")
 _ESTIMATE: Rule = (lambda v: v is None or _is_number(v), "a finite number, or null while undefined")
-_ESTIMATES = {"rheobase_v": "rheobase Rb, V", "rheobase_se_v": "standard error of Rb, V",
-              "chronaxie_ms": "chronaxie c, ms", "chronaxie_se_ms": "standard error of c, ms"}
+_ESTIMATES = {
+    "rheobase_v": "rheobase Rb, V",
+    "rheobase_se_v": "standard error of Rb, V",
+    "chronaxie_ms": "chronaxie c, ms",
+    "chronaxie_se_ms": "standard error of c, ms",
+}
 
 #: column -> (rule of its JSON value, NWB dtype, description); the trial's number and times are not columns
 TRIAL_COLUMNS: dict[str, tuple[Rule, type, str]] = {
     "vpp_requested": (POSITIVE, np.float64, "peak-to-peak voltage the search chose (requested), V"),
     "period_ms_requested": (POSITIVE, np.float64, "sine period the search chose (requested), ms"),
-    "vpp_measured": (NON_NEGATIVE, np.float64, "peak-to-peak voltage the device measured it delivered (what the "
-                                               "model is fitted on), V"),
+    "vpp_measured": (
+        NON_NEGATIVE,
+        np.float64,
+        "peak-to-peak voltage the device measured it delivered (what the model is fitted on), V",
+    ),
     "period_ms_measured": (NON_NEGATIVE, np.float64, "sine period the device measured it delivered, ms"),
     "template": (_FLAG, bool, "True for a template pulse: sub-threshold, for the artefact template, not fitted"),
-    **{f"{fibre}_fired": (_FLAG, bool, f"the {name} fired, as classified right after this trial")
-       for fibre, name in FIBRES.items()},
-    **{f"{fibre}_{key}": (_ESTIMATE, np.float64, f"the {name}'s {what} after this trial (strength-duration model "
-                                                 "fitted on the trials so far; NaN while undefined)")
-       for fibre, name in FIBRES.items() for key, what in _ESTIMATES.items()},
+    **{
+        f"{fibre}_fired": (_FLAG, bool, f"the {name} fired, as classified right after this trial")
+        for fibre, name in FIBRES.items()
+    },
+    **{
+        f"{fibre}_{key}": (
+            _ESTIMATE,
+            np.float64,
+            f"the {name}'s {what} after this trial (strength-duration model "
+            "fitted on the trials so far; NaN while undefined)",
+        )
+        for fibre, name in FIBRES.items()
+        for key, what in _ESTIMATES.items()
+    },
 }
-_RULES: dict[str, Rule] = {"trial": INDEX, "t_start_s": NON_NEGATIVE, "t_stop_s": NON_NEGATIVE,
-                           **{name: rule for name, (rule, _, _) in TRIAL_COLUMNS.items()}}
+_RULES: dict[str, Rule] = {
+    "trial": INDEX,
+    "t_start_s": NON_NEGATIVE,
+    "t_stop_s": NON_NEGATIVE,
+    **{name: rule for name, (rule, _, _) in TRIAL_COLUMNS.items()},
+}
 
 
 class SearchTrialWriter:
@@ -88,11 +117,13 @@ def load_search_trials(folder, crash_possible: bool) -> tuple[list[dict[str, Any
         where = f"{path}, line {number}"
         trial = _check_object(where, obj, _RULES)
         if trial["trial"] <= previous:
-            raise SessionError(f"{where}: 'trial' must increase from line to line, got {trial['trial']} after "
-                               f"{previous}")
+            raise SessionError(
+                f"{where}: 'trial' must increase from line to line, got {trial['trial']} after {previous}"
+            )
         if trial["t_stop_s"] <= trial["t_start_s"]:
-            raise SessionError(f"{where}: 't_stop_s' must be after 't_start_s' = {trial['t_start_s']}, "
-                               f"got {trial['t_stop_s']}")
+            raise SessionError(
+                f"{where}: 't_stop_s' must be after 't_start_s' = {trial['t_start_s']}, got {trial['t_stop_s']}"
+            )
         trials.append(trial)
         previous = trial["trial"]
     return trials, skipped

@@ -19,12 +19,12 @@ class SampleStream:
     """The samples received since the last :meth:`restart`, plus the gaps and implausible blocks of every stream."""
 
     def __init__(self):
-        self.ring: np.ndarray | None = None   # (n_samples, n_channels) int16 counts; None before the first restart
-        self.end: int | None = None           # absolute index of the next sample expected
-        self.first = 0                        # absolute index of the first sample stored since restart()
+        self.ring: np.ndarray | None = None  # (n_samples, n_channels) int16 counts; None before the first restart
+        self.end: int | None = None  # absolute index of the next sample expected
+        self.first = 0  # absolute index of the first sample stored since restart()
         self.gaps: list[dict[str, int]] = []  # {"start_index", "n"} of each run of samples lost in transit
-        self.implausible = 0                  # blocks dropped because the stream never continued them
-        self._held: DataBlock | None = None   # a block that does not continue the stream, until the next one does
+        self.implausible = 0  # blocks dropped because the stream never continued them
+        self._held: DataBlock | None = None  # a block that does not continue the stream, until the next one does
 
     def restart(self, n_samples: int, n_channels: int) -> None:
         """A new, empty stream (after a configure): ``n_samples`` rows of ring buffer, ``n_channels`` columns."""
@@ -40,8 +40,11 @@ class SampleStream:
         if self.end is not None and block.first_sample == self.end:
             self.implausible += int(held is not None)
             stored = [block]
-        elif (held is not None and block.first_sample == held.first_sample + len(held.counts)
-              and (self.end is None or held.first_sample > self.end)):
+        elif (
+            held is not None
+            and block.first_sample == held.first_sample + len(held.counts)
+            and (self.end is None or held.first_sample > self.end)
+        ):
             stored = [held, block]
         else:
             self.implausible += int(held is not None)

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import tty
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import parse_qsl, urlsplit
 
 from labkit.rig.firmware.device import BLOCK_SAMPLES, Device
@@ -34,7 +34,7 @@ from labkit.rig.simulator.worm import FS_HZ, Earthworm
 
 __all__ = ["SCHEME", "SimulatedRig", "parse_query", "simulated_worm", "worm_from_url", "serve_pty", "main"]
 
-SCHEME = "rigsim"                # the simulator's URL scheme: rigsim://?key=value&...
+SCHEME = "rigsim"  # the simulator's URL scheme: rigsim://?key=value&...
 
 
 def _literal(text: str):
@@ -74,8 +74,14 @@ def worm_from_url(url: str) -> Earthworm:
 class SimulatedRig:
     """Device + earthworm on a background thread, paced in real time; thread-safe ``write`` and ``read``."""
 
-    def __init__(self, seed: int = 0, fs_hz: float = FS_HZ, block_samples: int = BLOCK_SAMPLES,
-                 max_backlog_bytes: int = 4_000_000, **worm_params):
+    def __init__(
+        self,
+        seed: int = 0,
+        fs_hz: float = FS_HZ,
+        block_samples: int = BLOCK_SAMPLES,
+        max_backlog_bytes: int = 4_000_000,
+        **worm_params,
+    ):
         self.worm = simulated_worm(seed, fs_hz, **worm_params)
         self.device = Device(self.worm, block_samples=int(block_samples))
         self.max_backlog_bytes = max_backlog_bytes
@@ -113,7 +119,7 @@ class SimulatedRig:
                 with self._cond:
                     self._out += out
                     excess = len(self._out) - self.max_backlog_bytes
-                    if excess > 0:                       # drop whole frames from the front
+                    if excess > 0:  # drop whole frames from the front
                         cut = self._out.index(b"\x00", excess) + 1 if b"\x00" in self._out[excess:] else len(self._out)
                         del self._out[:cut]
                         self.dropped_bytes += cut
@@ -163,7 +169,7 @@ class SimulatedRig:
     def camera(self, **kwargs):
         """The simulated camera on this rig's worm as a live stream (labkit.rig.simulator.video.Camera.of; keywords
         ``fps``, ``size``)."""
-        from labkit.rig.simulator.video import Camera          # OpenCV only when a camera is wanted
+        from labkit.rig.simulator.video import Camera  # OpenCV only when a camera is wanted
 
         return Camera.of(self.worm, **kwargs)
 
@@ -180,7 +186,7 @@ class SimulatedRig:
 def serve_pty(sim: SimulatedRig, ready=print, stop: threading.Event | None = None) -> None:
     """Shuttle bytes between a new pseudo-terminal and ``sim`` until ``stop`` is set (or forever)."""
     master, slave = pty.openpty()
-    tty.setraw(slave)                 # raw bytes, no echo, no line discipline
+    tty.setraw(slave)  # raw bytes, no echo, no line discipline
     os.set_blocking(master, False)
     ready(os.ttyname(slave))
     pending = b""
@@ -196,11 +202,11 @@ def serve_pty(sim: SimulatedRig, ready=print, stop: threading.Event | None = Non
             pending += sim.read(1 << 20, timeout=0)
             if pending:
                 try:
-                    pending = pending[os.write(master, pending):]
+                    pending = pending[os.write(master, pending) :]
                 except BlockingIOError:
-                    pass                       # the host is not reading: the simulator's backlog cap applies
+                    pass  # the host is not reading: the simulator's backlog cap applies
                 except OSError:
-                    pending = b""              # no host has the port open (EIO): lost, as on a real serial line
+                    pending = b""  # no host has the port open (EIO): lost, as on a real serial line
     finally:
         os.close(master)
         os.close(slave)

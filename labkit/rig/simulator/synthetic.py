@@ -13,7 +13,7 @@ import numpy as np
 __all__ = ["FS", "POS", "artefact_shape", "biphasic", "record"]
 
 FS = 30000.0
-POS = np.array([30.0, 45.0, 60.0, 75.0])      # pair positions, mm from the stimulation site
+POS = np.array([30.0, 45.0, 60.0, 75.0])  # pair positions, mm from the stimulation site
 
 
 def artefact_shape(t_ms, tau_ms, ring_khz=3.0):
@@ -21,8 +21,11 @@ def artefact_shape(t_ms, tau_ms, ring_khz=3.0):
     and a damped 3 kHz ringing, with a 30 µs rise. ``tau_ms`` sets how long it lasts (with τ = 1 ms and 4 mV it
     is above 10 µV for ~10 ms)."""
     t = np.maximum(t_ms, 0.0)
-    h = (np.exp(-t / tau_ms) - 0.35 * np.exp(-t / (2.5 * tau_ms))
-         + 0.4 * np.exp(-t / (0.6 * tau_ms)) * np.cos(2 * np.pi * ring_khz * t))
+    h = (
+        np.exp(-t / tau_ms)
+        - 0.35 * np.exp(-t / (2.5 * tau_ms))
+        + 0.4 * np.exp(-t / (0.6 * tau_ms)) * np.cos(2 * np.pi * ring_khz * t)
+    )
     return np.where(t_ms > 0, h * (1 - np.exp(-t / 0.03)), 0.0)
 
 
@@ -32,8 +35,22 @@ def biphasic(t_ms, width_ms):
     return -np.exp(-0.5 * (t_ms / s) ** 2) + np.exp(-0.5 * ((t_ms - 2.2 * s) / (1.8 * s)) ** 2) / 1.8
 
 
-def record(velocity_m_s, *, fs=FS, n_trials=24, noise_uv=4.0, tau_ms=0.5, artefact_uv=4000.0, latency_ms=1.0,
-           spikes="travelling", flip=True, scale_sd=0.3, width_ms=0.7, spike_uv=70.0, seed=0):
+def record(
+    velocity_m_s,
+    *,
+    fs=FS,
+    n_trials=24,
+    noise_uv=4.0,
+    tau_ms=0.5,
+    artefact_uv=4000.0,
+    latency_ms=1.0,
+    spikes="travelling",
+    flip=True,
+    scale_sd=0.3,
+    width_ms=0.7,
+    spike_uv=70.0,
+    seed=0,
+):
     """(samples (n, 4) µV, stimulus times s, true arrival times (n_trials, 4) ms after each stimulus).
 
     Noise: white Gaussian ``noise_uv`` plus 5 µV of 50 Hz hum and a DC offset per pair. Stimuli every 0.25 s plus

@@ -73,13 +73,14 @@ from labkit.rig.simulator.worm_params import WormParams
 __all__ = ["FIBRES", "BLOCK", "FS_HZ", "Earthworm", "strength_duration_threshold"]
 
 FIBRES = ("MGF", "LGF")
-BLOCK = 32768            # samples per noise / spontaneous-spike block (~1.1 s at 30 kS/s)
-FS_HZ = 30000.0          # the simulated ADC's sample rate unless another is asked for
+BLOCK = 32768  # samples per noise / spontaneous-spike block (~1.1 s at 30 kS/s)
+FS_HZ = 30000.0  # the simulated ADC's sample rate unless another is asked for
 
-_NOISE, _SPONT, _PULSE, _HUM, _ADC = 1, 2, 3, 4, 5          # repro.rng sub-streams
-_SPIKE_SUPPORT = 5.0     # waveforms are evaluated over ±5 σ (|w| < 4e-5 beyond)
-_TWITCH_SUPPORT = 20.0   # twitch kernel evaluated over 0..20 τ (α < 1e-7 beyond)
-_TOL = 1e-6              # samples: t_s = i / fs computed by the caller maps back to sample i
+_NOISE, _SPONT, _PULSE, _HUM, _ADC = 1, 2, 3, 4, 5  # repro.rng sub-streams
+_SPIKE_SUPPORT = 5.0  # waveforms are evaluated over ±5 σ (|w| < 4e-5 beyond)
+_TWITCH_SUPPORT = 20.0  # twitch kernel evaluated over 0..20 τ (α < 1e-7 beyond)
+_TOL = 1e-6  # samples: t_s = i / fs computed by the caller maps back to sample i
+
 
 def strength_duration_threshold(rheobase_v: float, chronaxie_ms: float, phase_ms: float) -> float:
     """The Weiss–Lapicque strength–duration threshold V_th = Rb (1 + c / d) for a phase of duration d."""
@@ -116,12 +117,12 @@ class _Pulse:
     t_s: float
     vpp: float
     period_ms: float
-    first: int                 # first sample index with t >= t_s
-    rows: _Rows                # spikes and muscle potentials
-    end: int                   # one past the last sample index this pulse touches
-    artefact_end: int          # one past the last sample of the stimulus artefact (earlier if aborted)
+    first: int  # first sample index with t >= t_s
+    rows: _Rows  # spikes and muscle potentials
+    end: int  # one past the last sample index this pulse touches
+    artefact_end: int  # one past the last sample of the stimulus artefact (earlier if aborted)
     event: dict
-    spikes: list               # spike event dicts (also the twitch sources)
+    spikes: list  # spike event dicts (also the twitch sources)
 
 
 class Earthworm:
@@ -136,17 +137,20 @@ class Earthworm:
         for key in params:
             if key not in names:
                 hint = difflib.get_close_matches(key, names, n=1)
-                raise ValueError(f"Earthworm: unknown parameter {key!r}"
-                                 + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                                 + f"; allowed: fs_hz, seed, {', '.join(names)}")
+                raise ValueError(
+                    f"Earthworm: unknown parameter {key!r}"
+                    + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                    + f"; allowed: fs_hz, seed, {', '.join(names)}"
+                )
         if not positive_float.test(fs_hz):
             raise bad_value("Earthworm", "fs_hz", fs_hz, "a number > 0")
         if not (is_integer(seed) and seed >= 0):
             raise bad_value("Earthworm", "seed", seed, "an integer >= 0")
         p = WormParams(**params)
         if p.mains_hz >= fs_hz / 2:
-            raise bad_value("WormParams", "mains_hz", p.mains_hz,
-                            f"below the Nyquist frequency fs_hz / 2 = {fs_hz / 2}")
+            raise bad_value(
+                "WormParams", "mains_hz", p.mains_hz, f"below the Nyquist frequency fs_hz / 2 = {fs_hz / 2}"
+            )
         self.params, self.fs_hz, self.seed = p, float(fs_hz), int(seed)
         pos = np.asarray(p.pair_positions_mm, dtype=float)
         self._pos = pos
@@ -161,15 +165,19 @@ class Earthworm:
         self._adc_gain = 1.0 + p.readback_gain_sd * repro.rng(self.seed, _ADC).standard_normal(2)
         # longest time from a spike's start to the end of its last waveform term (any origin, any pair)
         slowest = min(self._velocity.values())
-        self._spike_reach_s = (p.body_length_mm / slowest / 1e3 + 1e-3 * p.muscle_delay_ms
-                               + 1e-3 * (3 + _SPIKE_SUPPORT) / 6 * max(p.muscle_width_ms, p.spike_width_ms))
+        self._spike_reach_s = (
+            p.body_length_mm / slowest / 1e3
+            + 1e-3 * p.muscle_delay_ms
+            + 1e-3 * (3 + _SPIKE_SUPPORT) / 6 * max(p.muscle_width_ms, p.spike_width_ms)
+        )
         # a spike's first waveform term can start up to 5 σ before the spike itself (electrode at its origin)
         self._spike_lead_s = 1e-3 * _SPIKE_SUPPORT / 6 * p.spike_width_ms
-        self._twitch_reach_s = (p.body_length_mm / slowest / 1e3
-                                + 1e-3 * (p.twitch_delay_ms + _TWITCH_SUPPORT * p.twitch_tau_ms))
+        self._twitch_reach_s = p.body_length_mm / slowest / 1e3 + 1e-3 * (
+            p.twitch_delay_ms + _TWITCH_SUPPORT * p.twitch_tau_ms
+        )
         self._pulses: list[_Pulse] = []
-        self._pulse_starts: list[tuple[int, int]] = []       # (first sample, pulse number), sorted
-        self._pulse_span = 0                                  # longest pulse effect, samples
+        self._pulse_starts: list[tuple[int, int]] = []  # (first sample, pulse number), sorted
+        self._pulse_span = 0  # longest pulse effect, samples
         self._noise_cache: dict[int, np.ndarray] = {}
         self._spont_cache: dict[int, tuple[list, _Rows]] = {}
         self._acquired_end = 0
@@ -206,22 +214,27 @@ class Earthworm:
 
     def deliver(self, t_s: float, vpp: float, period_ms: float) -> dict:
         """One bipolar sine cycle starting at device time ``t_s``; returns the read-back and the fibres fired."""
-        for name, value, ok, allowed in (("t_s", t_s, is_real(t_s) and t_s >= 0, "a number >= 0"),
-                                         ("vpp", vpp, is_real(vpp) and vpp >= 0, "a number >= 0"),
-                                         ("period_ms", period_ms, positive_float.test(period_ms), "a number > 0")):
+        for name, value, ok, allowed in (
+            ("t_s", t_s, is_real(t_s) and t_s >= 0, "a number >= 0"),
+            ("vpp", vpp, is_real(vpp) and vpp >= 0, "a number >= 0"),
+            ("period_ms", period_ms, positive_float.test(period_ms), "a number > 0"),
+        ):
             if not (ok and math.isfinite(value)):
                 raise bad_value("deliver", name, value, f"{allowed} (finite)")
         first = math.ceil(t_s * self.fs_hz - _TOL)
         if first < self._acquired_end:
-            raise ValueError(f"deliver: t_s={t_s!r} s (sample {first}) is before the end of the samples already "
-                             f"acquired (index {self._acquired_end}); deliver() must come before the samples "
-                             "it affects")
+            raise ValueError(
+                f"deliver: t_s={t_s!r} s (sample {first}) is before the end of the samples already "
+                f"acquired (index {self._acquired_end}); deliver() must come before the samples "
+                "it affects"
+            )
         p, index = self.params, len(self._pulses)
         g = repro.rng(self.seed, _PULSE, index)
         z = g.standard_normal(len(FIBRES))
         noise_v, noise_t = g.standard_normal(2)
-        thresholds = {f: self.threshold_vpp(f, period_ms) * (1.0 + p.threshold_jitter_cv * z[i])
-                      for i, f in enumerate(FIBRES)}
+        thresholds = {
+            f: self.threshold_vpp(f, period_ms) * (1.0 + p.threshold_jitter_cv * z[i]) for i, f in enumerate(FIBRES)
+        }
         fired = tuple(f for f in FIBRES if vpp > 0 and vpp >= thresholds[f])
         drive = self.muscle_drive(vpp) if fired else 0.0
         period_s = period_ms / 1e3
@@ -237,11 +250,19 @@ class Earthworm:
             "period_ms_measured": float(period_ms * self._adc_gain[1] + p.readback_period_noise_ms * noise_t),
             "fibres": fired,
         }
-        event = {"kind": "pulse", "pulse_index": index, "t_s": float(t_s), "vpp": float(vpp),
-                 "period_ms": float(period_ms), **measured,
-                 "thresholds_vpp": {f: float(v) for f, v in thresholds.items()}, "muscle_drive": drive}
-        self._pulses.append(_Pulse(float(t_s), float(vpp), float(period_ms), first, rows, end, artefact_end, event,
-                                   spikes))
+        event = {
+            "kind": "pulse",
+            "pulse_index": index,
+            "t_s": float(t_s),
+            "vpp": float(vpp),
+            "period_ms": float(period_ms),
+            **measured,
+            "thresholds_vpp": {f: float(v) for f, v in thresholds.items()},
+            "muscle_drive": drive,
+        }
+        self._pulses.append(
+            _Pulse(float(t_s), float(vpp), float(period_ms), first, rows, end, artefact_end, event, spikes)
+        )
         bisect.insort(self._pulse_starts, (first, index))
         self._pulse_span = max(self._pulse_span, end - first)
         return dict(measured)
@@ -255,21 +276,34 @@ class Earthworm:
             raise bad_value("abort", "t_s", t_s, "a time during the last pulse delivered")
         cut = math.ceil(t_s * self.fs_hz - _TOL)
         if cut < self._acquired_end:
-            raise ValueError(f"abort: t_s={t_s!r} s (sample {cut}) is before the end of the samples already acquired "
-                             f"(index {self._acquired_end})")
+            raise ValueError(
+                f"abort: t_s={t_s!r} s (sample {cut}) is before the end of the samples already acquired "
+                f"(index {self._acquired_end})"
+            )
         pulse.spikes = [s for s in pulse.spikes if s["t_s"] < t_s]
         pulse.rows = self._spike_rows(pulse.spikes, pulse.first)
         pulse.artefact_end = min(pulse.artefact_end, cut)
         fired = tuple(s["fibre"] for s in pulse.spikes)
-        pulse.event.update(fibres=fired, delivered_ms=(t_s - pulse.t_s) * 1e3,
-                           muscle_drive=pulse.event["muscle_drive"] if fired else 0.0)
+        pulse.event.update(
+            fibres=fired,
+            delivered_ms=(t_s - pulse.t_s) * 1e3,
+            muscle_drive=pulse.event["muscle_drive"] if fired else 0.0,
+        )
 
     def _spike_event(self, fibre: str, t0: float, origin_mm: float, cause: str, pulse_index, drive: float) -> dict:
         v_mm_s = self._velocity[fibre] * 1e3
-        return {"kind": "spike", "fibre": fibre, "cause": cause, "pulse_index": pulse_index, "t_s": float(t0),
-                "origin_mm": float(origin_mm), "velocity_m_s": self._velocity[fibre],
-                "amplitude_uv": self._spike_uv[fibre], "drive": float(drive),
-                "arrival_s": [float(t0 + abs(x - origin_mm) / v_mm_s) for x in self._pos]}
+        return {
+            "kind": "spike",
+            "fibre": fibre,
+            "cause": cause,
+            "pulse_index": pulse_index,
+            "t_s": float(t0),
+            "origin_mm": float(origin_mm),
+            "velocity_m_s": self._velocity[fibre],
+            "amplitude_uv": self._spike_uv[fibre],
+            "drive": float(drive),
+            "arrival_s": [float(t0 + abs(x - origin_mm) / v_mm_s) for x in self._pos],
+        }
 
     def _spike_rows(self, spikes: list[dict], first: int) -> _Rows:
         """Waveform terms of ``spikes`` (two electrode copies per pair, then one muscle potential per pair)."""
@@ -278,7 +312,7 @@ class Earthworm:
         sig_spike, sig_muscle = p.spike_width_ms / 6e3, p.muscle_width_ms / 6e3
         for s in spikes:
             v_mm_s = self._velocity[s["fibre"]] * 1e3
-            arrive = s["t_s"] + np.abs(self._electrodes - s["origin_mm"]) / v_mm_s      # (n, 2)
+            arrive = s["t_s"] + np.abs(self._electrodes - s["origin_mm"]) / v_mm_s  # (n, 2)
             pair += [np.arange(n), np.arange(n)]
             centre += [arrive[:, 0], arrive[:, 1]]
             sigma.append(np.full(2 * n, sig_spike))
@@ -340,7 +374,7 @@ class Earthworm:
             return out
         for b in range(i0 // BLOCK, -(-i1 // BLOCK)):
             lo, hi = max(i0, b * BLOCK), min(i1, (b + 1) * BLOCK)
-            out[lo - i0:hi - i0] = self._noise(b)[lo - b * BLOCK:hi - b * BLOCK]
+            out[lo - i0 : hi - i0] = self._noise(b)[lo - b * BLOCK : hi - b * BLOCK]
         idx = np.arange(i0, i1, dtype=float)
         phase = 2 * np.pi * np.mod(idx * (self.params.mains_hz / self.fs_hz), 1.0)
         out += np.outer(np.sin(phase), self._hum_sin_cos[0]) + np.outer(np.cos(phase), self._hum_sin_cos[1])
@@ -349,7 +383,7 @@ class Earthworm:
             self._add_rows(out, i0, i1, self._spontaneous(b)[1])
         lo = bisect.bisect_left(self._pulse_starts, (i0 - self._pulse_span, -1))
         hi = bisect.bisect_left(self._pulse_starts, (i1, -1))
-        for index in sorted(k for _, k in self._pulse_starts[lo:hi]):   # same summation order for any chunking
+        for index in sorted(k for _, k in self._pulse_starts[lo:hi]):  # same summation order for any chunking
             pulse = self._pulses[index]
             if pulse.end > i0:
                 self._add_artefact(out, i0, i1, pulse)
@@ -361,13 +395,13 @@ class Earthworm:
         lo, hi = np.maximum(rows.lo, i0), np.minimum(rows.hi, i1)
         for r in np.flatnonzero(hi > lo):
             u = (np.arange(lo[r], hi[r]) / self.fs_hz - rows.centre_s[r]) / rows.sigma_s[r]
-            out[lo[r] - i0:hi[r] - i0, rows.pair[r]] += rows.amp_uv[r] * _biphasic(u)
+            out[lo[r] - i0 : hi[r] - i0, rows.pair[r]] += rows.amp_uv[r] * _biphasic(u)
 
     def _add_artefact(self, out: np.ndarray, i0: int, i1: int, pulse: _Pulse) -> None:
         lo, hi = max(i0, pulse.first), min(i1, pulse.artefact_end)
         if hi > lo:
             shape = np.sin(2 * np.pi * (np.arange(lo, hi) / self.fs_hz - pulse.t_s) / (pulse.period_ms / 1e3))
-            out[lo - i0:hi - i0] += np.outer(shape, self._artefact_gain * pulse.vpp)
+            out[lo - i0 : hi - i0] += np.outer(shape, self._artefact_gain * pulse.vpp)
 
     # ---- ground truth ------------------------------------------------------------------------------
 
@@ -389,16 +423,23 @@ class Earthworm:
             out += [dict(s, arrival_s=list(s["arrival_s"])) for s in self._spontaneous(b)[0] if s["t_s"] < t_stop_s]
         for s in [e for e in out if e["kind"] == "spike"]:
             onset = self._twitch_onsets(s)
-            out.append({"kind": "twitch", "fibre": s["fibre"], "cause": s["cause"], "pulse_index": s["pulse_index"],
-                        "t_s": float(onset.min()), "strain": -self.params.twitch_strain * s["drive"],
-                        "onset_s": onset.tolist()})
+            out.append(
+                {
+                    "kind": "twitch",
+                    "fibre": s["fibre"],
+                    "cause": s["cause"],
+                    "pulse_index": s["pulse_index"],
+                    "t_s": float(onset.min()),
+                    "strain": -self.params.twitch_strain * s["drive"],
+                    "onset_s": onset.tolist(),
+                }
+            )
         out.sort(key=lambda e: e["t_s"])
         return out
 
     def _twitch_onsets(self, spike: dict) -> np.ndarray:
         v_mm_s = self._velocity[spike["fibre"]] * 1e3
-        return (spike["t_s"] + np.abs(self._zone_x - spike["origin_mm"]) / v_mm_s
-                + self.params.twitch_delay_ms / 1e3)
+        return spike["t_s"] + np.abs(self._zone_x - spike["origin_mm"]) / v_mm_s + self.params.twitch_delay_ms / 1e3
 
     def segment_strain(self, times_s) -> np.ndarray:
         """Ground-truth longitudinal strain of each body zone at ``times_s``: (len(times_s), n_zones), < 0 = shorter."""

@@ -35,50 +35,77 @@ import numpy as np
 
 from labkit.rig._checks import check_value, is_integer, is_real
 from labkit.rig.experiments.mapping import MappingConfig
-from labkit.rig.experiments.search import (ClosedLoopDesign, RealTimePacer, SafetyBudget, SearchError, SearchSpace,
-                                           Trials, run_search)
+from labkit.rig.experiments.search import (
+    ClosedLoopDesign,
+    RealTimePacer,
+    SafetyBudget,
+    SearchError,
+    SearchSpace,
+    Trials,
+    run_search,
+)
 from labkit.rig.experiments.strength_duration import FibreModel
 from labkit.rig.firmware.limits import RigError, SafetyLimits
 from labkit.rig.host.search_log import SearchTrialWriter
 
 __all__ = ["MIN_REST_S", "AutoMapView", "AutoMap"]
 
-MIN_REST_S = 0.25           # s: the shortest rest between Auto-map's pulses (ours; the budget's default rest)
+MIN_REST_S = 0.25  # s: the shortest rest between Auto-map's pulses (ours; the budget's default rest)
 
 
 @dataclass(frozen=True)
 class AutoMapView:
     """The search after one classified trial, copied for drawing (the search goes on mutating its Trials)."""
 
-    vpp: np.ndarray             # (n,) V_pp requested, one per pulse delivered
-    period_ms: np.ndarray       # (n,) period requested
-    template: np.ndarray        # (n,) bool: a template (sub-threshold) pulse
-    mgf: np.ndarray             # (m,) bool: the MGF fired, for the m ≤ n trials classified
-    lgf: np.ndarray             # (m,) bool: the LGF fired
-    estimates: dict             # {fibre: (Rb V, c ms, se Rb, se c)} after the newest trial (NaN while undefined)
-    models: dict                # {fibre: FibreModel} fitted on the classified non-template trials
-    charge_v_ms: float          # delivered so far (labkit.rig.experiments.search.charge_v_ms)
+    vpp: np.ndarray  # (n,) V_pp requested, one per pulse delivered
+    period_ms: np.ndarray  # (n,) period requested
+    template: np.ndarray  # (n,) bool: a template (sub-threshold) pulse
+    mgf: np.ndarray  # (m,) bool: the MGF fired, for the m ≤ n trials classified
+    lgf: np.ndarray  # (m,) bool: the LGF fired
+    estimates: dict  # {fibre: (Rb V, c ms, se Rb, se c)} after the newest trial (NaN while undefined)
+    models: dict  # {fibre: FibreModel} fitted on the classified non-template trials
+    charge_v_ms: float  # delivered so far (labkit.rig.experiments.search.charge_v_ms)
     budget: SafetyBudget
 
     @classmethod
     def of(cls, trials: Trials, budget: SafetyBudget) -> "AutoMapView":
         models: dict[str, FibreModel] = trials.models()
-        return cls(np.array(trials.vpp, float), np.array(trials.period_ms, float), np.array(trials.template, bool),
-                   np.array(trials.mgf, bool), np.array(trials.lgf, bool), dict(trials.estimates[-1]), models,
-                   trials.charge_v_ms(), budget)
+        return cls(
+            np.array(trials.vpp, float),
+            np.array(trials.period_ms, float),
+            np.array(trials.template, bool),
+            np.array(trials.mgf, bool),
+            np.array(trials.lgf, bool),
+            dict(trials.estimates[-1]),
+            models,
+            trials.charge_v_ms(),
+            budget,
+        )
 
 
 def _trial_record(trials: Trials, window_ms: tuple) -> dict:
     """The newest classified trial as a line of search_trials.jsonl (labkit.rig.host.search_log)."""
     k = len(trials.estimates) - 1
-    record = {"trial": k, "t_start_s": trials.t_start_s[k], "t_stop_s": trials.t_start_s[k] + window_ms[1] / 1e3,
-              "vpp_requested": trials.vpp[k], "period_ms_requested": trials.period_ms[k],
-              "vpp_measured": trials.vpp_measured[k], "period_ms_measured": trials.period_ms_measured[k],
-              "template": bool(trials.template[k]), "mgf_fired": bool(trials.mgf[k]), "lgf_fired": bool(trials.lgf[k])}
+    record = {
+        "trial": k,
+        "t_start_s": trials.t_start_s[k],
+        "t_stop_s": trials.t_start_s[k] + window_ms[1] / 1e3,
+        "vpp_requested": trials.vpp[k],
+        "period_ms_requested": trials.period_ms[k],
+        "vpp_measured": trials.vpp_measured[k],
+        "period_ms_measured": trials.period_ms_measured[k],
+        "template": bool(trials.template[k]),
+        "mgf_fired": bool(trials.mgf[k]),
+        "lgf_fired": bool(trials.lgf[k]),
+    }
     for fibre, (rb, c, se_rb, se_c) in trials.estimates[-1].items():
         f = fibre.lower()
-        record |= {f"{f}_rheobase_v": rb, f"{f}_rheobase_se_v": se_rb, f"{f}_chronaxie_ms": c,
-                   f"{f}_chronaxie_se_ms": se_c}
+        record |= {
+            f"{f}_rheobase_v": rb,
+            f"{f}_rheobase_se_v": se_rb,
+            f"{f}_chronaxie_ms": c,
+            f"{f}_chronaxie_se_ms": se_c,
+        }
     return record
 
 
@@ -116,23 +143,46 @@ class AutoMap:
     ``message`` says what it is doing or why it ended; ``view`` is the newest :class:`AutoMapView` (None before the
     first trial); ``trials`` the search's Trials (complete once it ended)."""
 
-    def __init__(self, controller, *, space: SearchSpace = SearchSpace(), n_pulses: int = 40,
-                 budget: SafetyBudget = SafetyBudget(), analysis: MappingConfig | None = None,
-                 rest_s: float = MIN_REST_S, timeout_s: float = 2.0):
-        check_value("AutoMap", "n_pulses", is_integer(n_pulses) and n_pulses >= 1, n_pulses,
-                    "an integer >= 1 (pulses after the template pulses)")
+    def __init__(
+        self,
+        controller,
+        *,
+        space: SearchSpace = SearchSpace(),
+        n_pulses: int = 40,
+        budget: SafetyBudget = SafetyBudget(),
+        analysis: MappingConfig | None = None,
+        rest_s: float = MIN_REST_S,
+        timeout_s: float = 2.0,
+    ):
+        check_value(
+            "AutoMap",
+            "n_pulses",
+            is_integer(n_pulses) and n_pulses >= 1,
+            n_pulses,
+            "an integer >= 1 (pulses after the template pulses)",
+        )
         lowest = max(MIN_REST_S, budget.min_rest_s)
-        check_value("AutoMap", "rest_s", is_real(rest_s) and lowest <= rest_s < math.inf, rest_s,
-                    f"a finite number >= {lowest:g} s (the safe rest, and the budget's min_rest_s)")
-        check_value("AutoMap", "timeout_s", is_real(timeout_s) and 0 < timeout_s < math.inf, timeout_s,
-                    "a finite number of seconds > 0")
+        check_value(
+            "AutoMap",
+            "rest_s",
+            is_real(rest_s) and lowest <= rest_s < math.inf,
+            rest_s,
+            f"a finite number >= {lowest:g} s (the safe rest, and the budget's min_rest_s)",
+        )
+        check_value(
+            "AutoMap",
+            "timeout_s",
+            is_real(timeout_s) and 0 < timeout_s < math.inf,
+            timeout_s,
+            "a finite number of seconds > 0",
+        )
         self.ctl, self.space, self.n_pulses, self.budget = controller, space, int(n_pulses), budget
         self.analysis = analysis if analysis is not None else MappingConfig(template_repeats=2)
         self.rest_s, self.timeout_s = float(rest_s), float(timeout_s)
         self.state, self.message = "idle", "press Arm, then Auto-map"
         self.view: AutoMapView | None = None
         self.trials: Trials | None = None
-        self.updates = 0                       # changes of view or state so far (a panel redraws on change)
+        self.updates = 0  # changes of view or state so far (a panel redraws on change)
         self._ended = threading.Event()
         self._ended.set()
         self._settled = True
@@ -149,8 +199,10 @@ class AutoMap:
         if self.running:
             raise RigError("Auto-map is already running: press STOP to end it")
         if ctl.state == "running":
-            raise RigError("the pulse schedule (Start) is running: press STOP before Auto-map (the schedule and the "
-                           "search never stimulate together)")
+            raise RigError(
+                "the pulse schedule (Start) is running: press STOP before Auto-map (the schedule and the "
+                "search never stimulate together)"
+            )
         if ctl.rig is None:
             raise RigError("not connected: press Connect, then Arm, before Auto-map")
         if not ctl.armed:
@@ -178,7 +230,7 @@ class AutoMap:
             return
         try:
             self.ctl.stop()
-        except RigError:            # a failed rig cannot answer STOP; the recording is closed all the same
+        except RigError:  # a failed rig cannot answer STOP; the recording is closed all the same
             pass
         finally:
             self.ctl.message = f"Auto-map: {self.message} · {self.ctl.message}"
@@ -193,15 +245,23 @@ class AutoMap:
     def _check_space(self, limits: SafetyLimits) -> None:
         """The whole search space, templates included, inside the device's hard limits — before anything is sent."""
         periods, lo, hi = self.space.periods_ms, min(self.space.vpp_range), max(self.space.vpp_range)
-        if not (0 < min(lo, self.analysis.template_vpp) and max(hi, self.analysis.template_vpp) <= limits.max_vpp
-                and limits.min_period_ms <= min(periods) and max(periods) <= limits.max_period_ms):
-            raise RigError(f"Auto-map's space (V_pp {lo:g} to {hi:g}, templates at {self.analysis.template_vpp:g}; "
-                           f"periods {', '.join(f'{p:g}' for p in periods)} ms) leaves the device's limits; allowed: "
-                           f"0 < V_pp <= {limits.max_vpp:g}, periods {limits.min_period_ms:g} to "
-                           f"{limits.max_period_ms:g} ms")
+        if not (
+            0 < min(lo, self.analysis.template_vpp)
+            and max(hi, self.analysis.template_vpp) <= limits.max_vpp
+            and limits.min_period_ms <= min(periods)
+            and max(periods) <= limits.max_period_ms
+        ):
+            raise RigError(
+                f"Auto-map's space (V_pp {lo:g} to {hi:g}, templates at {self.analysis.template_vpp:g}; "
+                f"periods {', '.join(f'{p:g}' for p in periods)} ms) leaves the device's limits; allowed: "
+                f"0 < V_pp <= {limits.max_vpp:g}, periods {limits.min_period_ms:g} to "
+                f"{limits.max_period_ms:g} ms"
+            )
         if self.rest_s < 1.0 / limits.max_rate_hz:
-            raise RigError(f"rest_s={self.rest_s:g} s is shorter than the device allows; allowed: at least "
-                           f"{1.0 / limits.max_rate_hz:g} s (max_rate_hz={limits.max_rate_hz:g})")
+            raise RigError(
+                f"rest_s={self.rest_s:g} s is shorter than the device allows; allowed: at least "
+                f"{1.0 / limits.max_rate_hz:g} s (max_rate_hz={limits.max_rate_hz:g})"
+            )
 
     def _set(self, state: str, message: str) -> None:
         self.state, self.message = state, message
@@ -216,12 +276,19 @@ class AutoMap:
             log = SearchTrialWriter(self.ctl.sessions[-1].session_dir) if self.ctl.recording else None
             self._await_stream(rig, stop)
             self._set("running", "template pulses (sub-threshold, for the artefact template)")
-            self.trials = run_search(rig, ClosedLoopDesign(self.space, self.n_pulses), space=self.space,
-                                     budget=self.budget, analysis=self.analysis, pace=RealTimePacer(self.rest_s),
-                                     stop=stop, on_trial=lambda trials: self._on_trial(trials, log),
-                                     timeout_s=self.timeout_s)
+            self.trials = run_search(
+                rig,
+                ClosedLoopDesign(self.space, self.n_pulses),
+                space=self.space,
+                budget=self.budget,
+                analysis=self.analysis,
+                pace=RealTimePacer(self.rest_s),
+                stop=stop,
+                on_trial=lambda trials: self._on_trial(trials, log),
+                timeout_s=self.timeout_s,
+            )
             failure = None
-        except Exception as e:                 # RigError, SearchError, or a defect: never leave the device armed
+        except Exception as e:  # RigError, SearchError, or a defect: never leave the device armed
             failure = f"{type(e).__name__}: {e}"
         try:
             if log is not None:
@@ -240,9 +307,9 @@ class AutoMap:
                 return
             safe = "; device STOP sent"
             try:
-                device.stop()                  # abort, disarm, stop the stream
+                device.stop()  # abort, disarm, stop the stream
             except RigError:
-                safe = ""                      # a failed rig: its driver sent STOP, or the device's watchdog disarms it
+                safe = ""  # a failed rig: its driver sent STOP, or the device's watchdog disarms it
             self.ctl.armed = False
             if failure is None:
                 self._set("done", f"done after {n} trials (the design or the budget ended it){safe}")
@@ -268,5 +335,8 @@ class AutoMap:
         self.trials, self.view = trials, AutoMapView.of(trials, self.budget)
         k = len(trials.estimates) - 1
         fired = [f for f, hit in (("MGF", trials.mgf[k]), ("LGF", trials.lgf[k])) if hit]
-        self._set("running", f"trial {k + 1}{' (template)' if trials.template[k] else ''}: {trials.vpp[k]:.2f} V_pp "
-                             f"at {trials.period_ms[k]:g} ms, {' + '.join(fired) or 'no fibre'} fired")
+        self._set(
+            "running",
+            f"trial {k + 1}{' (template)' if trials.template[k] else ''}: {trials.vpp[k]:.2f} V_pp "
+            f"at {trials.period_ms[k]:g} ms, {' + '.join(fired) or 'no fibre'} fired",
+        )

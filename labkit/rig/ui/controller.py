@@ -46,7 +46,7 @@ import time
 from collections import deque
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -93,10 +93,22 @@ class RigController:
     ``camera``: "auto" (the simulator's camera for a ``rigsim://`` URL, none otherwise) or None.
     """
 
-    def __init__(self, url: str = "rigsim://", *, record_dir=None, window_s: float = 2.0, chunk_s: float = 0.05,
-                 camera: str | None = "auto", camera_fps: float = LIVE_FPS, camera_size=LIVE_SIZE,
-                 settings: StimulusSettings = StimulusSettings(), rig_factory=Rig, tracker_factory=None,
-                 n_sweeps: int = 10, sweep_window_ms: tuple[float, float] = (-5.0, 25.0)):
+    def __init__(
+        self,
+        url: str = "rigsim://",
+        *,
+        record_dir=None,
+        window_s: float = 2.0,
+        chunk_s: float = 0.05,
+        camera: str | None = "auto",
+        camera_fps: float = LIVE_FPS,
+        camera_size=LIVE_SIZE,
+        settings: StimulusSettings = StimulusSettings(),
+        rig_factory=Rig,
+        tracker_factory=None,
+        n_sweeps: int = 10,
+        sweep_window_ms: tuple[float, float] = (-5.0, 25.0),
+    ):
         if camera not in ("auto", None):
             raise ValueError(f"camera={camera!r}; allowed: 'auto' or None")
         self.url = url
@@ -106,13 +118,13 @@ class RigController:
         self.rig_factory = rig_factory
         self.tracker_factory = tracker_factory or default_tracker
         self.rig = None
-        self.limits = SafetyLimits()           # the defaults until a device says otherwise
+        self.limits = SafetyLimits()  # the defaults until a device says otherwise
         self.settings = clamp_stimulus(self.limits, settings, **settings.__dict__)
         self.state = "disconnected"
         self.armed = False
         self.message = "not connected"
-        self.pulses: list[Pulse] = []          # echoes of the pulses this controller requested
-        self.refused: list[str] = []           # requests the host driver or the device refused
+        self.pulses: list[Pulse] = []  # echoes of the pulses this controller requested
+        self.refused: list[str] = []  # requests the host driver or the device refused
         self.sessions: list[SessionResult] = []
         self.ring: RingBuffer | None = None
         self.motion_ring = RingBuffer(1, 2)
@@ -125,14 +137,14 @@ class RigController:
         self._acq_stop = threading.Event()
         self._run_stop = threading.Event()
         self._threads: dict[str, threading.Thread] = {}
-        self._fs_hz: float | None = None       # the stream's sample rate, kept after a disconnect for the display
+        self._fs_hz: float | None = None  # the stream's sample rate, kept after a disconnect for the display
         self.sweep_window_ms = tuple(float(v) for v in sweep_window_ms)
-        self._sweeps: deque = deque(maxlen=int(n_sweeps))    # raw epochs (S, n_pairs), oldest first
-        self._next_sweep = 0                   # index into self.pulses of the next pulse to cut a sweep for
-        self.sweeps_collected = 0              # sweeps cut since this controller was made (a view redraws on change)
+        self._sweeps: deque = deque(maxlen=int(n_sweeps))  # raw epochs (S, n_pairs), oldest first
+        self._next_sweep = 0  # index into self.pulses of the next pulse to cut a sweep for
+        self.sweeps_collected = 0  # sweeps cut since this controller was made (a view redraws on change)
         self._positions_mm = np.zeros(0)
-        self._last_echo = -math.inf            # host time of the last echo or refusal
-        self._next_due = 0.0                   # host time of the next scheduled request
+        self._last_echo = -math.inf  # host time of the last echo or refusal
+        self._next_due = 0.0  # host time of the next scheduled request
         self.closed = False
 
     # --- connection ------------------------------------------------------------------------------
@@ -154,7 +166,7 @@ class RigController:
             self.motion_ring = RingBuffer(max(2, int(self.window_s * self.camera_fps) + 1), 2)
         with self._lock:
             self._sweeps.clear()
-            self._next_sweep = len(self.pulses)      # sweeps of this connection's pulses only
+            self._next_sweep = len(self.pulses)  # sweeps of this connection's pulses only
         self._positions_mm = np.asarray(rig.info.electrode_positions_mm, dtype=float)
         self._start_stream()
         self._fs_hz = rig.fs_hz
@@ -192,7 +204,7 @@ class RigController:
         clamped = [k for k, v in changes.items() if getattr(new, k) != v]
         if (new.vpp, new.period_ms) != (self.settings.vpp, self.settings.period_ms):
             with self._lock:
-                self._sweeps.clear()             # the persistence view shows one stimulus at a time
+                self._sweeps.clear()  # the persistence view shows one stimulus at a time
         self.settings = new
         if clamped:
             self.message = "clamped to the device limits: " + ", ".join(f"{k}={getattr(new, k):g}" for k in clamped)
@@ -221,7 +233,7 @@ class RigController:
             self._start_stream()
         if record:
             self.record_dir.mkdir(parents=True, exist_ok=True)
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
             folder = self.record_dir / f"session-{stamp}"
             stack = ExitStack()
             stack.enter_context(rig.record(folder))
@@ -229,7 +241,7 @@ class RigController:
                 self._recording, self._recorded_motion = stack, []
                 self._session_first_pulse = len(self.pulses)
             self.sessions.append(SessionResult(folder))
-        self._run_stop = threading.Event()       # a new one: a thread that outlived its join keeps its set event
+        self._run_stop = threading.Event()  # a new one: a thread that outlived its join keeps its set event
         self._spawn("stimulate", task or self._stimulate_loop, self._run_stop)
         self.state = "running"
         self.message = "running" + (" (recording)" if record else "") + ("" if self.armed else ": arm to stimulate")
@@ -262,7 +274,7 @@ class RigController:
             self.message = "STOP sent" + ("; writing the NWB file" if self._recording is not None else "")
             if on_device_stopped is not None:
                 on_device_stopped()
-            self._join("stimulate", timeout=self.rig.timeout_s + 1)    # Auto-map's search: within one trial
+            self._join("stimulate", timeout=self.rig.timeout_s + 1)  # Auto-map's search: within one trial
             session = self._finish_recording()
             if session is None:
                 self.message = "stopped"
@@ -275,19 +287,21 @@ class RigController:
         self._recording = None
         session = self.sessions[-1]
         with self._lock:
-            session.pulses = self.pulses[self._session_first_pulse:]
+            session.pulses = self.pulses[self._session_first_pulse :]
             motion = self._motion_for_nwb()
         session.counters = dict(self.rig.counters)
         try:
-            session.nwb_path = session_to_nwb(session.session_dir, session.session_dir.with_suffix(".nwb"),
-                                              motion=motion)
-        except SessionError as err:              # the folder stays as it is, for load_session and a later retry
+            session.nwb_path = session_to_nwb(
+                session.session_dir, session.session_dir.with_suffix(".nwb"), motion=motion
+            )
+        except SessionError as err:  # the folder stays as it is, for load_session and a later retry
             session.nwb_errors = [str(err)]
             self.message = f"stopped; {session.session_dir.name} not converted to NWB: {err}"
             return session
         session.nwb_errors = [str(e) for e in validate_nwb(session.nwb_path)]
-        self.message = (f"stopped; saved {session.nwb_path.name} "
-                        + ("(valid NWB)" if not session.nwb_errors else f"({len(session.nwb_errors)} NWB errors)"))
+        self.message = f"stopped; saved {session.nwb_path.name} " + (
+            "(valid NWB)" if not session.nwb_errors else f"({len(session.nwb_errors)} NWB errors)"
+        )
         return session
 
     # --- display ---------------------------------------------------------------------------------
@@ -304,20 +318,40 @@ class RigController:
         keep = np.isfinite(motion[:, 0])
         with self._lock:
             last = self.pulses[-1] if self.pulses else None
-            spans = [(p.t_start_s, p.t_start_s + p.period_ms_measured / 1e3) for p in self.pulses[-64:]
-                     if p.t_start_s + p.period_ms_measured / 1e3 > t_end - self.window_s]
-        return Snapshot(t, y, motion[keep, 0].astype(float), motion[keep, 1].astype(float), t_end, self.window_s,
-                        np.array(spans).reshape(-1, 2), self.counters(), self.state, self.armed, self.settings,
-                        last, self.message)
+            spans = [
+                (p.t_start_s, p.t_start_s + p.period_ms_measured / 1e3)
+                for p in self.pulses[-64:]
+                if p.t_start_s + p.period_ms_measured / 1e3 > t_end - self.window_s
+            ]
+        return Snapshot(
+            t,
+            y,
+            motion[keep, 0].astype(float),
+            motion[keep, 1].astype(float),
+            t_end,
+            self.window_s,
+            np.array(spans).reshape(-1, 2),
+            self.counters(),
+            self.state,
+            self.armed,
+            self.settings,
+            last,
+            self.message,
+        )
 
     def counters(self) -> dict[str, int]:
         """Frames decoded, gaps (frames lost in transit), CRC errors (bad frames), samples lost, pulses echoed."""
         link = self.rig.counters if self.rig is not None else {}
         with self._lock:
             n_pulses = len(self.pulses)
-        return {"frames": link.get("frames", 0), "gaps": link.get("lost_frames", 0),
-                "crc_errors": link.get("bad_frames", 0), "samples_lost": link.get("samples_lost", 0),
-                "pulses": n_pulses, "refused": len(self.refused)}
+        return {
+            "frames": link.get("frames", 0),
+            "gaps": link.get("lost_frames", 0),
+            "crc_errors": link.get("bad_frames", 0),
+            "samples_lost": link.get("samples_lost", 0),
+            "pulses": n_pulses,
+            "refused": len(self.refused),
+        }
 
     def sweeps(self, band_hz=BAND_HZ, k: float = THRESHOLD_K) -> SweepView | None:
         """The stimulus-triggered sweeps collected so far (:meth:`SweepView.of`); None before the first."""
@@ -330,7 +364,7 @@ class RigController:
     def _collect_sweeps(self, fs: float) -> None:
         """Cut the sweep of every echoed pulse whose window the ring now holds (acquisition thread)."""
         with self._lock:
-            pending = self.pulses[self._next_sweep:]
+            pending = self.pulses[self._next_sweep :]
         if not pending:
             return
         w0, w1 = self.sweep_window_ms
@@ -339,9 +373,9 @@ class RigController:
         for p in pending:
             start = int(round((p.t_start_s + w0 / 1e3) * fs))
             if start + n_win > first + len(rows):
-                break                                    # its window has not arrived yet
+                break  # its window has not arrived yet
             if start >= first:
-                epoch = rows[start - first:start - first + n_win]
+                epoch = rows[start - first : start - first + n_win]
                 with self._lock:
                     self._sweeps.append(epoch.copy())
                     self.sweeps_collected += 1
@@ -359,7 +393,7 @@ class RigController:
         while not stop.wait(self.chunk_s):
             try:
                 first, counts = rig.read_since(self.ring.end, self.ring.capacity)
-            except RigError as e:                   # the rig failed or was closed: it already sent STOP
+            except RigError as e:  # the rig failed or was closed: it already sent STOP
                 self.armed = False
                 self.message = f"acquisition stopped: {e}"
                 return
@@ -377,8 +411,9 @@ class RigController:
         if not frames:
             return
         results = [self.tracker.update(frame) for frame in frames]
-        self.motion_ring.write(self.camera.n_frames - len(frames),
-                               np.column_stack([times, [r.motion for r in results]]))
+        self.motion_ring.write(
+            self.camera.n_frames - len(frames), np.column_stack([times, [r.motion for r in results]])
+        )
         with self._lock:
             if self._recording is not None:
                 self._recorded_motion += [(float(t), r.strain) for t, r in zip(times, results)]
@@ -387,11 +422,14 @@ class RigController:
         """The motion frames tracked while recording, as session_to_nwb wants them (caller holds the lock)."""
         if not self._recorded_motion:
             return None
-        return {"frame_times_s": np.array([t for t, _ in self._recorded_motion]),
-                "values": np.stack([v for _, v in self._recorded_motion]),
-                "zone_positions_mm": self.camera.worm.zone_centres_mm, "unit": "1 (L / L_rest - 1)",
-                "description": "longitudinal strain per body zone, tracked live from the simulated camera "
-                               "(labkit.rig.analysis.tracking.SegmentTracker; NaN in frames it could not use)"}
+        return {
+            "frame_times_s": np.array([t for t, _ in self._recorded_motion]),
+            "values": np.stack([v for _, v in self._recorded_motion]),
+            "zone_positions_mm": self.camera.worm.zone_centres_mm,
+            "unit": "1 (L / L_rest - 1)",
+            "description": "longitudinal strain per body zone, tracked live from the simulated camera "
+            "(labkit.rig.analysis.tracking.SegmentTracker; NaN in frames it could not use)",
+        }
 
     def _stimulate_loop(self, stop: threading.Event) -> None:
         rig = self.rig
@@ -399,7 +437,7 @@ class RigController:
         while not stop.wait(self._wait_s()):
             now = time.monotonic()
             if not self.armed:
-                self._next_due = now                 # the first pulse after arming goes at once
+                self._next_due = now  # the first pulse after arming goes at once
                 continue
             if now < self._due_s():
                 continue
@@ -411,13 +449,13 @@ class RigController:
             except RigError as e:
                 if stop.is_set():
                     return
-                if rig.failure is not None:             # nothing more can be delivered: say why once, and stop
+                if rig.failure is not None:  # nothing more can be delivered: say why once, and stop
                     self.armed = False
                     self.message = f"stimulation stopped: {e}"
                     return
                 self.refused.append(str(e))
                 self.message = f"refused: {e}"
-                if e.code == ErrorCode.NOT_ARMED:       # e.g. the device's watchdog disarmed it
+                if e.code == ErrorCode.NOT_ARMED:  # e.g. the device's watchdog disarmed it
                     self.armed = False
 
     def _wait_s(self) -> float:

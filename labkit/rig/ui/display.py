@@ -24,7 +24,7 @@ from labkit.rig.ui.settings import StimulusSettings
 
 __all__ = ["WIDTH_PX", "RingBuffer", "decimate_minmax", "Snapshot", "SweepView"]
 
-WIDTH_PX = 800                  # the panel's plots, pixels wide: traces are decimated to one bin per pixel
+WIDTH_PX = 800  # the panel's plots, pixels wide: traces are decimated to one bin per pixel
 
 
 class RingBuffer:
@@ -38,7 +38,7 @@ class RingBuffer:
             raise ValueError(f"RingBuffer: capacity={capacity!r}, n_columns={n_columns!r}; allowed: integers >= 1")
         self.capacity, self.n_columns = int(capacity), int(n_columns)
         self._data = np.full((self.capacity, self.n_columns), np.nan, np.float32)
-        self._end: int | None = None           # absolute index one past the newest row
+        self._end: int | None = None  # absolute index one past the newest row
         self._lock = threading.Lock()
 
     @property
@@ -50,12 +50,12 @@ class RingBuffer:
         with self._lock:
             end = first_index + len(rows)
             if self._end is not None and end <= self._end:
-                return                                     # old or duplicate data
-            if self._end is not None and first_index > self._end:   # a hole: forget what it overwrites
+                return  # old or duplicate data
+            if self._end is not None and first_index > self._end:  # a hole: forget what it overwrites
                 hole = np.arange(max(self._end, first_index - self.capacity), first_index)
                 self._data[hole % self.capacity] = np.nan
             start = max(first_index, end - self.capacity, self._end if self._end is not None else first_index)
-            self._data[np.arange(start, end) % self.capacity] = rows[start - first_index:]
+            self._data[np.arange(start, end) % self.capacity] = rows[start - first_index :]
             self._end = end
 
     def snapshot(self, n: int) -> tuple[int, np.ndarray]:
@@ -64,7 +64,7 @@ class RingBuffer:
         with self._lock:
             end = 0 if self._end is None else self._end
             out = self._data[np.arange(end - n, end) % self.capacity]
-            out[: max(0, min(n, n - end))] = np.nan        # indices < 0: nothing there yet
+            out[: max(0, min(n, n - end))] = np.nan  # indices < 0: nothing there yet
             if self._end is None:
                 out[:] = np.nan
         return end - n, out
@@ -85,7 +85,7 @@ def decimate_minmax(y: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]
         return np.arange(n, dtype=float), y
     size = math.ceil(n / n_bins)
     m = n // size
-    skip = n - m * size                                  # drop the oldest samples that do not fill a bin
+    skip = n - m * size  # drop the oldest samples that do not fill a bin
     bins = y[skip:].reshape(m, size, -1)
     centres = skip + (np.arange(m) + 0.5) * size - 0.5
     values = np.stack([bins.min(axis=1), bins.max(axis=1)], axis=1).reshape(2 * m, -1)
@@ -96,13 +96,13 @@ def decimate_minmax(y: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]
 class Snapshot:
     """What the panel draws at one tick: decimated traces, the motion signal and the counters."""
 
-    t_s: np.ndarray                 # (m,) device time of each decimated trace point
-    traces_uv: np.ndarray           # (m, n_channels)
-    motion_t_s: np.ndarray          # (k,) frame times
-    motion: np.ndarray              # (k,) motion signal (mean zone strain, 1 = rest length doubled)
-    t_end_s: float                  # device time of the newest sample (the right edge of the window)
+    t_s: np.ndarray  # (m,) device time of each decimated trace point
+    traces_uv: np.ndarray  # (m, n_channels)
+    motion_t_s: np.ndarray  # (k,) frame times
+    motion: np.ndarray  # (k,) motion signal (mean zone strain, 1 = rest length doubled)
+    t_end_s: float  # device time of the newest sample (the right edge of the window)
     window_s: float
-    artefacts_s: np.ndarray         # (p, 2) [start, stop) of each stimulus pulse in the window (device time)
+    artefacts_s: np.ndarray  # (p, 2) [start, stop) of each stimulus pulse in the window (device time)
     counters: dict
     state: str
     armed: bool
@@ -121,23 +121,31 @@ class SweepView:
     the blank and the conduction velocity is the median over the sweeps of the per-sweep least-squares fit over the
     pairs (labkit.rig.analysis.propagation.fit_velocities)."""
 
-    t_ms: np.ndarray            # (S,) time after the pulse onset
-    sweeps_uv: np.ndarray       # (n, S, n_pairs) artefact-free, band-passed; oldest first
-    arrivals_ms: np.ndarray     # (n, n_pairs), NaN where no spike, or where the pair's blank outlasts the next
-                                # pair's median arrival (its first spike may be hidden)
-    velocity_m_s: float         # NaN when no sweep gives one
-    positions_mm: np.ndarray    # (n_pairs,)
-    blank_ms: np.ndarray        # (n_pairs,) where the residual artefact ends
+    t_ms: np.ndarray  # (S,) time after the pulse onset
+    sweeps_uv: np.ndarray  # (n, S, n_pairs) artefact-free, band-passed; oldest first
+    arrivals_ms: np.ndarray  # (n, n_pairs), NaN where no spike, or where the pair's blank outlasts the next
+    # pair's median arrival (its first spike may be hidden)
+    velocity_m_s: float  # NaN when no sweep gives one
+    positions_mm: np.ndarray  # (n_pairs,)
+    blank_ms: np.ndarray  # (n_pairs,) where the residual artefact ends
 
     @classmethod
-    def of(cls, raw_uv: np.ndarray, start_ms: float, fs_hz: float, positions_mm: np.ndarray, band_hz=BAND_HZ,
-           k: float = THRESHOLD_K) -> "SweepView":
+    def of(
+        cls,
+        raw_uv: np.ndarray,
+        start_ms: float,
+        fs_hz: float,
+        positions_mm: np.ndarray,
+        band_hz=BAND_HZ,
+        k: float = THRESHOLD_K,
+    ) -> "SweepView":
         """The view of the raw sweeps ``raw_uv`` (n, S, n_pairs; NaN where nothing arrived, read as 0), sample 0 at
         ``start_ms`` after the pulse onset, at ``fs_hz``; ``band_hz`` and ``k`` as for the offline analysis."""
         t = start_ms + np.arange(raw_uv.shape[1]) / fs_hz * 1e3
         clean, sigma, blank_ms, _ = auto_clean(np.nan_to_num(raw_uv), t, fs_hz, band_hz)
-        arrivals = arrival_times(clean, t, k=k, search_ms=(np.broadcast_to(blank_ms, clean[:, 0].shape), None),
-                                 sigma=sigma)
+        arrivals = arrival_times(
+            clean, t, k=k, search_ms=(np.broadcast_to(blank_ms, clean[:, 0].shape), None), sigma=sigma
+        )
         # a pair blanked past the next pair's typical arrival may hide its first spike under the blank: not used
         seen = np.isfinite(arrivals).any(axis=0)
         typical = np.full(arrivals.shape[1], np.inf)
@@ -146,5 +154,6 @@ class SweepView:
         arrivals = np.where(hidden[None, :], np.nan, arrivals)
         velocity = fit_velocities(positions_mm, arrivals)
         finite = velocity[np.isfinite(velocity)]
-        return cls(t, clean, arrivals, float(np.median(finite)) if finite.size else float("nan"), positions_mm,
-                   blank_ms)
+        return cls(
+            t, clean, arrivals, float(np.median(finite)) if finite.size else float("nan"), positions_mm, blank_ms
+        )

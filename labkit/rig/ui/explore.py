@@ -18,8 +18,7 @@ def sweep_explorer(r: dict, trial: int = 0) -> Explorer:
     """The explorer over ``r``, the result of :func:`labkit.rig.experiments.mapping.analyse`, starting at ``trial``."""
     n_trials = len(r["vpp"])
     controls = {
-        "trial": w.IntSlider(trial, min=0, max=n_trials - 1, description="trial",
-                             layout=w.Layout(width="520px")),
+        "trial": w.IntSlider(trial, min=0, max=n_trials - 1, description="trial", layout=w.Layout(width="520px")),
         "overlay": w.Checkbox(True, description="same stimulus, other trials (grey)", indent=False),
     }
     t, spikes, pos = r["t_ms"], r["spikes"], r["positions_mm"]
@@ -42,11 +41,22 @@ def sweep_explorer(r: dict, trial: int = 0) -> Explorer:
         ax.axvline(0, color="0.5", ls=":", lw=0.8)
         ax.set_xlabel("time after the pulse onset (ms)")
         velocity = r["velocity_m_s"][trial]
-        kind = "template (sub-threshold) trial" if not r["sweep"][trial] else \
-            f"fibre {r['fibre'][trial] or 'none'}, {velocity:.1f} m/s" if np.isfinite(velocity) else "no propagated spike"
-        ax.set_title(f"trial {trial}: {r['vpp'][trial]:g} Vpp, {r['period_ms'][trial]:g} ms — {kind} "
-                     f"({len(same) - 1} other trial(s) at this stimulus)")
+        kind = (
+            "template (sub-threshold) trial"
+            if not r["sweep"][trial]
+            else f"fibre {r['fibre'][trial] or 'none'}, {velocity:.1f} m/s"
+            if np.isfinite(velocity)
+            else "no propagated spike"
+        )
+        ax.set_title(
+            f"trial {trial}: {r['vpp'][trial]:g} Vpp, {r['period_ms'][trial]:g} ms — {kind} "
+            f"({len(same) - 1} other trial(s) at this stimulus)"
+        )
         ax.grid(alpha=0.3, axis="x")
 
-    return Explorer(controls, draw, title="Explore: the session's recorded sweeps (band-passed, artefact removed)",
-                    figsize=(10.0, 5.0))
+    return Explorer(
+        controls,
+        draw,
+        title="Explore: the session's recorded sweeps (band-passed, artefact removed)",
+        figsize=(10.0, 5.0),
+    )

@@ -20,7 +20,7 @@ from labkit.rig.ui.display import WIDTH_PX, Snapshot, SweepView
 
 __all__ = ["TracePlot", "SweepPlot", "threshold_se_vpp", "AutoMapPlot"]
 
-HEIGHT_PX = 480                 # the panel's plots, pixels high
+HEIGHT_PX = 480  # the panel's plots, pixels high
 
 _COLOURS = ("C0", "C1", "C2", "C3")
 _NICE_UV = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0)
@@ -54,15 +54,23 @@ class TracePlot:
     encodes the canvas with OpenCV. ``live=False`` is an ordinary figure (for ``savefig``).
     """
 
-    def __init__(self, n_channels: int = 4, width_px: int = WIDTH_PX, height_px: int = HEIGHT_PX, dpi: int = 100,
-                 title: str = "live traces", live: bool = True):
+    def __init__(
+        self,
+        n_channels: int = 4,
+        width_px: int = WIDTH_PX,
+        height_px: int = HEIGHT_PX,
+        dpi: int = 100,
+        title: str = "live traces",
+        live: bool = True,
+    ):
         self.live = live
         self.figure = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi, layout="constrained")
         FigureCanvasAgg(self.figure)
         axes = self.figure.subplots(n_channels + 1, 1, sharex=True)
         self.trace_axes, self.motion_axis = list(axes[:-1]), axes[-1]
-        self.lines = [ax.plot([], [], lw=0.6, color=_COLOURS[k % 4], animated=live)[0]
-                      for k, ax in enumerate(self.trace_axes)]
+        self.lines = [
+            ax.plot([], [], lw=0.6, color=_COLOURS[k % 4], animated=live)[0] for k, ax in enumerate(self.trace_axes)
+        ]
         for k, ax in enumerate(self.trace_axes):
             ax.set_ylabel(f"pair {k + 1}\n(µV)")
         (self.motion_line,) = self.motion_axis.plot([], [], lw=1.0, color="k", animated=live)
@@ -77,9 +85,9 @@ class TracePlot:
         the last ``window_s`` seconds shown (None: the whole window)."""
         x = snap.t_s - snap.t_end_s
         limits = [(-min(window_s or snap.window_s, snap.window_s), 0.0)]
-        centres = np.unique(snap.t_s)                     # decimated points come in (min, max) pairs
-        pad = 0.5 * float(np.median(np.diff(centres))) if len(centres) > 1 else 0.0   # half a bin
-        clear = np.ones(len(snap.t_s), bool)              # bins that do not overlap a stimulus artefact
+        centres = np.unique(snap.t_s)  # decimated points come in (min, max) pairs
+        pad = 0.5 * float(np.median(np.diff(centres))) if len(centres) > 1 else 0.0  # half a bin
+        clear = np.ones(len(snap.t_s), bool)  # bins that do not overlap a stimulus artefact
         for a, b in snap.artefacts_s:
             clear &= (snap.t_s < a - pad) | (snap.t_s >= b + pad)
         for k, line in enumerate(self.lines):
@@ -144,15 +152,22 @@ class SweepPlot:
             latency = view.arrivals_ms[:, k]
             if np.isfinite(latency).any():
                 ax.axvline(float(np.nanmedian(latency)), color="red", lw=0.8, ls="--")
-            top = gain_uv or _nice_limit(float(np.abs(view.sweeps_uv[:, view.t_ms > view.blank_ms[k], k]).max()
-                                               if (view.t_ms > view.blank_ms[k]).any() else 0.0))
+            top = gain_uv or _nice_limit(
+                float(
+                    np.abs(view.sweeps_uv[:, view.t_ms > view.blank_ms[k], k]).max()
+                    if (view.t_ms > view.blank_ms[k]).any()
+                    else 0.0
+                )
+            )
             ax.set_ylim(-top, top)
-            ax.text(0.99, 0.95, f"{view.positions_mm[k]:g} mm", transform=ax.transAxes, ha="right", va="top",
-                    fontsize=8)
+            ax.text(
+                0.99, 0.95, f"{view.positions_mm[k]:g} mm", transform=ax.transAxes, ha="right", va="top", fontsize=8
+            )
         ax.set_xlim(view.t_ms[0], view.t_ms[-1])
         cv = "no estimate" if not np.isfinite(view.velocity_m_s) else f"{view.velocity_m_s:.1f} m/s"
-        self.figure.suptitle(f"last {self.n_sweeps} sweeps (grey), mean (colour), latency (red); "
-                             f"conduction velocity {cv}", fontsize=10)
+        self.figure.suptitle(
+            f"last {self.n_sweeps} sweeps (grey), mean (colour), latency (red); conduction velocity {cv}", fontsize=10
+        )
 
     def png(self) -> bytes:
         return _figure_png(self.figure)
@@ -175,8 +190,12 @@ def threshold_se_vpp(model: FibreModel, period_ms) -> np.ndarray:
 
 
 _FIBRE_COLOURS = {"MGF": "C0", "LGF": "C1"}
-_RESPONSES = {(False, False): ("no fibre fired", "0.45"), (True, False): ("MGF fired", "C0"),
-              (False, True): ("LGF fired", "C1"), (True, True): ("MGF + LGF fired", "C4")}
+_RESPONSES = {
+    (False, False): ("no fibre fired", "0.45"),
+    (True, False): ("MGF fired", "C0"),
+    (False, True): ("LGF fired", "C1"),
+    (True, True): ("MGF + LGF fired", "C4"),
+}
 
 
 class AutoMapPlot:
@@ -222,16 +241,28 @@ class AutoMapPlot:
         for (mgf, lgf), (label, colour) in _RESPONSES.items():
             hit = chosen & (view.mgf == mgf) & (view.lgf == lgf)
             if hit.any():
-                ax.plot(view.period_ms[:n_done][hit], view.vpp[:n_done][hit], "o", ms=6, mec=colour,
-                        mfc=colour if (mgf or lgf) else "none", label=f"{label} ({hit.sum()})")
+                ax.plot(
+                    view.period_ms[:n_done][hit],
+                    view.vpp[:n_done][hit],
+                    "o",
+                    ms=6,
+                    mec=colour,
+                    mfc=colour if (mgf or lgf) else "none",
+                    label=f"{label} ({hit.sum()})",
+                )
         ax.plot(view.period_ms[-1:], view.vpp[-1:], "o", ms=13, mfc="none", mec="k", mew=1.2, label="newest pulse")
         lines = []
         for fibre, (rb, c, se_rb, se_c) in view.estimates.items():
-            lines += [f"{fibre}: not defined yet" if not np.isfinite(rb) else
-                      f"{fibre}:\n  Rb = {rb:.3f} ± {se_rb:.3f} V\n  c  = {c:.3f} ± {se_c:.3f} ms"]
+            lines += [
+                f"{fibre}: not defined yet"
+                if not np.isfinite(rb)
+                else f"{fibre}:\n  Rb = {rb:.3f} ± {se_rb:.3f} V\n  c  = {c:.3f} ± {se_c:.3f} ms"
+            ]
         b = view.budget
-        lines += [f"pulses {len(view.vpp)} / {b.max_pulses}", f"charge {view.charge_v_ms:.1f} / "
-                  f"{b.max_charge_v_ms:g} V·ms"]
+        lines += [
+            f"pulses {len(view.vpp)} / {b.max_pulses}",
+            f"charge {view.charge_v_ms:.1f} / {b.max_charge_v_ms:g} V·ms",
+        ]
         side.text(0.0, 1.0, "\n".join(lines), va="top", fontsize=9, family="monospace")
         side.legend(*ax.get_legend_handles_labels(), loc="lower left", fontsize=7, frameon=False)
 

@@ -30,8 +30,9 @@ from labkit.rig.ui.settings import StimulusSettings
 __all__ = ["run_scripted_session", "Replay", "replay_session", "nwb_pulse_count", "pulses_figure", "LivePanelConfig"]
 
 
-def run_scripted_session(ctl: RigController, vpps, period_ms: float, rate_hz: float, tail_s: float = 0.3,
-                         timeout_s: float = 10.0) -> SessionResult:
+def run_scripted_session(
+    ctl: RigController, vpps, period_ms: float, rate_hz: float, tail_s: float = 0.3, timeout_s: float = 10.0
+) -> SessionResult:
     """Connect (if needed), arm, record and ask for one pulse per value of ``vpps`` (the controller clamps them),
     wait ``tail_s`` after the last echo, then the big stop, and leave the controller at the default (safe)
     stimulus settings, disarmed. Returns the stopped session (NWB written)."""
@@ -50,7 +51,7 @@ def run_scripted_session(ctl: RigController, vpps, period_ms: float, rate_hz: fl
                 if ctl.refused or time.monotonic() > deadline:
                     raise RuntimeError(f"pulse {k + 1} of the scripted session did not come: {ctl.message}")
                 time.sleep(0.002)
-        ctl.disarm()                                     # no pulse beyond the script while the tail records
+        ctl.disarm()  # no pulse beyond the script while the tail records
         time.sleep(tail_s)
     finally:
         try:
@@ -69,26 +70,50 @@ class Replay:
     vpp_measured: np.ndarray
 
 
-def replay_session(url: str, pulses, rate_hz: float, *, pre_s: float = 0.25, tail_s: float = 0.5,
-                   n_bins: int = WIDTH_PX, camera_fps: float = LIVE_FPS, camera_size=LIVE_SIZE,
-                   settings: StimulusSettings = StimulusSettings(), tracker_factory=default_tracker) -> Replay:
+def replay_session(
+    url: str,
+    pulses,
+    rate_hz: float,
+    *,
+    pre_s: float = 0.25,
+    tail_s: float = 0.5,
+    n_bins: int = WIDTH_PX,
+    camera_fps: float = LIVE_FPS,
+    camera_size=LIVE_SIZE,
+    settings: StimulusSettings = StimulusSettings(),
+    tracker_factory=default_tracker,
+) -> Replay:
     """The simulator's deterministic signal for ``pulses`` (their requested Vpp and period, in order) delivered at
     ``pre_s + k / rate_hz`` on a fresh worm built from ``url`` (a ``rigsim://`` URL); drawn data as the live panel
     would show it."""
     worm = worm_from_url(url)
     onsets = pre_s + np.arange(len(pulses)) / rate_hz
-    measured = [worm.deliver(float(t), p.vpp_requested, p.period_ms_requested)["vpp_measured"]
-                for t, p in zip(onsets, pulses)]
+    measured = [
+        worm.deliver(float(t), p.vpp_requested, p.period_ms_requested)["vpp_measured"] for t, p in zip(onsets, pulses)
+    ]
     window_s = float(onsets[-1] + tail_s) if len(pulses) else pre_s + tail_s
     n = int(round(window_s * worm.fs_hz))
-    samples = to_counts(worm.acquire(0, n), SCALE_UV_PER_COUNT) * SCALE_UV_PER_COUNT     # the device's ADC
+    samples = to_counts(worm.acquire(0, n), SCALE_UV_PER_COUNT) * SCALE_UV_PER_COUNT  # the device's ADC
     pos, traces = decimate_minmax(samples, n_bins)
     times, frames = Camera.of(worm, fps=camera_fps, size=camera_size).frames_until(window_s, onsets)
     tracker = tracker_factory(worm.params.n_zones)
     motion = np.array([tracker.update(frame).motion for frame in frames])
     spans = np.column_stack([onsets, onsets + np.array([p.period_ms_requested for p in pulses]) / 1e3])
-    snap = Snapshot(pos / worm.fs_hz, traces, times, motion, window_s, window_s, spans.reshape(-1, 2), {},
-                    "replay", False, settings, None, "")
+    snap = Snapshot(
+        pos / worm.fs_hz,
+        traces,
+        times,
+        motion,
+        window_s,
+        window_s,
+        spans.reshape(-1, 2),
+        {},
+        "replay",
+        False,
+        settings,
+        None,
+        "",
+    )
     return Replay(snap, onsets, np.asarray(measured))
 
 
@@ -107,23 +132,31 @@ def pulses_figure(asked_vpp, pulses, limits: SafetyLimits, counters: dict, nwb_e
     FigureCanvasAgg(fig)
     ax, text_ax = fig.subplots(1, 2, width_ratios=(2.2, 1))
     k, kp = np.arange(1, len(asked_vpp) + 1), np.arange(1, len(pulses) + 1)
-    ax.axhspan(limits.max_vpp, max(limits.max_vpp, max(asked_vpp)) * 1.15, color="C3", alpha=0.12,
-               label="above the device limit")
+    ax.axhspan(
+        limits.max_vpp,
+        max(limits.max_vpp, max(asked_vpp)) * 1.15,
+        color="C3",
+        alpha=0.12,
+        label="above the device limit",
+    )
     ax.axhline(limits.max_vpp, color="C3", ls="--", lw=1)
     ax.plot(k, asked_vpp, "o", mfc="none", ms=9, color="0.4", label="asked (widget / script)")
-    ax.plot(kp, [p.vpp_requested for p in pulses], "x", ms=8, color="C0",
-            label="requested by the panel")
-    ax.plot(kp, [p.vpp_measured for p in pulses], ".", ms=7, color="C2",
-            label="delivered (device echo)")
+    ax.plot(kp, [p.vpp_requested for p in pulses], "x", ms=8, color="C0", label="requested by the panel")
+    ax.plot(kp, [p.vpp_measured for p in pulses], ".", ms=7, color="C2", label="delivered (device echo)")
     ax.set_xlabel("pulse number")
     ax.set_ylabel("stimulus (V peak-to-peak)")
     ax.set_xticks(k if len(k) >= len(kp) else kp)
     ax.set_ylim(0, max(limits.max_vpp, max(asked_vpp)) * 1.15)
     ax.set_title("scripted session: every pulse within the device limit")
     ax.legend(loc="upper left", fontsize=7)
-    rows = [("pulses asked", len(asked_vpp)), ("pulses echoed", len(pulses)),
-            ("frames lost (gaps)", counters["lost_frames"]), ("CRC / bad frames", counters["bad_frames"]),
-            ("samples lost", counters["samples_lost"]), ("NWB validation errors", nwb_errors)]
+    rows = [
+        ("pulses asked", len(asked_vpp)),
+        ("pulses echoed", len(pulses)),
+        ("frames lost (gaps)", counters["lost_frames"]),
+        ("CRC / bad frames", counters["bad_frames"]),
+        ("samples lost", counters["samples_lost"]),
+        ("NWB validation errors", nwb_errors),
+    ]
     text_ax.axis("off")
     text_ax.grid(False)
     text_ax.set_title("session counters")
@@ -134,9 +167,14 @@ def pulses_figure(asked_vpp, pulses, limits: SafetyLimits, counters: dict, nwb_e
     return fig
 
 
-_vpps = Check(lambda v: isinstance(v, (tuple, list)) and len(v) >= 1
-              and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v),
-              "a non-empty list of numbers (out-of-limit values are clamped by the panel)")
+_vpps = Check(
+    lambda v: (
+        isinstance(v, (tuple, list))
+        and len(v) >= 1
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+    ),
+    "a non-empty list of numbers (out-of-limit values are clamped by the panel)",
+)
 
 
 @dataclass(frozen=True)
@@ -165,5 +203,6 @@ class LivePanelConfig(NotebookConfig):
     def validate(self) -> None:
         lo, hi = REFRESH_RANGE_HZ
         if not lo <= self.refresh_hz <= hi:
-            raise ConfigError(f"LivePanelConfig: bad value for 'refresh_hz': {self.refresh_hz!r}; allowed: {lo:g} to "
-                              f"{hi:g}")
+            raise ConfigError(
+                f"LivePanelConfig: bad value for 'refresh_hz': {self.refresh_hz!r}; allowed: {lo:g} to {hi:g}"
+            )

@@ -12,8 +12,8 @@ from labkit.rig.firmware.limits import LimitError, SafetyLimits
 
 __all__ = ["MIN_VPP", "MIN_RATE_HZ", "StimulusSettings", "stimulus_ranges", "clamp_stimulus"]
 
-MIN_VPP = 0.1          # V: the panel's lowest voltage (the device accepts any vpp > 0)
-MIN_RATE_HZ = 0.1      # pulses/s: the panel's slowest schedule
+MIN_VPP = 0.1  # V: the panel's lowest voltage (the device accepts any vpp > 0)
+MIN_RATE_HZ = 0.1  # pulses/s: the panel's slowest schedule
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,11 @@ class StimulusSettings:
 
 def stimulus_ranges(limits: SafetyLimits) -> dict[str, tuple[float, float]]:
     """The allowed (lowest, highest) of each stimulus setting under the device's ``limits``."""
-    return {"vpp": (MIN_VPP, limits.max_vpp), "period_ms": (limits.min_period_ms, limits.max_period_ms),
-            "rate_hz": (MIN_RATE_HZ, limits.max_rate_hz)}
+    return {
+        "vpp": (MIN_VPP, limits.max_vpp),
+        "period_ms": (limits.min_period_ms, limits.max_period_ms),
+        "rate_hz": (MIN_RATE_HZ, limits.max_rate_hz),
+    }
 
 
 def clamp_stimulus(limits: SafetyLimits, current: StimulusSettings, **changes) -> StimulusSettings:

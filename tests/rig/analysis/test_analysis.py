@@ -6,23 +6,30 @@ import pytest
 
 from labkit.rig.analysis.cleaning import artefact_template, auto_blank, blank, subtract_artefact
 from labkit.rig.analysis.epochs import bandpass, epochs, subsample_offsets
-from labkit.rig.analysis.propagation import (ImplausibleVelocityError, ImplausibleVelocityWarning, conduction_velocity,
-                                             fibre_identity, fit_velocities, velocity_diagnostics)
+from labkit.rig.analysis.propagation import (
+    ImplausibleVelocityError,
+    ImplausibleVelocityWarning,
+    conduction_velocity,
+    fibre_identity,
+    fit_velocities,
+    velocity_diagnostics,
+)
 from labkit.rig.analysis.response import dose_response, fit_strength_duration, response_amplitude
 from labkit.rig.analysis.spikes import arrival_times, count_spikes, detect_spikes
 
-POS = np.array([25.0, 40.0, 55.0, 70.0])          # pair centres, mm (not the simulator's)
-SPACING = 8.0                                      # electrode spacing within a pair, mm
+POS = np.array([25.0, 40.0, 55.0, 70.0])  # pair centres, mm (not the simulator's)
+SPACING = 8.0  # electrode spacing within a pair, mm
 
 
 def spike(t, centre, width_s=0.6e-3):
     """One electrode's spike: a negative Gaussian bump then a smaller positive overshoot (not the simulator's)."""
     u = (t - centre) / (width_s / 6)
-    return -np.exp(-u ** 2 / 2) + 0.4 * np.exp(-(u - 2.5) ** 2 / 2)
+    return -np.exp(-(u**2) / 2) + 0.4 * np.exp(-((u - 2.5) ** 2) / 2)
 
 
-def synthetic(velocity_m_s, *, fs=25000.0, n_trials=20, seed=0, artefact="exp", amplitude=60.0, noise=4.0,
-              quiet_trials=0):
+def synthetic(
+    velocity_m_s, *, fs=25000.0, n_trials=20, seed=0, artefact="exp", amplitude=60.0, noise=4.0, quiet_trials=0
+):
     """4 differential pairs, stimuli every 0.3 s with a known velocity, white + 60 Hz noise and an artefact.
 
     ``artefact="exp"``: a 2 ms-ish exponential (amplifier recovery); ``"sine"``: one 4 ms sine cycle, linear in the
@@ -45,7 +52,7 @@ def synthetic(velocity_m_s, *, fs=25000.0, n_trials=20, seed=0, artefact="exp", 
             x[lo:hi] += np.outer(np.where(tt < 4e-3, np.sin(2 * np.pi * tt / 4e-3), 0.0), gain * vpp[i] / 4)
         if i < quiet_trials:
             continue
-        t0 = ts + 1.5e-3 + 0.2e-3 * g.standard_normal()          # initiation latency varies from trial to trial
+        t0 = ts + 1.5e-3 + 0.2e-3 * g.standard_normal()  # initiation latency varies from trial to trial
         for k, xk in enumerate(POS):
             front, back = t0 + (xk - SPACING / 2) / (velocity_m_s * 1e3), t0 + (xk + SPACING / 2) / (velocity_m_s * 1e3)
             x[lo:hi, k] += amplitude * (spike(t[lo:hi], front) - spike(t[lo:hi], back))
@@ -83,11 +90,10 @@ def test_conduction_velocity_default_removes_a_decaying_artefact(velocity):
     v, d = conduction_velocity(x, 25000.0, POS, stim, return_diagnostics=True)
     assert abs(v - velocity) / velocity < 0.05, v
     assert d["removal"] == "auto" and d["problems"] == [] and d["n_used"] >= 15
-    assert np.all(d["blank_ms"] < 1.0)                  # the residue of the subtraction is short
+    assert np.all(d["blank_ms"] < 1.0)  # the residue of the subtraction is short
 
 
-def legacy_velocity(x, fs, stim, artefact=None, blank_ms=0.0, window_ms=(-5.0, 20.0), band_hz=(200.0, 5000.0),
-                    k=5.0):
+def legacy_velocity(x, fs, stim, artefact=None, blank_ms=0.0, window_ms=(-5.0, 20.0), band_hz=(200.0, 5000.0), k=5.0):
     """The manual pipeline of earlier versions, step by step."""
     e, t = epochs(x, fs, stim, window_ms)
     if artefact is not None:
@@ -102,14 +108,14 @@ def test_explicit_artefact_or_blank_gives_the_earlier_results_exactly():
     fs = 25000.0
     x, stim, _, _ = synthetic(17.3, seed=17)
     for blank_ms in (1.5, 2.0):
-        assert (conduction_velocity(x, fs, POS, stim, blank_ms=blank_ms)
-                == legacy_velocity(x, fs, stim, None, blank_ms))
+        assert conduction_velocity(x, fs, POS, stim, blank_ms=blank_ms) == legacy_velocity(x, fs, stim, None, blank_ms)
     x, stim, vpp, _ = synthetic(22.0, artefact="sine", quiet_trials=6, n_trials=26, seed=3)
     e, _ = epochs(x, fs, stim)
     art = vpp[:, None, None] * artefact_template(e, vpp, np.arange(26) < 6)[None]
     assert conduction_velocity(x, fs, POS, stim, artefact=art) == legacy_velocity(x, fs, stim, art)
-    assert (conduction_velocity(x, fs, POS, stim, artefact=art, blank_ms=0.2, k=4.5)
-            == legacy_velocity(x, fs, stim, art, 0.2, k=4.5))
+    assert conduction_velocity(x, fs, POS, stim, artefact=art, blank_ms=0.2, k=4.5) == legacy_velocity(
+        x, fs, stim, art, 0.2, k=4.5
+    )
     # a blank too short for this artefact: the same number as before, now refused (warned) with the diagnostics
     x, stim, _, _ = synthetic(17.3, seed=17)
     with pytest.raises(ImplausibleVelocityError, match="misfit") as err:
@@ -129,7 +135,7 @@ def test_velocity_diagnostics_of_exact_and_of_random_arrivals():
     assert d["n_used"] == d["n_fitted"] == 12 and d["spread"] < 1e-9
     d = velocity_diagnostics(x, g.uniform(1.0, 15.0, (12, 4)))
     assert d["problems"] and d["residual_ms"] > 1.0
-    d = velocity_diagnostics(x, exact / 100)                  # 2000 m/s: fits perfectly, but not a giant fibre
+    d = velocity_diagnostics(x, exact / 100)  # 2000 m/s: fits perfectly, but not a giant fibre
     assert len(d["problems"]) == 1 and "plausible range" in d["problems"][0]
 
 
@@ -137,7 +143,7 @@ def test_subsample_offsets_say_where_the_stimulus_falls_in_its_epoch():
     fs = 1000.0
     x = np.zeros((100, 1))
     x[[20, 52], 0] = 1.0
-    stim = np.array([0.0203, 0.0517])            # 0.3 sample after sample 20, 0.3 sample before sample 52
+    stim = np.array([0.0203, 0.0517])  # 0.3 sample after sample 20, 0.3 sample before sample 52
     e, t = epochs(x, fs, stim, (-5.0, 5.0))
     np.testing.assert_allclose(subsample_offsets(stim, fs, (-5.0, 5.0)), [0.3, -0.3], atol=1e-9)
     assert np.all(e[:, t == 0, 0] == 1.0)
@@ -147,7 +153,7 @@ def test_auto_blank_ends_where_the_residue_enters_the_noise_band():
     g = np.random.default_rng(1)
     t = np.arange(-5.0, 10.0, 1 / 30)
     e = g.standard_normal((30, len(t), 2))
-    e[:, t >= 0, 0] += 200 * np.exp(-t[t >= 0] / 0.4)[None]      # 200σ decaying with τ = 0.4 ms: ~2.1 ms to 2.5σ
+    e[:, t >= 0, 0] += 200 * np.exp(-t[t >= 0] / 0.4)[None]  # 200σ decaying with τ = 0.4 ms: ~2.1 ms to 2.5σ
     end = auto_blank(e, t)
     assert 1.6 < end[0] < 2.6 and end[1] < 0.1
 
@@ -160,7 +166,7 @@ def test_artefact_subtraction_leaves_only_noise_on_quiet_trials():
     clean = subtract_artefact(e[6:], template, vpp[6:])
     during = (t >= 0) & (t < 4)
     assert np.abs(e[6:, during, 0]).max() > 500
-    assert np.abs(clean[:, during]).max() < 40          # noise (4 µV white + 8 µV hum) of two trials, not mV
+    assert np.abs(clean[:, during]).max() < 40  # noise (4 µV white + 8 µV hum) of two trials, not mV
 
 
 def test_blank_draws_a_straight_line():
@@ -178,16 +184,16 @@ def test_arrival_times_are_sub_sample_precise():
     e, t = epochs(x, fs, stim)
     f = bandpass(blank(e, t, 2.0), fs, axis=1)
     got = arrival_times(f, t, search_ms=(2.0, None))
-    offset = np.nanmedian(got - truth)                   # the feature's fixed offset from the pair centre
+    offset = np.nanmedian(got - truth)  # the feature's fixed offset from the pair centre
     err = got - truth - offset
     assert np.all(np.isfinite(got))
-    assert np.sqrt(np.mean(err ** 2)) < 0.25 * 1e3 / fs   # a quarter of a 40 µs sample
+    assert np.sqrt(np.mean(err**2)) < 0.25 * 1e3 / fs  # a quarter of a 40 µs sample
 
 
 def test_bandpass_is_zero_phase_and_removes_hum_and_drift():
     fs = 30000.0
     t = np.arange(30000) / fs
-    pulse = np.exp(-((t - 0.5) / 2e-4) ** 2)
+    pulse = np.exp(-(((t - 0.5) / 2e-4) ** 2))
     x = pulse + 5 * np.sin(2 * np.pi * 50 * t) + 3 * t
     y = bandpass(x[:, None], fs, (200.0, 5000.0))[:, 0]
     assert abs(np.argmax(y) - np.argmax(pulse)) <= 1
@@ -198,10 +204,10 @@ def test_detect_spikes_finds_each_spike_once():
     fs = 30000.0
     g = np.random.default_rng(1)
     x = g.normal(0, 3, (60000, 2))
-    times = np.array([0.1, 0.45, 0.4505, 1.2, 1.9])     # 0.4505 falls inside the dead time of 0.45
+    times = np.array([0.1, 0.45, 0.4505, 1.2, 1.9])  # 0.4505 falls inside the dead time of 0.45
     for tt in times:
         i = int(tt * fs)
-        x[i:i + 9, 0] += -60 * np.hanning(9)
+        x[i : i + 9, 0] += -60 * np.hanning(9)
     found = detect_spikes(x, fs, k=5.0, dead_ms=1.0)
     np.testing.assert_allclose(found[0], times[[0, 1, 3, 4]], atol=1e-3)
     assert len(found[1]) == 0
@@ -236,26 +242,33 @@ def test_fit_strength_duration_recovers_known_parameters(rb, c):
     assert abs(got_rb - rb) / rb < 0.01 and abs(got_c - c) / c < 0.03
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: conduction_velocity(np.zeros((100, 3)), 30000.0, POS, [0.001]), "samples"),
-    (lambda: conduction_velocity(np.zeros((1000, 4)), 30000.0, POS[::-1], [0.01]), "electrode_positions_mm"),
-    (lambda: conduction_velocity(np.zeros((1000, 4)), -1.0, POS, [0.01]), "fs"),
-    (lambda: conduction_velocity(np.zeros((1000, 4)), 30000.0, POS, [10.0]), "stim_times_s"),
-    (lambda: conduction_velocity(np.zeros((30000, 4)), 30000.0, POS, [0.1], blank_ms=-1), "blank_ms"),
-    (lambda: conduction_velocity(np.zeros((30000, 4)), 30000.0, POS, [0.1], artefact="template"), "artefact"),
-    (lambda: conduction_velocity(np.zeros((30000, 4)), 30000.0, POS, [0.1], window_ms=(-1.0, 20.0)), "window_ms"),
-    (lambda: conduction_velocity(np.zeros((30000, 4)), 30000.0, POS, [0.1], on_implausible="ignore"),
-     "on_implausible"),
-    (lambda: conduction_velocity(np.zeros((30000, 4)), 30000.0, POS, [0.1], plausible_m_s=(50, 2)),
-     "plausible_m_s"),
-    (lambda: conduction_velocity(np.zeros((30000, 4)), 30000.0, POS, [0.1], blank_ms=0), "no trial had a spike"),
-    (lambda: conduction_velocity(np.full((30000, 4), np.nan), 30000.0, POS, [0.1]), "samples"),
-    (lambda: conduction_velocity(np.zeros((30000, 4)), 30000.0, POS, [0.1]), "no trial had a spike"),
-    (lambda: bandpass(np.zeros((100, 1)), 30000.0, (200.0, 20000.0)), "band_hz"),
-    (lambda: fit_strength_duration([1.0], [1.0]), "durations_ms"),
-    (lambda: fit_strength_duration([1.0, 2.0], [1.0, -1.0]), "thresholds_v"),
-    (lambda: artefact_template(np.zeros((2, 5, 4)), [1.0, 1.0], [False, False]), "quiet"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: conduction_velocity(np.zeros((100, 3)), 30000.0, POS, [0.001]), "samples"),
+        (lambda: conduction_velocity(np.zeros((1000, 4)), 30000.0, POS[::-1], [0.01]), "electrode_positions_mm"),
+        (lambda: conduction_velocity(np.zeros((1000, 4)), -1.0, POS, [0.01]), "fs"),
+        (lambda: conduction_velocity(np.zeros((1000, 4)), 30000.0, POS, [10.0]), "stim_times_s"),
+        (lambda: conduction_velocity(np.zeros((30000, 4)), 30000.0, POS, [0.1], blank_ms=-1), "blank_ms"),
+        (lambda: conduction_velocity(np.zeros((30000, 4)), 30000.0, POS, [0.1], artefact="template"), "artefact"),
+        (lambda: conduction_velocity(np.zeros((30000, 4)), 30000.0, POS, [0.1], window_ms=(-1.0, 20.0)), "window_ms"),
+        (
+            lambda: conduction_velocity(np.zeros((30000, 4)), 30000.0, POS, [0.1], on_implausible="ignore"),
+            "on_implausible",
+        ),
+        (
+            lambda: conduction_velocity(np.zeros((30000, 4)), 30000.0, POS, [0.1], plausible_m_s=(50, 2)),
+            "plausible_m_s",
+        ),
+        (lambda: conduction_velocity(np.zeros((30000, 4)), 30000.0, POS, [0.1], blank_ms=0), "no trial had a spike"),
+        (lambda: conduction_velocity(np.full((30000, 4), np.nan), 30000.0, POS, [0.1]), "samples"),
+        (lambda: conduction_velocity(np.zeros((30000, 4)), 30000.0, POS, [0.1]), "no trial had a spike"),
+        (lambda: bandpass(np.zeros((100, 1)), 30000.0, (200.0, 20000.0)), "band_hz"),
+        (lambda: fit_strength_duration([1.0], [1.0]), "durations_ms"),
+        (lambda: fit_strength_duration([1.0, 2.0], [1.0, -1.0]), "thresholds_v"),
+        (lambda: artefact_template(np.zeros((2, 5, 4)), [1.0, 1.0], [False, False]), "quiet"),
+    ],
+)
 def test_bad_inputs_raise_clear_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()

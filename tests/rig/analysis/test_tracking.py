@@ -10,7 +10,7 @@ from labkit.rig.analysis import tracking as tr
 from labkit.rig.simulator.video import render_video
 from labkit.rig.simulator.worm import Earthworm
 
-LED_TIMES = [0.21, 0.64, 1.37]          # irregular on purpose: the LED match is then unique
+LED_TIMES = [0.21, 0.64, 1.37]  # irregular on purpose: the LED match is then unique
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +29,10 @@ def test_tracked_strain_matches_the_rendered_strain(filmed):
     worm, path, info, _, truth = filmed
     t = tr.track_video(path)
     assert t.usable.all() and t.strain.shape == truth.shape == (45, worm.params.n_zones)
-    err = t.strain - (truth - np.median(truth, axis=0))        # batch strain is relative to the median frame
-    assert np.sqrt(np.mean(err ** 2)) < 0.02
+    err = t.strain - (truth - np.median(truth, axis=0))  # batch strain is relative to the median frame
+    assert np.sqrt(np.mean(err**2)) < 0.02
     assert np.corrcoef(t.motion, truth.mean(axis=1))[0, 1] > 0.99
-    assert truth.min() < -0.1                                   # the test does exercise a real contraction
+    assert truth.min() < -0.1  # the test does exercise a real contraction
     assert t.kymograph.shape == (45, 640)
 
 
@@ -47,7 +47,7 @@ def test_led_sync_puts_frames_on_the_device_clock(filmed):
 
 def test_led_match_finds_the_right_pulses_when_the_video_starts_late(filmed):
     _, _, info, _, _ = filmed
-    pulses = [-1.3, -0.45] + LED_TIMES                          # two earlier pulses the camera did not see
+    pulses = [-1.3, -0.45] + LED_TIMES  # two earlier pulses the camera did not see
     times, _ = tr.align_frames(info["led_on"], pulses, 30.0)
     assert np.abs(times - np.asarray(info["frame_times_s"])).max() < 0.5 / 30
 
@@ -58,7 +58,7 @@ def test_streaming_tracker_gives_a_strain_per_zone_and_a_motion_signal(filmed):
     results = [tracker.update(f) for f in frames]
     assert tracker.n_zones == worm.params.n_zones
     assert all(r.ok and r.strain.shape == (worm.params.n_zones,) for r in results)
-    np.testing.assert_allclose(results[0].strain, 0.0)          # rest lengths from the first frame (at rest)
+    np.testing.assert_allclose(results[0].strain, 0.0)  # rest lengths from the first frame (at rest)
     motion = np.array([r.motion for r in results])
     assert np.corrcoef(motion, truth.mean(axis=1))[0, 1] > 0.99
     assert abs(motion.min() - truth.mean(axis=1).min()) < 0.02
@@ -68,7 +68,7 @@ def test_streaming_tracker_gives_a_strain_per_zone_and_a_motion_signal(filmed):
 def test_robust_to_strong_lighting_drift_and_noise(filmed):
     _, _, _, frames, truth = filmed
     g = np.random.default_rng(0)
-    gains = 1 + 0.15 * np.sin(np.linspace(0, 3 * np.pi, len(frames)))          # ±15 % (the camera has ±4 %)
+    gains = 1 + 0.15 * np.sin(np.linspace(0, 3 * np.pi, len(frames)))  # ±15 % (the camera has ±4 %)
     dimmed = [np.clip(f * k + g.normal(0, 6, f.shape), 0, 255).astype(np.uint8) for f, k in zip(frames, gains)]
     t = tr.track_frames(dimmed, 30.0)
     assert t.usable.mean() > 0.95

@@ -35,8 +35,11 @@ def test_simulated_recording_holds_every_pulse_and_its_read_back():
 @pytest.mark.parametrize("check", ["simulator", "synthetic"])
 def test_the_checks_recover_known_velocities(check):
     cfg = MappingConfig.from_params(scale="smoke")
-    cases = (V.simulator_check(cfg, mapping.schedule(cfg), 2, seed=11) if check == "simulator"
-             else V.synthetic_check(3, 11, 0.1))
+    cases = (
+        V.simulator_check(cfg, mapping.schedule(cfg), 2, seed=11)
+        if check == "simulator"
+        else V.synthetic_check(3, 11, 0.1)
+    )
     assert all(c["verdict"] in ("recovered", "refused") for c in cases)
     assert any(c["verdict"] == "recovered" for c in cases)
 

@@ -12,8 +12,15 @@ from labkit.rig.experiments import mapping
 from labkit.rig.experiments.mapping import HoldingClock, MappingConfig
 from labkit.rig.firmware.limits import SafetyLimits
 
-TINY = dict(vpp_values=(3.0, 6.0), period_values_ms=(2.0, 6.7), repeats=1, template_repeats=1, rate_hz=2.0,
-            speed=4.0, first_pulse_s=0.8)
+TINY = dict(
+    vpp_values=(3.0, 6.0),
+    period_values_ms=(2.0, 6.7),
+    repeats=1,
+    template_repeats=1,
+    rate_hz=2.0,
+    speed=4.0,
+    first_pulse_s=0.8,
+)
 
 
 def test_schedule_is_seeded_complete_and_on_the_sample_grid():
@@ -27,19 +34,22 @@ def test_schedule_is_seeded_complete_and_on_the_sample_grid():
     gaps = np.diff(onsets) / 1e6
     assert np.all(onsets % 10_000 == 0) and onsets[0] == cfg.first_pulse_s * 1e6
     assert gaps.min() >= 0.8 / cfg.rate_hz - 0.01 and gaps.max() <= 1.2 / cfg.rate_hz + 0.01
-    assert len(set(np.round(gaps, 2))) > 5                      # jittered: the LED sync is unambiguous
+    assert len(set(np.round(gaps, 2))) > 5  # jittered: the LED sync is unambiguous
     limits = SafetyLimits()
     assert all(0 < v <= limits.max_vpp and limits.min_period_ms <= p <= limits.max_period_ms for _, v, p in plan)
 
 
-@pytest.mark.parametrize("params, name", [
-    (dict(template_vpp=2.0), "template_vpp"),
-    (dict(period_values_ms=(0.1,)), "period_values_ms"),
-    (dict(vpp_values=(12.0,)), "vpp_values"),
-    (dict(rate_hz=5.0), "rate_hz"),
-    (dict(speed=10.0), "speed"),
-    (dict(velocity_tolerence=0.1), "velocity_tolerance"),
-])
+@pytest.mark.parametrize(
+    "params, name",
+    [
+        (dict(template_vpp=2.0), "template_vpp"),
+        (dict(period_values_ms=(0.1,)), "period_values_ms"),
+        (dict(vpp_values=(12.0,)), "vpp_values"),
+        (dict(rate_hz=5.0), "rate_hz"),
+        (dict(speed=10.0), "speed"),
+        (dict(velocity_tolerence=0.1), "velocity_tolerance"),
+    ],
+)
 def test_config_rejects_bad_values(params, name):
     with pytest.raises(ConfigError, match=name):
         MappingConfig.from_params(scale="smoke", **params)
@@ -61,15 +71,15 @@ def test_holding_clock_stops_at_the_hold_until_the_pulse_is_taken():
     clock.hold(30_000, until_pulses=1)
     seen = []
     while not seen or seen[-1] < 30_000:
-        sim.device.last_host_us = seen[-1] if seen else 0      # a host that keeps the watchdog fed
+        sim.device.last_host_us = seen[-1] if seen else 0  # a host that keeps the watchdog fed
         seen.append(clock())
     clock.wait(1.0)
     assert seen[-1] == 30_000 and all(b >= a for a, b in zip(seen, seen[1:]))
     sim.device.last_host_us = 30_000
-    assert clock() == 30_000                                    # still held: the pulse is not delivered
+    assert clock() == 30_000  # still held: the pulse is not delivered
     sim.device.pulses_delivered = 1
     threading.Event().wait(0.01)
-    assert clock() > 30_000                                     # released, and it carries on from the hold
+    assert clock() > 30_000  # released, and it carries on from the hold
     with pytest.raises(RuntimeError, match="already past"):
         clock.hold(10_000, until_pulses=2)
 
@@ -77,8 +87,8 @@ def test_holding_clock_stops_at_the_hold_until_the_pulse_is_taken():
 def test_holding_clock_never_runs_ahead_of_the_host_by_half_the_watchdog():
     sim = FakeSim()
     clock = HoldingClock(sim, speed=4.0)
-    threading.Event().wait(0.2)                                 # 800 ms of device time at speed 4...
-    assert clock() <= SafetyLimits().watchdog_ms * 1000 / 2    # ...but the host sent nothing: 125 ms at most
+    threading.Event().wait(0.2)  # 800 ms of device time at speed 4...
+    assert clock() <= SafetyLimits().watchdog_ms * 1000 / 2  # ...but the host sent nothing: 125 ms at most
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +127,6 @@ def test_analysis_recovers_the_ground_truth_velocity(two_sessions):
     s = mapping.summarise(r, cfg)
     assert s["velocity_error"] < cfg.velocity_tolerance
     assert s["first_spike_mgf"] == s["trials_with_velocity"] >= 3
-    assert np.all(r["spike_count"][~r["sweep"]] == 0)          # template pulses are sub-threshold
+    assert np.all(r["spike_count"][~r["sweep"]] == 0)  # template pulses are sub-threshold
     assert np.all(r["shortening"][r["spike_count"] > 0] > 0.02)
     assert mapping.example_trial(r) in np.flatnonzero(r["vpp"] == 6.0)

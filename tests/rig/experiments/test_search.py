@@ -10,12 +10,19 @@ import pytest
 
 from labkit.rig import LimitError, RigError, SafetyLimits
 from labkit.rig.experiments.mapping import MappingConfig
+from labkit.rig.experiments.search import (
+    ClosedLoopDesign,
+    PlannedDesign,
+    SafetyBudget,
+    SearchError,
+    SearchSpace,
+    charge_v_ms,
+    run_search,
+)
+from labkit.rig.experiments.strength_duration import FibreModel, threshold_vpp, variance_reduction
 from labkit.rig.firmware.device import SCALE_UV_PER_COUNT, to_counts
 from labkit.rig.firmware.protocol import Waveform
 from labkit.rig.host.recording import Pulse
-from labkit.rig.experiments.search import (ClosedLoopDesign, PlannedDesign, SafetyBudget, SearchError, SearchSpace,
-                                           charge_v_ms, run_search)
-from labkit.rig.experiments.strength_duration import FibreModel, threshold_vpp, variance_reduction
 from labkit.rig.simulator.worm import Earthworm
 
 FS = 30000.0
@@ -47,7 +54,7 @@ class FakeRig:
 
     def read_since(self, start, max_n):
         if self.silent_after is not None and len(self.requests) > self.silent_after:
-            return start, np.zeros((0, 4), np.int16)      # nothing arrives any more
+            return start, np.zeros((0, 4), np.int16)  # nothing arrives any more
         return start, to_counts(self.worm.acquire(start, int(self.now_s * FS) - start), SCALE_UV_PER_COUNT)
 
 
@@ -65,8 +72,7 @@ class Pacer:
 
 
 def _search(rig, design, space=SearchSpace(), budget=SafetyBudget(), **kw):
-    return run_search(rig, design, space=space, budget=budget, analysis=ANALYSIS, pace=Pacer(rig), timeout_s=0.2,
-                      **kw)
+    return run_search(rig, design, space=space, budget=budget, analysis=ANALYSIS, pace=Pacer(rig), timeout_s=0.2, **kw)
 
 
 def test_model_recovers_a_known_curve_from_simulated_responses():
@@ -87,10 +93,10 @@ def test_model_survives_wrong_calls_near_the_threshold():
         g = np.random.default_rng(seed)
         v, p = g.uniform(1.5, 4.0, 300), g.choice([0.5, 1.0, 2.0, 6.7], 300)
         called = v >= threshold_vpp(1.1, 0.08, p) * (1 + 0.02 * g.standard_normal(300))
-        m = FibreModel.fit(v, p, called ^ (g.random(300) < 0.05))   # 5 % of the calls flipped
+        m = FibreModel.fit(v, p, called ^ (g.random(300) < 0.05))  # 5 % of the calls flipped
         errors.append((abs(m.rheobase_v / 1.1 - 1), abs(m.chronaxie_ms / 0.08 - 1)))
     rb, c = np.median(errors, axis=0)
-    assert rb < 0.05 and c < 0.15                  # without the lapse rates the chronaxie is off by ~30 %
+    assert rb < 0.05 and c < 0.15  # without the lapse rates the chronaxie is off by ~30 %
 
 
 def test_acquisition_never_spends_a_pulse_where_the_fibre_surely_stays_silent():
@@ -109,7 +115,7 @@ def test_model_undefined_until_the_fibre_fires_and_acquisition_then_targets_the_
     m = FibreModel.fit([6.0, 2.0, 3.0, 2.5], [6.7, 6.7, 6.7, 6.7], [True, False, True, True])
     v = np.linspace(1.0, 6.0, 101)
     gain = variance_reduction(m, v, np.full_like(v, 6.7))
-    assert 2.0 <= v[np.argmax(gain)] <= 2.5          # where the model is unsure: between the last no and yes
+    assert 2.0 <= v[np.argmax(gain)] <= 2.5  # where the model is unsure: between the last no and yes
 
 
 def test_closed_loop_on_the_fake_rig_learns_the_mgf_curve():
@@ -131,12 +137,12 @@ def test_budget_ends_the_search_before_it_is_exceeded():
     trials = _search(rig, ClosedLoopDesign(SearchSpace(), n_pulses=100), budget=budget)
     assert trials.charge_v_ms() <= 25.0 and len(trials) <= 30
     next_cost = charge_v_ms(*rig.requests[-1])
-    assert trials.charge_v_ms() + next_cost > 25.0 - 12.0 or len(trials) == 30   # it stopped because it had to
+    assert trials.charge_v_ms() + next_cost > 25.0 - 12.0 or len(trials) == 30  # it stopped because it had to
 
 
 def test_a_design_outside_the_hard_limits_is_refused_before_delivery():
     rig = FakeRig()
-    with pytest.raises(LimitError, match="hard limit"):      # a space wider than the device allows
+    with pytest.raises(LimitError, match="hard limit"):  # a space wider than the device allows
         _search(rig, PlannedDesign([(3.0, 2.0), (12.0, 2.0)]), space=SearchSpace(vpp_range=(1.0, 12.0)))
     assert (12.0, 2.0) not in rig.requests and (3.0, 2.0) in rig.requests
 
@@ -151,8 +157,14 @@ def test_a_design_outside_its_search_space_is_refused_before_delivery():
 def test_a_pacer_faster_than_the_budget_is_refused_before_any_pulse():
     rig = FakeRig()
     with pytest.raises(SearchError, match=r"pace.rest_s=0.1 s; allowed: at least the budget's min_rest_s=0.25"):
-        run_search(rig, PlannedDesign([(3.0, 2.0)]), space=SearchSpace(), budget=SafetyBudget(min_rest_s=0.25),
-                   analysis=ANALYSIS, pace=Pacer(rig, rest_s=0.1))
+        run_search(
+            rig,
+            PlannedDesign([(3.0, 2.0)]),
+            space=SearchSpace(),
+            budget=SafetyBudget(min_rest_s=0.25),
+            analysis=ANALYSIS,
+            pace=Pacer(rig, rest_s=0.1),
+        )
     assert rig.requests == []
 
 
@@ -164,15 +176,22 @@ class _LyingPacer(Pacer):
         self.onset = self.rig.now_s
 
     def sent(self, k):
-        self.rig.now_s = self.onset + 0.04            # the epoch has arrived
+        self.rig.now_s = self.onset + 0.04  # the epoch has arrived
 
 
 def test_a_pulse_the_device_clock_shows_too_early_stops_the_search():
     rig = FakeRig()
     with pytest.raises(SearchError, match="pulse 5 came 0.050 s after the previous one"):
-        run_search(rig, PlannedDesign([(3.0, 2.0)] * 10), space=SearchSpace(), budget=SafetyBudget(min_rest_s=0.25),
-                   analysis=ANALYSIS, pace=_LyingPacer(rig), timeout_s=0.2)
-    assert len(rig.requests) == 6                              # nothing after the early one
+        run_search(
+            rig,
+            PlannedDesign([(3.0, 2.0)] * 10),
+            space=SearchSpace(),
+            budget=SafetyBudget(min_rest_s=0.25),
+            analysis=ANALYSIS,
+            pace=_LyingPacer(rig),
+            timeout_s=0.2,
+        )
+    assert len(rig.requests) == 6  # nothing after the early one
 
 
 def test_stop_mid_search_sends_nothing_more():
@@ -183,7 +202,7 @@ def test_stop_mid_search_sends_nothing_more():
             stop.set()
 
     trials = _search(rig, ClosedLoopDesign(SearchSpace(), n_pulses=50), stop=stop, on_trial=after)
-    assert len(rig.requests) == 12 and len(trials) == 12      # STOP during trial 12's analysis: nothing more
+    assert len(rig.requests) == 12 and len(trials) == 12  # STOP during trial 12's analysis: nothing more
 
 
 def test_a_rig_that_stops_answering_raises_a_clear_error():

@@ -10,8 +10,13 @@ from labkit.rig.experiments import search_evaluation as ev
 from labkit.rig.experiments.search import Trials, charge_v_ms
 from labkit.rig.experiments.strength_duration import threshold_vpp
 
-TRUTH = {"mgf_rheobase_v": 1.0, "mgf_chronaxie_ms": 0.06, "lgf_rheobase_v": 1.3, "lgf_chronaxie_ms": 0.075,
-         "threshold_jitter_cv": 0.02}
+TRUTH = {
+    "mgf_rheobase_v": 1.0,
+    "mgf_chronaxie_ms": 0.06,
+    "lgf_rheobase_v": 1.3,
+    "lgf_chronaxie_ms": 0.075,
+    "threshold_jitter_cv": 0.02,
+}
 
 
 def _run(errors, n_templates=12):
@@ -21,10 +26,10 @@ def _run(errors, n_templates=12):
 def test_pulses_to_accuracy_counts_from_the_last_excursion_templates_included():
     e = np.full((6, 4), 0.5)
     e[1:, :2] = 0.05
-    e[3, 1] = 0.2                                   # leaves the tolerance once more at trial 4
+    e[3, 1] = 0.2  # leaves the tolerance once more at trial 4
     assert ev.pulses_to_accuracy(_run(e), "MGF", 0.1) == 12 + 5
     assert ev.pulses_to_accuracy(_run(e), "LGF", 0.1) == math.inf
-    e[:, :2] = np.nan                               # undefined estimates never count as accurate
+    e[:, :2] = np.nan  # undefined estimates never count as accurate
     assert ev.pulses_to_accuracy(_run(e), "MGF", 0.1) == math.inf
 
 
@@ -40,7 +45,7 @@ def test_median_interval_keeps_infinities_and_is_seeded():
 def test_exhaustive_selective_answer_is_the_shortest_period_just_above_the_mgf_threshold():
     cfg = ev.EvaluationConfig()
     v, p = ev.exhaustive_answer(TRUTH, cfg)
-    assert p == min(cfg.periods_ms)                 # charge 2 Rb (T + 2c) / π grows with T along the threshold
+    assert p == min(cfg.periods_ms)  # charge 2 Rb (T + 2c) / π grows with T along the threshold
     th = threshold_vpp(1.0, 0.06, p)
     assert th < v <= th * (1 + 2 * 0.02) + cfg.space().vpp_step
     assert ev.true_probability(TRUTH, "LGF", v, p) <= 0.05
@@ -49,8 +54,8 @@ def test_exhaustive_selective_answer_is_the_shortest_period_just_above_the_mgf_t
 def test_a_match_needs_mgf_alone_and_a_charge_within_the_slack():
     exhaustive = ev.exhaustive_answer(TRUTH, ev.EvaluationConfig())
     assert ev.matches(exhaustive, exhaustive, TRUTH, 1.1)
-    assert not ev.matches((exhaustive[0] * 1.3, exhaustive[1]), exhaustive, TRUTH, 1.1)    # costs 30 % more
-    assert not ev.matches((exhaustive[0] * 0.97, exhaustive[1]), exhaustive, TRUTH, 1.1)   # MGF not reliably
+    assert not ev.matches((exhaustive[0] * 1.3, exhaustive[1]), exhaustive, TRUTH, 1.1)  # costs 30 % more
+    assert not ev.matches((exhaustive[0] * 0.97, exhaustive[1]), exhaustive, TRUTH, 1.1)  # MGF not reliably
     assert not ev.matches(None, exhaustive, TRUTH, 1.1) and ev.matches(None, None, TRUTH, 1.1)
     assert charge_v_ms(*exhaustive) > 0
 
@@ -58,16 +63,28 @@ def test_a_match_needs_mgf_alone_and_a_charge_within_the_slack():
 def _summary(pulses_cl, pulses_other, total=102.0):
     def one(x):
         x = np.asarray(x, dtype=float)
-        return ev.MethodSummary(pulses={"MGF": x, "LGF": x}, pulses_to_grid={"MGF": x, "LGF": x},
-                                median={f: ev.median_ci(x, 500, 0) for f in ("MGF", "LGF")},
-                                total_pulses=total, final_error=np.zeros(4), matches=np.ones(len(x), bool),
-                                within_limits=True, agreement={})
+        return ev.MethodSummary(
+            pulses={"MGF": x, "LGF": x},
+            pulses_to_grid={"MGF": x, "LGF": x},
+            median={f: ev.median_ci(x, 500, 0) for f in ("MGF", "LGF")},
+            total_pulses=total,
+            final_error=np.zeros(4),
+            matches=np.ones(len(x), bool),
+            within_limits=True,
+            agreement={},
+        )
+
     return {"grid": one(pulses_other), "random": one(pulses_other), "closed_loop": one(pulses_cl)}
 
 
-@pytest.mark.parametrize("cl, other, passed", [([20, 25, 30, 28, 22], [math.inf] * 5, True),   # grid never: 102
-                                               ([40, 45, 50, 48, 42], [math.inf] * 5, False),  # > 102 / 3
-                                               ([20, 25, 30, 28, 22], [60, 70, 80, 90, 65], False)])
+@pytest.mark.parametrize(
+    "cl, other, passed",
+    [
+        ([20, 25, 30, 28, 22], [math.inf] * 5, True),  # grid never: 102
+        ([40, 45, 50, 48, 42], [math.inf] * 5, False),  # > 102 / 3
+        ([20, 25, 30, 28, 22], [60, 70, 80, 90, 65], False),
+    ],
+)
 def test_the_claim_against_the_grid_counts_never_as_every_pulse(cl, other, passed):
     c = ev.efficiency(_summary(cl, other), "MGF", "grid", ev.EvaluationConfig())
     assert c["passed"] is passed and c["grid_median"] == min(np.median(other), 102.0)
@@ -87,7 +104,7 @@ def test_pulses_to_the_grids_final_accuracy_use_one_tolerance_per_number():
     grid = _run(np.array([[0.06, 0.4, np.nan, np.nan]] * 3), n_templates=15)
     assert list(ev.final_accuracy(grid, "MGF")) == [0.06, 0.4] and np.isinf(ev.final_accuracy(grid, "LGF")).all()
     assert ev.pulses_to_accuracy(_run(e), "MGF", ev.final_accuracy(grid, "MGF")) == 12 + 4
-    assert ev.pulses_to_accuracy(_run(e), "LGF", ev.final_accuracy(grid, "LGF")) == math.inf   # never defined
+    assert ev.pulses_to_accuracy(_run(e), "LGF", ev.final_accuracy(grid, "LGF")) == math.inf  # never defined
 
 
 def test_the_claim_against_the_control_needs_separated_intervals():

@@ -43,17 +43,24 @@ def test_full_session_in_process_gives_a_valid_nwb_file(rig, tmp_path):
     assert loaded.duration_s > 1.5 and not loaded.gaps
     t0 = loaded.first_sample_index / loaded.sample_rate_hz
     assert all(t0 <= p.t_start_s < t0 + loaded.duration_s for p in loaded.pulses)
-    sim = rig.serial.sim                                        # the simulator behind rigsim://: its camera
+    sim = rig.serial.sim  # the simulator behind rigsim://: its camera
     t_stop = t0 + loaded.duration_s
     video = sim.render_video(tmp_path / "session" / "video.avi", t0, t_stop, fps=30.0)
     led_frames = [t for t, on in zip(video["frame_times_s"], video["led_on"]) if on]
-    assert len(led_frames) >= 10                                # the LED marks every pulse
+    assert len(led_frames) >= 10  # the LED marks every pulse
     frame_times = np.asarray(video["frame_times_s"])
-    motion = {"frame_times_s": frame_times, "values": sim.worm.segment_strain(frame_times),
-              "zone_positions_mm": sim.worm.zone_centres_mm,
-              "description": "simulator ground-truth longitudinal strain per body zone"}
-    nwb = session_to_nwb(tmp_path / "session", tmp_path / "session.nwb", motion=motion,
-                         video={"file": video["file"], "frame_times_s": frame_times})
+    motion = {
+        "frame_times_s": frame_times,
+        "values": sim.worm.segment_strain(frame_times),
+        "zone_positions_mm": sim.worm.zone_centres_mm,
+        "description": "simulator ground-truth longitudinal strain per body zone",
+    }
+    nwb = session_to_nwb(
+        tmp_path / "session",
+        tmp_path / "session.nwb",
+        motion=motion,
+        video={"file": video["file"], "frame_times_s": frame_times},
+    )
     assert validate_nwb(nwb) == []
 
 
@@ -72,7 +79,7 @@ def test_read_returns_consecutive_samples_with_their_pulses(rig):
 
 def test_read_since_returns_every_sample_exactly_once_without_waiting(rig):
     rig.configure(sample_rate=30000, channels=4)
-    rig.read(0.01)                                                   # the stream has started
+    rig.read(0.01)  # the stream has started
     first, counts = rig.read_since(None, 10**9)
     start, pieces = first, [counts]
     for _ in range(5):
@@ -83,7 +90,7 @@ def test_read_since_returns_every_sample_exactly_once_without_waiting(rig):
         pieces.append(counts)
     joined = np.concatenate(pieces)
     again, counts = rig.read_since(start, 10**9)
-    assert again == start and np.array_equal(counts[:len(joined)], joined)
+    assert again == start and np.array_equal(counts[: len(joined)], joined)
     newest_first, newest = rig.read_since(None, 7)
     assert len(newest) == 7 and newest.shape[1] == 4 and newest_first >= start
 
@@ -92,14 +99,16 @@ def test_out_of_limit_requests_raise_before_anything_is_sent(rig):
     rig.configure()
     rig.arm()
     sent_before = rig._encoder.seq
-    for kwargs, words in [({"vpp": 12, "period_ms": 3}, "allowed: 0 < vpp <= 10.0 V"),
-                          ({"vpp": 3, "period_ms": 0.1}, "allowed: 0.5 to 20.0 ms"),
-                          ({"vpp": 3, "period_ms": 3, "waveform": "square"}, "allowed: bipolar_sine"),
-                          ({"vpp": 3, "period_ms": 3, "waveform": "monophasic_square"}, "not charge-balanced")]:
+    for kwargs, words in [
+        ({"vpp": 12, "period_ms": 3}, "allowed: 0 < vpp <= 10.0 V"),
+        ({"vpp": 3, "period_ms": 0.1}, "allowed: 0.5 to 20.0 ms"),
+        ({"vpp": 3, "period_ms": 3, "waveform": "square"}, "allowed: bipolar_sine"),
+        ({"vpp": 3, "period_ms": 3, "waveform": "monophasic_square"}, "not charge-balanced"),
+    ]:
         with pytest.raises(LimitError, match=words):
             rig.stimulate(**kwargs)
     heartbeats = rig._encoder.seq - sent_before
-    assert not rig.pulses and heartbeats >= 0                      # only heartbeats went out meanwhile
+    assert not rig.pulses and heartbeats >= 0  # only heartbeats went out meanwhile
     rig.stimulate(vpp=3, period_ms=3)
     with pytest.raises(LimitError, match="rate limit"):
         rig.stimulate(vpp=3, period_ms=3)
@@ -130,7 +139,7 @@ def test_stop_while_streaming_ends_the_stream(rig):
 
 
 def test_watchdog_fires_when_heartbeats_stop():
-    with Rig(URL, heartbeat_s=10.0) as rig:     # a host that goes quiet after arming
+    with Rig(URL, heartbeat_s=10.0) as rig:  # a host that goes quiet after arming
         rig.configure()
         rig.arm()
         rig.read(0.5)
@@ -159,6 +168,7 @@ def _capture_writes(rig):
     def capture(data):
         types.extend(f.type for f in decoder.feed(b"\x00" + bytes(data)))
         return write(data)
+
     rig.serial.write = capture
     return lambda: types
 
@@ -178,18 +188,18 @@ def test_a_pulse_stopped_midway_is_reported_and_recorded_as_aborted(rig, tmp_pat
     rig.configure()
     rig.read(0.02)
     clock = ManualClock(sim.now_us())
-    sim.set_clock(clock)                                       # device time stands still until moved
+    sim.set_clock(clock)  # device time stands still until moved
     rig.arm()
     with rig.record("session"):
         result = []
         worker = threading.Thread(target=lambda: result.append(rig.stimulate(vpp=3.0, period_ms=20.0)))
         worker.start()
-        _until(lambda: sim.device.pending is not None)        # the pulse has started
+        _until(lambda: sim.device.pending is not None)  # the pulse has started
         clock.t_us += 5000
-        time.sleep(0.01)                                       # the device has seen 5 ms pass
-        rig.stop()                                             # STOP 5 ms into the 20 ms pulse
+        time.sleep(0.01)  # the device has seen 5 ms pass
+        rig.stop()  # STOP 5 ms into the 20 ms pulse
         worker.join(2.0)
-    pulse, = result
+    (pulse,) = result
     assert pulse.aborted and pulse.period_ms_measured == 5.0 and pulse.period_ms_requested == 20.0
     assert rig.pulses == [pulse]
     loaded, _ = load_session(tmp_path / "session")
@@ -197,11 +207,11 @@ def test_a_pulse_stopped_midway_is_reported_and_recorded_as_aborted(rig, tmp_pat
 
 
 def test_the_device_receive_counters_reach_the_host(rig):
-    rig.serial.write(b"\x00\x07\x01garbage\x00")                     # one bad frame for the device
+    rig.serial.write(b"\x00\x07\x01garbage\x00")  # one bad frame for the device
     with rig._write_lock:
-        rig._encoder.encode(Heartbeat(), 0)                     # one frame lost in transit
+        rig._encoder.encode(Heartbeat(), 0)  # one frame lost in transit
         stale = rig._encoder.encode(Heartbeat(), 0)
-        rig.serial.write(stale + stale)                         # and one replayed
+        rig.serial.write(stale + stale)  # and one replayed
     _until(lambda: rig.counters["device_bad_seq_frames"] == 1, timeout_s=1.0)
     c = rig.counters
     assert (c["device_bad_frames"], c["device_lost_frames"], c["device_bad_seq_frames"]) == (1, 1, 1)
@@ -213,15 +223,25 @@ def test_a_device_speaking_another_protocol_version_is_refused(monkeypatch):
         Rig(URL).open()
 
 
-@pytest.mark.parametrize("kwargs, error, words", [
-    ({"vpp": True, "period_ms": 3.0}, TypeError, "vpp must be a real number .* got bool"),
-    ({"vpp": "4", "period_ms": 3.0}, TypeError, "vpp must be a real number .* got str"),
-    ({"vpp": 4.0, "period_ms": None}, TypeError, "period_ms must be a real number .* got NoneType"),
-    ({"vpp": 4.0, "period_ms": 3.0, "waveform": 1}, TypeError, "waveform must be a str, got int 1; allowed: "
-                                                               "bipolar_sine"),
-    ({"vpp": 4.0, "period_ms": 3.0, "waveform": None}, TypeError, "waveform must be a str, got NoneType None; allowed"),
-    ({"vpp": float("nan"), "period_ms": 3.0}, LimitError, "allowed: 0 < vpp <= 10.0 V"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"vpp": True, "period_ms": 3.0}, TypeError, "vpp must be a real number .* got bool"),
+        ({"vpp": "4", "period_ms": 3.0}, TypeError, "vpp must be a real number .* got str"),
+        ({"vpp": 4.0, "period_ms": None}, TypeError, "period_ms must be a real number .* got NoneType"),
+        (
+            {"vpp": 4.0, "period_ms": 3.0, "waveform": 1},
+            TypeError,
+            "waveform must be a str, got int 1; allowed: bipolar_sine",
+        ),
+        (
+            {"vpp": 4.0, "period_ms": 3.0, "waveform": None},
+            TypeError,
+            "waveform must be a str, got NoneType None; allowed",
+        ),
+        ({"vpp": float("nan"), "period_ms": 3.0}, LimitError, "allowed: 0 < vpp <= 10.0 V"),
+    ],
+)
 def test_bad_stimulation_arguments_get_one_clear_error_and_nothing_is_sent(rig, kwargs, error, words):
     rig.arm()
     sent = _capture_writes(rig)
@@ -236,18 +256,25 @@ def test_any_real_number_is_a_valid_stimulation_argument(rig):
     assert pulse.vpp_requested == 4.0 and pulse.period_ms_requested == 3.0
 
 
-@pytest.mark.parametrize("kwargs, error, words", [
-    ({"channels": 2.5}, TypeError, "channels must be an integer, got float"),
-    ({"channels": "4"}, TypeError, "channels must be an integer, got str"),
-    ({"channels": True}, TypeError, "channels must be an integer, got bool"),
-    ({"channels": 0}, LimitError, "channels=0 unsupported; allowed: 1 to 4"),
-    ({"block_samples": -1}, LimitError, r"block_samples=-1; allowed: 1 to 2000, or None \(the device's default, 300\)"),
-    ({"block_samples": 0}, LimitError, "block_samples=0; allowed: 1 to 2000"),
-    ({"block_samples": 2.0}, TypeError, "block_samples must be an integer, got float"),
-    ({"sample_rate": "30000"}, TypeError, "sample_rate must be a real number"),
-    ({"sample_rate": 20000}, LimitError, r"sample_rate=20000 unsupported by this device; allowed: \[30000.0\]"),
-    ({"channels": 2, "block_samples": 5000}, LimitError, "block_samples=5000"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"channels": 2.5}, TypeError, "channels must be an integer, got float"),
+        ({"channels": "4"}, TypeError, "channels must be an integer, got str"),
+        ({"channels": True}, TypeError, "channels must be an integer, got bool"),
+        ({"channels": 0}, LimitError, "channels=0 unsupported; allowed: 1 to 4"),
+        (
+            {"block_samples": -1},
+            LimitError,
+            r"block_samples=-1; allowed: 1 to 2000, or None \(the device's default, 300\)",
+        ),
+        ({"block_samples": 0}, LimitError, "block_samples=0; allowed: 1 to 2000"),
+        ({"block_samples": 2.0}, TypeError, "block_samples must be an integer, got float"),
+        ({"sample_rate": "30000"}, TypeError, "sample_rate must be a real number"),
+        ({"sample_rate": 20000}, LimitError, r"sample_rate=20000 unsupported by this device; allowed: \[30000.0\]"),
+        ({"channels": 2, "block_samples": 5000}, LimitError, "block_samples=5000"),
+    ],
+)
 def test_bad_configuration_is_refused_before_anything_is_sent_and_the_previous_one_stays(rig, kwargs, error, words):
     rig.configure(channels=2, block_samples=150)
     rig.stop()
@@ -259,8 +286,17 @@ def test_bad_configuration_is_refused_before_anything_is_sent_and_the_previous_o
     assert set(sent()) <= {MsgType.HEARTBEAT}
 
 
-@pytest.mark.parametrize("seconds, error", [(float("nan"), ValueError), (-1, ValueError), (0, ValueError),
-                                            (1e6, ValueError), ("1", TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    "seconds, error",
+    [
+        (float("nan"), ValueError),
+        (-1, ValueError),
+        (0, ValueError),
+        (1e6, ValueError),
+        ("1", TypeError),
+        (True, TypeError),
+    ],
+)
 def test_bad_read_durations_are_refused(rig, seconds, error):
     rig.configure()
     with pytest.raises(error, match="seconds"):
@@ -271,12 +307,20 @@ def test_every_call_after_close_says_the_rig_is_closed(tmp_path):
     rig = Rig(URL, session_root=tmp_path).open()
     rig.configure()
     rig.close()
-    calls = [rig.configure, rig.arm, rig.disarm, rig.stop, lambda: rig.stimulate(3.0, 3.0), lambda: rig.read(0.1),
-             lambda: rig.read_since(None, 10), lambda: rig.record("x").__enter__()]
+    calls = [
+        rig.configure,
+        rig.arm,
+        rig.disarm,
+        rig.stop,
+        lambda: rig.stimulate(3.0, 3.0),
+        lambda: rig.read(0.1),
+        lambda: rig.read_since(None, 10),
+        lambda: rig.record("x").__enter__(),
+    ]
     for call in calls:
         with pytest.raises(RigError, match="the rig is closed"):
             call()
-    rig.close()                                                 # closing twice is harmless
+    rig.close()  # closing twice is harmless
 
 
 def test_record_refuses_folders_outside_the_session_root(rig, tmp_path):
@@ -289,15 +333,15 @@ def test_record_refuses_folders_outside_the_session_root(rig, tmp_path):
                 pass
     with Rig(URL, session_root=tmp_path / "root") as narrow:
         narrow.configure()
-        with pytest.raises(ValueError, match="outside the session root"):   # a symlink out of the root
+        with pytest.raises(ValueError, match="outside the session root"):  # a symlink out of the root
             with narrow.record(tmp_path / "root-link" / "s"):
                 pass
     with pytest.raises(TypeError, match="folder must be a str or a path"):
         with rig.record(3):
             pass
-    with rig.record("mouse-1/session-1"):                      # relative folders are under the root
+    with rig.record("mouse-1/session-1"):  # relative folders are under the root
         rig.read(0.05)
-    with rig.record(tmp_path / "session-2"):                   # absolute ones inside it are fine
+    with rig.record(tmp_path / "session-2"):  # absolute ones inside it are fine
         rig.read(0.05)
     assert load_session(tmp_path / "mouse-1" / "session-1")[0].duration_s >= 0.05
 
@@ -317,7 +361,7 @@ def test_the_session_root_defaults_to_the_working_directory(tmp_path, monkeypatc
 
 def test_record_gives_up_when_no_data_arrives(tmp_path):
     with Rig(URL, session_root=tmp_path, timeout_s=0.3) as rig:
-        rig.serial.sim.set_clock(lambda: 0)                    # a device whose clock stands still sends no data
+        rig.serial.sim.set_clock(lambda: 0)  # a device whose clock stands still sends no data
         rig.configure()
         t0 = time.monotonic()
         with pytest.raises(RigError, match="timed out waiting for the first data block"):

@@ -16,8 +16,12 @@ from tests.rig.conftest import run_session
 @pytest.fixture
 def sim_process():
     """``python -m labkit.rig.simulator.sim --pty`` in its own process; yields (process, /dev/pts path)."""
-    proc = subprocess.Popen([sys.executable, "-m", "labkit.rig.simulator.sim", "--pty", "--seed", "2"], cwd=paths.ROOT,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labkit.rig.simulator.sim", "--pty", "--seed", "2"],
+        cwd=paths.ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     port = proc.stdout.readline().strip()
     assert port.startswith("/dev/pts/"), port
     yield proc, port
@@ -64,14 +68,15 @@ CHILD = textwrap.dedent("""
 
 def test_kill_9_loses_at_most_the_last_flush_interval(tmp_path):
     folder = tmp_path / "session"
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(folder)], cwd=paths.ROOT, stdout=subprocess.PIPE,
-                             text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(folder)], cwd=paths.ROOT, stdout=subprocess.PIPE, text=True
+    )
     try:
-        received = [int(child.stdout.readline()) for _ in range(20)]     # about a second of data
+        received = [int(child.stdout.readline()) for _ in range(20)]  # about a second of data
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
     loaded, meta = load_session(folder)
     assert not meta["closed_cleanly"]
     last_index = loaded.first_sample_index + len(loaded.samples_uv)
-    assert last_index >= received[-1] - int(0.1 * 30000) - 300           # ≤ 100 ms + one block behind
+    assert last_index >= received[-1] - int(0.1 * 30000) - 300  # ≤ 100 ms + one block behind

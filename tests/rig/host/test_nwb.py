@@ -10,7 +10,7 @@ from labkit.rig.host.search_log import TRIAL_COLUMNS, SearchTrialWriter, load_se
 
 FS = 2000.0
 SCALE = 0.195
-FIRST = 10_000                      # device sample counter at the first row
+FIRST = 10_000  # device sample counter at the first row
 POSITIONS = [30.0, 45.0, 60.0, 75.0]
 BLOCK = 200
 PULSES = [Pulse(1, 5.05, 3.0, 2.9, 4.0, 4.1), Pulse(2, 5.3, 5.0, 4.8, 2.5, 2.6), Pulse(3, 5.55, 6.0, 5.7, 6.7, 6.6)]
@@ -18,23 +18,34 @@ PULSES = [Pulse(1, 5.05, 3.0, 2.9, 4.0, 4.1), Pulse(2, 5.3, 5.0, 4.8, 2.5, 2.6),
 
 def _session(folder, *, pulses=PULSES, close=True):
     """Four blocks of random counts with the third block lost in transit (a gap), then the pulses."""
-    w = SessionWriter(folder, sample_rate_hz=FS, n_channels=4, scale_uv_per_count=SCALE,
-                      electrode_positions_mm=POSITIONS, first_sample_index=FIRST, device_info={"simulated": True})
+    w = SessionWriter(
+        folder,
+        sample_rate_hz=FS,
+        n_channels=4,
+        scale_uv_per_count=SCALE,
+        electrode_positions_mm=POSITIONS,
+        first_sample_index=FIRST,
+        device_info={"simulated": True},
+    )
     rng = np.random.default_rng(1)
     for k in (0, 1, 3):
         w.write_block(FIRST + k * BLOCK, rng.integers(-2000, 2000, (BLOCK, 4), dtype=np.int16))
     for p in pulses:
         w.write_pulse(p)
     w.close({"frames": 3, "bad_frames": 0, "lost_frames": 1})
-    if not close:                       # what a crash leaves: everything flushed, no closed.json
+    if not close:  # what a crash leaves: everything flushed, no closed.json
         (folder / "closed.json").unlink()
     return folder
 
 
 def _motion():
     t = 5.0 + np.arange(20) / 50.0
-    return dict(frame_times_s=t, values=np.random.default_rng(2).random((20, 3)),
-                zone_positions_mm=[20.0, 50.0, 80.0], description="relative segment width")
+    return dict(
+        frame_times_s=t,
+        values=np.random.default_rng(2).random((20, 3)),
+        zone_positions_mm=[20.0, 50.0, 80.0],
+        description="relative segment width",
+    )
 
 
 def test_full_session_validates_and_round_trips(tmp_path):
@@ -59,7 +70,7 @@ def test_full_session_validates_and_round_trips(tmp_path):
 
         el = f.electrodes.to_dataframe()
         assert list(el["position_mm"]) == POSITIONS
-        assert list(el["x"]) == pytest.approx([p * 1000 for p in POSITIONS])   # µm, as the NWB schema asks
+        assert list(el["x"]) == pytest.approx([p * 1000 for p in POSITIONS])  # µm, as the NWB schema asks
         assert list(el["pair"]) == ["P1", "P2", "P3", "P4"]
         assert el["reference"].str.startswith("P1-").iloc[0]
         assert set(el["group_name"]) == {"recording_pairs"} and el["group"].iloc[0].device.name == "raceway"
@@ -82,18 +93,18 @@ def test_full_session_validates_and_round_trips(tmp_path):
         for i, p in enumerate(PULSES):
             ref = pulses["timeseries"].iloc[i][0]
             assert (ref.idx_start, ref.count) == (i * n, n)
-            seg_t, seg_v = ts[i * n:(i + 1) * n], v[i * n:(i + 1) * n]
+            seg_t, seg_v = ts[i * n : (i + 1) * n], v[i * n : (i + 1) * n]
             assert seg_t[0] == p.t_start_s and seg_t[-1] == pytest.approx(p.t_start_s + p.period_ms_measured / 1000)
             assert seg_v[0] == seg_v[-1] == 0.0
             assert seg_v.max() - seg_v.min() == pytest.approx(p.vpp_measured, rel=1e-5)
-            assert seg_v[n // 4] > 0 > seg_v[3 * n // 4]                  # positive phase first
-            assert abs(seg_v.sum()) < 1e-4                                 # charge-balanced
+            assert seg_v[n // 4] > 0 > seg_v[3 * n // 4]  # positive phase first
+            assert abs(seg_v.sum()) < 1e-4  # charge-balanced
 
         gaps = f.invalid_times.to_dataframe()
         assert list(gaps["start_index"]) == [FIRST + 2 * BLOCK] and list(gaps["n_samples"]) == [BLOCK]
         assert gaps["start_time"].iloc[0] == pytest.approx((FIRST + 2 * BLOCK) / FS)
         assert gaps["stop_time"].iloc[0] == pytest.approx((FIRST + 3 * BLOCK) / FS)
-        assert not rec.data[2 * BLOCK:3 * BLOCK].any()
+        assert not rec.data[2 * BLOCK : 3 * BLOCK].any()
 
         summary = json.loads(f.notes.splitlines()[-1])
         assert summary["closed_cleanly"] is True
@@ -111,13 +122,12 @@ def test_full_session_validates_and_round_trips(tmp_path):
         np.testing.assert_array_equal(video.timestamps[:], frames)
 
         assert f.subject.species == "Lumbricus terrestris" and f.subject.description == "simulated"
-        assert f.trials is None                                            # no search: no trials table
+        assert f.trials is None  # no search: no trials table
     assert sorted(p.name for p in out.parent.iterdir()) == ["worm.nwb"]
 
 
 def test_interrupted_session_converts(tmp_path):
-    out = session_to_nwb(_session(tmp_path / "s", close=False), tmp_path / "s.nwb",
-                         subject={"subject_id": "worm-7"})
+    out = session_to_nwb(_session(tmp_path / "s", close=False), tmp_path / "s.nwb", subject={"subject_id": "worm-7"})
     assert validate_nwb(out) == []
     with NWBHDF5IO(str(out), "r") as io:
         f = io.read()
@@ -154,7 +164,7 @@ def test_failure_while_writing_leaves_nothing_behind(tmp_path, monkeypatch):
     seen = []
 
     def boom(self, *args, **kwargs):
-        seen.extend(out_dir.iterdir())          # the temporary file exists by now
+        seen.extend(out_dir.iterdir())  # the temporary file exists by now
         raise OSError("disk full")
 
     monkeypatch.setattr(NWBHDF5IO, "write", boom)
@@ -177,11 +187,23 @@ def test_bad_inputs_are_named(tmp_path):
 
 def _search_trial(k: int, p: Pulse, estimate: float) -> dict:
     """Trial k of a search on pulse ``p``: the MGF fired from trial 1 on; estimates NaN (undefined) on trial 0."""
-    return {"trial": k, "t_start_s": p.t_start_s, "t_stop_s": p.t_start_s + 0.02, "vpp_requested": p.vpp_requested,
-            "period_ms_requested": p.period_ms_requested, "vpp_measured": p.vpp_measured,
-            "period_ms_measured": p.period_ms_measured, "template": k == 0, "mgf_fired": k > 0, "lgf_fired": False,
-            **{f"{f}_{key}": estimate for f in ("mgf", "lgf")
-               for key in ("rheobase_v", "rheobase_se_v", "chronaxie_ms", "chronaxie_se_ms")}}
+    return {
+        "trial": k,
+        "t_start_s": p.t_start_s,
+        "t_stop_s": p.t_start_s + 0.02,
+        "vpp_requested": p.vpp_requested,
+        "period_ms_requested": p.period_ms_requested,
+        "vpp_measured": p.vpp_measured,
+        "period_ms_measured": p.period_ms_measured,
+        "template": k == 0,
+        "mgf_fired": k > 0,
+        "lgf_fired": False,
+        **{
+            f"{f}_{key}": estimate
+            for f in ("mgf", "lgf")
+            for key in ("rheobase_v", "rheobase_se_v", "chronaxie_ms", "chronaxie_se_ms")
+        },
+    }
 
 
 def test_search_trials_become_the_nwb_trials_table(tmp_path):
@@ -206,7 +228,7 @@ def test_search_trials_become_the_nwb_trials_table(tmp_path):
 
 
 def test_search_trial_lines_are_checked_on_writing_and_reading(tmp_path):
-    session = _session(tmp_path / "s", close=False)                  # an interrupted session
+    session = _session(tmp_path / "s", close=False)  # an interrupted session
     writer = SearchTrialWriter(session)
     with pytest.raises(SessionError, match="'vpp_requested' must be a finite number > 0, got -1"):
         writer.write(_search_trial(0, PULSES[0], 1.0) | {"vpp_requested": -1})
@@ -216,14 +238,15 @@ def test_search_trial_lines_are_checked_on_writing_and_reading(tmp_path):
         SearchTrialWriter(session)
     path = session / "search_trials.jsonl"
     with open(path, "a") as f:
-        f.write('{"trial": 1, "t_sta')                               # torn by a crash: skipped silently
+        f.write('{"trial": 1, "t_sta')  # torn by a crash: skipped silently
     out = session_to_nwb(session, tmp_path / "s.nwb")
     assert validate_nwb(out) == []
     with NWBHDF5IO(str(out), "r") as io:
         f = io.read()
         assert len(f.trials) == 1 and "Skipped unreadable search_trials.jsonl line 2" in f.notes
-    path.write_text(json.dumps(_search_trial(1, PULSES[1], 1.0)) + "\n" + json.dumps(_search_trial(1, PULSES[2], 1.0))
-                    + "\n")
+    path.write_text(
+        json.dumps(_search_trial(1, PULSES[1], 1.0)) + "\n" + json.dumps(_search_trial(1, PULSES[2], 1.0)) + "\n"
+    )
     with pytest.raises(SessionError, match=r"search_trials.jsonl, line 2: 'trial' must increase"):
         load_search_trials(session, crash_possible=False)
-    assert load_search_trials(tmp_path, crash_possible=False) == ([], [])   # no search: nothing
+    assert load_search_trials(tmp_path, crash_possible=False) == ([], [])  # no search: nothing

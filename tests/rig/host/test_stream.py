@@ -7,16 +7,19 @@ from labkit.rig.host.stream import SampleStream
 
 
 def block(first: int, n: int = 10, value: int | None = None) -> DataBlock:
-    counts = np.full((n, 2), value, np.int16) if value is not None else \
-        (np.arange(first, first + n, dtype=np.int16)[:, None] * np.ones(2, np.int16))
+    counts = (
+        np.full((n, 2), value, np.int16)
+        if value is not None
+        else (np.arange(first, first + n, dtype=np.int16)[:, None] * np.ones(2, np.int16))
+    )
     return DataBlock(first, 0.2, counts)
 
 
 def test_a_first_block_is_held_until_the_next_one_continues_it():
     s = SampleStream()
-    assert s.store(block(100)) == []                      # nothing before restart()
+    assert s.store(block(100)) == []  # nothing before restart()
     s.restart(50, 2)
-    assert s.store(block(100)) == [] and s.end is None    # held: nothing continues it yet
+    assert s.store(block(100)) == [] and s.end is None  # held: nothing continues it yet
     stored = s.store(block(110))
     assert [b.first_sample for b in stored] == [100, 110] and (s.first, s.end) == (100, 120)
     counts, gaps = s.window(105, 10)
@@ -28,7 +31,7 @@ def test_lost_blocks_become_a_zero_filled_gap_and_a_corrupted_index_is_dropped()
     s = SampleStream()
     s.restart(100, 2)
     s.store(block(0)), s.store(block(10))
-    assert s.store(block(40)) == []                        # held: blocks 20..39 may have been lost
+    assert s.store(block(40)) == []  # held: blocks 20..39 may have been lost
     assert [b.first_sample for b in s.store(block(50))] == [40, 50]
     assert s.gaps == [{"start_index": 20, "n": 20}] and s.end == 60
     counts, gaps = s.window(15, 30)

@@ -13,7 +13,7 @@ URL = "rigsim://?seed=3&fs=30000&block=150&mgf_velocity_m_s=21"
 def test_the_worm_behind_a_url_is_the_one_the_simulated_rig_builds():
     sim = SimulatedRig(**parse_query(URL.split("?", 1)[1]))
     try:
-        fresh = worm_from_url(URL)                   # keys of the device and the link (block) are not the worm's
+        fresh = worm_from_url(URL)  # keys of the device and the link (block) are not the worm's
         assert (fresh.seed, fresh.fs_hz, fresh.params) == (sim.worm.seed, sim.worm.fs_hz, sim.worm.params)
         assert sim.device.block_samples == 150 and fresh.params.mgf_velocity_m_s == 21
     finally:

@@ -33,7 +33,7 @@ def test_defaults_match_the_notes_recruitment_window():
 
 # ---- determinism ---------------------------------------------------------------------------------------
 
-PULSES = [(0.3, 5.0, 3.0), (1.09, 4.0, 2.0), (1.25, 1.0, 6.7)]    # the second straddles the first block edge
+PULSES = [(0.3, 5.0, 3.0), (1.09, 4.0, 2.0), (1.25, 1.0, 6.7)]  # the second straddles the first block edge
 N_TOTAL = BLOCK + 9000
 
 
@@ -51,7 +51,7 @@ def test_acquire_is_independent_of_chunking(cuts):
     worm = Earthworm(FS, 4, spontaneous_rate_hz=3.0)
     pending, parts, edges = list(PULSES), [], [0, *sorted(cuts), N_TOTAL]
     for a, b in zip(edges, edges[1:]):
-        while pending and pending[0][0] * FS < b:       # deliver just before the samples it affects
+        while pending and pending[0][0] * FS < b:  # deliver just before the samples it affects
             worm.deliver(*pending.pop(0))
         parts.append(worm.acquire(a, b - a))
     assert np.array_equal(np.concatenate(parts), expected)
@@ -78,24 +78,25 @@ def test_same_seed_same_data_other_seed_other_data():
 
 
 def test_stimulus_touches_only_samples_from_t_s_on():
-    t_s = 0.5000123                                     # between two samples
+    t_s = 0.5000123  # between two samples
     first = int(np.ceil(t_s * FS))
     plain, stim = Earthworm(FS, 1), Earthworm(FS, 1)
     stim.deliver(t_s, 6.0, 3.0)
     diff = stim.acquire(0, 20000) - plain.acquire(0, 20000)
     assert np.all(diff[:first] == 0)
-    assert np.abs(diff[first:first + 30]).max() > 1.0
+    assert np.abs(diff[first : first + 30]).max() > 1.0
 
 
 def test_deliver_after_its_samples_were_acquired_is_refused():
     worm = Earthworm(FS, 1)
     worm.acquire(0, 3000)
-    worm.deliver(3000 / FS, 4.0, 3.0)                  # exactly the next sample: allowed
+    worm.deliver(3000 / FS, 4.0, 3.0)  # exactly the next sample: allowed
     with pytest.raises(ValueError, match="before the end of the samples already acquired"):
         worm.deliver(0.05, 4.0, 3.0)
 
 
 # ---- physiology ----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("period_ms", [2.0, 3.0, 6.7])
 def test_recruitment_steps_none_mgf_both(period_ms):
@@ -114,7 +115,7 @@ def test_response_after_the_artefact_grows_with_voltage():
     for k, v in enumerate(vs):
         worm.deliver(k + 0.5, v, 3.0)
     data = worm.acquire(0, int(len(vs) * FS))
-    window = [data[int((k + 0.5035) * FS):int((k + 0.53) * FS), 3] for k in range(len(vs))]
+    window = [data[int((k + 0.5035) * FS) : int((k + 0.53) * FS), 3] for k in range(len(vs))]
     p2p = [np.ptp(w) for w in window]
     assert p2p[0] == 0
     assert p2p[1] > 50 and np.all(np.diff(p2p) > 0)
@@ -137,7 +138,7 @@ def test_arrival_times_follow_distance_over_velocity():
     only_mgf = Earthworm(FS, 3, **QUIET, muscle_max_uv=0.0, artefact_uv_per_v=0.0)
     only_mgf.deliver(0.5, mid, 3.0)
     data = only_mgf.acquire(int(0.49 * FS), int(0.03 * FS))
-    onset = np.argmax(data > 0.5 * data.max(axis=0), axis=0) / FS     # first half-height crossing per pair
+    onset = np.argmax(data > 0.5 * data.max(axis=0), axis=0) / FS  # first half-height crossing per pair
     expected = (x_mm - x_mm[0]) / 1e3 / only_mgf.params.mgf_velocity_m_s
     np.testing.assert_allclose(onset - onset[0], expected, atol=1.01 / FS)
 
@@ -185,9 +186,9 @@ def test_spontaneous_spikes_poisson_and_direction():
     worm = Earthworm(FS, 11, spontaneous_rate_hz=0.5)
     spikes = [e for e in worm.events(t_stop_s=200.0) if e["kind"] == "spike"]
     assert all(e["cause"] == "spontaneous" and 0 <= e["t_s"] < 200 for e in spikes)
-    for fibre, direction in (("MGF", 1), ("LGF", -1)):             # MGF from the head, LGF from the tail
+    for fibre, direction in (("MGF", 1), ("LGF", -1)):  # MGF from the head, LGF from the tail
         mine = [s for s in spikes if s["fibre"] == fibre]
-        assert abs(len(mine) - 100) < 5 * 10                         # Poisson(100): 5 SD
+        assert abs(len(mine) - 100) < 5 * 10  # Poisson(100): 5 SD
         assert all(np.all(direction * np.diff(s["arrival_s"]) > 0) for s in mine)
     assert Earthworm(FS, 11, spontaneous_rate_hz=0.0).events(t_stop_s=200.0) == []
 
@@ -203,17 +204,18 @@ def test_segment_strain_twitches_after_each_spike():
     assert np.all(strain[t < 1.0 + p.twitch_delay_ms / 1e3] == 0)
     assert np.all(strain <= 0)
     drive = worm.muscle_drive(high)
-    assert strain.min() == pytest.approx(-2 * p.twitch_strain * drive, rel=0.02)   # MGF + LGF twitches
-    assert np.abs(strain[-1]).max() < 1e-3                                        # relaxed again
-    np.testing.assert_array_equal(worm.segment_strain(t[::-1]), strain[::-1])     # order of times is free
+    assert strain.min() == pytest.approx(-2 * p.twitch_strain * drive, rel=0.02)  # MGF + LGF twitches
+    assert np.abs(strain[-1]).max() < 1e-3  # relaxed again
+    np.testing.assert_array_equal(worm.segment_strain(t[::-1]), strain[::-1])  # order of times is free
     twitches = [e for e in worm.events() if e["kind"] == "twitch"]
     assert len(twitches) == 2 and all(len(e["onset_s"]) == p.n_zones for e in twitches)
-    distance = np.abs(worm.zone_centres_mm)                                       # from the stimulation site
-    for e in twitches:                                                           # later the farther the zone
+    distance = np.abs(worm.zone_centres_mm)  # from the stimulation site
+    for e in twitches:  # later the farther the zone
         assert np.all(np.diff(np.asarray(e["onset_s"])[np.argsort(distance)]) >= 0)
 
 
 # ---- errors --------------------------------------------------------------------------------------------
+
 
 def test_unknown_parameter_names_it_and_lists_allowed():
     with pytest.raises(ValueError) as err:
@@ -223,19 +225,22 @@ def test_unknown_parameter_names_it_and_lists_allowed():
     assert "allowed:" in msg and "lgf_velocity_m_s" in msg and "pair_spacing_mm" in msg
 
 
-@pytest.mark.parametrize("kw, field", [
-    (dict(mgf_velocity_m_s=-25.0), "mgf_velocity_m_s"),
-    (dict(lgf_rheobase_v=0), "lgf_rheobase_v"),
-    (dict(noise_uv=-1.0), "noise_uv"),
-    (dict(n_zones=2.5), "n_zones"),
-    (dict(threshold_jitter_cv=1.5), "threshold_jitter_cv"),
-    (dict(pair_positions_mm=(20.0, 50.0, 35.0, 65.0)), "pair_positions_mm"),
-    (dict(pair_positions_mm=(20.0, 35.0, 50.0, 200.0)), "pair_positions_mm"),
-    (dict(pair_positions_mm=(2.0, 35.0)), "pair_positions_mm"),
-    (dict(mains_hz=20000.0), "mains_hz"),
-    (dict(fs_hz=0.0), "fs_hz"),
-    (dict(seed=-1), "seed"),
-])
+@pytest.mark.parametrize(
+    "kw, field",
+    [
+        (dict(mgf_velocity_m_s=-25.0), "mgf_velocity_m_s"),
+        (dict(lgf_rheobase_v=0), "lgf_rheobase_v"),
+        (dict(noise_uv=-1.0), "noise_uv"),
+        (dict(n_zones=2.5), "n_zones"),
+        (dict(threshold_jitter_cv=1.5), "threshold_jitter_cv"),
+        (dict(pair_positions_mm=(20.0, 50.0, 35.0, 65.0)), "pair_positions_mm"),
+        (dict(pair_positions_mm=(20.0, 35.0, 50.0, 200.0)), "pair_positions_mm"),
+        (dict(pair_positions_mm=(2.0, 35.0)), "pair_positions_mm"),
+        (dict(mains_hz=20000.0), "mains_hz"),
+        (dict(fs_hz=0.0), "fs_hz"),
+        (dict(seed=-1), "seed"),
+    ],
+)
 def test_bad_values_name_the_field(kw, field):
     with pytest.raises(ValueError, match=f"'{field}'.*allowed"):
         Earthworm(**kw)
@@ -243,8 +248,12 @@ def test_bad_values_name_the_field(kw, field):
 
 def test_bad_calls():
     worm = Earthworm(FS, 0)
-    for args, name in [((-1.0, 4.0, 3.0), "t_s"), ((0.1, -4.0, 3.0), "vpp"), ((0.1, 4.0, 0.0), "period_ms"),
-                       ((0.1, float("nan"), 3.0), "vpp")]:
+    for args, name in [
+        ((-1.0, 4.0, 3.0), "t_s"),
+        ((0.1, -4.0, 3.0), "vpp"),
+        ((0.1, 4.0, 0.0), "period_ms"),
+        ((0.1, float("nan"), 3.0), "vpp"),
+    ]:
         with pytest.raises(ValueError, match=f"'{name}'"):
             worm.deliver(*args)
     with pytest.raises(ValueError, match="'start_index'"):

@@ -19,7 +19,7 @@ from labkit.rig.ui.panel import RigPanel
 from labkit.rig.ui.plots import threshold_se_vpp
 from tests.rig.ui.test_panel import fake_controller
 
-N_TEMPLATES = 8                 # AutoMap's default analysis: 2 template pulses at each of the space's 4 periods
+N_TEMPLATES = 8  # AutoMap's default analysis: 2 template pulses at each of the space's 4 periods
 
 
 def _stimulus_threads() -> list[threading.Thread]:
@@ -80,9 +80,11 @@ def test_automap_runs_the_search_draws_its_estimates_and_records_its_trials_to_n
     assert list(table["template"]) == [True] * N_TEMPLATES + [False] * 3
     last = table.iloc[-1]
     assert bool(last["mgf_fired"]) == trials.mgf[-1] and bool(last["lgf_fired"]) == trials.lgf[-1]
-    np.testing.assert_allclose([last["mgf_rheobase_v"], last["mgf_chronaxie_ms"], last["mgf_rheobase_se_v"],
-                                last["mgf_chronaxie_se_ms"]], trials.estimates[-1]["MGF"])
-    assert np.isnan(table["lgf_rheobase_v"].iloc[0])                  # undefined after a template pulse
+    np.testing.assert_allclose(
+        [last["mgf_rheobase_v"], last["mgf_chronaxie_ms"], last["mgf_rheobase_se_v"], last["mgf_chronaxie_se_ms"]],
+        trials.estimates[-1]["MGF"],
+    )
+    assert np.isnan(table["lgf_rheobase_v"].iloc[0])  # undefined after a template pulse
     panel.close()
 
 
@@ -91,17 +93,19 @@ def test_stop_mid_search_ends_it_within_one_trial_and_stops_the_device(tmp_path)
     am = panel.automap
     ended = []
     original = am._set
-    am._set = lambda state, message: (ended.append(time.monotonic()) if state == "stopped" else None,
-                                      original(state, message))
+    am._set = lambda state, message: (
+        ended.append(time.monotonic()) if state == "stopped" else None,
+        original(state, message),
+    )
     panel.automap_button.click()
     _wait_for_trials(am, 3)
-    panel.start_button.click()                                    # the pulse schedule is refused while it runs
+    panel.start_button.click()  # the pulse schedule is refused while it runs
     assert "Auto-map is running: press STOP before Start" in ctl.message and am.running
     sim = ctl.rig.serial.sim
     pressed = time.monotonic()
     panel.stop_button.click()
     n_at_stop = len(ctl.pulses)
-    assert ended and ended[0] - pressed < 0.25 + 0.5, ended   # the rest or the analysis under way, not a timeout
+    assert ended and ended[0] - pressed < 0.25 + 0.5, ended  # the rest or the analysis under way, not a timeout
     assert not _stimulus_threads() and am.state == "stopped" and "stopped by STOP" in am.message
     assert not sim.device.armed and not sim.device.streaming and not ctl.armed
     assert ctl.state == "stopped" and "valid NWB" in ctl.message
@@ -110,7 +114,7 @@ def test_stop_mid_search_ends_it_within_one_trial_and_stops_the_device(tmp_path)
     panel.refresh(force=True)
     assert "labkit-rig-automap-state'>stopped<" in panel.automap_status.value
     assert "labkit-rig-state'>stopped<" in panel.status.value
-    panel.arm_button.click()                         # after STOP: arm, and a new search restarts the stream
+    panel.arm_button.click()  # after STOP: arm, and a new search restarts the stream
     panel.automap_button.click()
     assert am.running and am.view is None and len(ctl.sessions) == 2
     _wait_for_trials(am, 1)
@@ -120,8 +124,9 @@ def test_stop_mid_search_ends_it_within_one_trial_and_stops_the_device(tmp_path)
 
 
 @pytest.mark.parametrize("failure", ["data stop arriving", "link lost"])
-def test_a_rig_that_stops_answering_ends_the_search_with_a_message_and_the_device_made_safe(tmp_path, monkeypatch,
-                                                                                          failure):
+def test_a_rig_that_stops_answering_ends_the_search_with_a_message_and_the_device_made_safe(
+    tmp_path, monkeypatch, failure
+):
     uncaught = []
     monkeypatch.setattr(threading, "excepthook", uncaught.append)
     ctl, panel = _armed_panel(tmp_path, timeout_s=0.5)
@@ -130,15 +135,18 @@ def test_a_rig_that_stops_answering_ends_the_search_with_a_message_and_the_devic
     _wait_for_trials(panel.automap, 2)
     if failure == "link lost":
         ctl.rig.serial.close()
-    else:                                                          # the device answers, but no sample arrives
+    else:  # the device answers, but no sample arrives
         monkeypatch.setattr(ctl.rig, "read_since", lambda start, max_n: (start, np.zeros((0, 4), np.int16)))
     assert panel.automap.wait(5)
     am = panel.automap
     assert am.state == "failed" and not ctl.armed, am.message
-    assert ("SearchError" in am.message and "stopped answering" in am.message if failure != "link lost"
-            else "rig failed" in am.message)
+    assert (
+        "SearchError" in am.message and "stopped answering" in am.message
+        if failure != "link lost"
+        else "rig failed" in am.message
+    )
     if failure != "link lost":
-        assert not sim.device.armed                                # STOP sent from the search thread
+        assert not sim.device.armed  # STOP sent from the search thread
     assert ctl.state == "stopped" and not _stimulus_threads() and not uncaught
     assert ctl.message.startswith("Auto-map: ended after") and "valid NWB" in ctl.message
     with NWBHDF5IO(str(ctl.sessions[-1].nwb_path), "r") as io:
@@ -163,13 +171,13 @@ def test_automap_and_the_pulse_schedule_never_run_together_and_automap_needs_an_
     assert "the pulse schedule (Start) is running: press STOP before Auto-map" in ctl.message
     assert panel.automap.state == "idle" and ctl.state == "running" and len(_stimulus_threads()) == 1
     time.sleep(0.2)
-    assert len(ctl.rig.calls) > n                                  # the schedule runs on, alone
+    assert len(ctl.rig.calls) > n  # the schedule runs on, alone
     panel.close()
     assert not _stimulus_threads()
 
 
 def test_automap_refuses_unsafe_settings_before_anything_is_sent():
-    ctl = fake_controller()                                       # the fake device's limits: 7 V, 1–8 ms, 20/s
+    ctl = fake_controller()  # the fake device's limits: 7 V, 1–8 ms, 20/s
     with pytest.raises(ValueError, match=r"AutoMap: bad value for 'rest_s': 0\.1; allowed: .*>= 0\.25"):
         AutoMap(ctl, rest_s=0.1)
     with pytest.raises(ValueError, match=r"rest_s.*>= 0\.5"):
@@ -189,7 +197,7 @@ def test_rerunning_the_panel_cell_ends_a_running_search_and_leaves_no_thread(tmp
     ctl, panel = _armed_panel(tmp_path)
     panel.automap_button.click()
     _wait_for_trials(panel.automap, 1)
-    RigPanel(fake_controller()).close()                            # the cell re-run: a new panel closes the old
+    RigPanel(fake_controller()).close()  # the cell re-run: a new panel closes the old
     assert ctl.closed and not _stimulus_threads() and panel.automap.state == "stopped"
     assert validate_nwb(ctl.sessions[-1].nwb_path) == []
 

@@ -11,7 +11,8 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from labkit import paths
 from labkit.config import ConfigError
@@ -25,8 +26,13 @@ from labkit.rig.ui.scripted import LivePanelConfig, nwb_pulse_count, replay_sess
 from labkit.rig.ui.settings import StimulusSettings, clamp_stimulus, stimulus_ranges
 
 LIMITS = SafetyLimits(max_vpp=7.0, min_period_ms=1.0, max_period_ms=8.0, max_rate_hz=20.0)
-anything = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**6, 10**6), st.booleans(),
-                     st.none(), st.text(max_size=3))
+anything = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(10**6), 10**6),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+)
 
 
 def within(s: StimulusSettings, limits: SafetyLimits) -> bool:
@@ -85,6 +91,7 @@ def fake_controller(**kwargs) -> RigController:
 
 # --- limits ---------------------------------------------------------------------------------------
 
+
 @given(vpp=anything, period_ms=anything, rate_hz=anything)
 def test_settings_in_force_never_leave_the_limits_whatever_is_asked(vpp, period_ms, rate_hz):
     current = StimulusSettings(4.0, 3.0, 1.0)
@@ -92,8 +99,9 @@ def test_settings_in_force_never_leave_the_limits_whatever_is_asked(vpp, period_
         try:
             current = clamp_stimulus(LIMITS, current, **{name: value})
         except LimitError as e:
-            assert name in str(e) and not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                           and math.isfinite(value))
+            assert name in str(e) and not (
+                isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            )
         assert within(current, LIMITS)
 
 
@@ -115,11 +123,16 @@ def connected_panel():
 
 
 @settings(max_examples=60, deadline=None)
-@given(values=st.lists(st.tuples(st.sampled_from(["vpp", "period_ms", "rate_hz"]),
-                                 st.floats(allow_nan=True, allow_infinity=True)), min_size=1, max_size=8))
+@given(
+    values=st.lists(
+        st.tuples(st.sampled_from(["vpp", "period_ms", "rate_hz"]), st.floats(allow_nan=True, allow_infinity=True)),
+        min_size=1,
+        max_size=8,
+    )
+)
 def test_widgets_never_put_a_setting_outside_the_device_limits(connected_panel, values):
     panel = connected_panel
-    assert {k: (s.min, s.max) for k, s in panel.sliders.items()} == stimulus_ranges(LIMITS)   # from the device
+    assert {k: (s.min, s.max) for k, s in panel.sliders.items()} == stimulus_ranges(LIMITS)  # from the device
     for name, value in values:
         panel.sliders[name].value = value
         assert within(panel.ctl.settings, LIMITS)
@@ -129,10 +142,10 @@ def test_widgets_never_put_a_setting_outside_the_device_limits(connected_panel, 
 def test_the_schedule_at_full_rate_sends_only_allowed_pulses_and_only_while_armed():
     ctl = fake_controller()
     ctl.connect()
-    ctl.set_stimulus(vpp=1e9, period_ms=-5, rate_hz=1e9)            # clamped to 7 V, 1 ms, 20 pulses/s
+    ctl.set_stimulus(vpp=1e9, period_ms=-5, rate_hz=1e9)  # clamped to 7 V, 1 ms, 20 pulses/s
     ctl.start(record=False)
     time.sleep(0.2)
-    assert ctl.rig.calls == []                                      # not armed: nothing sent
+    assert ctl.rig.calls == []  # not armed: nothing sent
     ctl.arm()
     time.sleep(0.6)
     ctl.disarm()
@@ -146,17 +159,18 @@ def test_the_schedule_at_full_rate_sends_only_allowed_pulses_and_only_while_arme
 
 # --- ring buffer and decimation ---------------------------------------------------------------------
 
+
 def test_ring_buffer_keeps_the_newest_rows_and_marks_what_it_never_saw():
     ring = RingBuffer(5, 1)
     assert ring.snapshot(3)[1].shape == (3, 1) and np.isnan(ring.snapshot(3)[1]).all()
     ring.write(10, [[1], [2], [3]])
     first, rows = ring.snapshot(5)
     assert first == 8 and np.isnan(rows[:2]).all() and rows[2:, 0].tolist() == [1, 2, 3]
-    ring.write(15, [[6], [7]])                                       # rows 13 and 14 never arrived
+    ring.write(15, [[6], [7]])  # rows 13 and 14 never arrived
     first, rows = ring.snapshot(5)
     assert first == 12 and rows[0, 0] == 3 and np.isnan(rows[1:3]).all() and rows[3:, 0].tolist() == [6, 7]
-    ring.write(14, [[5], [6]])                                       # partly a duplicate: ignored
-    ring.write(17, np.arange(8, 20)[:, None])                        # longer than the ring
+    ring.write(14, [[5], [6]])  # partly a duplicate: ignored
+    ring.write(17, np.arange(8, 20)[:, None])  # longer than the ring
     first, rows = ring.snapshot(9)
     assert first == 24 and rows[:, 0].tolist() == [15, 16, 17, 18, 19]
 
@@ -179,16 +193,17 @@ def test_ring_buffer_matches_a_reference_dict(blocks):
 def test_decimation_keeps_every_extreme_at_pixel_width():
     rng = np.random.default_rng(0)
     y = rng.normal(0, 5, (60_000, 4))
-    y[31_234, 2] = 80.0                                             # one-sample spike
+    y[31_234, 2] = 80.0  # one-sample spike
     pos, env = decimate_minmax(y, 800)
     assert len(pos) == len(env) <= 1600 and env.shape[1] == 4
-    assert env[:, 2].max() == 80.0 and np.allclose(env.min(axis=0), y[-len(env) // 2 * 75:].min(axis=0))
+    assert env[:, 2].max() == 80.0 and np.allclose(env.min(axis=0), y[-len(env) // 2 * 75 :].min(axis=0))
     assert np.all(np.diff(pos) >= 0) and pos[-1] <= len(y) - 1
     short = np.arange(10.0)[:, None]
     assert decimate_minmax(short, 800)[1].tolist() == short.tolist()
 
 
 # --- the view, headless -----------------------------------------------------------------------------
+
 
 def test_refresh_runs_on_the_event_loop_thread_at_the_requested_rate():
     panel = RigPanel(fake_controller(), refresh_hz=20)
@@ -210,7 +225,7 @@ def test_refresh_runs_on_the_event_loop_thread_at_the_requested_rate():
     asyncio.run(run())
     assert threads == {threading.main_thread().name}
     assert 4 <= panel.ticks - before <= 12
-    assert panel.redraws == 1            # nothing new arrived: drawn once, at construction
+    assert panel.redraws == 1  # nothing new arrived: drawn once, at construction
 
 
 def test_panel_drives_a_simulated_session_to_a_valid_nwb_file(tmp_path):
@@ -227,7 +242,7 @@ def test_panel_drives_a_simulated_session_to_a_valid_nwb_file(tmp_path):
     deadline = time.monotonic() + 10
     while len(ctl.pulses) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
-    ctl.set_stimulus(vpp=50.0)                                      # clamped to the simulator's 10 V
+    ctl.set_stimulus(vpp=50.0)  # clamped to the simulator's 10 V
     while len(ctl.pulses) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
     time.sleep(0.2)
@@ -271,7 +286,7 @@ def test_a_failed_rig_stops_the_controller_threads_with_a_message(tmp_path, monk
     ctl.connect()
     ctl.arm()
     ctl.start(record=True)
-    ctl.rig.serial.close()                           # the port goes away under the driver
+    ctl.rig.serial.close()  # the port goes away under the driver
     deadline = time.monotonic() + 5
     while ("stopped" not in ctl.message or ctl.armed) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -284,8 +299,12 @@ def test_a_failed_rig_stops_the_controller_threads_with_a_message(tmp_path, monk
 
 def test_controller_records_from_a_serial_port_without_a_camera(tmp_path):
     """Any serial URL: here a pty served by the simulator in another process (no camera: no motion trace)."""
-    proc = subprocess.Popen([sys.executable, "-m", "labkit.rig.simulator.sim", "--pty", "--seed", "4"], cwd=paths.ROOT,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labkit.rig.simulator.sim", "--pty", "--seed", "4"],
+        cwd=paths.ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         port = proc.stdout.readline().strip()
         ctl = RigController(port, record_dir=tmp_path)
@@ -300,11 +319,12 @@ def test_controller_records_from_a_serial_port_without_a_camera(tmp_path):
 
 def test_a_refused_click_is_shown_not_raised():
     panel = RigPanel(fake_controller())
-    panel.arm_button.click()                                        # not connected
+    panel.arm_button.click()  # not connected
     assert "not connected" in panel.status.value
 
 
 # --- notebook helpers -------------------------------------------------------------------------------
+
 
 def test_replay_is_deterministic_and_recovers_the_echoed_readback():
     pulses = [Pulse(1, 0.0, 3.0, 0.0, 3.0, 3.0), Pulse(2, 0.0, 6.0, 0.0, 3.0, 3.0)]
@@ -312,7 +332,7 @@ def test_replay_is_deterministic_and_recovers_the_echoed_readback():
     b = replay_session("rigsim://?seed=2", pulses, 4.0)
     np.testing.assert_array_equal(a.snapshot.traces_uv, b.snapshot.traces_uv)
     np.testing.assert_array_equal(a.snapshot.motion, b.snapshot.motion)
-    assert a.snapshot.motion.min() < -0.05                           # the body shortens after the pulses
+    assert a.snapshot.motion.min() < -0.05  # the body shortens after the pulses
     assert np.allclose(a.vpp_measured, [3.0, 6.0], atol=0.1)
     with pytest.raises(ValueError, match="rigsim"):
         replay_session("/dev/ttyACM0", pulses, 4.0)
@@ -329,6 +349,7 @@ def test_config_presets_and_errors():
 
 
 # --- the panel never misleads (regressions) ------------------------------------------------------------
+
 
 def test_refresh_shows_settings_changed_behind_the_panels_back_and_the_connection():
     """A script (05b's session) changes the controller directly: the next tick shows it, label included."""
@@ -358,7 +379,7 @@ def test_the_scripted_session_ends_disarmed_at_the_default_settings(tmp_path):
 def test_a_panel_survives_disconnect_and_shows_display_errors_in_its_status_line(monkeypatch):
     panel = RigPanel(fake_controller())
     panel.connect_button.click()
-    panel.connect_button.click()                                   # disconnect: the ring stays, the rig goes
+    panel.connect_button.click()  # disconnect: the ring stays, the rig goes
     assert panel.ctl.rig is None and panel.ctl.ring is not None
     panel.refresh(force=True)
     assert "disconnected" in panel.status.value and "error" not in panel.status.value
@@ -376,7 +397,7 @@ def test_a_new_panel_closes_the_old_one_and_its_controller():
     assert old.ctl.rig is None and old.ctl.closed and not new.ctl.closed
     with pytest.raises(RigError, match="closed"):
         old.ctl.connect()
-    shared = RigPanel(new.ctl)                                      # the same controller, a new view: kept
+    shared = RigPanel(new.ctl)  # the same controller, a new view: kept
     assert not new.ctl.closed and list(RigPanel._open) == [shared]
     shared.close()
     assert new.ctl.closed
@@ -390,7 +411,8 @@ def test_stop_is_reported_before_the_nwb_file_is_written(tmp_path):
     seen = []
     original = ctl.stop
     ctl.stop = lambda on_device_stopped=None: original(
-        on_device_stopped=lambda: seen.append((panel._show_status().state, ctl.sessions[-1].nwb_path)))
+        on_device_stopped=lambda: seen.append((panel._show_status().state, ctl.sessions[-1].nwb_path))
+    )
     panel.stop_button.click()
     assert seen == [("stopped", None)] and "labkit-rig-state'>stopped" in panel.status.value
     assert ctl.sessions[-1].nwb_path is not None and "valid NWB" in ctl.message
@@ -449,7 +471,7 @@ def test_the_sweep_view_collects_triggered_sweeps_and_estimates_the_conduction_v
     image = panel.image.value
     time.sleep(0.3)
     panel.refresh()
-    assert panel.image.value == image                              # frozen: the picture holds
-    ctl.set_stimulus(vpp=5.0)                                       # a new stimulus: a fresh persistence view
+    assert panel.image.value == image  # frozen: the picture holds
+    ctl.set_stimulus(vpp=5.0)  # a new stimulus: a fresh persistence view
     assert ctl.sweeps() is None
     panel.close()

@@ -8,7 +8,8 @@ it (its NWB file has a trials table). Notebook 01a: a slider of
 its explorer redraws the figure, and saving keeps no outputs on disk.
 
 Skipped (with the reason) only when no Chromium binary is found (`chromium` on PATH, or $LABKIT_CHROMIUM); with
-LABKIT_REQUIRE_BROWSER=1 (CI) that is a failure instead. `make test` installs Debian's chromium when it can (`make browser`).
+LABKIT_REQUIRE_BROWSER=1 (CI) that is a failure instead. `make test` installs Debian's chromium when it can
+(`make browser`).
 Never `playwright install` (it downloads browsers).
 """
 
@@ -31,8 +32,16 @@ from playwright import sync_api
 from labkit import paths
 
 CHROMIUM = os.environ.get("LABKIT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 NOTEBOOK = "05b_rig_live_panel.ipynb"
 TOKEN = "labkit-panel-test"
 
@@ -68,20 +77,40 @@ def lab(tmp_path, request):
     cell.source = 'scale = "smoke"\nseed = 0\nparams = {}'
     root = tmp_path / "root"
     (root / "notebooks").mkdir(parents=True)
-    nbformat.write(nb, root / "notebooks" / notebook)                # where `make lab` serves it from
+    nbformat.write(nb, root / "notebooks" / notebook)  # where `make lab` serves it from
     run_dir = tmp_path / "run"
     port = _free_port()
-    env = {**os.environ, "LABKIT_RUN_DIR": str(run_dir), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-           "JUPYTER_CONFIG_PATH": str(paths.ROOT / "jupyter_config"),                     # as `make lab` runs it
-           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"), "PYTHONHASHSEED": "0"}
-    env.pop("LABKIT_HEADLESS", None)                  # a person at the browser: explorers are live
+    env = {
+        **os.environ,
+        "LABKIT_RUN_DIR": str(run_dir),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "JUPYTER_CONFIG_PATH": str(paths.ROOT / "jupyter_config"),  # as `make lab` runs it
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
+        "PYTHONHASHSEED": "0",
+    }
+    env.pop("LABKIT_HEADLESS", None)  # a person at the browser: explorers are live
     log = open(tmp_path / "jupyter.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser", f"--port={port}",
-         "--ServerApp.ip=127.0.0.1", f"--ServerApp.token={TOKEN}", f"--ServerApp.root_dir={root}",
-         "--ServerApp.port_retries=0", "--LabApp.news_url=None",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--allow-root",
+            "--no-browser",
+            f"--port={port}",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.token={TOKEN}",
+            f"--ServerApp.root_dir={root}",
+            "--ServerApp.port_retries=0",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 40
@@ -91,7 +120,8 @@ def lab(tmp_path, request):
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"JupyterLab did not start: {(tmp_path / 'jupyter.log').read_text()[-2000:]}")
+                    log = (tmp_path / "jupyter.log").read_text()[-2000:]
+                    raise RuntimeError(f"JupyterLab did not start: {log}") from None
                 time.sleep(0.3)
         yield base, run_dir, root
     finally:
@@ -125,7 +155,9 @@ def _wait_for(predicate, timeout_s: float, what: str, page=None, shot: Path | No
         time.sleep(0.2)
     if page is not None and shot is not None:
         page.screenshot(path=str(shot))
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}" + (f" (screenshot: {shot})" if shot else ""))
+    raise AssertionError(
+        f"timed out after {timeout_s} s waiting for {what}" + (f" (screenshot: {shot})" if shot else "")
+    )
 
 
 def _run_all(page, base: str, notebook: str) -> None:
@@ -134,8 +166,8 @@ def _run_all(page, base: str, notebook: str) -> None:
     page.locator(".jp-Notebook").first.wait_for()
     sessions = _wait_for(lambda: _get(f"{base}/api/sessions?token={TOKEN}"), 30, "a kernel session")
     assert [s["kernel"]["name"] for s in sessions] == ["labkit"], sessions
-    page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').first.wait_for()   # kernel ready
-    page.locator(".jp-Notebook .jp-Cell").first.click()      # the notebook is the current widget
+    page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').first.wait_for()  # kernel ready
+    page.locator(".jp-Notebook .jp-Cell").first.click()  # the notebook is the current widget
     page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
     page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
 
@@ -145,8 +177,12 @@ def _page(tmp_path: Path):
     """A page of headless Chromium (a persistent profile under tmp_path), closed afterwards."""
     with sync_api.sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
-            viewport={"width": 1400, "height": 1000})
+            str(tmp_path / "chromium-profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 1400, "height": 1000},
+        )
         try:
             page = context.pages[0] if context.pages else context.new_page()
             page.set_default_timeout(60_000)
@@ -172,13 +208,27 @@ def test_panel_in_jupyterlab_start_traces_voltage_stop_records(lab, tmp_path):
         page.locator(".labkit-rig-stop").scroll_into_view_if_needed()
         _wait_for(lambda: _text(page, ".labkit-rig-state") == "stopped", 20, "state 'stopped'", page, shot)
         # what the panel shows is what the device will get: the script ended at the defaults, still connected
-        _wait_for(lambda: [_entry(page, n).input_value() for n in ("vpp", "period-ms", "rate-hz")]
-                  == ["4.00", "3.00", "1.00"], 20, "the default settings in the panel", page, shot)
+        _wait_for(
+            lambda: (
+                [_entry(page, n).input_value() for n in ("vpp", "period-ms", "rate-hz")] == ["4.00", "3.00", "1.00"]
+            ),
+            20,
+            "the default settings in the panel",
+            page,
+            shot,
+        )
         assert _text(page, ".labkit-rig-connect") == "Disconnect"
 
-        page.locator(".labkit-rig-connect").click()                 # disconnect and reconnect
-        _wait_for(lambda: _text(page, ".labkit-rig-state") == "disconnected"
-                  and _text(page, ".labkit-rig-connect") == "Connect", 20, "the disconnect", page, shot)
+        page.locator(".labkit-rig-connect").click()  # disconnect and reconnect
+        _wait_for(
+            lambda: (
+                _text(page, ".labkit-rig-state") == "disconnected" and _text(page, ".labkit-rig-connect") == "Connect"
+            ),
+            20,
+            "the disconnect",
+            page,
+            shot,
+        )
         page.locator(".labkit-rig-connect").click()
         _wait_for(lambda: _text(page, ".labkit-rig-state") == "streaming", 20, "the reconnect", page, shot)
 
@@ -187,13 +237,19 @@ def test_panel_in_jupyterlab_start_traces_voltage_stop_records(lab, tmp_path):
         _wait_for(lambda: _text(page, ".labkit-rig-state") == "running", 20, "state 'running'", page, shot)
         frames0 = int(_text(page, ".labkit-rig-frames"))
         src0 = page.locator("img.labkit-rig-traces").get_attribute("src")
-        _wait_for(lambda: int(_text(page, ".labkit-rig-frames")) > frames0 + 20, 20, "the frame counter to grow",
-                  page, shot)
-        _wait_for(lambda: page.locator("img.labkit-rig-traces").get_attribute("src") != src0, 20,
-                  "the traces image to change", page, shot)
+        _wait_for(
+            lambda: int(_text(page, ".labkit-rig-frames")) > frames0 + 20, 20, "the frame counter to grow", page, shot
+        )
+        _wait_for(
+            lambda: page.locator("img.labkit-rig-traces").get_attribute("src") != src0,
+            20,
+            "the traces image to change",
+            page,
+            shot,
+        )
         _wait_for(lambda: int(_text(page, ".labkit-rig-pulses")) >= 1, 20, "a pulse", page, shot)
 
-        src = page.locator("img.labkit-rig-traces").get_attribute("src")       # refresh rate while recording
+        src = page.locator("img.labkit-rig-traces").get_attribute("src")  # refresh rate while recording
         changes, t0 = 0, time.monotonic()
         while time.monotonic() - t0 < 3.0:
             now = page.locator("img.labkit-rig-traces").get_attribute("src")
@@ -205,26 +261,36 @@ def test_panel_in_jupyterlab_start_traces_voltage_stop_records(lab, tmp_path):
 
         _entry(page, "vpp").fill("5.5")
         _entry(page, "vpp").press("Enter")
-        _wait_for(lambda: _text(page, ".labkit-rig-last-vpp") == "5.50", 20, "a pulse at the new 5.5 Vpp",
-                  page, shot)
-        _entry(page, "period-ms").fill("5")                           # a stimulus that recruits on every pair
+        _wait_for(lambda: _text(page, ".labkit-rig-last-vpp") == "5.50", 20, "a pulse at the new 5.5 Vpp", page, shot)
+        _entry(page, "period-ms").fill("5")  # a stimulus that recruits on every pair
         _entry(page, "period-ms").press("Enter")
         _entry(page, "vpp").fill("6")
         _entry(page, "vpp").press("Enter")
-        page.locator(".labkit-rig-view button", has_text="sweeps").click()       # the stimulus-triggered view
-        _wait_for(lambda: page.locator(".labkit-rig-sweeps").count()
-                  and int(_text(page, ".labkit-rig-sweeps")) >= 3, 30, "three sweeps in the sweep view", page, shot)
-        _wait_for(lambda: page.locator(".labkit-rig-cv-value").count(), 20, "a conduction-velocity estimate",
-                  page, shot)
-        page.add_style_tag(content=".Toastify { display: none !important; }")   # JupyterLab's news toast
+        page.locator(".labkit-rig-view button", has_text="sweeps").click()  # the stimulus-triggered view
+        _wait_for(
+            lambda: page.locator(".labkit-rig-sweeps").count() and int(_text(page, ".labkit-rig-sweeps")) >= 3,
+            30,
+            "three sweeps in the sweep view",
+            page,
+            shot,
+        )
+        _wait_for(
+            lambda: page.locator(".labkit-rig-cv-value").count(), 20, "a conduction-velocity estimate", page, shot
+        )
+        page.add_style_tag(content=".Toastify { display: none !important; }")  # JupyterLab's news toast
         page.locator(".labkit-rig-panel").screenshot(path=str(tmp_path / "panel-sweeps.png"))
         page.locator(".labkit-rig-view button", has_text="traces").click()
         _entry(page, "period-ms").fill("3")
         _entry(page, "period-ms").press("Enter")
-        _entry(page, "vpp").fill("12")                              # over the limit: clamped, and said so
+        _entry(page, "vpp").fill("12")  # over the limit: clamped, and said so
         _entry(page, "vpp").press("Enter")
-        _wait_for(lambda: _entry(page, "vpp").input_value() == "10.00"
-                  and "clamped" in _text(page, ".labkit-rig-message"), 20, "the clamp message", page, shot)
+        _wait_for(
+            lambda: _entry(page, "vpp").input_value() == "10.00" and "clamped" in _text(page, ".labkit-rig-message"),
+            20,
+            "the clamp message",
+            page,
+            shot,
+        )
         _entry(page, "vpp").fill("5.5")
         _entry(page, "vpp").press("Enter")
         _wait_for(lambda: _entry(page, "vpp").input_value() == "5.50", 20, "5.5 Vpp again", page, shot)
@@ -233,41 +299,65 @@ def test_panel_in_jupyterlab_start_traces_voltage_stop_records(lab, tmp_path):
 
         clicked = time.monotonic()
         page.locator(".labkit-rig-stop").click()
-        page.wait_for_function("document.querySelector('.labkit-rig-state').textContent.trim() === 'stopped'",
-                               polling=10, timeout=5_000)
+        page.wait_for_function(
+            "document.querySelector('.labkit-rig-state').textContent.trim() === 'stopped'", polling=10, timeout=5_000
+        )
         stop_feedback_s = time.monotonic() - clicked
-        _wait_for(lambda: "valid NWB" in page.locator(".labkit-rig-status").inner_text(), 30,
-                  "STOP to write a valid NWB file", page, shot)
+        _wait_for(
+            lambda: "valid NWB" in page.locator(".labkit-rig-status").inner_text(),
+            30,
+            "STOP to write a valid NWB file",
+            page,
+            shot,
+        )
         assert stop_feedback_s < 0.2, f"STOP shown {stop_feedback_s * 1e3:.0f} ms after the click"
 
-        started = time.monotonic()                                  # Auto-map: the closed-loop search, then STOP
+        started = time.monotonic()  # Auto-map: the closed-loop search, then STOP
         page.locator(".labkit-rig-arm").click()
         _wait_for(lambda: "ARMED" in _text(page, ".labkit-rig-indicators"), 20, "ARMED", page, shot)
         src = page.locator("img.labkit-rig-traces").get_attribute("src")
         page.locator(".labkit-rig-automap").click()
         _wait_for(lambda: _text(page, ".labkit-rig-automap-state") == "running", 20, "Auto-map running", page, shot)
         _wait_for(lambda: int(_text(page, ".labkit-rig-automap-trials")) >= 2, 20, "two Auto-map trials", page, shot)
-        _wait_for(lambda: page.locator(".labkit-rig-automap-drawn").count()
-                  and int(_text(page, ".labkit-rig-automap-drawn")) >= 2, 20, "two stimuli drawn", page, shot)
-        assert page.locator("img.labkit-rig-traces").get_attribute("src") != src       # the Auto-map view
+        _wait_for(
+            lambda: (
+                page.locator(".labkit-rig-automap-drawn").count() and int(_text(page, ".labkit-rig-automap-drawn")) >= 2
+            ),
+            20,
+            "two stimuli drawn",
+            page,
+            shot,
+        )
+        assert page.locator("img.labkit-rig-traces").get_attribute("src") != src  # the Auto-map view
         page.locator(".labkit-rig-panel").screenshot(path=str(tmp_path / "panel-automap.png"))
         page.locator(".labkit-rig-stop").click()
-        _wait_for(lambda: _text(page, ".labkit-rig-automap-state") == "stopped"
-                  and _text(page, ".labkit-rig-state") == "stopped", 20, "Auto-map stopped", page, shot)
-        _wait_for(lambda: "valid NWB" in page.locator(".labkit-rig-status").inner_text(), 30,
-                  "the Auto-map session's valid NWB file", page, shot)
+        _wait_for(
+            lambda: (
+                _text(page, ".labkit-rig-automap-state") == "stopped" and _text(page, ".labkit-rig-state") == "stopped"
+            ),
+            20,
+            "Auto-map stopped",
+            page,
+            shot,
+        )
+        _wait_for(
+            lambda: "valid NWB" in page.locator(".labkit-rig-status").inner_text(),
+            30,
+            "the Auto-map session's valid NWB file",
+            page,
+            shot,
+        )
         (tmp_path / "automap_s.txt").write_text(f"{time.monotonic() - started:.1f}\n")
 
-
     nwb_files = sorted((run_dir / "rig-sessions").glob("session-*.nwb"))
-    assert len(nwb_files) == 3, nwb_files          # the scripted session's, and the two recorded from the browser
+    assert len(nwb_files) == 3, nwb_files  # the scripted session's, and the two recorded from the browser
     from pynwb import NWBHDF5IO
 
     with NWBHDF5IO(str(nwb_files[1]), "r") as io_:
         vpp = list(io_.read().intervals["delivered_pulses"]["vpp_requested"].data[:])
     assert 5.5 in [round(v, 3) for v in vpp], vpp
     with NWBHDF5IO(str(nwb_files[2]), "r") as io_:
-        assert len(io_.read().trials) >= 2                     # Auto-map's trials
+        assert len(io_.read().trials) >= 2  # Auto-map's trials
 
 
 @pytest.mark.parametrize("lab", ["01a_collapse_linear.ipynb"], indirect=True)
@@ -281,11 +371,11 @@ def test_an_explorer_slider_redraws_the_figure_and_saving_keeps_no_outputs(lab, 
         figure.wait_for(timeout=120_000)
         figure.scroll_into_view_if_needed()
         src0 = figure.get_attribute("src")
-        page.locator(".labkit-explore-d .noUi-handle").click()      # the d slider: one step right, keyboard
+        page.locator(".labkit-explore-d .noUi-handle").click()  # the d slider: one step right, keyboard
         page.keyboard.press("ArrowRight")
         _wait_for(lambda: figure.get_attribute("src") != src0, 30, "the figure to redraw", page, shot)
         _wait_for(lambda: "drawn in" in _text(page, ".labkit-explore-status"), 20, "the status line", page, shot)
-        page.add_style_tag(content=".Toastify { display: none !important; }")   # JupyterLab's news toast
+        page.add_style_tag(content=".Toastify { display: none !important; }")  # JupyterLab's news toast
         page.locator(".labkit-explore-figure").locator("xpath=..").screenshot(path=str(tmp_path / "explorer.png"))
         # saved from the browser, the notebook keeps no outputs on disk (make lab's pre-save hook)
         page.locator(".jp-Notebook .jp-Cell").first.click()
@@ -294,4 +384,4 @@ def test_an_explorer_slider_redraws_the_figure_and_saving_keeps_no_outputs(lab, 
         _wait_for(lambda: saved.stat().st_mtime > started, 20, "the save", page, shot)
         cells = json.loads(saved.read_text())["cells"]
         assert not any(c.get("outputs") or c.get("execution_count") for c in cells if c["cell_type"] == "code")
-        assert figure.get_attribute("src") != src0                     # the page still shows its outputs
+        assert figure.get_attribute("src") != src0  # the page still shows its outputs
