@@ -76,6 +76,11 @@ class ConfigError(ValueError, TypeError):
     """A parameter is unknown or has a value outside what is allowed (a ValueError and, for a value of the wrong
     type, a TypeError too, as scikit-learn's ``InvalidParameterError``)."""
 
+    def _render_traceback_(self) -> list[str]:
+        """IPython shows this instead of the traceback: the message names the parameter and its allowed values,
+        so the frames of the checks behind it would only hide it."""
+        return [f"{type(self).__name__}: {self}"]
+
 
 class Check:
     """A constraint: ``test(value) -> bool`` and ``allowed``, the words naming what passes (used in messages)."""

@@ -71,7 +71,7 @@ class Recorder:
         self.figures: list[dict[str, Any]] = []
         self.claims: list[dict[str, Any]] = []
 
-    def save(self, fig, name: str, caption: str, numbers: dict[str, Any] | None = None) -> Path:
+    def save(self, fig, name: str, caption: str, numbers: dict[str, Any] | None = None) -> None:
         """Save ``fig`` as ``<name>.png``; ``name`` starts with the notebook's id, e.g. ``01a_grid``."""
         if not _NAME.match(name):
             raise ValueError(f"figure name {name!r} must look like '01a_some_name' (notebook id, then [a-z0-9_])")
@@ -82,11 +82,10 @@ class Recorder:
             fig.savefig(tmp, format="png", **repro.SAVEFIG_KWARGS)
         self.figures.append({"name": name, "file": path.name, "caption": caption, "numbers": jsonable(numbers or {})})
         self._write()
-        return path
 
     def check(
         self, claim: str, passed: bool, figures: list[str] | None = None, known_failure: str = "", **measured: Any
-    ) -> bool:
+    ) -> None:
         """Record a claim, whether it held, and the measured values behind the verdict.
 
         ``figures`` names the figures the claim is about (default: all figures of the notebook).
@@ -106,7 +105,6 @@ class Recorder:
         verdict = "PASS" if passed else ("FAIL, known not to reproduce" if known_failure else "FAIL")
         print(f"[{verdict}] {claim}  ({values})")
         self._write()
-        return bool(passed)
 
     def _write(self) -> None:
         versions = {}

@@ -25,11 +25,13 @@ SAVEFIG_KWARGS = {"dpi": 120, "metadata": {"Software": None}}
 
 
 def setup() -> int:
-    """Apply the repository style and cap every thread pool; returns the thread count in force."""
+    """Apply the repository style, print NumPy scalars as plain numbers (``0.98``, not NumPy 2's
+    ``np.float64(0.98)``) and cap every thread pool; returns the thread count in force."""
     import matplotlib
     from threadpoolctl import threadpool_limits
 
     matplotlib.rc_file(paths.MATPLOTLIBRC)
+    np.set_printoptions(legacy="1.25")
     n = execution.current().threads
     threadpool_limits(n)
     if "torch" in sys.modules:

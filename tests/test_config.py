@@ -58,6 +58,16 @@ def test_bad_value_names_the_key_and_what_is_allowed(value):
         Toy.from_params(n_seeds=value)
 
 
+def test_a_notebook_shows_a_bad_parameter_in_one_line(capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.run_cell("from labkit.collapse.config import LinearCollapseConfig\nLinearCollapseConfig.from_params(n_seeds=0)")
+    shown = capsys.readouterr().out.strip()
+    assert shown.startswith("ConfigError: ") and "'n_seeds'" in shown and "allowed:" in shown
+    assert len(shown.splitlines()) == 1 and "Traceback" not in shown
+
+
 def test_bad_scale():
     with pytest.raises(ConfigError, match="allowed: smoke, quick, full, paper"):
         Toy.from_params(scale="huge")

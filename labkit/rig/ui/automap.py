@@ -44,7 +44,6 @@ from labkit.rig.experiments.search import (
     Trials,
     run_search,
 )
-from labkit.rig.experiments.strength_duration import FibreModel
 from labkit.rig.firmware.limits import RigError, SafetyLimits
 from labkit.rig.host.search_log import SearchTrialWriter
 
@@ -69,7 +68,6 @@ class AutoMapView:
 
     @classmethod
     def of(cls, trials: Trials, budget: SafetyBudget) -> "AutoMapView":
-        models: dict[str, FibreModel] = trials.models()
         return cls(
             np.array(trials.vpp, float),
             np.array(trials.period_ms, float),
@@ -77,7 +75,7 @@ class AutoMapView:
             np.array(trials.mgf, bool),
             np.array(trials.lgf, bool),
             dict(trials.estimates[-1]),
-            models,
+            dict(trials.fitted),
             trials.charge_v_ms(),
             budget,
         )
