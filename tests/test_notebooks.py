@@ -2,6 +2,7 @@
 published figures current."""
 
 import json
+import re
 
 import pytest
 
@@ -51,11 +52,29 @@ def test_runs_at_smoke_scale(nb, sandbox):
 
     figures, claims = run(force=False)
     assert figures and claims, f"{nb.name} published no figure or checked no claim"
+    assert not _stray_reprs(sandbox.build / "executed" / "smoke" / nb.path.name)
     if nb.name not in REPRODUCED:
         return
     again, claims_again = run(force=True)
     assert again == figures, "two forced runs gave different figure bytes"
     assert claims_again == claims, "two forced runs gave different claim values"
+
+
+#: what a cell shows when it ends in a call whose value nobody asked for (a path, a verdict) or prints NumPy 2's scalars
+STRAY = re.compile(r"PosixPath\(|np\.(float|int|bool_?)\w*\(|^(True|False)$")
+
+
+def _stray_reprs(executed) -> list[tuple[int, str]]:
+    """(cell index, text) of each plain-text result in ``executed`` that shows a stray repr."""
+    cells = json.loads(executed.read_text())["cells"]
+    shown = [
+        (i, "".join(o["data"].get("text/plain", "")))
+        for i, c in enumerate(cells)
+        if c["cell_type"] == "code"
+        for o in c["outputs"]
+        if o["output_type"] == "execute_result"
+    ]
+    return [(i, text[:80]) for i, text in shown if STRAY.search(text)]
 
 
 def test_committed_figures_are_up_to_date():

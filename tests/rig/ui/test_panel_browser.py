@@ -2,9 +2,9 @@
 headless Chromium (Debian's `chromium`) driven by Playwright. Notebook 05b on the project's `labkit` kernel: after
 Run All the panel shows the settings in force; disconnect and reconnect; Arm and Start, the traces update at the
 refresh rate measured; the voltage typed in, clamped when over the limit; the sweep view fills; STOP is shown
-within 200 ms and writes a valid NWB file (that re-running the cell leaves one stream is unit-tested: a second
-kernel client to count streams hung here); Arm and Auto-map: the search's trials are counted and drawn, and STOP ends
-it (its NWB file has a trials table). Notebook 01a: a slider of
+within 200 ms and writes a valid NWB file; Arm and Auto-map: the search's trials are counted and drawn, and STOP ends
+it (its NWB file has a trials table); re-running the panel's cell leaves one device link (the kernel's rig threads,
+listed in a cell typed in the browser). Notebook 01a: a slider of
 its explorer redraws the figure, and saving keeps no outputs on disk.
 
 Skipped (with the reason) only when no Chromium binary is found (`chromium` on PATH, or $LABKIT_CHROMIUM); with
@@ -348,6 +348,21 @@ def test_panel_in_jupyterlab_start_traces_voltage_stop_records(lab, tmp_path):
             shot,
         )
         (tmp_path / "automap_s.txt").write_text(f"{time.monotonic() - started:.1f}\n")
+
+        # re-run the panel's cell: the old panel closes its controller, so one device link stays open
+        page.locator(".jp-CodeCell", has_text="panel = RigPanel(ctl").locator(".jp-InputArea-editor").click()
+        page.keyboard.press("Shift+Enter")
+        _wait_for(lambda: _text(page, ".labkit-rig-state") == "streaming", 30, "the new panel", page, shot)
+        page.locator(".jp-CodeCell").last.locator(".jp-InputArea-editor").click()
+        page.keyboard.press("Escape")
+        page.keyboard.press("b")  # a new cell below, in which the kernel lists its rig threads
+        page.keyboard.press("Enter")
+        page.keyboard.type('sorted(t.name for t in __import__("threading").enumerate() if t.name.startswith("rig"))')
+        page.keyboard.press("Shift+Enter")
+        threads = page.locator(".jp-CodeCell").last.locator(".jp-OutputArea-output")
+        _wait_for(lambda: threads.count() and "rig" in threads.inner_text(), 30, "the thread list", page, shot)
+        names = re.findall(r"'([\w-]+)'", threads.inner_text())
+        assert names.count("rig-reader") == 1 and names.count("rigsim") == 1, names
 
     nwb_files = sorted((run_dir / "rig-sessions").glob("session-*.nwb"))
     assert len(nwb_files) == 3, nwb_files  # the scripted session's, and the two recorded from the browser
