@@ -62,7 +62,9 @@ def test_a_notebook_shows_a_bad_parameter_in_one_line(capsys):
     from IPython.core.interactiveshell import InteractiveShell
 
     shell = InteractiveShell.instance()
-    shell.run_cell("from labkit.collapse.config import LinearCollapseConfig\nLinearCollapseConfig.from_params(n_seeds=0)")
+    shell.run_cell(
+        "from labkit.collapse.config import LinearCollapseConfig\nLinearCollapseConfig.from_params(n_seeds=0)"
+    )
     shown = capsys.readouterr().out.strip()
     assert shown.startswith("ConfigError: ") and "'n_seeds'" in shown and "allowed:" in shown
     assert len(shown.splitlines()) == 1 and "Traceback" not in shown
