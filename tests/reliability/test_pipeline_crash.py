@@ -50,7 +50,7 @@ def _record(tag: str, names: list[str]) -> dict:
             {"name": n, "file": f"{n}.png", "caption": f"{n} of run {tag}", "numbers": {"run": tag}} for n in names
         ],
         "claims": [{"claim": f"run {tag} holds", "passed": tag == "B", "figures": []}],
-        "threads": {"labkit": 2, "pools": []},
+        "execution": {"scheduler": None, "workers": 1, "threads": 2, "pools": [], "device": None, "cpu": "test"},
         "package_versions": {"numpy": tag},
     }
 
