@@ -12,17 +12,7 @@ from labkit.classifiers import MLP, predict, train
 from labkit.config import ConfigError
 from labkit.data.images import digits, stratified_split
 from labkit.detectors.metrics import detection_metrics
-from labkit.monitor.evaluate import (
-    MONITORS,
-    TASKS,
-    AdaptiveRun,
-    FilterRun,
-    MonitorConfig,
-    MonitorResult,
-    MonitorRun,
-    OrganismStats,
-    monitor_scores,
-)
+from labkit.monitor.evaluate import MonitorConfig, MonitorResult
 from labkit.monitor.filters import activation_clustering_scores, spectral_signature_scores
 from labkit.monitor.organisms import (
     AdditiveTrigger,
@@ -34,6 +24,15 @@ from labkit.monitor.organisms import (
     marker_reliance,
     poison,
     train_adaptive_backdoor,
+)
+from labkit.monitor.protocol import (
+    MONITORS,
+    TASKS,
+    AdaptiveRun,
+    FilterRun,
+    MonitorRun,
+    OrganismStats,
+    monitor_scores,
 )
 
 SIZES = (64, 64, 32, 10)
@@ -277,7 +276,7 @@ def test_monitor_result_summaries_over_seeds():
 
 def test_runs_use_derived_seeds_and_distinct_splits():
     """Run i's seed is derived_seed(cfg.seed, i): the calibration split of one run is no other run's training stream."""
-    from labkit.monitor.evaluate import SPLIT
+    from labkit.monitor.protocol import SPLIT
     from labkit.seeds import derived_seed
 
     cfg = MonitorConfig.from_params(scale="smoke")
