@@ -7,6 +7,8 @@ from matplotlib.patches import PathPatch, Rectangle
 from matplotlib.path import Path
 from sklearn.metrics import roc_curve
 
+from labkit.heatmap import annotated_heatmap
+
 __all__ = ["sankey_figure", "roc_figure", "table_figure", "histogram_figure", "geometry_figure", "lam_sweep_figure"]
 
 _CLASS_COLOURS = plt.get_cmap("tab10")
@@ -123,24 +125,10 @@ def roc_figure(scores: dict, attacks: list[str], detectors: list[str], title: st
 def table_figure(table: dict, attacks: list[str], title: str, metric: str = "AUROC"):
     """Heat map of ``table[detector][attack] = (mean, se)`` with the numbers written in."""
     dets = list(table)
-    mean = np.array([[table[d][a][0] for a in attacks] for d in dets])
-    se = np.array([[table[d][a][1] for a in attacks] for d in dets])
     fig, ax = plt.subplots(figsize=(2.5 + 1.6 * len(attacks), 0.42 * len(dets) + 1.4))
-    im = ax.imshow(mean, cmap="viridis", vmin=0.5 if metric == "AUROC" else 0, vmax=1, aspect="auto")
-    for i in range(len(dets)):
-        for j in range(len(attacks)):
-            ax.text(
-                j,
-                i,
-                f"{mean[i, j]:.3f} ± {se[i, j]:.3f}",
-                ha="center",
-                va="center",
-                fontsize=8,
-                color="w" if mean[i, j] < 0.8 else "k",
-            )
-    ax.set_xticks(range(len(attacks)))
+    vmin = 0.5 if metric == "AUROC" else 0
+    im = annotated_heatmap(ax, table, dets, attacks, cmap="viridis", vmin=vmin, vmax=1, fmt=".3f")
     ax.set_xticklabels(attacks)
-    ax.set_yticks(range(len(dets)))
     ax.set_yticklabels(dets)
     fig.colorbar(im, ax=ax, label=f"{metric} (mean over seeds)")
     ax.set_title(title)

@@ -1,19 +1,15 @@
-"""Notebook 02b's experiment: the clustering comparison (data sets, methods, scores), the ELBO fixed-point check, the
-CRP memory's α sweep, its config, :func:`run` and the aggregation over seeds. Figures:
-:mod:`labkit.memory.plots_clustering`.
+"""Notebook 02b's experiment: the clustering comparison (data sets, scores; the clusterers it compares are
+:mod:`labkit.memory.clusterers`), the ELBO fixed-point check, the CRP memory's α sweep, its config, :func:`run` and the
+aggregation over seeds. Figures: :mod:`labkit.memory.plots_clustering`.
 
 Source of the experiment: the precursor of Schaeffer et al. 2024 (arXiv 2402.10202), "Associative Memory Under the
 Probabilistic Lens" (NeurIPS-2023 AMHN workshop): memory-based clusterers against k-means, a Gaussian mixture and a
 Dirichlet-process Gaussian mixture on small real data sets bundled with scikit-learn, scored by ARI / AMI / NMI /
 silhouette; its finding was that no method is uniformly best.
 
-Every data set is standardised (zero mean, unit variance per feature). Methods that need the number of clusters get the
-true K. The memory models (ClAM, the CRP memory) also need a kernel width β = 1/(2σ²) per standardised feature. In the
-compared methods it is unsupervised, the median heuristic (Gretton et al. 2012, "A Kernel Two-Sample Test", JMLR 13):
-σ² = median over pairs of ‖z_i − z_j‖² / (2d), the per-feature variance a pair at the median distance implies
-(:func:`median_beta`). The *oracle* width, β = 1/(2σ_w²) with σ_w² the mean within-class variance per feature (it reads
-the true labels: the width counterpart of being told K), runs only as a labelled ablation ("… (oracle width)"). The
-Dirichlet-process mixture gets an upper bound of ``bgmm_factor`` × K components.
+Every data set is standardised (zero mean, unit variance per feature). The compared clusterers, the true K they get
+and the kernel width of the memory models (the median heuristic; the label-derived *oracle* width only as an ablation)
+are :mod:`labkit.memory.clusterers`.
 
 "No method is uniformly best" is a statistical statement here (:func:`significantly_beaten`): a method is beaten on a
 data set when another method's ARI is higher in a one-sided Wilcoxon signed-rank test on the per-seed paired
@@ -31,7 +27,6 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.cluster import KMeans
 from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine, make_blobs
 from sklearn.metrics import (
     adjusted_mutual_info_score,
@@ -39,7 +34,6 @@ from sklearn.metrics import (
     normalized_mutual_info_score,
     silhouette_score,
 )
-from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
@@ -56,14 +50,13 @@ from labkit.config import (
     positive_int,
     tuple_of,
 )
-from labkit.memory.clam import ClAM
+from labkit.memory.clusterers import METHODS, ORACLE_ABLATIONS, make_methods, median_beta, oracle_beta
 from labkit.memory.crp import CRPMemory
 from labkit.memory.elbo import ELBOMemory, ELBOMixture, fixed_point_errors
 
 __all__ = [
     "DATASETS",
-    "METHODS",
-    "ORACLE_ABLATIONS",
+    "METHODS",  # re-exported from labkit.memory.clusterers
     "METRICS",
     "DATA",
     "FIT",
@@ -72,9 +65,6 @@ __all__ = [
     "stream_seed",
     "ClusteringConfig",
     "load_dataset",
-    "oracle_beta",
-    "median_beta",
-    "make_methods",
     "scores",
     "compare",
     "significantly_beaten",
@@ -91,9 +81,6 @@ __all__ = [
 ]
 
 DATASETS = ("iris", "wine", "breast_cancer", "digits", "blobs")
-METHODS = ("k-means", "GMM", "DP-GMM", "ClAM", "ELBO memory", "CRP memory")
-#: the memory models again with the label-derived width: an ablation, never part of the compared methods
-ORACLE_ABLATIONS = ("ClAM (oracle width)", "CRP memory (oracle width)")
 METRICS = ("ARI", "AMI", "NMI", "silhouette")
 _LOADERS = {"iris": load_iris, "wine": load_wine, "breast_cancer": load_breast_cancer, "digits": load_digits}
 #: the substreams repro.rng(cfg.seed, stream, index) of the module doc, one per use
@@ -186,43 +173,6 @@ def load_dataset(name: str, cfg, seed: int) -> tuple[np.ndarray, np.ndarray]:
     else:
         raise ValueError(f"unknown data set {name!r}; allowed: {', '.join(DATASETS)}")
     return StandardScaler().fit_transform(X), y
-
-
-def oracle_beta(Z: np.ndarray, y: np.ndarray) -> float:
-    """β = 1/(2 σ_w²), σ_w² = mean over classes and features of the within-class variance of standardised Z."""
-    return 1.0 / (2.0 * np.mean([Z[y == c].var(axis=0).mean() for c in np.unique(y)]))
-
-
-def median_beta(Z: np.ndarray) -> float:
-    """β = 1/(2σ²) with σ² = median_{i<j} ‖z_i − z_j‖² / (2d): the median heuristic, per feature (uses no labels)."""
-    from scipy.spatial.distance import pdist
-
-    return Z.shape[1] / float(np.median(pdist(Z, "sqeuclidean")))
-
-
-def make_methods(k: int, beta: float, cfg, seed: int) -> dict:
-    """The six clusterers, configured from ``cfg`` and seeded with ``seed``; ``beta`` is the memory models' width."""
-    return {
-        "k-means": KMeans(k, n_init=cfg.n_init, random_state=seed),
-        "GMM": GaussianMixture(k, n_init=cfg.n_init, random_state=seed),
-        "DP-GMM": BayesianGaussianMixture(
-            n_components=cfg.bgmm_factor * k,
-            n_init=cfg.n_init,
-            max_iter=cfg.bgmm_max_iter,
-            random_state=seed,
-            weight_concentration_prior_type="dirichlet_process",
-        ),
-        "ClAM": ClAM(k, beta=beta, n_steps=cfg.clam_n_steps, max_iter=cfg.clam_max_iter, random_state=seed),
-        "ELBO memory": ELBOMixture(k, n_steps=cfg.elbo_n_steps, max_iter=cfg.elbo_max_iter, random_state=seed),
-        "CRP memory": CRPMemory(
-            alpha=cfg.crp_alpha,
-            discount=cfg.crp_discount,
-            beta=beta,
-            rho=cfg.crp_rho,
-            n_refine=cfg.crp_n_refine,
-            random_state=seed,
-        ),
-    }
 
 
 def scores(Z: np.ndarray, y: np.ndarray, labels: np.ndarray) -> dict:

@@ -3,7 +3,8 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
-from labkit.memory.clustering import METHODS, METRICS, ORACLE_ABLATIONS, AlphaSweep
+from labkit.memory.clusterers import METHODS, ORACLE_ABLATIONS
+from labkit.memory.clustering import METRICS, AlphaSweep
 
 __all__ = ["elbo_dynamics_figure", "comparison_figure", "alpha_figure"]
 

@@ -5,6 +5,8 @@ distilled students, and the adaptive-attack stress test."""
 import matplotlib.pyplot as plt
 import numpy as np
 
+from labkit.heatmap import annotated_heatmap
+
 __all__ = ["heatmap_figure", "histogram_figure", "filter_figure", "transfer_figure", "stress_figure"]
 
 _COLOURS = plt.get_cmap("tab10")
@@ -12,24 +14,9 @@ _COLOURS = plt.get_cmap("tab10")
 
 def heatmap_figure(table: dict, tasks: list[str], monitors: list[str], title: str):
     """``table[monitor][task] = (mean, se)`` AUROC as a red (below chance) – white (0.5) – blue (1) map."""
-    mean = np.array([[table[m][t][0] for t in tasks] for m in monitors])
-    se = np.array([[table[m][t][1] for t in tasks] for m in monitors])
     fig, ax = plt.subplots(figsize=(2.6 + 2.0 * len(tasks), 0.45 * len(monitors) + 1.8))
-    im = ax.imshow(mean, cmap="RdBu", vmin=0, vmax=1, aspect="auto")
-    for i in range(len(monitors)):
-        for j in range(len(tasks)):
-            ax.text(
-                j,
-                i,
-                f"{mean[i, j]:.2f} ± {se[i, j]:.2f}",
-                ha="center",
-                va="center",
-                fontsize=8,
-                color="w" if abs(mean[i, j] - 0.5) > 0.35 else "k",
-            )
-    ax.set_xticks(range(len(tasks)))
+    im = annotated_heatmap(ax, table, monitors, tasks, cmap="RdBu", vmin=0, vmax=1, fmt=".2f")
     ax.set_xticklabels([t.replace(": ", ":\n") for t in tasks], fontsize=8)
-    ax.set_yticks(range(len(monitors)))
     ax.set_yticklabels(monitors, fontsize=8)
     ax.set_xlabel("organism (hidden-behaviour inputs vs clean test inputs)")
     fig.colorbar(im, ax=ax, label="AUROC (mean ± SE over seeds; 0.5 = chance)")
@@ -67,7 +54,7 @@ def histogram_figure(scores: dict, tasks: list[str], monitors: list[str], title:
 
 def filter_figure(run, organisms: list[str], table: dict, title: str):
     """Per organism and filter: histograms of the training-sample scores of clean vs poisoned samples (one run, a
-    :class:`labkit.monitor.evaluate.MonitorRun`), with the AUROC over seeds in the panel title."""
+    :class:`labkit.monitor.protocol.MonitorRun`), with the AUROC over seeds in the panel title."""
     filters = list(run.filters[organisms[0]])
     poisoned = run.is_poison
     fig, axes = plt.subplots(

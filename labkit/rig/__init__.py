@@ -15,7 +15,8 @@ import serial
 
 from labkit.rig.firmware.limits import LimitError, RigError, SafetyLimits
 from labkit.rig.host.driver import Rig, RigInfo
-from labkit.rig.host.recording import Pulse, Recording, SessionError, load_session
+from labkit.rig.host.recording import Pulse, Recording, SessionError
+from labkit.rig.host.session_reader import load_session
 from labkit.rig.simulator import protocol_rigsim  # noqa: F401  the rigsim:// handler; a static import, so that the
 
 #                                                   input hash of every notebook that uses the rig covers the simulator

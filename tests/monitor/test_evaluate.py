@@ -1,24 +1,13 @@
-"""Notebook 03's experiment (labkit.monitor.evaluate): config validation, trusted-data monitors flag the backdoor,
-cross-seed summaries, run seeds. (The notebook's smoke run: tests/test_notebooks.py ``-k 03_deceptive``.)"""
+"""Notebook 03's experiment (labkit.monitor.evaluate): config validation, cross-seed summaries, run seeds. (The
+notebook's smoke run: tests/test_notebooks.py ``-k 03_deceptive``.)"""
 
 import numpy as np
 import pytest
 
 from labkit.config import ConfigError
 from labkit.data.images import digits
-from labkit.detectors.metrics import detection_metrics
-from labkit.monitor.evaluate import (
-    MONITORS,
-    TASKS,
-    AdaptiveRun,
-    FilterRun,
-    MonitorConfig,
-    MonitorResult,
-    MonitorRun,
-    OrganismStats,
-    monitor_scores,
-)
-from tests.monitor.conftest import SIZES
+from labkit.monitor.evaluate import MonitorConfig, MonitorResult
+from labkit.monitor.protocol import MONITORS, TASKS, AdaptiveRun, FilterRun, MonitorRun, OrganismStats
 
 
 def test_config_presets_and_validation():
@@ -36,28 +25,6 @@ def test_config_presets_and_validation():
         MonitorConfig.from_params(target=10)
     with pytest.raises(ConfigError, match="n_seeds"):
         MonitorConfig.from_params(n_seeds=1)
-
-
-def test_trusted_data_monitors_score_every_input_and_flag_the_backdoor(organisms):
-    """All monitors fit on clean data only; on the corner-patch backdoor the best one separates (known answer from
-    the pilot: Mahalanobis ≈ 1.0), and every score is finite."""
-    o = organisms
-    cfg = MonitorConfig.from_params(scale="smoke", sizes=SIZES)
-    nontarget = o["yt"] != 0
-    scores = monitor_scores(
-        cfg,
-        0,
-        o["backdoor"],
-        o["x"],
-        o["y"],
-        o["xt"][:100],
-        {"clean": o["xt"], "hidden": o["trigger"](o["xt"][nontarget])},
-    )
-    assert list(scores) == list(MONITORS)
-    assert all(np.all(np.isfinite(s[k])) for s in scores.values() for k in ("clean", "hidden"))
-    aurocs = {m: detection_metrics(s["clean"], s["hidden"])["auroc"] for m, s in scores.items()}
-    assert max(aurocs.values()) >= 0.9, aurocs
-    assert aurocs["Mahalanobis (all)"] >= 0.9, aurocs
 
 
 def _monitor_run(seed, backdoor, control, adaptive, student, control_student, spectral):
@@ -113,7 +80,7 @@ def test_monitor_result_summaries_over_seeds():
 
 def test_runs_use_derived_seeds_and_distinct_splits():
     """Run i's seed is derived_seed(cfg.seed, i): the calibration split of one run is no other run's training stream."""
-    from labkit.monitor.evaluate import SPLIT
+    from labkit.monitor.protocol import SPLIT
     from labkit.seeds import derived_seed
 
     cfg = MonitorConfig.from_params(scale="smoke")

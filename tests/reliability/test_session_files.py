@@ -9,7 +9,8 @@ import pytest
 from pynwb import NWBHDF5IO
 
 from labkit.rig.host.nwb import STIM_SAMPLES_PER_CYCLE, session_to_nwb, validate_nwb
-from labkit.rig.host.recording import Pulse, SessionError, SessionWriter, load_session
+from labkit.rig.host.recording import Pulse, SessionError, SessionWriter
+from labkit.rig.host.session_reader import load_session
 
 FS = 2000.0
 FIRST = 10_000

@@ -11,9 +11,9 @@ labkit.rig.analysis.validation.WORM_RANGES (velocities, spike sizes, artefact, n
 - ``closed_loop``: labkit.rig.experiments.search.ClosedLoopDesign, as many pulses.
 
 Every design's trials are classified by 05a's analysis and fitted by the same model
-(labkit.rig.experiments.strength_duration), so only the choice of stimuli differs. The learning curve of a design is
-the error of the model fitted to its first n trials; errors are relative, |Rb̂ / Rb − 1| and |ĉ / c − 1| per fibre.
-The classification is also scored against the simulator's own record of the fibres each pulse fired.
+(labkit.rig.experiments.strength_duration), so only the choice of stimuli differs. How accurately each session
+learned its worm (learning curve, pulses to accuracy, the classification against the simulator's record) is measured
+by labkit.rig.experiments.search_accuracy; here they are summarised over the worms, with the claims.
 
 Selective recruitment (task b): among the space's candidates, the lowest-charge stimulus with P(MGF) ≥ 0.95 and
 P(LGF) ≤ 0.05. The *exhaustive* answer uses the worm's true thresholds and jitter (the limit of exhaustive search
@@ -24,7 +24,6 @@ The sessions run ``_SESSIONS_IN_FLIGHT`` at a time: each spends most of its time
 and each is deterministic on its own (held device clock, seeded worm), so the results do not depend on the overlap.
 """
 
-import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -46,7 +45,14 @@ from labkit.rig.experiments.search import (
     charge_v_ms,
     run_search,
 )
-from labkit.rig.experiments.strength_duration import FibreModel, threshold_vpp
+from labkit.rig.experiments.search_accuracy import (
+    WormRun,
+    agreement,
+    final_accuracy,
+    learning_curve,
+    pulses_to_accuracy,
+)
+from labkit.rig.experiments.strength_duration import threshold_vpp
 from labkit.rig.host.driver import Rig
 from labkit.seeds import derived_seed
 
@@ -55,12 +61,9 @@ __all__ = [
     "METHODS",
     "EvaluationConfig",
     "draw_worm",
-    "WormRun",
     "EvaluationResult",
     "run_worm",
     "run",
-    "pulses_to_accuracy",
-    "final_accuracy",
     "median_ci",
     "selective_answer",
     "true_probability",
@@ -148,20 +151,6 @@ def draw_worm(seed: int, i: int) -> dict:
 
 
 @dataclass
-class WormRun:
-    """One design on one worm: its trials and the relative errors after each non-template trial."""
-
-    method: str
-    worm: int
-    trials: Trials
-    errors: np.ndarray  # (n, 4): |Rb/Rb - 1|, |c/c - 1| for MGF, then LGF; NaN while undefined
-    n_templates: int
-    answer: tuple | None  # selective recruitment: (V_pp, period) or None
-    within_limits: bool
-    fired: dict  # the simulator's record: fibre -> (n_trials,) bool, what each pulse really fired
-
-
-@dataclass
 class EvaluationResult:
     runs: list = field(default_factory=list)
     worms: list = field(default_factory=list)
@@ -204,21 +193,6 @@ def _design(method: str, cfg: EvaluationConfig, worm: int) -> tuple:
             )
         ), cfg.space()
     return ClosedLoopDesign(cfg.space(), cfg.n_pulses), cfg.space()
-
-
-def _errors(trials: Trials, truth: dict) -> np.ndarray:
-    """Relative errors of the models fitted to the first n non-template trials, n = 1 … (final classification)."""
-    sweep = ~np.asarray(trials.template, dtype=bool)
-    v, p = np.asarray(trials.vpp_measured)[sweep], np.asarray(trials.period_ms_measured)[sweep]
-    fired = {f: trials.fired(f)[sweep] for f in FIBRE_NAMES}
-    out = np.full((len(v), 4), np.nan)
-    for n in range(1, len(v) + 1):
-        for j, f in enumerate(FIBRE_NAMES):
-            m = FibreModel.fit(v[:n], p[:n], fired[f][:n])
-            key = f.lower()
-            out[n - 1, 2 * j] = abs(m.rheobase_v / truth[f"{key}_rheobase_v"] - 1)
-            out[n - 1, 2 * j + 1] = abs(m.chronaxie_ms / truth[f"{key}_chronaxie_ms"] - 1)
-    return out
 
 
 def selective_answer(p_mgf, p_lgf, vpp, period_ms) -> tuple | None:
@@ -272,7 +246,14 @@ def run_worm(cfg: EvaluationConfig, method: str, worm: int, truth: dict) -> Worm
     answer = selective_answer(models["MGF"].probability(v, p), models["LGF"].probability(v, p), v, p)
     fired = {f: np.array([f in r for r in record[: len(trials)]], dtype=bool) for f in FIBRE_NAMES}
     return WormRun(
-        method, worm, trials, _errors(trials, truth), n_templates, answer, _within_limits(trials, limits, budget), fired
+        method,
+        worm,
+        trials,
+        learning_curve(trials, truth),
+        n_templates,
+        answer,
+        _within_limits(trials, limits, budget),
+        fired,
     )
 
 
@@ -289,22 +270,6 @@ def run(cfg: EvaluationConfig) -> EvaluationResult:
             )
         )
     return EvaluationResult(runs=runs, worms=worms)
-
-
-def pulses_to_accuracy(run: WormRun, fibre: str, tolerance) -> float:
-    """Total pulses (templates included) from which on both Rb and c of ``fibre`` stay within ``tolerance`` (one
-    relative error for both, or one per number); inf if never (undefined estimates never count)."""
-    j = 2 * FIBRE_NAMES.index(fibre)
-    ok = np.all(run.errors[:, j : j + 2] <= np.asarray(tolerance, dtype=float), axis=1)
-    bad = np.flatnonzero(~ok)
-    first = 0 if not len(bad) else bad[-1] + 1
-    return math.inf if first >= len(ok) else float(run.n_templates + first + 1)
-
-
-def final_accuracy(run: WormRun, fibre: str) -> np.ndarray:
-    """The relative errors (Rb, c) of ``fibre`` at the end of ``run``; inf where undefined."""
-    j = 2 * FIBRE_NAMES.index(fibre)
-    return np.nan_to_num(run.errors[-1, j : j + 2], nan=math.inf)
 
 
 def median_ci(x, n_boot: int, seed: int) -> tuple[float, float, float]:
@@ -369,23 +334,7 @@ def summarise(result: EvaluationResult, cfg: EvaluationConfig) -> dict[str, Meth
                 [matches(r.answer, exhaustive[r.worm], result.worms[r.worm], cfg.charge_slack) for r in runs]
             ),
             within_limits=all(r.within_limits for r in runs),
-            agreement=_agreement(runs),
-        )
-    return out
-
-
-def _agreement(runs: list) -> dict:
-    """Per fibre: (share of calls that agree with the simulator's record, share detected when it fired, share called
-    when it did not fire), over the non-template trials of ``runs``."""
-    out = {}
-    for fibre in FIBRE_NAMES:
-        sweep = [~np.asarray(r.trials.template, dtype=bool) for r in runs]
-        called = np.concatenate([r.trials.fired(fibre)[s] for r, s in zip(runs, sweep)])
-        truth = np.concatenate([r.fired[fibre][s] for r, s in zip(runs, sweep)])
-        out[fibre] = (
-            float(np.mean(called == truth)),
-            float(called[truth].mean()) if truth.any() else math.nan,
-            float(called[~truth].mean()) if (~truth).any() else math.nan,
+            agreement=agreement(runs),
         )
     return out
 

@@ -68,9 +68,10 @@ from pynwb.epoch import TimeIntervals
 from pynwb.file import Subject
 from pynwb.image import ImageSeries
 
-from labkit.rig.host.recording import Pulse, SessionError, load_session
+from labkit.rig.host.recording import Pulse, SessionError
 from labkit.rig.host.search_log import FILE_NAME as SEARCH_FILE
 from labkit.rig.host.search_log import TRIAL_COLUMNS, load_search_trials
+from labkit.rig.host.session_reader import load_session
 
 __all__ = ["STIM_SAMPLES_PER_CYCLE", "session_to_nwb", "validate_nwb"]
 

@@ -24,17 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from labkit.rig.host.recording import (
-    INDEX,
-    NON_NEGATIVE,
-    POSITIVE,
-    Rule,
-    SessionError,
-    _AppendFile,
-    _check_object,
-    _is_number,
-    _read_jsonl,
-)
+from labkit.rig.host.append_file import AppendFile, read_jsonl
+from labkit.rig.host.recording import INDEX, NON_NEGATIVE, POSITIVE, Rule, SessionError, check_object, is_number
 
 __all__ = ["FILE_NAME", "FIBRES", "TRIAL_COLUMNS", "SearchTrialWriter", "load_search_trials"]
 
@@ -42,7 +33,7 @@ FILE_NAME = "search_trials.jsonl"
 FIBRES = {"mgf": "medial giant fibre (MGF)", "lgf": "lateral giant fibres (LGF)"}
 
 _FLAG: Rule = (lambda v: isinstance(v, bool), "true or false")
-_ESTIMATE: Rule = (lambda v: v is None or _is_number(v), "a finite number, or null while undefined")
+_ESTIMATE: Rule = (lambda v: v is None or is_number(v), "a finite number, or null while undefined")
 _ESTIMATES = {
     "rheobase_v": "rheobase Rb, V",
     "rheobase_se_v": "standard error of Rb, V",
@@ -91,14 +82,14 @@ class SearchTrialWriter:
     def __init__(self, folder):
         self.path = Path(folder) / FILE_NAME
         try:
-            self._file = _AppendFile(self.path, "x")
+            self._file = AppendFile(self.path, "x")
         except FileExistsError:
             raise FileExistsError(f"{self.path} already exists: one search per session folder") from None
 
     def write(self, trial: dict[str, Any]) -> None:
         """Append ``trial`` (the keys of the module docstring's line; NaN estimates are written as null)."""
         record = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in trial.items()}
-        _check_object(f"{self.path} (a trial to append)", record, _RULES)
+        check_object(f"{self.path} (a trial to append)", record, _RULES)
         self._file.write(json.dumps(record) + "\n")
         self._file.sync()
 
@@ -111,11 +102,11 @@ def load_search_trials(folder, crash_possible: bool) -> tuple[list[dict[str, Any
     skipped (``crash_possible``: the session did not close cleanly, so a torn last line is skipped silently); ([], [])
     when the folder has no such file. Trial numbers must increase and each trial must end after it starts."""
     path = Path(folder) / FILE_NAME
-    rows, skipped = _read_jsonl(path, crash_possible)
+    rows, skipped = read_jsonl(path, crash_possible)
     trials, previous = [], -1
     for number, obj in rows:
         where = f"{path}, line {number}"
-        trial = _check_object(where, obj, _RULES)
+        trial = check_object(where, obj, _RULES)
         if trial["trial"] <= previous:
             raise SessionError(
                 f"{where}: 'trial' must increase from line to line, got {trial['trial']} after {previous}"

@@ -3,6 +3,7 @@
 One worm (*Lumbricus terrestris*) lies straight on a raceway: two stimulating electrodes under the head (the
 *stimulation site*, x = 0) and 4 differential recording pairs behind it at x_k mm. Every number is a field of
 :class:`labkit.rig.simulator.worm_params.WormParams`, next to its source (and what *unsourced* and *assumed* mean).
+The body's twitches (:meth:`Earthworm.segment_strain`, the ``twitch`` events) are in labkit.rig.simulator.worm_body.
 
 Stimulus and recruitment
     One bipolar sine cycle of peak-to-peak voltage V_pp and period T starting at t_s (charge-balanced by
@@ -42,12 +43,6 @@ Recording (µV, one column per pair)
     LGF's start at the tail tip and travel headwards (sensory fields: MGF anterior, LGF posterior; Drewes,
     Landa & McFall 1978, J Exp Biol 72:217 — check before quoting).
 
-Body and twitches
-    The body (``body_length_mm``, ``n_zones`` equal zones of several ~1 mm segments) shortens after every
-    giant spike: zone j's longitudinal strain gets -ε_max D α((t - t_j) / τ), α(u) = u e^(1-u) for u > 0, with
-    t_j = spike arrival at the zone centre + ``twitch_delay_ms`` ("tens of ms", assumed — no
-    sourced figure). Twitches add linearly. No refractoriness is modelled (the rig pulses at 1 Hz).
-
 Determinism
     Everything random comes from :func:`labkit.repro.rng` keyed by (seed, stream, index): noise and spontaneous
     spikes per fixed block of ``BLOCK`` sample indices, pulse jitter and read-back noise per pulse number, so
@@ -68,6 +63,7 @@ import numpy as np
 from labkit import repro
 from labkit.config import positive_float
 from labkit.rig._checks import bad_value, is_integer, is_real
+from labkit.rig.simulator.worm_body import Body
 from labkit.rig.simulator.worm_params import WormParams
 
 __all__ = ["FIBRES", "BLOCK", "FS_HZ", "Earthworm", "strength_duration_threshold"]
@@ -78,7 +74,6 @@ FS_HZ = 30000.0  # the simulated ADC's sample rate unless another is asked for
 
 _NOISE, _SPONT, _PULSE, _HUM, _ADC = 1, 2, 3, 4, 5  # repro.rng sub-streams
 _SPIKE_SUPPORT = 5.0  # waveforms are evaluated over ±5 σ (|w| < 4e-5 beyond)
-_TWITCH_SUPPORT = 20.0  # twitch kernel evaluated over 0..20 τ (α < 1e-7 beyond)
 _TOL = 1e-6  # samples: t_s = i / fs computed by the caller maps back to sample i
 
 
@@ -158,7 +153,7 @@ class Earthworm:
         self._velocity = {"MGF": p.mgf_velocity_m_s, "LGF": p.lgf_velocity_m_s}
         self._spike_uv = {"MGF": p.mgf_spike_uv, "LGF": p.lgf_spike_uv}
         self._spont_origin = {"MGF": -p.stim_site_mm, "LGF": p.body_length_mm - p.stim_site_mm}
-        self._zone_x = (np.arange(p.n_zones) + 0.5) * p.body_length_mm / p.n_zones - p.stim_site_mm
+        self._body = Body(p)
         self._artefact_gain = p.artefact_uv_per_v * np.exp(-pos / p.artefact_length_mm)
         hum_phase = repro.rng(self.seed, _HUM).uniform(0, 2 * np.pi, len(pos))
         self._hum_sin_cos = p.mains_uv * np.stack([np.cos(hum_phase), np.sin(hum_phase)])
@@ -172,9 +167,6 @@ class Earthworm:
         )
         # a spike's first waveform term can start up to 5 σ before the spike itself (electrode at its origin)
         self._spike_lead_s = 1e-3 * _SPIKE_SUPPORT / 6 * p.spike_width_ms
-        self._twitch_reach_s = p.body_length_mm / slowest / 1e3 + 1e-3 * (
-            p.twitch_delay_ms + _TWITCH_SUPPORT * p.twitch_tau_ms
-        )
         self._pulses: list[_Pulse] = []
         self._pulse_starts: list[tuple[int, int]] = []  # (first sample, pulse number), sorted
         self._pulse_span = 0  # longest pulse effect, samples
@@ -192,7 +184,7 @@ class Earthworm:
     @property
     def zone_centres_mm(self) -> np.ndarray:
         """Centre of each body zone, mm from the stimulation site (negative = towards the head)."""
-        return self._zone_x.copy()
+        return self._body.zone_x.copy()
 
     def threshold_vpp(self, fibre: str, period_ms: float) -> float:
         """Nominal (jitter-free) threshold of ``fibre`` in stimulus V_pp: 2 Rb (1 + c / (T / 2))."""
@@ -421,44 +413,17 @@ class Earthworm:
             out += [dict(s, arrival_s=list(s["arrival_s"])) for s in pulse.spikes]
         for b in self._spontaneous_blocks(0.0, t_stop_s):
             out += [dict(s, arrival_s=list(s["arrival_s"])) for s in self._spontaneous(b)[0] if s["t_s"] < t_stop_s]
-        for s in [e for e in out if e["kind"] == "spike"]:
-            onset = self._twitch_onsets(s)
-            out.append(
-                {
-                    "kind": "twitch",
-                    "fibre": s["fibre"],
-                    "cause": s["cause"],
-                    "pulse_index": s["pulse_index"],
-                    "t_s": float(onset.min()),
-                    "strain": -self.params.twitch_strain * s["drive"],
-                    "onset_s": onset.tolist(),
-                }
-            )
+        out += [self._body.twitch(s) for s in out if s["kind"] == "spike"]
         out.sort(key=lambda e: e["t_s"])
         return out
 
-    def _twitch_onsets(self, spike: dict) -> np.ndarray:
-        v_mm_s = self._velocity[spike["fibre"]] * 1e3
-        return spike["t_s"] + np.abs(self._zone_x - spike["origin_mm"]) / v_mm_s + self.params.twitch_delay_ms / 1e3
-
     def segment_strain(self, times_s) -> np.ndarray:
         """Ground-truth longitudinal strain of each body zone at ``times_s``: (len(times_s), n_zones), < 0 = shorter."""
-        times = np.asarray(times_s, dtype=float).ravel()
-        out = np.zeros((len(times), self.params.n_zones))
-        if not len(times):
-            return out
-        order = np.argsort(times, kind="stable")
-        sorted_t = times[order]
-        t_lo, t_hi = sorted_t[0] - self._twitch_reach_s, sorted_t[-1]
+        return self._body.strain(times_s, self._spikes_between)
+
+    def _spikes_between(self, t_lo: float, t_hi: float) -> list[dict]:
+        """Every spike starting in [t_lo, t_hi]: the evoked ones by pulse, then the spontaneous ones by block."""
         spikes = [s for pulse in self._pulses for s in pulse.spikes if t_lo <= s["t_s"] <= t_hi]
         for b in self._spontaneous_blocks(t_lo, t_hi):
             spikes += [s for s in self._spontaneous(b)[0] if t_lo <= s["t_s"] <= t_hi]
-        tau = self.params.twitch_tau_ms / 1e3
-        for s in spikes:
-            onset = self._twitch_onsets(s)
-            a, b = np.searchsorted(sorted_t, [onset.min(), onset.max() + _TWITCH_SUPPORT * tau])
-            if b <= a:
-                continue
-            u = np.maximum((sorted_t[a:b, None] - onset[None, :]) / tau, 0.0)
-            out[order[a:b]] -= self.params.twitch_strain * s["drive"] * u * np.exp(1.0 - u)
-        return out
+        return spikes

@@ -14,10 +14,7 @@ State machine (``ctl.state``)::
                   (any state) --disconnect--> disconnected
 
 ``armed`` is a separate safety gate (arm / disarm; STOP, disconnect and the device's watchdog clear it): while
-running and armed, pulses are requested on a fixed-rate schedule, every 1 / rate_hz seconds from the previous
-*request* (so they start 1 / rate_hz apart on the device clock, the request-to-pulse latency being constant), never
-sooner than the host driver's rate check allows (1 / max_rate_hz after the previous echo); a late request is not
-followed by a burst.
+running and armed, pulses are requested at rate_hz on a fixed-rate schedule (labkit.rig.ui.schedule).
 
 Safety. The stimulus settings in force are always inside the device's hard limits (from its INFO): see
 labkit.rig.ui.settings.clamp_stimulus. The host driver and the device check every pulse again.
@@ -26,7 +23,8 @@ Threads. The Rig's reader thread fills its own ring buffer; an *acquisition* thr
 every ``chunk_s`` (``Rig.read_since``) into the display's RingBuffer (labkit.rig.ui.display) and, with a camera, turns
 frames into the motion signal; a *stimulus* thread runs the pulse schedule or Auto-map's search, never both
 (labkit.rig.ui.automap). No thread here touches a widget: the view calls :meth:`RigController.snapshot` from the
-kernel's event loop. The recording is written by the Rig itself (its reader thread), independently of the display.
+kernel's event loop. The recording is written by the Rig itself (its reader thread), independently of the display;
+labkit.rig.ui.session keeps each session's folder, the motion tracked meanwhile and its NWB file.
 
 Display. :meth:`RigController.snapshot` decimates the newest ``window_s`` to pixel width (labkit.rig.ui.display).
 Sweeps. The acquisition thread also cuts ``sweep_window_ms`` around each echoed pulse out of the stream as soon as
@@ -39,14 +37,10 @@ labkit.rig.analysis.tracking.SegmentTracker turns each frame into zone strains, 
 (relative to the first usable frame). A serial device has no camera here: no motion trace.
 """
 
-import math
 import tempfile
 import threading
 import time
 from collections import deque
-from contextlib import ExitStack
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -57,14 +51,15 @@ from labkit.rig.analysis.spikes import THRESHOLD_K
 from labkit.rig.firmware.limits import RigError, SafetyLimits
 from labkit.rig.firmware.protocol import ErrorCode
 from labkit.rig.host.driver import Rig
-from labkit.rig.host.nwb import session_to_nwb, validate_nwb
-from labkit.rig.host.recording import Pulse, SessionError
+from labkit.rig.host.recording import Pulse
 from labkit.rig.simulator.sim import SCHEME
 from labkit.rig.simulator.video import LIVE_FPS, LIVE_SIZE, Camera
 from labkit.rig.ui.display import WIDTH_PX, RingBuffer, Snapshot, SweepView, decimate_minmax
+from labkit.rig.ui.schedule import PulseSchedule
+from labkit.rig.ui.session import SessionRecording, SessionResult
 from labkit.rig.ui.settings import StimulusSettings, clamp_stimulus
 
-__all__ = ["default_tracker", "SessionResult", "RigController"]
+__all__ = ["default_tracker", "RigController"]
 
 
 def default_tracker(n_zones: int):
@@ -73,17 +68,6 @@ def default_tracker(n_zones: int):
     from labkit.rig.analysis.tracking import SegmentTracker
 
     return SegmentTracker(n_zones=n_zones)
-
-
-@dataclass
-class SessionResult:
-    """A stopped recording: its folder, its NWB file and what the NWB validator said (empty = valid)."""
-
-    session_dir: Path
-    nwb_path: Path | None = None
-    nwb_errors: list = field(default_factory=list)
-    pulses: list = field(default_factory=list)
-    counters: dict = field(default_factory=dict)
 
 
 class RigController:
@@ -130,9 +114,7 @@ class RigController:
         self.motion_ring = RingBuffer(1, 2)
         self.camera: Camera | None = None
         self.tracker = None
-        self._recording: ExitStack | None = None
-        self._recorded_motion: list[tuple[float, np.ndarray]] = []
-        self._session_first_pulse = 0
+        self._recording: SessionRecording | None = None
         self._lock = threading.Lock()
         self._acq_stop = threading.Event()
         self._run_stop = threading.Event()
@@ -143,8 +125,7 @@ class RigController:
         self._next_sweep = 0  # index into self.pulses of the next pulse to cut a sweep for
         self.sweeps_collected = 0  # sweeps cut since this controller was made (a view redraws on change)
         self._positions_mm = np.zeros(0)
-        self._last_echo = -math.inf  # host time of the last echo or refusal
-        self._next_due = 0.0  # host time of the next scheduled request
+        self._schedule = PulseSchedule()
         self.closed = False
 
     # --- connection ------------------------------------------------------------------------------
@@ -232,15 +213,10 @@ class RigController:
         if self.state == "stopped":
             self._start_stream()
         if record:
-            self.record_dir.mkdir(parents=True, exist_ok=True)
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-            folder = self.record_dir / f"session-{stamp}"
-            stack = ExitStack()
-            stack.enter_context(rig.record(folder))
+            recording = SessionRecording(rig, self.record_dir)
             with self._lock:
-                self._recording, self._recorded_motion = stack, []
-                self._session_first_pulse = len(self.pulses)
-            self.sessions.append(SessionResult(folder))
+                self._recording, recording.first_pulse = recording, len(self.pulses)
+            self.sessions.append(recording.result)
         self._run_stop = threading.Event()  # a new one: a thread that outlived its join keeps its set event
         self._spawn("stimulate", task or self._stimulate_loop, self._run_stop)
         self.state = "running"
@@ -252,7 +228,7 @@ class RigController:
         try:
             pulse = self._require_rig().stimulate(vpp, period_ms)
         finally:
-            self._last_echo = time.monotonic()
+            self._schedule.last_echo = time.monotonic()
         with self._lock:
             self.pulses.append(pulse)
         return pulse
@@ -281,27 +257,17 @@ class RigController:
         return session
 
     def _finish_recording(self) -> SessionResult | None:
-        if self._recording is None:
+        recording = self._recording
+        if recording is None:
             return None
-        self._recording.close()
+        recording.close()
         self._recording = None
         session = self.sessions[-1]
         with self._lock:
-            session.pulses = self.pulses[self._session_first_pulse :]
-            motion = self._motion_for_nwb()
+            session.pulses = self.pulses[recording.first_pulse :]
+            motion = recording.motion_for_nwb(self.camera)
         session.counters = dict(self.rig.counters)
-        try:
-            session.nwb_path = session_to_nwb(
-                session.session_dir, session.session_dir.with_suffix(".nwb"), motion=motion
-            )
-        except SessionError as err:  # the folder stays as it is, for load_session and a later retry
-            session.nwb_errors = [str(err)]
-            self.message = f"stopped; {session.session_dir.name} not converted to NWB: {err}"
-            return session
-        session.nwb_errors = [str(e) for e in validate_nwb(session.nwb_path)]
-        self.message = f"stopped; saved {session.nwb_path.name} " + (
-            "(valid NWB)" if not session.nwb_errors else f"({len(session.nwb_errors)} NWB errors)"
-        )
+        self.message = recording.write_nwb(motion)
         return session
 
     # --- display ---------------------------------------------------------------------------------
@@ -416,34 +382,20 @@ class RigController:
         )
         with self._lock:
             if self._recording is not None:
-                self._recorded_motion += [(float(t), r.strain) for t, r in zip(times, results)]
-
-    def _motion_for_nwb(self) -> dict | None:
-        """The motion frames tracked while recording, as session_to_nwb wants them (caller holds the lock)."""
-        if not self._recorded_motion:
-            return None
-        return {
-            "frame_times_s": np.array([t for t, _ in self._recorded_motion]),
-            "values": np.stack([v for _, v in self._recorded_motion]),
-            "zone_positions_mm": self.camera.worm.zone_centres_mm,
-            "unit": "1 (L / L_rest - 1)",
-            "description": "longitudinal strain per body zone, tracked live from the simulated camera "
-            "(labkit.rig.analysis.tracking.SegmentTracker; NaN in frames it could not use)",
-        }
+                self._recording.motion += [(float(t), r.strain) for t, r in zip(times, results)]
 
     def _stimulate_loop(self, stop: threading.Event) -> None:
-        rig = self.rig
-        self._next_due = time.monotonic()
-        while not stop.wait(self._wait_s()):
+        rig, schedule = self.rig, self._schedule
+        schedule.restart(time.monotonic())
+        while not stop.wait(schedule.wait_s(self.armed, self.limits.max_rate_hz)):
             now = time.monotonic()
             if not self.armed:
-                self._next_due = now  # the first pulse after arming goes at once
+                schedule.restart(now)  # the first pulse after arming goes at once
                 continue
-            if now < self._due_s():
+            if now < schedule.due_s(self.limits.max_rate_hz):
                 continue
             s = self.settings
-            period = 1.0 / s.rate_hz
-            self._next_due = self._next_due + period if self._next_due + period > now else now + period
+            schedule.advance(now, s.rate_hz)
             try:
                 self.pulse(s.vpp, s.period_ms)
             except RigError as e:
@@ -457,18 +409,6 @@ class RigController:
                 self.message = f"refused: {e}"
                 if e.code == ErrorCode.NOT_ARMED:  # e.g. the device's watchdog disarmed it
                     self.armed = False
-
-    def _wait_s(self) -> float:
-        """How long the schedule may sleep: until the next request is due, at most 10 ms (a STOP or an arm is seen
-        within that), at least 0.5 ms."""
-        if not self.armed:
-            return 0.01
-        return min(0.01, max(0.0005, self._due_s() - time.monotonic()))
-
-    def _due_s(self) -> float:
-        """Host time of the next request: the schedule's, never sooner than the host driver's rate check allows
-        (1 / max_rate_hz after the previous echo)."""
-        return max(self._next_due, self._last_echo + 1.0 / self.limits.max_rate_hz)
 
     def _spawn(self, name: str, target, *args) -> None:
         thread = threading.Thread(target=target, args=args, name=f"rig-panel-{name}", daemon=True)

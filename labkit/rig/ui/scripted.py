@@ -22,9 +22,10 @@ from labkit.rig.firmware.device import SCALE_UV_PER_COUNT, to_counts
 from labkit.rig.firmware.limits import SafetyLimits
 from labkit.rig.simulator.sim import worm_from_url
 from labkit.rig.simulator.video import LIVE_FPS, LIVE_SIZE, Camera
-from labkit.rig.ui.controller import RigController, SessionResult, default_tracker
+from labkit.rig.ui.controller import RigController, default_tracker
 from labkit.rig.ui.display import WIDTH_PX, Snapshot, decimate_minmax
 from labkit.rig.ui.panel import REFRESH_HZ, REFRESH_RANGE_HZ
+from labkit.rig.ui.session import SessionResult
 from labkit.rig.ui.settings import StimulusSettings
 
 __all__ = ["run_scripted_session", "Replay", "replay_session", "nwb_pulse_count", "pulses_figure", "LivePanelConfig"]

@@ -1,5 +1,5 @@
-"""Notebook 05c's evaluation: pulses to accuracy, medians with infinities, selective recruitment and the claims'
-arithmetic, on hand-made runs whose answers are known."""
+"""Notebook 05c's evaluation: medians with infinities, selective recruitment and the claims' arithmetic, on hand-made
+summaries whose answers are known (pulses to accuracy: test_search_accuracy)."""
 
 import math
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from labkit.rig.experiments import search_evaluation as ev
-from labkit.rig.experiments.search import Trials, charge_v_ms
+from labkit.rig.experiments.search import charge_v_ms
 from labkit.rig.experiments.strength_duration import threshold_vpp
 
 TRUTH = {
@@ -17,20 +17,6 @@ TRUTH = {
     "lgf_chronaxie_ms": 0.075,
     "threshold_jitter_cv": 0.02,
 }
-
-
-def _run(errors, n_templates=12):
-    return ev.WormRun("closed_loop", 0, Trials(), np.asarray(errors, dtype=float), n_templates, None, True, {})
-
-
-def test_pulses_to_accuracy_counts_from_the_last_excursion_templates_included():
-    e = np.full((6, 4), 0.5)
-    e[1:, :2] = 0.05
-    e[3, 1] = 0.2  # leaves the tolerance once more at trial 4
-    assert ev.pulses_to_accuracy(_run(e), "MGF", 0.1) == 12 + 5
-    assert ev.pulses_to_accuracy(_run(e), "LGF", 0.1) == math.inf
-    e[:, :2] = np.nan  # undefined estimates never count as accurate
-    assert ev.pulses_to_accuracy(_run(e), "MGF", 0.1) == math.inf
 
 
 def test_median_interval_keeps_infinities_and_is_seeded():
@@ -95,16 +81,6 @@ def test_the_claim_of_reaching_the_grids_own_final_accuracy():
     assert ev.efficiency(_summary([20, 22, 25, 21, 23], [90, 95, 100, 92, 98]), "MGF", "grid_accuracy", cfg)["passed"]
     c = ev.efficiency(_summary([20, 22, math.inf, math.inf, 23], [90, 95, 100, 92, 98]), "MGF", "grid_accuracy", cfg)
     assert not c["passed"] and c["closed_loop_never"] == 2
-
-
-def test_pulses_to_the_grids_final_accuracy_use_one_tolerance_per_number():
-    e = np.full((5, 4), np.nan)
-    e[:, 0] = [0.5, 0.2, 0.05, 0.04, 0.03]
-    e[:, 1] = [2.0, 0.9, 0.8, 0.3, 0.35]
-    grid = _run(np.array([[0.06, 0.4, np.nan, np.nan]] * 3), n_templates=15)
-    assert list(ev.final_accuracy(grid, "MGF")) == [0.06, 0.4] and np.isinf(ev.final_accuracy(grid, "LGF")).all()
-    assert ev.pulses_to_accuracy(_run(e), "MGF", ev.final_accuracy(grid, "MGF")) == 12 + 4
-    assert ev.pulses_to_accuracy(_run(e), "LGF", ev.final_accuracy(grid, "LGF")) == math.inf  # never defined
 
 
 def test_the_claim_against_the_control_needs_separated_intervals():

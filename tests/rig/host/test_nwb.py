@@ -5,8 +5,9 @@ import pytest
 from pynwb import NWBHDF5IO
 
 from labkit.rig.host.nwb import STIM_SAMPLES_PER_CYCLE, session_to_nwb, validate_nwb
-from labkit.rig.host.recording import Pulse, SessionError, SessionWriter, load_session
+from labkit.rig.host.recording import Pulse, SessionError, SessionWriter
 from labkit.rig.host.search_log import TRIAL_COLUMNS, SearchTrialWriter, load_search_trials
+from labkit.rig.host.session_reader import load_session
 
 FS = 2000.0
 SCALE = 0.195
