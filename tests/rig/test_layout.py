@@ -1,46 +1,22 @@
-"""labkit.rig is organised by role: each sub-package imports only those before it in LAYERS, no module imports its
-own package's __init__ or forms an import cycle, and no module is over 450 lines. Imports are read statically (as the
-pipeline hashes them), function-level ones included."""
+"""labkit.rig is organised by role: each sub-package imports only those before it in LAYERS, no module imports the
+rig package's __init__, and each sub-package says its role and lists its modules. Imports are read statically (as
+the pipeline hashes them), function-level ones included; the line limit and the absence of import cycles are checked
+for all of labkit in tests/test_layout.py."""
 
-import ast
 import importlib
 from pathlib import Path
 
 import pytest
 
 import labkit.rig
+from tests.test_layout import imports, module_files
 
 RIG = Path(labkit.rig.__file__).parent
 LAYERS = ["firmware", "simulator", "host", "analysis", "experiments", "ui"]  # each may import the ones before it
-MAX_LINES = 450
 
 
-def _modules() -> dict[str, Path]:
-    found = {"labkit.rig": RIG / "__init__.py", "labkit.rig._checks": RIG / "_checks.py"}
-    for layer in LAYERS:
-        for path in sorted((RIG / layer).glob("*.py")):
-            name = f"labkit.rig.{layer}" + ("" if path.stem == "__init__" else f".{path.stem}")
-            found[name] = path
-    return found
-
-
-def _imports(path: Path, known: set[str]) -> set[str]:
-    """The labkit.rig modules (or packages) that ``path`` imports."""
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        names = []
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names = [
-                f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module for a in node.names
-            ]
-        out |= {n for n in names if n.startswith("labkit.rig")}
-    return out
-
-
-MODULES = _modules()
-GRAPH = {name: _imports(path, set(MODULES)) for name, path in MODULES.items()}
+MODULES = module_files(RIG, "labkit.rig")
+GRAPH = {name: imports(path, set(MODULES), "labkit.rig") for name, path in MODULES.items()}
 
 
 def _layer(module: str) -> int | None:
@@ -52,28 +28,6 @@ def _layer(module: str) -> int | None:
 def test_a_module_imports_only_its_own_and_earlier_layers(module):
     later = {i for i in GRAPH[module] if i == "labkit.rig" or (_layer(i) is not None and _layer(i) > _layer(module))}
     assert not later, f"{module} imports {sorted(later)} (layers, in order: {LAYERS})"
-
-
-def test_no_import_cycles():
-    state: dict[str, int] = {}
-
-    def visit(node, stack):
-        state[node] = 1
-        for nxt in sorted(GRAPH.get(node, ())):
-            if state.get(nxt) == 1:
-                raise AssertionError(" -> ".join(stack[stack.index(nxt) :] + [nxt]))
-            if nxt not in state:
-                visit(nxt, stack + [nxt])
-        state[node] = 2
-
-    for name in sorted(GRAPH):
-        if name not in state:
-            visit(name, [name])
-
-
-@pytest.mark.parametrize("module", sorted(MODULES))
-def test_no_module_is_over_the_line_limit(module):
-    assert len(MODULES[module].read_text().splitlines()) <= MAX_LINES
 
 
 @pytest.mark.parametrize("layer", LAYERS)
