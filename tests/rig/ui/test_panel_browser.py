@@ -349,10 +349,12 @@ def test_panel_in_jupyterlab_start_traces_voltage_stop_records(lab, tmp_path):
         )
         (tmp_path / "automap_s.txt").write_text(f"{time.monotonic() - started:.1f}\n")
 
-        # re-run the panel's cell: the old panel closes its controller, so one device link stays open
+        # re-run the panel's cell: the old panel closes its controller; connected, the new one is the only device link
         page.locator(".jp-CodeCell", has_text="panel = RigPanel(ctl").locator(".jp-InputArea-editor").click()
         page.keyboard.press("Shift+Enter")
-        _wait_for(lambda: _text(page, ".labkit-rig-state") == "streaming", 30, "the new panel", page, shot)
+        _wait_for(lambda: _text(page, ".labkit-rig-state") == "disconnected", 30, "the new panel", page, shot)
+        page.locator(".labkit-rig-connect").click()
+        _wait_for(lambda: _text(page, ".labkit-rig-state") == "streaming", 30, "the new panel's stream", page, shot)
         page.locator(".jp-CodeCell").last.locator(".jp-InputArea-editor").click()
         page.keyboard.press("Escape")
         page.keyboard.press("b")  # a new cell below, in which the kernel lists its rig threads
