@@ -12,16 +12,13 @@ Session (:func:`run_session`)
     folder, the tracked strain and the video go into one NWB file, which is validated.
 
 Determinism
-    The simulator paces itself by the monotonic clock and the device starts a pulse when the STIMULATE frame
-    arrives, so a real-time session is *not* sample-exact: onsets move by ~1 ms from run to run and the noise under
-    every response changes. Everything else about the simulated worm is a function of (seed, absolute sample index,
-    pulse onset, pulse number). So the session gives the simulator another clock (``SimulatedRig.set_clock``),
-    :class:`HoldingClock`: device time runs at ``speed`` × real
-    time but stops at each scheduled onset until the device has taken that pulse, so every pulse starts exactly at
-    its scheduled device time (on the sample grid). It also never runs more than half the watchdog period ahead of
-    the last host frame, so a busy host slows the simulation instead of tripping the watchdog. The analysis uses
-    only epochs around pulses (absolute sample indices) and the video (whose frame times are fixed), never the
-    recording's first sample, so figures and claims depend on the seed only. ``speed`` > 1 is faster than real time.
+    A real-time session is not sample-exact (onsets move by ~1 ms from run to run), while everything else about the
+    simulated worm is a function of (seed, absolute sample index, pulse onset, pulse number). So the session gives
+    the simulator a labkit.rig.simulator.holding_clock.HoldingClock, which holds device time at every scheduled
+    onset until the device has taken that pulse: every pulse starts exactly at its scheduled device time (on the
+    sample grid), whatever the load. The analysis uses only epochs around pulses (absolute sample indices) and the
+    video (whose frame times are fixed), never the recording's first sample, so figures and claims depend on the
+    seed only. ``speed`` (device time per real time) > 1 is faster than real time.
 
 Analysis (:func:`analyse`) reads the NWB file and runs labkit.rig.analysis.sweep on it: stimulus-locked epochs,
 artefact template per period from the template pulses (scaled by the measured V_pp), band-pass, first-spike arrival
@@ -38,7 +35,6 @@ pulse and the shortening per trial (−min of the mean strain 0–0.5 s after th
 """
 
 import shutil
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,10 +54,10 @@ from labkit.rig.analysis.tracking import SegmentTracker, read_frames, track_vide
 from labkit.rig.firmware.limits import SafetyLimits
 from labkit.rig.host.driver import Rig
 from labkit.rig.host.nwb import session_to_nwb, validate_nwb
+from labkit.rig.simulator.holding_clock import HoldingClock
 from labkit.rig.simulator.worm_params import WormParams
 
 __all__ = [
-    "HoldingClock",
     "schedule",
     "run_session",
     "load_nwb",
@@ -71,48 +67,6 @@ __all__ = [
     "kymograph",
     "MappingConfig",
 ]
-
-
-class HoldingClock:
-    """Device µs for ``SimulatedRig.now_us``: ``speed`` × real time, held at :meth:`hold` times (see the module
-    docstring). Called from the simulator's thread only; :meth:`hold` and :meth:`wait` from the host's."""
-
-    def __init__(self, sim, speed: float):
-        self._device, self._speed = sim.device, float(speed)
-        self._lead_us = sim.device.limits.watchdog_ms * 1000 / 2
-        self._t = float(sim.now_us())
-        self._real = time.monotonic_ns()
-        self._hold: tuple[int, int] | None = None
-        self._lock = threading.Lock()
-        self._reached = threading.Event()
-
-    def __call__(self) -> int:
-        with self._lock:
-            real = time.monotonic_ns()
-            t = self._t + (real - self._real) / 1000 * self._speed
-            self._real = real
-            t = min(t, max(self._t, self._device.last_host_us + self._lead_us))
-            if self._hold is not None:
-                at_us, pulses = self._hold
-                if self._device.pulses_delivered >= pulses:
-                    self._hold = None
-                elif t >= at_us:
-                    t = at_us
-                    self._reached.set()
-            self._t = max(self._t, t)
-            return int(self._t)
-
-    def hold(self, at_us: int, until_pulses: int) -> None:
-        """Stop device time at ``at_us`` until the device has delivered ``until_pulses`` pulses in all."""
-        with self._lock:
-            if at_us < self._t:
-                raise RuntimeError(f"HoldingClock: hold time {at_us} µs is already past (device time {self._t:.0f} µs)")
-            self._hold = (int(at_us), int(until_pulses))
-            self._reached.clear()
-
-    def wait(self, timeout_s: float) -> None:
-        if not self._reached.wait(timeout_s):
-            raise TimeoutError(f"HoldingClock: device time did not reach the hold within {timeout_s} s")
 
 
 def schedule(cfg: "MappingConfig") -> list[tuple[int, float, float]]:
@@ -149,13 +103,14 @@ def run_session(cfg: "MappingConfig", folder) -> dict:
         sim.set_clock(clock)
         rig.configure(sample_rate=cfg.fs_hz, channels=4)
         with rig.record(folder / "session"):
-            rig.arm()
-            for k, (at_us, vpp, period) in enumerate(tqdm(plan, desc="pulses", mininterval=5)):
+            for k, (at_us, _, _) in enumerate(plan):
                 clock.hold(at_us, k + 1)
-                clock.wait(timeout_s=60.0)
-                rig.stimulate(vpp=vpp, period_ms=period)
             clock.hold(int(t_stop_s * 1e6), len(plan) + 1)  # never released: the recording ends there
-            clock.wait(timeout_s=60.0)
+            rig.arm()
+            for k, (_, vpp, period) in enumerate(tqdm(plan, desc="pulses", mininterval=5)):
+                clock.wait(k + 1, timeout_s=60.0)
+                rig.stimulate(vpp=vpp, period_ms=period)
+            clock.wait(len(plan) + 1, timeout_s=60.0)
             rig.disarm()
         counters = rig.counters
         video = sim.render_video(folder / "video.avi", cfg.first_pulse_s - 0.5, t_stop_s, fps=cfg.fps, seed=cfg.seed)

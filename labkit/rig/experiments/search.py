@@ -11,7 +11,8 @@ unchanged on the simulator (``rigsim://``) and on a board. Every trial:
    :class:`SearchError`), and the :class:`SafetyBudget` (pulses, charge) and the device's hard limits are checked
    *before* anything is sent; a proposal the budget cannot afford ends the search. The rest between pulses is the
    pacer's: one whose ``rest_s`` is below the budget's is refused at the start, and a pulse that the device clock
-   shows came too early (a faulty pacer) stops the search with :class:`SearchError`;
+   shows came too early (a faulty pacer) stops the search with :class:`SearchError`, as does a pulse the rig
+   refuses (the error names the pulse; the rig's own error is its ``__cause__``);
 3. ``pace.wait(k)`` returns when pulse k may go (the rest since the last pulse is over), ``rig.stimulate``,
    ``pace.sent(k)``; the echo (what the device measured it delivered) is what the models are fitted on.
 
@@ -19,8 +20,8 @@ Designs, all starting with the same template pulses (``template_repeats`` per pe
 :class:`PlannedDesign` replays a fixed list (05a's grid, a random design) and :class:`ClosedLoopDesign` fits each
 fibre's strength–duration model (labkit.rig.experiments.strength_duration) and, for each fibre in turn, takes the
 candidate that most reduces the posterior variance of its (Rb, c). A ``stop`` event ends the search at once (the
-caller STOPs the rig); a rig that stops answering raises :class:`labkit.rig.RigError` from the driver, or
-:class:`SearchError` here when its data stop arriving.
+caller STOPs the rig); a rig that stops answering raises :class:`SearchError` here — when a pulse gets no echo or
+its data stop arriving — or :class:`labkit.rig.RigError` from the driver while waiting on it otherwise.
 
 Every trial is reclassified after each pulse (the noise level is pooled over the session), so an early call can
 change as the session grows; the models are always fitted on the current classification.
@@ -297,7 +298,12 @@ def run_search(
         pace.wait(k)
         if stop is not None and stop.is_set():
             break
-        pulse = rig.stimulate(vpp=proposal[0], period_ms=proposal[1])
+        try:
+            pulse = rig.stimulate(vpp=proposal[0], period_ms=proposal[1])
+        except RigError as e:
+            raise SearchError(
+                f"pulse {k} (vpp={proposal[0]!r} V, period_ms={proposal[1]!r} ms) was refused, the search stops: {e}"
+            ) from e
         pace.sent(k)
         if k > 0 and pulse.t_start_s - trials.t_start_s[-1] < budget.min_rest_s - _CLOCK_TOLERANCE_S:
             raise SearchError(

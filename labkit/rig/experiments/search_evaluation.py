@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from labkit import repro
 from labkit.config import ConfigError, NotebookConfig, fraction, param, positive_float, positive_int, tuple_of
 from labkit.rig.analysis.validation import WORM_RANGES
-from labkit.rig.experiments.mapping import HoldingClock, MappingConfig, schedule
+from labkit.rig.experiments.mapping import MappingConfig, schedule
 from labkit.rig.experiments.search import (
     FIBRE_NAMES,
     ClosedLoopDesign,
@@ -54,6 +54,7 @@ from labkit.rig.experiments.search_accuracy import (
 )
 from labkit.rig.experiments.strength_duration import threshold_vpp
 from labkit.rig.host.driver import Rig
+from labkit.rig.simulator.holding_clock import HoldingClock
 from labkit.seeds import derived_seed
 
 __all__ = [
@@ -158,7 +159,8 @@ class EvaluationResult:
 
 class _HeldPacer:
     """Deterministic pacing on the simulator: device time stops at each onset (``first_s`` + k ``rest_s``, on the
-    10 ms grid) until that pulse has gone, so the analysis and the design take no device time."""
+    10 ms grid) until that pulse has gone, so the analysis and the design take no device time. The hold for pulse
+    k + 1 is set before pulse k goes (labkit.rig.simulator.holding_clock)."""
 
     def __init__(self, clock: HoldingClock, first_s: float, rest_s: float):
         self.clock, self.first_s, self.rest_s = clock, first_s, rest_s
@@ -169,10 +171,11 @@ class _HeldPacer:
     def wait(self, k: int) -> None:
         if k == 0:
             self._hold(0)
-        self.clock.wait(timeout_s=60.0)
+        self._hold(k + 1)
+        self.clock.wait(k + 1, timeout_s=60.0)
 
     def sent(self, k: int) -> None:
-        self._hold(k + 1)
+        """Nothing to do: the hold for pulse k + 1 was set before pulse k went."""
 
 
 def _design(method: str, cfg: EvaluationConfig, worm: int) -> tuple:

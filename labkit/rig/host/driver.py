@@ -139,7 +139,9 @@ class Rig(RigLink):
         or the watchdog cut it short).
 
         ``vpp`` and ``period_ms``: any real numbers (not bool). Out-of-limit requests raise :class:`LimitError`
-        before anything is sent; the device refuses them too.
+        before anything is sent; the device refuses them too. The host's copy of the rate limit counts from when the
+        previous STIMULATE was sent — the nearest host-side stand-in for the device's onset — not from its echo, which
+        a busy host may handle late.
         """
         info = self._info()
         vpp, period_ms = as_real("vpp", vpp), as_real("period_ms", period_ms)
@@ -148,12 +150,12 @@ class Rig(RigLink):
         info.limits.check(vpp, period_ms, code, since)
         self._request_id += 1
         rid = self._request_id
+        self._last_pulse_host_s = time.monotonic()
         echo = self._request(
             Stimulate(rid, vpp, int(round(period_ms * 1000)), code),
             lambda f, seq: f.type == MsgType.PULSE and f.msg.request_id == rid,
             timeout=period_ms / 1000 + self.timeout_s,
         )
-        self._last_pulse_host_s = time.monotonic()
         return pulse_from_echo(echo.msg)
 
     # --- data -------------------------------------------------------------------------------------------

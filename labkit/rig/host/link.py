@@ -116,7 +116,7 @@ class RigLink:
             raise RigError(self._failure)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise RigError(f"timed out waiting for {what}")
+            raise RigError(f"timed out waiting for {what} (Rig timeout_s={self.timeout_s:g} s)")
         self._state.wait(min(remaining, 0.1))
 
     def _send(self, msg, before_write: Callable[[int], None] | None = None) -> None:

@@ -101,7 +101,7 @@ class SimulatedRig:
     def set_clock(self, clock: Callable[[], int]) -> None:
         """Replace the device's time source by ``clock()`` → µs (never decreasing, called from the simulator's
         thread), e.g. one that holds at scheduled pulse onsets so that a scripted session is sample-exact
-        (``labkit.rig.experiments.mapping.HoldingClock``)."""
+        (labkit.rig.simulator.holding_clock.HoldingClock)."""
         self._clock = clock
 
     def _real_time_us(self) -> int:

@@ -1,7 +1,5 @@
-"""Segment tracking on frames rendered by labkit.rig.simulator.video with a known strain; LED sync; streaming;
-throughput."""
-
-import time
+"""Segment tracking on frames rendered by labkit.rig.simulator.video with a known strain; LED sync; streaming
+(throughput: benchmarks/bench_rig_analysis.py)."""
 
 import numpy as np
 import pytest
@@ -74,19 +72,6 @@ def test_robust_to_strong_lighting_drift_and_noise(filmed):
     assert t.usable.mean() > 0.95
     ok = t.usable
     assert np.corrcoef(t.motion[ok], truth.mean(axis=1)[ok])[0, 1] > 0.98
-
-
-def test_tracking_throughput_at_640x160_on_one_core(filmed):
-    frames = filmed[3]
-    tracker = tr.SegmentTracker()
-    best = 0.0
-    for _ in range(3):
-        t0 = time.perf_counter()
-        for f in frames:
-            tracker.update(f)
-        best = max(best, len(frames) / (time.perf_counter() - t0))
-    assert frames[0].shape == (160, 640, 3)
-    assert best >= 100, f"{best:.0f} frames/s"
 
 
 @pytest.mark.parametrize("frame", [np.zeros((160, 640), np.uint8), np.zeros((160, 640, 3), np.float32), "frame"])

@@ -1,15 +1,12 @@
-"""The mapping session of notebook 05a: schedule, holding clock, a real driver session that is sample-exact across runs,
+"""The mapping session of notebook 05a: schedule, a real driver session that is sample-exact across runs,
 and its analysis from the NWB file."""
-
-import threading
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from labkit.config import ConfigError
 from labkit.rig.experiments import mapping
-from labkit.rig.experiments.mapping import HoldingClock, MappingConfig
+from labkit.rig.experiments.mapping import MappingConfig
 from labkit.rig.firmware.limits import SafetyLimits
 
 TINY = dict(
@@ -53,42 +50,6 @@ def test_schedule_is_seeded_complete_and_on_the_sample_grid():
 def test_config_rejects_bad_values(params, name):
     with pytest.raises(ConfigError, match=name):
         MappingConfig.from_params(scale="smoke", **params)
-
-
-class FakeSim:
-    """What HoldingClock reads from a SimulatedRig: its clock and its device's counters."""
-
-    def __init__(self):
-        self.device = SimpleNamespace(limits=SafetyLimits(), last_host_us=0, pulses_delivered=0)
-
-    def now_us(self):
-        return 0
-
-
-def test_holding_clock_stops_at_the_hold_until_the_pulse_is_taken():
-    sim = FakeSim()
-    clock = HoldingClock(sim, speed=4.0)
-    clock.hold(30_000, until_pulses=1)
-    seen = []
-    while not seen or seen[-1] < 30_000:
-        sim.device.last_host_us = seen[-1] if seen else 0  # a host that keeps the watchdog fed
-        seen.append(clock())
-    clock.wait(1.0)
-    assert seen[-1] == 30_000 and all(b >= a for a, b in zip(seen, seen[1:]))
-    sim.device.last_host_us = 30_000
-    assert clock() == 30_000  # still held: the pulse is not delivered
-    sim.device.pulses_delivered = 1
-    threading.Event().wait(0.01)
-    assert clock() > 30_000  # released, and it carries on from the hold
-    with pytest.raises(RuntimeError, match="already past"):
-        clock.hold(10_000, until_pulses=2)
-
-
-def test_holding_clock_never_runs_ahead_of_the_host_by_half_the_watchdog():
-    sim = FakeSim()
-    clock = HoldingClock(sim, speed=4.0)
-    threading.Event().wait(0.2)  # 800 ms of device time at speed 4...
-    assert clock() <= SafetyLimits().watchdog_ms * 1000 / 2  # ...but the host sent nothing: 125 ms at most
 
 
 @pytest.fixture(scope="module")

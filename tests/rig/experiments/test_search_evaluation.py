@@ -2,6 +2,7 @@
 summaries whose answers are known (pulses to accuracy: test_search_accuracy)."""
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -9,6 +10,8 @@ import pytest
 from labkit.rig.experiments import search_evaluation as ev
 from labkit.rig.experiments.search import charge_v_ms
 from labkit.rig.experiments.strength_duration import threshold_vpp
+from labkit.rig.firmware.protocol import Stimulate
+from labkit.rig.host.driver import Rig
 
 TRUTH = {
     "mgf_rheobase_v": 1.0,
@@ -96,3 +99,22 @@ def test_worm_draws_respect_the_prior():
         # every prior worm's MGF threshold lies above the template pulses and below the top of the space
         assert ev.EvaluationConfig().template_vpp < threshold_vpp(w["mgf_rheobase_v"], w["mgf_chronaxie_ms"], 20.0)
     assert ev.draw_worm(7, 3) == ev.draw_worm(7, 3) != ev.draw_worm(7, 4)
+
+
+def test_held_pacing_survives_a_host_slow_to_handle_echoes(monkeypatch):
+    """Regression: 05c under heavy load once stopped with the host's rate limit ("85.1 ms since the last pulse"):
+    the host timed its limit from each echo's handling, which a descheduled thread delays, not from the request;
+    and the hold for the next pulse, set after the echo, could come too late for the clock."""
+    request = Rig._request
+
+    def late(self, msg, *args, **kwargs):
+        answer = request(self, msg, *args, **kwargs)
+        if isinstance(msg, Stimulate):
+            time.sleep(0.3)  # the host's thread descheduled right after the echo arrived
+        return answer
+
+    monkeypatch.setattr(Rig, "_request", late)
+    cfg = ev.EvaluationConfig(n_worms=1, n_pulses=4, template_repeats=1)
+    run = ev.run_worm(cfg, "random", 0, ev.draw_worm(cfg.worm_seed, 0))
+    assert len(run.trials) == 4 + run.n_templates and run.within_limits
+    assert np.diff(run.trials.t_start_s).min() >= cfg.rest_s - 1e-6  # device clock: the pacing held

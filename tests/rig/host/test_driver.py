@@ -363,8 +363,6 @@ def test_record_gives_up_when_no_data_arrives(tmp_path):
     with Rig(URL, session_root=tmp_path, timeout_s=0.3) as rig:
         rig.serial.sim.set_clock(lambda: 0)  # a device whose clock stands still sends no data
         rig.configure()
-        t0 = time.monotonic()
-        with pytest.raises(RigError, match="timed out waiting for the first data block"):
+        with pytest.raises(RigError, match=r"timed out waiting for the first data block \(Rig timeout_s=0.3 s\)"):
             with rig.record("session"):
                 pass
-        assert time.monotonic() - t0 < 1.0
