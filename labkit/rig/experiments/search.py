@@ -12,7 +12,7 @@ unchanged on the simulator (``rigsim://``) and on a board. Every trial:
    *before* anything is sent; a proposal the budget cannot afford ends the search. The rest between pulses is the
    pacer's: one whose ``rest_s`` is below the budget's is refused at the start, and a pulse that the device clock
    shows came too early (a faulty pacer) stops the search with :class:`SearchError`, as does a pulse the rig
-   refuses (the error names the pulse; the rig's own error is its ``__cause__``);
+   refuses or does not answer (the error names the pulse; the rig's own error is its ``__cause__``);
 3. ``pace.wait(k)`` returns when pulse k may go (the rest since the last pulse is over), ``rig.stimulate``,
    ``pace.sent(k)``; the echo (what the device measured it delivered) is what the models are fitted on.
 
@@ -302,7 +302,7 @@ def run_search(
             pulse = rig.stimulate(vpp=proposal[0], period_ms=proposal[1])
         except RigError as e:
             raise SearchError(
-                f"pulse {k} (vpp={proposal[0]!r} V, period_ms={proposal[1]!r} ms) was refused, the search stops: {e}"
+                f"pulse {k} (vpp={proposal[0]!r} V, period_ms={proposal[1]!r} ms) failed, the search stops: {e}"
             ) from e
         pace.sent(k)
         if k > 0 and pulse.t_start_s - trials.t_start_s[-1] < budget.min_rest_s - _CLOCK_TOLERANCE_S:

@@ -142,7 +142,7 @@ def test_budget_ends_the_search_before_it_is_exceeded():
 
 def test_a_design_outside_the_hard_limits_is_refused_before_delivery():
     rig = FakeRig()
-    with pytest.raises(SearchError, match=r"pulse 3 \(vpp=12.0 V, period_ms=2.0 ms\) was refused") as refused:
+    with pytest.raises(SearchError, match=r"pulse 3 \(vpp=12.0 V, period_ms=2.0 ms\) failed") as refused:
         _search(rig, PlannedDesign([(3.0, 2.0), (12.0, 2.0)]), space=SearchSpace(vpp_range=(1.0, 12.0)))
     assert isinstance(refused.value.__cause__, LimitError) and "hard limit" in str(refused.value)
     assert (12.0, 2.0) not in rig.requests and (3.0, 2.0) in rig.requests
