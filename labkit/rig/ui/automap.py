@@ -44,6 +44,7 @@ from labkit.rig.experiments.search import (
     Trials,
     run_search,
 )
+from labkit.rig.experiments.search_evaluation import EvaluationConfig
 from labkit.rig.firmware.limits import RigError, SafetyLimits
 from labkit.rig.host.search_log import SearchTrialWriter
 
@@ -134,8 +135,10 @@ class _SearchRig:
 
 class AutoMap:
     """Runs the closed-loop search on ``controller``'s rig (module docstring). ``space``, ``n_pulses`` (after the
-    template pulses), ``budget`` and ``analysis`` (05a's MappingConfig: templates, windows, velocities) configure
-    the search; ``rest_s`` is the rest between pulses; ``timeout_s`` how long a trial's data may take to arrive.
+    template pulses), ``budget`` and ``analysis`` (05a's MappingConfig: templates, windows, velocities; by default
+    with 05c's template voltage, below the MGF threshold of every worm in the simulator's prior — on a real worm,
+    set one below its threshold) configure the search; ``rest_s`` is the rest between pulses; ``timeout_s`` how
+    long a trial's data may take to arrive.
 
     ``state``: "idle", "running", "done" (the design or the budget ended it), "stopped" (STOP) or "failed";
     ``message`` says what it is doing or why it ended; ``view`` is the newest :class:`AutoMapView` (None before the
@@ -175,7 +178,9 @@ class AutoMap:
             "a finite number of seconds > 0",
         )
         self.ctl, self.space, self.n_pulses, self.budget = controller, space, int(n_pulses), budget
-        self.analysis = analysis if analysis is not None else MappingConfig(template_repeats=2)
+        if analysis is None:
+            analysis = MappingConfig(template_vpp=EvaluationConfig().template_vpp, template_repeats=2)
+        self.analysis = analysis
         self.rest_s, self.timeout_s = float(rest_s), float(timeout_s)
         self.state, self.message = "idle", "press Arm, then Auto-map"
         self.view: AutoMapView | None = None

@@ -11,6 +11,7 @@ from pynwb import NWBHDF5IO
 
 from labkit.rig import RigError
 from labkit.rig.experiments.search import SafetyBudget, SearchSpace
+from labkit.rig.experiments.search_evaluation import EvaluationConfig
 from labkit.rig.experiments.strength_duration import FibreModel, threshold_vpp
 from labkit.rig.host.nwb import validate_nwb
 from labkit.rig.ui.automap import AutoMap
@@ -149,6 +150,7 @@ def test_a_rig_that_stops_answering_ends_the_search_with_a_message_and_the_devic
 def test_automap_and_the_pulse_schedule_never_run_together_and_automap_needs_an_armed_rig():
     ctl = fake_controller()
     panel = RigPanel(ctl)
+    assert panel.automap.analysis.template_vpp == EvaluationConfig().template_vpp  # below every prior worm's MGF
     panel.automap_button.click()
     assert "not connected: press Connect" in ctl.message
     ctl.connect()
