@@ -24,6 +24,7 @@ HEIGHT_PX = 480  # the panel's plots, pixels high
 
 _COLOURS = ("C0", "C1", "C2", "C3")
 _NICE_UV = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0)
+_NICE_STRAIN = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
 def _nice_limit(peak: float, steps=_NICE_UV) -> float:
@@ -50,8 +51,10 @@ class TracePlot:
     response's tens of µV, is clipped at the axis edge), so the evoked response stays readable.
 
     ``live=True`` draws the axes once and then only the lines over a saved background (blitting), re-drawing
-    everything only when an axis limit changes (limits move in coarse steps, :func:`_nice_limit`); ``png()``
-    encodes the canvas with OpenCV. ``live=False`` is an ordinary figure (for ``savefig``).
+    everything only when an axis limit changes (limits move in coarse steps, :func:`_nice_limit`); the layout is
+    computed once, for the widest tick labels, and kept, which halves a whole redraw (benchmarks/
+    bench_rig_panel.py) — a click on the panel waits for a redraw under way. ``png()`` encodes the canvas with
+    OpenCV. ``live=False`` is an ordinary figure (for ``savefig``).
     """
 
     def __init__(
@@ -77,6 +80,13 @@ class TracePlot:
         self.motion_axis.set_ylabel("motion\n(strain)")
         self.motion_axis.set_xlabel("time (s, 0 = newest sample)")
         self.figure.suptitle(title, fontsize=10)
+        if live:  # lay out once, for the widest tick labels, and keep it (class docstring)
+            for ax in self.trace_axes:
+                ax.set_ylim(-_NICE_UV[-1], _NICE_UV[-1])
+            self.motion_axis.set_ylim(-_NICE_STRAIN[0], _NICE_STRAIN[0])
+            self.motion_axis.set_xlim(-2.0, 0.0)  # the 2 s timebase: two-decimal time labels, the widest
+            self.figure.canvas.draw()
+            self.figure.set_layout_engine("none")
         self._limits: tuple | None = None
         self._background = None
 
@@ -97,7 +107,7 @@ class TracePlot:
             limits.append(gain_uv or _nice_limit(float(seen.max()) if seen.size else 0.0))
         self.motion_line.set_data(snap.motion_t_s - snap.t_end_s, snap.motion)
         finite = np.abs(snap.motion[np.isfinite(snap.motion)])
-        limits.append(_nice_limit(float(finite.max()) if finite.size else 0.0, (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)))
+        limits.append(_nice_limit(float(finite.max()) if finite.size else 0.0, _NICE_STRAIN))
         limits = tuple(limits)
         if limits != self._limits:
             self._limits, self._background = limits, None
