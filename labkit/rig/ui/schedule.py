@@ -2,8 +2,9 @@
 
 While running and armed, pulses are requested on a fixed-rate schedule, every 1 / rate_hz seconds from the previous
 *request* (so they start 1 / rate_hz apart on the device clock, the request-to-pulse latency being constant), never
-sooner than the host driver's rate check allows (1 / max_rate_hz after the previous echo); a late request is not
-followed by a burst. Times are host times (``time.monotonic()``).
+sooner than 1 / max_rate_hz after the previous echo — stricter than the host driver's rate check, which counts from
+the previous request, so that at the maximum rate the device's own check (onset to onset) is not met on a knife
+edge; a late request is not followed by a burst. Times are host times (``time.monotonic()``).
 
 labkit.rig.ui.controller.RigController keeps one :class:`PulseSchedule` and runs it on its stimulus thread (arming,
 settings, refusals and the pulses themselves are the controller's).
@@ -41,6 +42,6 @@ class PulseSchedule:
         return min(0.01, max(0.0005, self.due_s(max_rate_hz) - time.monotonic()))
 
     def due_s(self, max_rate_hz: float) -> float:
-        """Host time of the next request: the schedule's, never sooner than the host driver's rate check allows
-        (1 / max_rate_hz after the previous echo)."""
+        """Host time of the next request: the schedule's, never sooner than 1 / max_rate_hz after the previous echo
+        (module docstring)."""
         return max(self.next_due, self.last_echo + 1.0 / max_rate_hz)
