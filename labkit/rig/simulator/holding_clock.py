@@ -15,6 +15,7 @@ host slows the simulation instead of tripping the watchdog.
 
 import threading
 import time
+from collections import deque
 
 __all__ = ["HoldingClock"]
 
@@ -28,7 +29,7 @@ class HoldingClock:
         self._lead_us = sim.device.limits.watchdog_ms * 1000 / 2
         self._t = float(sim.now_us())
         self._real = time.monotonic_ns()
-        self._holds: dict[int, int] = {}  # pulses delivered -> the device µs held at until then
+        self._holds: deque[tuple[int, int]] = deque()  # (pulses delivered, device µs held at until then), in order
         self._reached = 0  # the largest ``until_pulses`` whose hold device time has reached
         self._cond = threading.Condition()
 
@@ -38,14 +39,12 @@ class HoldingClock:
             t = self._t + (real - self._real) / 1000 * self._speed
             self._real = real
             t = min(t, max(self._t, self._device.last_host_us + self._lead_us))
-            delivered = self._device.pulses_delivered
-            for pulses in [n for n in self._holds if n <= delivered]:
-                del self._holds[pulses]  # taken: released
-            if self._holds:
-                pulses = min(self._holds)
-                if t >= self._holds[pulses]:
-                    t = self._holds[pulses]
-                    self._reached = max(self._reached, pulses)
+            while self._holds and self._holds[0][0] <= self._device.pulses_delivered:
+                self._holds.popleft()  # taken: released
+            if self._holds and t >= self._holds[0][1]:
+                pulses, t = self._holds[0]
+                if pulses > self._reached:
+                    self._reached = pulses
                     self._cond.notify_all()
             self._t = max(self._t, t)
             return int(self._t)
@@ -54,13 +53,13 @@ class HoldingClock:
         """Stop device time at ``at_us`` until the device has delivered ``until_pulses`` pulses in all. Holds come in
         delivery order: each later and for more pulses than the one before."""
         with self._cond:
-            last_pulses, last_at = max(self._holds.items(), default=(0, self._t))
+            last_pulses, last_at = self._holds[-1] if self._holds else (0, self._t)
             if at_us < last_at or until_pulses <= last_pulses:
                 raise RuntimeError(
                     f"HoldingClock: hold at {at_us} µs until {until_pulses} pulses; allowed: after device time "
                     f"{last_at:.0f} µs and for more than {last_pulses} pulses (holds come in delivery order)"
                 )
-            self._holds[int(until_pulses)] = int(at_us)
+            self._holds.append((int(until_pulses), int(at_us)))
 
     def wait(self, until_pulses: int, timeout_s: float) -> None:
         """Return once device time has reached the hold for ``until_pulses`` (it stays there until they are
